@@ -1,0 +1,130 @@
+"""The artifact cache: content-keyed entries that appear atomically and are built once per machine.
+
+An entry is a file or directory at `<root>/<kind>/<name>`. It is produced into a temporary
+sibling under a file lock and renamed into place, so a reader either sees a complete entry or
+none, and a producer killed halfway leaves only a temporary that the next producer removes.
+A failed production is recorded for the current run so that other workers fail fast with the
+same message instead of trying again.
+"""
+
+from __future__ import annotations
+
+import errno
+import hashlib
+import json
+import os
+import shutil
+import uuid
+from collections.abc import Callable, Mapping
+from pathlib import Path
+
+from filelock import FileLock
+
+from harness.errors import BuildError, InfraError, LtobootError, UsageError
+
+RUN_ID_ENV = "LTOBOOT_RUN_ID"
+
+
+def cache_root() -> Path:
+    """The cache directory ($LTOBOOT_CACHE, default ~/.cache/ltoboot), created and writable."""
+    root = Path(os.environ.get("LTOBOOT_CACHE") or Path.home() / ".cache" / "ltoboot")
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+        probe = root / f".write-test-{os.getpid()}"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as e:
+        raise InfraError(
+            f"cache directory {root} is not usable ({e.strerror}): "
+            "set LTOBOOT_CACHE to a writable directory with free space"
+        ) from None
+    return root
+
+
+def content_key(parts: Mapping[str, object]) -> str:
+    """A short stable hash of every input that determines an artifact."""
+    blob = json.dumps(parts, sort_keys=True, separators=(",", ":")).encode()
+    return hashlib.sha256(blob).hexdigest()[:20]
+
+
+def file_sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with path.open("rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def run_id() -> str:
+    """Identifies this run across xdist workers (the plugin and CLI set it once per run)."""
+    rid = os.environ.get("PYTEST_XDIST_TESTRUNUID") or os.environ.get(RUN_ID_ENV)
+    if not rid:
+        rid = uuid.uuid4().hex
+        os.environ[RUN_ID_ENV] = rid
+    return rid
+
+
+_ERROR_TYPES: dict[str, type[LtobootError]] = {
+    cls.__name__: cls for cls in (BuildError, InfraError, UsageError, LtobootError)
+}
+
+
+def _failure_path(entry: Path) -> Path:
+    return entry.with_name(f".{entry.name}.failed.json")
+
+
+def _write_atomic(path: Path, data: str) -> None:
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(data)
+    os.replace(tmp, path)
+
+
+def _remove(path: Path) -> None:
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path, ignore_errors=True)
+    else:
+        path.unlink(missing_ok=True)
+
+
+def publish(entry: Path, produce: Callable[[Path], None]) -> Path:
+    """Return `entry`, producing it first with `produce(tmp)` if it is not in the cache yet.
+
+    `produce` writes a file or directory at the path it is given; it is renamed to `entry`
+    only when `produce` returns. Safe across processes: exactly one produces, others wait.
+    """
+    if entry.exists():
+        return entry
+    entry.parent.mkdir(parents=True, exist_ok=True)
+    with FileLock(str(entry.with_name(f".{entry.name}.lock"))):
+        if entry.exists():
+            return entry
+        failed = _failure_path(entry)
+        if failed.exists():
+            record = json.loads(failed.read_text())
+            if record.get("run") == run_id():
+                raise _ERROR_TYPES.get(record.get("type", ""), LtobootError)(record["message"])
+            failed.unlink()
+        # Anything temporary left here was abandoned by a killed producer: never trust it.
+        for stale in entry.parent.glob(f".tmp-{entry.name}-*"):
+            _remove(stale)
+        tmp = entry.with_name(f".tmp-{entry.name}-{os.getpid()}")
+        try:
+            produce(tmp)
+            os.rename(tmp, entry)
+        except OSError as e:
+            _remove(tmp)
+            if e.errno in (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES):
+                raise InfraError(
+                    f"cannot write the cache entry {entry} ({e.strerror}): free space or set "
+                    "LTOBOOT_CACHE to a writable directory"
+                ) from None
+            raise
+        except BaseException as e:
+            _remove(tmp)
+            if isinstance(e, LtobootError):
+                _write_atomic(
+                    failed,
+                    json.dumps({"run": run_id(), "type": type(e).__name__, "message": str(e)}),
+                )
+            raise
+    return entry

@@ -1,0 +1,101 @@
+"""Kernel sources: the Debian tarball (unpacked once into the cache) or a tree the user names."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+
+from harness import cache
+from harness.errors import InfraError, UsageError
+
+DEFAULT_TARBALL = Path("/usr/src/linux-source-6.1.tar.xz")
+DEFAULT_PACKAGE = "linux-source-6.1"
+
+
+@dataclass(frozen=True)
+class KernelSource:
+    tree: Path  # the source tree kbuild runs in (never written to: builds use O=)
+    identity: str  # content identity for cache keys
+    description: str  # what a human calls it: tarball name and hash, or git describe
+    version: str  # VERSION.PATCHLEVEL.SUBLEVEL from the top Makefile
+    git: bool
+
+
+def makefile_version(tree: Path) -> str:
+    fields = dict(
+        re.findall(r"^(VERSION|PATCHLEVEL|SUBLEVEL|EXTRAVERSION) = ?(.*)$",
+                   (tree / "Makefile").read_text(errors="replace"), re.M)
+    )
+    return f"{fields.get('VERSION', '?')}.{fields.get('PATCHLEVEL', '?')}." \
+        f"{fields.get('SUBLEVEL', '?')}{fields.get('EXTRAVERSION', '')}"
+
+
+def _unpack(tarball: Path, dest: Path) -> None:
+    dest.mkdir()
+    print(f"ltoboot: unpacking {tarball} into {dest.parent} (once)", flush=True)
+    subprocess.run(["tar", "-xf", str(tarball), "-C", str(dest), "--no-same-owner"], check=True)
+
+
+def from_tarball(tarball: Path) -> KernelSource:
+    if not tarball.is_file():
+        if tarball == DEFAULT_TARBALL:
+            raise InfraError(f"{tarball} is missing: run ./setup.sh or apt-get install "
+                             f"{DEFAULT_PACKAGE}")
+        raise UsageError(f"kernel source {tarball} does not exist: give a tree or a tarball")
+    digest = cache.file_sha256(tarball)
+    entry = cache.publish(cache.cache_root() / "src" / digest[:20],
+                          lambda tmp: _unpack(tarball, tmp))
+    tops = [p for p in entry.iterdir() if p.is_dir()]
+    if len(tops) != 1 or not (tops[0] / "Makefile").is_file():
+        raise UsageError(f"{tarball} does not unpack to a single kernel tree")
+    tree = tops[0]
+    return KernelSource(tree=tree, identity=f"tarball:{digest}",
+                        description=f"{tarball.name} (sha256 {digest[:12]})",
+                        version=makefile_version(tree), git=False)
+
+
+def _git(tree: Path, *args: str) -> str:
+    return subprocess.run(["git", "-C", str(tree), *args], capture_output=True, text=True,
+                          check=True).stdout.strip()
+
+
+def tree_identity(tree: Path) -> tuple[str, str]:
+    """(identity, description) of a source tree: git state when it is a repository."""
+    if (tree / ".git").exists():
+        head = _git(tree, "rev-parse", "HEAD")
+        status = _git(tree, "status", "--porcelain", "--untracked-files=no")
+        diff = _git(tree, "diff", "HEAD") if status else ""
+        dirty = hashlib.sha256(diff.encode()).hexdigest()[:12] if status else ""
+        try:
+            desc = _git(tree, "describe", "--always", "--tags", "--dirty")
+        except subprocess.CalledProcessError:
+            desc = head[:12]
+        return f"git:{head}:{dirty}", f"{tree} at {desc} ({head[:12]})"
+    h = hashlib.sha256()
+    for dirpath, dirnames, filenames in os.walk(tree):
+        dirnames[:] = sorted(d for d in dirnames if not d.startswith(".git"))
+        for name in sorted(filenames):
+            st = os.lstat(os.path.join(dirpath, name))
+            rel = os.path.relpath(os.path.join(dirpath, name), tree)
+            h.update(f"{rel}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
+    return f"tree:{h.hexdigest()}", f"{tree} (tree, {h.hexdigest()[:12]})"
+
+
+def resolve(spec: str | os.PathLike[str] | None) -> KernelSource:
+    """A kernel source from a tree, a tarball, or (None) the embedded Debian default."""
+    if spec is None:
+        return from_tarball(DEFAULT_TARBALL)
+    path = Path(spec).expanduser().resolve()
+    if path.is_file():
+        return from_tarball(path)
+    if not path.is_dir():
+        raise UsageError(f"--kernel-src {spec}: no such file or directory")
+    if not (path / "Makefile").is_file() or not (path / "Kconfig").is_file():
+        raise UsageError(f"--kernel-src {spec}: not a kernel source tree (no Makefile/Kconfig)")
+    identity, desc = tree_identity(path)
+    return KernelSource(tree=path, identity=identity, description=desc,
+                        version=makefile_version(path), git=(path / ".git").exists())

@@ -1,0 +1,87 @@
+"""Host tools: what the build and boot need, which Debian package ships each, and versions."""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+from collections.abc import Iterable
+from dataclasses import dataclass
+from functools import cache
+from pathlib import Path
+
+from harness.errors import InfraError
+
+# (command or header path, Debian package)
+BUILD_TOOLS: tuple[tuple[str, str], ...] = (
+    ("make", "make"),
+    ("flex", "flex"),
+    ("bison", "bison"),
+    ("bc", "bc"),
+    ("perl", "perl"),
+    ("depmod", "kmod"),
+    ("/usr/include/gelf.h", "libelf-dev"),
+    ("/usr/include/openssl/ssl.h", "libssl-dev"),
+)
+
+
+def _present(tool: str) -> bool:
+    return Path(tool).exists() if tool.startswith("/") else shutil.which(tool) is not None
+
+
+def require(tools: Iterable[tuple[str, str]]) -> None:
+    """Fail before anything runs, naming the Debian packages that provide what is missing."""
+    missing = [(t, p) for t, p in tools if not _present(t)]
+    if missing:
+        names = ", ".join(t for t, _ in missing)
+        pkgs = " ".join(sorted({p for _, p in missing}))
+        raise InfraError(f"missing {names}: run ./setup.sh or apt-get install {pkgs}")
+
+
+@dataclass(frozen=True)
+class Toolchain:
+    llvm: str  # version suffix as in LLVM=-19; "" means unsuffixed clang/ld.lld
+    clang_version: str  # first line of `clang --version`
+    lld_version: str  # first line of `ld.lld --version`
+    major: int
+
+    @property
+    def make_vars(self) -> list[str]:
+        return [f"LLVM=-{self.llvm}"] if self.llvm else ["LLVM=1"]
+
+
+def llvm_tools(llvm: str) -> list[tuple[str, str]]:
+    sfx = f"-{llvm}" if llvm else ""
+    return [
+        (f"clang{sfx}", f"clang{sfx}"),
+        (f"ld.lld{sfx}", f"lld{sfx}"),
+        (f"llvm-ar{sfx}", f"llvm{sfx}"),
+        (f"llvm-nm{sfx}", f"llvm{sfx}"),
+        (f"llvm-objcopy{sfx}", f"llvm{sfx}"),
+        (f"llvm-readelf{sfx}", f"llvm{sfx}"),
+    ]
+
+
+def parse_major(version_line: str) -> int:
+    m = re.search(r"version (\d+)\.", version_line) or re.search(r"LLD (\d+)\.", version_line)
+    if not m:
+        raise InfraError(f"cannot read a version from {version_line!r}")
+    return int(m.group(1))
+
+
+@cache
+def detect(llvm: str) -> Toolchain:
+    if llvm and not re.fullmatch(r"\d+", llvm):
+        from harness.errors import UsageError
+
+        raise UsageError(f"--llvm takes a version number such as 19, not {llvm!r}")
+    require(llvm_tools(llvm))
+    sfx = f"-{llvm}" if llvm else ""
+
+    def first_line(*argv: str) -> str:
+        out = subprocess.run(argv, capture_output=True, text=True, check=True).stdout
+        return out.splitlines()[0].strip()
+
+    clang = first_line(f"clang{sfx}", "--version")
+    lld = first_line(f"ld.lld{sfx}", "--version")
+    return Toolchain(llvm=llvm, clang_version=clang, lld_version=lld, major=parse_major(clang))
