@@ -1,0 +1,76 @@
+"""Booting a kernel: initramfs, accelerator choice (with the KVM probe), QEMU, ready shell."""
+
+from __future__ import annotations
+
+import os
+import shlex
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+from filelock import FileLock
+
+from harness import accel, cache, qemu, toolchain
+from harness.arch import get_arch
+from harness.build import Kernel
+from harness.errors import KernelFailure
+from harness.guest import Guest
+from harness.initramfs import build_initramfs
+from harness.progress import say
+
+BOOT_TIMEOUT = 15.0  # seconds to the shell under KVM; TCG multiplies by the arch's slowdown
+
+
+def boot_log(label: str) -> Path:
+    d = cache.cache_root() / "logs" / "boot"
+    d.mkdir(parents=True, exist_ok=True)
+    return d / f"{label}-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}-{time.monotonic_ns()}.log"
+
+
+def start(kernel: Kernel, accel_name: str, *, initrd: Path | None, extra_cmdline: Sequence[str],
+          timeout: float | None = None, label: str | None = None) -> Guest:
+    arch = get_arch(kernel.arch)
+    scale = 1.0 if accel_name == "kvm" else arch.tcg_slowdown
+    argv = qemu.qemu_argv(arch, kernel.image, initrd, qemu.kernel_cmdline(arch, extra_cmdline),
+                          accel=accel_name)
+    name = label or kernel.label
+    guest = Guest(argv, boot_log(name), label=name, accel=accel_name, timeout_scale=scale)
+    say(f"booting {name} ({accel_name}): {shlex.join(argv)}; console log: {guest.log}")
+    guest.wait_ready(timeout if timeout is not None else BOOT_TIMEOUT * scale)
+    return guest
+
+
+def boot(kernel: Kernel, *, accel_mode: str = "auto", init: Path | None = None,
+         extra_cmdline: Sequence[str] = (), timeout: float | None = None,
+         with_initramfs: bool = True, label: str | None = None) -> Guest:
+    """A guest booted to our shell. Raises KernelFailure (kernel's fault) or InfraError."""
+    arch = get_arch(kernel.arch)
+    toolchain.require([(arch.qemu, arch.qemu_package)])
+    initrd = build_initramfs(kernel, init) if with_initramfs else None
+    decision = accel.decide(arch, accel_mode)
+    if decision.accel is not None:
+        guest = start(kernel, decision.accel, initrd=initrd, extra_cmdline=extra_cmdline,
+                      timeout=timeout, label=label)
+        guest.accel_reason = decision.reason
+        return guest
+    with FileLock(str(accel.probe_record(arch)) + ".lock"):
+        decision = accel.decide(arch, accel_mode)
+        if decision.accel is not None:
+            return boot(kernel, accel_mode=accel_mode, init=init, extra_cmdline=extra_cmdline,
+                        timeout=timeout, with_initramfs=with_initramfs, label=label)
+        try:
+            guest = start(kernel, "kvm", initrd=initrd, extra_cmdline=extra_cmdline,
+                          timeout=accel.PROBE_TIMEOUT, label=label)
+        except KernelFailure as e:
+            kvm_failure = f"{e.kind}: {e.summary} (log {e.log})"
+        else:
+            accel.remember(arch, True, f"booted in {guest.boot_seconds:.1f}s")
+            guest.accel_reason = "KVM: probe booted this guest"
+            return guest
+        say(f"KVM did not boot {kernel.label} ({kvm_failure}); falling back to TCG")
+        # Only a TCG boot that works makes the KVM verdict trustworthy: record it after.
+        guest = start(kernel, "tcg", initrd=initrd, extra_cmdline=extra_cmdline,
+                      timeout=timeout, label=label)
+        accel.remember(arch, False, kvm_failure)
+        guest.accel_reason = f"TCG: KVM probe failed: {kvm_failure}"
+        return guest

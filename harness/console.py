@@ -1,0 +1,80 @@
+"""The console protocol, as pure functions: markers, failure patterns, output parsing.
+
+Commands run wrapped so that output and exit status are exact on a console shared with printk:
+every line the command prints is tagged with `|`, and the begin/end markers carry a random
+tag (written split in what we type, so the echo of our own input never matches them). Untagged
+lines between the markers are kernel messages: kept apart and scanned for failures.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+
+READY_RE = r"LTOBOOT-READY (\S+)"
+_TS = r"(?:\[ *\d+\.\d+\] )?"
+
+# (kind, regex) in priority order. Anchored at a line start (after an optional printk time),
+# so a tagged command output line such as dmesg's "|[ 1.2] WARNING: ..." never matches.
+FAILURES: tuple[tuple[str, str], ...] = (
+    ("cfi", rf"(?m)^{_TS}CFI failure at [^\r\n]*"),
+    ("panic", rf"(?m)^{_TS}Kernel panic - not syncing[^\r\n]*"),
+    ("bug", rf"(?m)^{_TS}(?:kernel )?BUG: [^\r\n]*"),
+    ("oops", rf"(?m)^{_TS}(?:Internal error: )?Oops[: ][^\r\n]*"),
+    ("warning", rf"(?m)^{_TS}WARNING: CPU: \d+ PID: \d+ at [^\r\n]*"),
+)
+FATAL = ("cfi", "panic", "bug", "oops")
+FAILURE_RES = {kind: re.compile(rx) for kind, rx in FAILURES}
+
+
+def command_line(cmd: str, tag: str) -> str:
+    """The line we type: markers, the command in a subshell (an oops kills it, not PID 1)."""
+    return (f"set -o pipefail; printf '%s%s\\n' BEGIN- {tag}; "
+            f"( {cmd} ) 2>&1 </dev/null | sed 's/^/|/'; "
+            f"printf '\\n%s%s %s\\n' END- {tag} $?")
+
+
+def begin_re(tag: str) -> str:
+    return rf"BEGIN-{tag}\r*\n"
+
+
+def end_re(tag: str) -> str:
+    return rf"END-{tag} (\d+)\r*\n"
+
+
+@dataclass
+class CommandResult:
+    cmd: str
+    status: int
+    output: str  # exactly what the command printed (stdout and stderr), without the tags
+    kernel_lines: list[str] = field(default_factory=list)  # printk lines that came meanwhile
+    events: list[tuple[str, str]] = field(default_factory=list)  # (kind, line) failures seen
+
+    @property
+    def ok(self) -> bool:
+        return self.status == 0
+
+
+def classify(text: str) -> list[tuple[str, str]]:
+    """Every failure line in `text`, as (kind, line), in the order they appear."""
+    found = []
+    for kind, rx in FAILURE_RES.items():
+        found += [(m.start(), kind, m.group(0).strip()) for m in rx.finditer(text)]
+    return [(kind, line) for _, kind, line in sorted(found)]
+
+
+def split_output(raw: str) -> tuple[str, list[str]]:
+    """Split what came between the markers into (command output, kernel lines)."""
+    output, kernel = [], []
+    for line in raw.replace("\r\n", "\n").replace("\r", "").split("\n"):
+        if line.startswith("|"):
+            output.append(line[1:])
+        elif line.strip():
+            kernel.append(line)
+    return "\n".join(output), kernel
+
+
+def parse_result(cmd: str, raw: str, status: int) -> CommandResult:
+    output, kernel = split_output(raw)
+    return CommandResult(cmd=cmd, status=status, output=output, kernel_lines=kernel,
+                         events=classify("\n".join(kernel)))

@@ -1,0 +1,159 @@
+"""A running guest: QEMU under pexpect, its console log, and commands with exact output/status."""
+
+from __future__ import annotations
+
+import atexit
+import contextlib
+import ctypes
+import re
+import secrets
+import shlex
+import signal
+import time
+from pathlib import Path
+from typing import Any
+
+import pexpect
+
+from harness import console
+from harness.console import CommandResult
+from harness.errors import KernelFailure
+
+_PR_SET_PDEATHSIG = 1
+_LIVE: set[Guest] = set()
+EXCERPT_LINES = 40
+
+
+def _die_with_parent() -> None:
+    """In the QEMU child before exec: SIGKILL it when the harness dies, even by SIGKILL."""
+    ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+
+
+@atexit.register
+def _close_all() -> None:
+    for g in list(_LIVE):
+        g.close()
+
+
+def log_tail(log: Path, lines: int = EXCERPT_LINES) -> str:
+    try:
+        text = log.read_bytes().decode(errors="replace")  # no newline translation of \r\r\n
+    except OSError:
+        return ""
+    return "\n".join(text.replace("\r", "").splitlines()[-lines:])
+
+
+class Guest:
+    """One QEMU process. `broken` is set by the first kernel failure; later commands refuse."""
+
+    def __init__(self, argv: list[str], log: Path, *, label: str, accel: str,
+                 timeout_scale: float) -> None:
+        self.argv, self.log, self.label, self.accel = argv, log, label, accel
+        self.timeout_scale = timeout_scale
+        self.accel_reason = ""
+        self.release = ""
+        self.boot_seconds = 0.0
+        self.broken: KernelFailure | None = None
+        self.warnings: list[str] = []
+        log.parent.mkdir(parents=True, exist_ok=True)
+        self._logf = log.open("w", encoding="utf-8", errors="replace")
+        self._logf.write(f"# {shlex.join(argv)}\n")
+        self._logf.flush()
+        self._started = time.monotonic()
+        self.child: Any = pexpect.spawn(
+            argv[0], argv[1:], encoding="utf-8", codec_errors="replace", echo=False,
+            timeout=None, preexec_fn=_die_with_parent, dimensions=(50, 250),
+        )
+        self.child.logfile_read = self._logf  # nothing is read before the first expect
+        # pexpect's default pauses on close add ~0.2s to every guest; QEMU needs none.
+        for obj in (self.child, self.child.ptyproc):
+            obj.delayafterclose, obj.delayafterterminate = 0.0, 0.05
+        _LIVE.add(self)
+
+    def __repr__(self) -> str:
+        return f"Guest({self.label}, {self.accel}, log={self.log})"
+
+    # -- failures ---------------------------------------------------------------------------
+    def _fail(self, kind: str, summary: str) -> KernelFailure:
+        self._logf.flush()
+        failure = KernelFailure(kind, summary, excerpt=log_tail(self.log), log=self.log)
+        self.broken = failure
+        self.close()
+        return failure
+
+    def _drain(self, seconds: float = 1.0) -> None:
+        """After a fatal line, keep reading briefly so the excerpt holds the whole report."""
+        with contextlib.suppress(OSError, ValueError):
+            self.child.expect([pexpect.EOF, pexpect.TIMEOUT], timeout=seconds)
+
+    def _exit_summary(self) -> str:
+        self.child.close()
+        code = self.child.exitstatus if self.child.exitstatus is not None else \
+            f"signal {self.child.signalstatus}"
+        return f"QEMU exited (status {code})"
+
+    # -- boot -------------------------------------------------------------------------------
+    def wait_ready(self, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        patterns = [re.compile(console.READY_RE), *console.FAILURE_RES.values(),
+                    pexpect.EOF, pexpect.TIMEOUT]
+        kinds = list(console.FAILURE_RES)
+        while True:
+            i = self.child.expect(patterns, timeout=max(0.0, deadline - time.monotonic()))
+            if i == 0:
+                self.release = self.child.match.group(1)
+                self.boot_seconds = time.monotonic() - self._started
+                return
+            if i == len(patterns) - 2:
+                raise self._fail("exited", self._exit_summary() + " before the shell was ready")
+            if i == len(patterns) - 1:
+                raise self._fail("hang", f"no shell within {timeout:.0f}s ({self.accel})")
+            kind, line = kinds[i - 1], self.child.match.group(0).strip()
+            if kind == "warning":
+                self.warnings.append(line)
+                continue
+            self._drain()
+            raise self._fail(kind, line)
+
+    # -- commands ---------------------------------------------------------------------------
+    def run(self, cmd: str, timeout: float = 10.0, *, allow_kernel_errors: bool = False
+            ) -> CommandResult:
+        """Run `cmd` in the guest shell. Timeouts are for KVM and scaled for TCG.
+
+        A panic, or (unless `allow_kernel_errors`) an oops, BUG or CFI failure while it runs,
+        raises KernelFailure and marks the guest broken.
+        """
+        if self.broken is not None:
+            raise KernelFailure("broken", f"guest broken earlier by {self.broken.kind}: "
+                                f"{self.broken.summary}", log=self.log)
+        tag = secrets.token_hex(6)
+        limit = timeout * self.timeout_scale
+        self.child.sendline(console.command_line(cmd, tag))
+        panic = console.FAILURE_RES["panic"]
+        raw, status = "", 0
+        for marker in (console.begin_re(tag), console.end_re(tag)):
+            i = self.child.expect([re.compile(marker), panic, pexpect.EOF, pexpect.TIMEOUT],
+                                  timeout=limit)
+            if i == 1:
+                self._drain()
+                raise self._fail("panic", self.child.match.group(0).strip())
+            if i == 2:
+                raise self._fail("exited", self._exit_summary() + f" while running {cmd!r}")
+            if i == 3:
+                raise self._fail("hang", f"{cmd!r} gave no answer within {limit:.0f}s")
+            raw, status = self.child.before, int(self.child.match.group(1) or 0) \
+                if self.child.match.groups() else 0
+        result = console.parse_result(cmd, raw, status)
+        fatal = [(k, line) for k, line in result.events if k in console.FATAL]
+        if fatal and not allow_kernel_errors:
+            raise self._fail(fatal[0][0], f"{fatal[0][1]} (while running {cmd!r})")
+        return result
+
+    def close(self) -> None:
+        if self in _LIVE:
+            _LIVE.discard(self)
+            try:
+                if self.child.isalive():
+                    self.child.close(force=True)
+            finally:
+                self._logf.close()

@@ -1,0 +1,33 @@
+"""QEMU command lines: one pure function, so the exact argv can be unit-tested and pasted."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+from harness.arch import Arch
+
+READY_LOGLEVEL = 4  # console loglevel once booted: KERN_ERR and worse still reach the console
+
+
+def kernel_cmdline(arch: Arch, extra: Sequence[str] = ()) -> str:
+    # panic=-1 with -no-reboot: a panic ends QEMU at once instead of waiting for a timeout.
+    return " ".join([f"console={arch.console}", "panic=-1",
+                     f"ltoboot.loglevel={READY_LOGLEVEL}", *extra])
+
+
+def qemu_argv(arch: Arch, kernel: Path, initrd: Path | None, append: str, *, accel: str = "tcg",
+              memory_mb: int = 512, smp: int = 1) -> list[str]:
+    argv = [
+        arch.qemu, "-M", arch.machine, "-accel", accel,
+        "-cpu", "host" if accel == "kvm" else arch.tcg_cpu,
+        "-m", str(memory_mb), "-smp", str(smp),
+        "-nodefaults", "-display", "none", "-no-reboot",
+        # The console on stdio; signal=off so a ^C typed at it reaches the guest, not QEMU.
+        "-chardev", "stdio,id=console,signal=off", "-serial", "chardev:console",
+        "-kernel", str(kernel),
+    ]
+    if initrd is not None:
+        argv += ["-initrd", str(initrd)]
+    argv += ["-append", append]
+    return argv
