@@ -1,0 +1,162 @@
+"""What we check inside a booted guest. One registry serves `ltoboot run` and pytest alike.
+
+Each check has a pure evaluator over what the guest printed (unit-tested on recorded output)
+and a thin function that asks the guest.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+
+from harness import kconfig
+from harness.build import LTO_NAMES, Kernel
+from harness.errors import KernelFailure
+from harness.guest import Guest
+
+LTO_GREP = "zgrep 'LTO[_=]' /proc/config.gz"  # how a human types it (the seed mail)
+LTO_EXPECTED: dict[str, dict[str, str]] = {
+    "thin": {"LTO_CLANG": "y", "LTO_CLANG_THIN": "y", "LTO_NONE": "n"},
+    "full": {"LTO_CLANG": "y", "LTO_CLANG_FULL": "y", "LTO_NONE": "n"},
+    "none": {"LTO_NONE": "y", "LTO_CLANG": "n"},
+}
+DMESG_PROBLEMS = re.compile(r"WARNING:|BUG:|Oops|Call Trace")
+
+
+@dataclass(frozen=True)
+class CheckResult:
+    name: str
+    passed: bool
+    summary: str
+    evidence: str = ""  # what the guest printed that the verdict rests on
+
+
+@dataclass(frozen=True)
+class Check:
+    name: str
+    description: str
+    run: Callable[[Guest, Kernel], CheckResult]
+
+
+CHECKS: dict[str, Check] = {}
+
+
+def check(name: str, description: str) -> Callable[[Callable[[Guest, Kernel], CheckResult]],
+                                                   Callable[[Guest, Kernel], CheckResult]]:
+    def register(fn: Callable[[Guest, Kernel], CheckResult]
+                 ) -> Callable[[Guest, Kernel], CheckResult]:
+        CHECKS[name] = Check(name, description, fn)
+        return fn
+
+    return register
+
+
+# -- pure evaluators -------------------------------------------------------------------------
+def evaluate_proc_version(text: str, llvm_major: int | None) -> tuple[bool, str]:
+    clang = re.search(r"clang version (\d+)\.[\d.]+", text)
+    lld = re.search(r"LLD (\d+)\.[\d.]+", text)
+    if not clang or not lld:
+        missing = " and ".join(n for n, m in (("clang version", clang), ("LLD", lld)) if not m)
+        return False, f"/proc/version does not name {missing}: not built with clang and LLD"
+    got = (int(clang.group(1)), int(lld.group(1)))
+    if llvm_major is not None and got != (llvm_major, llvm_major):
+        return False, (f"built by clang {got[0]} / LLD {got[1]}, expected the toolchain "
+                       f"that built it: {llvm_major}")
+    return True, f"{clang.group(0)}, {lld.group(0)}"
+
+
+def lto_mode(values: dict[str, str]) -> str:
+    if values.get("LTO_CLANG_THIN") == "y":
+        return "thin"
+    if values.get("LTO_CLANG_FULL") == "y":
+        return "full"
+    return "full" if values.get("LTO_CLANG") == "y" else "none"
+
+
+def evaluate_lto_config(grep_output: str, want: str) -> tuple[bool, str]:
+    values = kconfig.parse(grep_output)
+    if not values:
+        return False, "no LTO lines in /proc/config.gz (is CONFIG_IKCONFIG_PROC=y?)"
+    got = lto_mode(values)
+    if want != "none" and got == "none":
+        return False, (f"not an LTO kernel: {LTO_NAMES[want]} was expected, config has "
+                       + ("CONFIG_LTO_NONE=y" if values.get("LTO_NONE") == "y"
+                          else "no CONFIG_LTO_CLANG"))
+    if got != want:
+        return False, f"{LTO_NAMES[got]} kernel where {LTO_NAMES[want]} was expected"
+    wrong = kconfig.not_stuck(LTO_EXPECTED[want], values)
+    if wrong:
+        return False, "unexpected LTO settings: " + "; ".join(wrong)
+    return True, f"{LTO_NAMES[want]}: " + ", ".join(
+        f"CONFIG_{k}={v}" if v != "n" else f"# CONFIG_{k} is not set"
+        for k, v in LTO_EXPECTED[want].items())
+
+
+def dmesg_problems(dmesg: str) -> list[str]:
+    return [line for line in dmesg.splitlines() if DMESG_PROBLEMS.search(line)]
+
+
+def module_listed(proc_modules: str, name: str) -> bool:
+    return any(line.split(" ", 1)[0] == name for line in proc_modules.splitlines())
+
+
+# -- checks ----------------------------------------------------------------------------------
+@check("proc_version", "/proc/version names the clang and LLD that built the kernel")
+def proc_version(guest: Guest, kernel: Kernel) -> CheckResult:
+    out = guest.run("cat /proc/version").output.strip()
+    ok, summary = evaluate_proc_version(out, kernel.llvm_major)
+    return CheckResult("proc_version", ok, summary, out)
+
+
+def lto_config_as(guest: Guest, want: str) -> CheckResult:
+    r = guest.run("zcat /proc/config.gz | grep 'LTO[_=]'")
+    ok, summary = evaluate_lto_config(r.output, want)
+    return CheckResult("lto_config", ok, summary, r.output.strip())
+
+
+@check("lto_config", "/proc/config.gz has the LTO settings of the mode asked for")
+def lto_config(guest: Guest, kernel: Kernel) -> CheckResult:
+    return lto_config_as(guest, kernel.lto)
+
+
+@check("test_module", "lib/test_module.ko loads (Hello, world), is listed, and unloads")
+def test_module(guest: Guest, kernel: Kernel) -> CheckResult:
+    name = "test_module"
+    load = guest.run(f"modprobe {name}")
+    if not load.ok:
+        return CheckResult(name, False, f"modprobe {name} failed (exit {load.status})",
+                           load.output)
+    hello = "Hello, world" in guest.run("dmesg").output
+    listed = module_listed(guest.run("cat /proc/modules").output, name)
+    unload = guest.run(f"rmmod {name}")
+    gone = not module_listed(guest.run("cat /proc/modules").output, name)
+    problems = [p for p, bad in (("no 'Hello, world' in dmesg", not hello),
+                                 ("not in /proc/modules after loading", not listed),
+                                 (f"rmmod failed: {unload.output.strip()}", not unload.ok),
+                                 ("still in /proc/modules after rmmod", not gone)) if bad]
+    if problems:
+        return CheckResult(name, False, "; ".join(problems))
+    return CheckResult(name, True, "loaded (Hello, world), listed in /proc/modules, unloaded")
+
+
+@check("dmesg_clean", "the kernel log has no WARNING, BUG, Oops or Call Trace")
+def dmesg_clean(guest: Guest, kernel: Kernel) -> CheckResult:
+    bad = dmesg_problems(guest.run("dmesg").output)
+    if bad:
+        return CheckResult("dmesg_clean", False, f"{len(bad)} problem line(s) in dmesg",
+                           "\n".join(bad[:20]))
+    return CheckResult("dmesg_clean", True, "no WARNING, BUG, Oops or Call Trace")
+
+
+def run_check(name: str, guest: Guest, kernel: Kernel) -> CheckResult:
+    """Run one check; a kernel failure during it is that check's failure (and breaks the guest)."""
+    try:
+        return CHECKS[name].run(guest, kernel)
+    except KernelFailure as e:
+        return CheckResult(name, False, f"{e.kind}: {e.summary}", e.excerpt)
+
+
+def run_checks(guest: Guest, kernel: Kernel, names: Iterable[str] | None = None
+               ) -> list[CheckResult]:
+    return [run_check(n, guest, kernel) for n in (names or CHECKS)]

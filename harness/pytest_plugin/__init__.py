@@ -1,0 +1,31 @@
+"""ltoboot's pytest plugin (entry point `ltoboot` in group pytest11): options, fixtures, hooks."""
+
+from __future__ import annotations
+
+from harness.pytest_plugin.fixtures import (
+    guest,
+    guests,
+    kernel,
+    kernels,
+    primary_arch,
+)
+from harness.pytest_plugin.hooks import (
+    pytest_addoption,
+    pytest_collection_modifyitems,
+    pytest_configure,
+    pytest_generate_tests,
+    pytest_runtest_makereport,
+)
+
+__all__ = [
+    "guest",
+    "guests",
+    "kernel",
+    "kernels",
+    "primary_arch",
+    "pytest_addoption",
+    "pytest_collection_modifyitems",
+    "pytest_configure",
+    "pytest_generate_tests",
+    "pytest_runtest_makereport",
+]

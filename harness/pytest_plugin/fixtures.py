@@ -1,0 +1,106 @@
+"""Fixtures: the built kernel, a booted guest shared by all checks of that kernel, factories."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from harness import boot
+from harness.build import BuildSpec, Kernel, build_kernel
+from harness.errors import KernelFailure, LtobootError
+from harness.guest import Guest
+from harness.pytest_plugin.hooks import base_spec, primary
+
+
+class Kernels:
+    """Builds (through the machine-wide cache) and remembers kernels for this worker."""
+
+    def __init__(self, config: pytest.Config) -> None:
+        self.config = config
+        self._built: dict[BuildSpec, Kernel | LtobootError] = {}
+
+    def spec(self, arch: str, **overrides: Any) -> BuildSpec:
+        return dataclasses.replace(base_spec(self.config, arch), **overrides)
+
+    def get(self, spec: BuildSpec | None = None, /, **overrides: Any) -> Kernel:
+        if spec is None:
+            spec = self.spec(overrides.pop("arch", primary(self.config)), **overrides)
+        if spec not in self._built:
+            try:
+                self._built[spec] = build_kernel(spec)
+            except LtobootError as e:
+                self._built[spec] = e
+        got = self._built[spec]
+        if isinstance(got, LtobootError):
+            raise got
+        return got
+
+
+class Guests:
+    """One booted guest per kernel in this worker; a boot failure is remembered and repeated."""
+
+    def __init__(self, accel: str) -> None:
+        self.accel = accel
+        self._guests: dict[str, Guest | KernelFailure] = {}
+        self._extra: list[Guest] = []
+
+    def get(self, kernel: Kernel) -> Guest:
+        if kernel.key not in self._guests:
+            try:
+                self._guests[kernel.key] = boot.boot(kernel, accel_mode=self.accel)
+            except KernelFailure as e:
+                self._guests[kernel.key] = e
+        got = self._guests[kernel.key]
+        if isinstance(got, KernelFailure):
+            raise got
+        return got
+
+    def boot(self, kernel: Kernel, **kwargs: Any) -> Guest:
+        """A private guest (special command line or init), closed at the end of the session."""
+        g = boot.boot(kernel, accel_mode=self.accel, **kwargs)
+        self._extra.append(g)
+        return g
+
+    def close(self) -> None:
+        for g in [*self._extra, *self._guests.values()]:
+            if isinstance(g, Guest):
+                g.close()
+
+
+@pytest.fixture(scope="session")
+def kernels(request: pytest.FixtureRequest) -> Kernels:
+    return Kernels(request.config)
+
+
+@pytest.fixture(scope="session")
+def primary_arch(request: pytest.FixtureRequest) -> str:
+    return primary(request.config)
+
+
+@pytest.fixture(scope="session")
+def kernel(kernel_spec: BuildSpec, kernels: Kernels) -> Kernel:
+    """The kernel of this parametrization (one per --arch), built once per machine."""
+    return kernels.get(kernel_spec)
+
+
+@pytest.fixture(scope="session")
+def guests(request: pytest.FixtureRequest) -> Iterator[Guests]:
+    pool = Guests(request.config.getoption("accel"))
+    yield pool
+    pool.close()
+
+
+@pytest.fixture
+def guest(kernel: Kernel, guests: Guests, record_property: Any) -> Guest:
+    """The booted guest of `kernel`; one boot serves every test of the kernel in this worker."""
+    for name, value in (("arch", kernel.arch), ("lto", kernel.lto),
+                        ("compiler", kernel.compiler), ("kernel_release", kernel.release)):
+        record_property(name, value)
+    g = guests.get(kernel)
+    record_property("accel", g.accel)
+    record_property("boot_seconds", f"{g.boot_seconds:.2f}")
+    record_property("console_log", str(g.log))
+    return g

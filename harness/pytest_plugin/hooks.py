@@ -1,0 +1,91 @@
+"""Hooks: options, one parametrization per kernel, one xdist group per kernel, failure kinds."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Generator
+
+import pytest
+
+from harness import progress
+from harness.arch import ARCH_NAMES
+from harness.build import BuildSpec
+from harness.cli import split_arches
+from harness.errors import KernelFailure
+
+# Saved before pytest captures fd 2, so build progress reaches the terminal (xdist workers too).
+_PROGRESS_FD = os.dup(2)
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    g = parser.getgroup("ltoboot", "ltoboot: LTO kernels in QEMU")
+    g.addoption("--arch", default=",".join(ARCH_NAMES),
+                help=f"comma-separated guest architectures (default: {','.join(ARCH_NAMES)})")
+    g.addoption("--lto", default="thin", choices=("thin", "full", "none"),
+                help="LTO mode of the kernels under test (default: thin)")
+    g.addoption("--kernel-src", default=None, metavar="PATH",
+                help="kernel source tree or tarball (default: Debian's linux-source-6.1)")
+    g.addoption("--llvm", default="19", metavar="N", help="LLVM=-N toolchain (default: 19)")
+    g.addoption("--accel", default="auto", choices=("auto", "kvm", "tcg"),
+                help="accelerator (auto: KVM only where a probe booted a guest)")
+    g.addoption("--fragment", action="append", default=[], metavar="FILE",
+                help="extra Kconfig fragment (repeatable)")
+
+
+def base_spec(config: pytest.Config, arch: str) -> BuildSpec:
+    return BuildSpec(arch=arch, lto=config.getoption("lto"), llvm=config.getoption("llvm"),
+                     kernel_src=config.getoption("kernel_src"),
+                     fragments=tuple(config.getoption("fragment")))
+
+
+def selected_arches(config: pytest.Config) -> list[str]:
+    return split_arches(config.getoption("arch"))
+
+
+def primary(config: pytest.Config) -> str:
+    """The arch for tests that need one kernel only: x86_64 when selected."""
+    arches = selected_arches(config)
+    return "x86_64" if "x86_64" in arches else arches[0]
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers", "ltoboot_group(lto=None): run in the xdist group of the primary arch's "
+        "kernel with this LTO mode (default: --lto)")
+    config.addinivalue_line("markers", "boot: boots a real kernel in QEMU")
+
+    def sink(line: str) -> None:
+        os.write(_PROGRESS_FD, (line + "\n").encode(errors="replace"))
+
+    progress.set_sink(sink)
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    if "kernel_spec" in metafunc.fixturenames:
+        specs = [base_spec(metafunc.config, a) for a in sorted(selected_arches(metafunc.config))]
+        metafunc.parametrize("kernel_spec", specs, ids=[s.label for s in specs],
+                             scope="session")
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    # Before xdist reads the groups: all tests of one kernel go to one worker, one boot.
+    for item in items:
+        callspec = getattr(item, "callspec", None)
+        if callspec is not None and "kernel_spec" in callspec.params:
+            item.add_marker(pytest.mark.xdist_group(callspec.params["kernel_spec"].label))
+        elif (mark := item.get_closest_marker("ltoboot_group")) is not None:
+            lto = mark.kwargs.get("lto") or (mark.args[0] if mark.args else None)
+            item.add_marker(pytest.mark.xdist_group(
+                f"{primary(config)}-{lto or config.getoption('lto')}"))
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]
+                              ) -> Generator[None, pytest.TestReport, None]:
+    outcome = yield
+    report = outcome.get_result()
+    # A kernel that fails to boot is the kernel's fault: a test failure, not a harness error.
+    if call.when == "setup" and call.excinfo is not None \
+            and call.excinfo.errisinstance(KernelFailure):
+        report.when = "call"

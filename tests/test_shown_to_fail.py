@@ -1,0 +1,46 @@
+"""The checks fail on kernels that are really broken that way (real builds, real boots)."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from harness import boot
+from harness.checks import lto_config_as, proc_version
+from harness.errors import KernelFailure
+from harness.pytest_plugin.fixtures import Guests, Kernels
+
+pytestmark = pytest.mark.boot
+
+
+@pytest.mark.ltoboot_group("none")
+def test_lto_check_says_not_an_lto_kernel(kernels: Kernels, guests: Guests,
+                                          primary_arch: str) -> None:
+    kernel = kernels.get(arch=primary_arch, lto="none")
+    guest = guests.get(kernel)
+    as_thin = lto_config_as(guest, "thin")
+    assert not as_thin.passed
+    assert as_thin.summary.startswith("not an LTO kernel"), as_thin.summary
+    assert "CONFIG_LTO_NONE=y" in as_thin.evidence
+    # the same kernel is fine for what it is: the check is not simply always failing
+    assert lto_config_as(guest, "none").passed
+    assert proc_version(guest, kernel).passed
+
+
+@pytest.mark.ltoboot_group()
+def test_panic_is_classified_with_excerpt_and_log(kernels: Kernels, primary_arch: str) -> None:
+    kernel = kernels.get(arch=primary_arch)
+    started = time.monotonic()
+    with pytest.raises(KernelFailure) as e:
+        guest = boot.boot(kernel, extra_cmdline=["rdinit=/nonexistent", "init=/nonexistent"],
+                          label=f"{kernel.label}-no-init")
+        guest.close()
+    elapsed = time.monotonic() - started
+    assert e.value.kind == "panic", str(e.value)
+    assert "Kernel panic - not syncing" in e.value.summary
+    assert "/nonexistent" in e.value.excerpt
+    assert e.value.log is not None and e.value.log.is_file()
+    assert f"console log: {e.value.log}" in str(e.value)
+    # reported when it happens (panic=-1 ends QEMU), not at the boot timeout
+    assert elapsed < boot.BOOT_TIMEOUT, elapsed

@@ -1,0 +1,79 @@
+from __future__ import annotations
+
+import multiprocessing
+import os
+import time
+from pathlib import Path
+
+import pytest
+
+from harness import cache
+from harness.errors import BuildError
+
+
+def _produce_slowly(entry: str, counter: str) -> None:
+    def produce(tmp: Path) -> None:
+        with open(counter, "a") as f:
+            f.write("x")
+        time.sleep(0.1)
+        tmp.write_text("done")
+
+    cache.publish(Path(entry), produce)
+
+
+def test_concurrent_producers_produce_once(tmp_path: Path) -> None:
+    entry, counter = tmp_path / "k" / "entry", tmp_path / "count"
+    ctx = multiprocessing.get_context("fork")
+    procs = [ctx.Process(target=_produce_slowly, args=(str(entry), str(counter)))
+             for _ in range(4)]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(10)
+    assert [p.exitcode for p in procs] == [0, 0, 0, 0]
+    assert counter.read_text() == "x"
+    assert entry.read_text() == "done"
+
+
+def test_failure_is_replayed_within_the_run_and_retried_in_the_next(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    entry = tmp_path / "e"
+    monkeypatch.setenv(cache.RUN_ID_ENV, "run-1")
+    monkeypatch.delenv("PYTEST_XDIST_TESTRUNUID", raising=False)
+
+    def broken(tmp: Path) -> None:
+        tmp.write_text("half")
+        raise BuildError("make failed")
+
+    with pytest.raises(BuildError):
+        cache.publish(entry, broken)
+    assert not entry.exists() and not list(tmp_path.glob(".tmp-*"))
+    calls = []
+    with pytest.raises(BuildError, match="make failed"):
+        cache.publish(entry, lambda tmp: calls.append(tmp))  # same run: fail fast, no retry
+    assert calls == []
+    monkeypatch.setenv(cache.RUN_ID_ENV, "run-2")
+
+    def good(tmp: Path) -> None:
+        tmp.write_text("ok")
+
+    cache.publish(entry, good)
+    assert entry.read_text() == "ok"
+
+
+def test_leftover_of_a_killed_producer_is_never_trusted(tmp_path: Path) -> None:
+    entry = tmp_path / "e"
+    stale = tmp_path / f".tmp-e-{os.getpid() + 1}"
+    stale.mkdir()
+    (stale / "half-built").write_text("")
+    cache.publish(entry, lambda tmp: tmp.mkdir())
+    assert entry.is_dir() and not stale.exists() and not (entry / "half-built").exists()
+
+
+def test_unwritable_cache_is_one_clear_error(tmp_path: Path,
+                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    monkeypatch.setenv("LTOBOOT_CACHE", str(blocker / "cache"))
+    with pytest.raises(Exception, match="set LTOBOOT_CACHE to a writable directory"):
+        cache.cache_root()

@@ -1,0 +1,25 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+from harness.arch import ARCHES
+from harness.qemu import kernel_cmdline, qemu_argv
+
+
+def test_x86_64_tcg_argv() -> None:
+    a = ARCHES["x86_64"]
+    assert qemu_argv(a, Path("/k/bzImage"), Path("/i.cpio"), kernel_cmdline(a)) == [
+        "qemu-system-x86_64", "-M", "q35", "-accel", "tcg", "-cpu", "max", "-m", "512",
+        "-smp", "1", "-nodefaults", "-display", "none", "-no-reboot",
+        "-chardev", "stdio,id=console,signal=off", "-serial", "chardev:console",
+        "-kernel", "/k/bzImage", "-initrd", "/i.cpio",
+        "-append", "console=ttyS0 panic=-1 ltoboot.loglevel=4",
+    ]
+
+
+def test_arm64_kvm_argv_without_initrd() -> None:
+    a = ARCHES["arm64"]
+    argv = qemu_argv(a, Path("/k/Image"), None, kernel_cmdline(a, ["rdinit=/x"]), accel="kvm")
+    assert argv[:7] == ["qemu-system-aarch64", "-M", "virt", "-accel", "kvm", "-cpu", "host"]
+    assert "-initrd" not in argv
+    assert argv[-2:] == ["-append", "console=ttyAMA0 panic=-1 ltoboot.loglevel=4 rdinit=/x"]
