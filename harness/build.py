@@ -11,8 +11,6 @@ from collections import deque
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from filelock import FileLock, Timeout
-
 from harness import cache, kconfig, source, toolchain
 from harness.arch import get_arch
 from harness.errors import BuildError, UsageError
@@ -156,13 +154,8 @@ def _do_build(tmp: Path, spec: BuildSpec, src: source.KernelSource, tc: toolchai
     started = time.monotonic()
     # One make at a time per machine, each with every core: parallel workers never oversubscribe.
     (root / "locks").mkdir(exist_ok=True)
-    make_lock = FileLock(str(root / "locks" / "make.lock"))
-    try:
-        make_lock.acquire(timeout=0)
-    except Timeout:
-        say(f"building {spec.label}: waiting for another build to finish")
-        make_lock.acquire()
-    try:
+    with cache.locked(root / "locks" / "make.lock",
+                      f"building {spec.label}: waiting for another build to finish"):
         make("tinyconfig")
         config = out / ".config"
         config.write_text(kconfig.apply(config.read_text(), wanted))
@@ -177,8 +170,6 @@ def _do_build(tmp: Path, spec: BuildSpec, src: source.KernelSource, tc: toolchai
             modroot = tmp / "modroot"
             make("modules_install", f"INSTALL_MOD_PATH={modroot}", "INSTALL_MOD_STRIP=1",
                  jobs=_jobs())
-    finally:
-        make_lock.release()
     seconds = time.monotonic() - started
     release = (out / "include/config/kernel.release").read_text().strip()
     kernel = Kernel(

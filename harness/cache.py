@@ -15,12 +15,14 @@ import json
 import os
 import shutil
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from pathlib import Path
 
-from filelock import FileLock
+from filelock import FileLock, Timeout
 
 from harness.errors import BuildError, InfraError, LtobootError, UsageError
+from harness.progress import say
 
 RUN_ID_ENV = "LTOBOOT_RUN_ID"
 
@@ -86,6 +88,21 @@ def _remove(path: Path) -> None:
         path.unlink(missing_ok=True)
 
 
+@contextmanager
+def locked(path: Path, waiting_message: str) -> Iterator[None]:
+    """Hold the file lock at `path`; say `waiting_message` when someone else holds it."""
+    lock = FileLock(str(path))
+    try:
+        lock.acquire(timeout=0)
+    except Timeout:
+        say(waiting_message)
+        lock.acquire()
+    try:
+        yield
+    finally:
+        lock.release()
+
+
 def publish(entry: Path, produce: Callable[[Path], None]) -> Path:
     """Return `entry`, producing it first with `produce(tmp)` if it is not in the cache yet.
 
@@ -95,36 +112,39 @@ def publish(entry: Path, produce: Callable[[Path], None]) -> Path:
     if entry.exists():
         return entry
     entry.parent.mkdir(parents=True, exist_ok=True)
-    with FileLock(str(entry.with_name(f".{entry.name}.lock"))):
-        if entry.exists():
-            return entry
-        failed = _failure_path(entry)
-        if failed.exists():
-            record = json.loads(failed.read_text())
-            if record.get("run") == run_id():
-                raise _ERROR_TYPES.get(record.get("type", ""), LtobootError)(record["message"])
-            failed.unlink()
-        # Anything temporary left here was abandoned by a killed producer: never trust it.
-        for stale in entry.parent.glob(f".tmp-{entry.name}-*"):
-            _remove(stale)
-        tmp = entry.with_name(f".tmp-{entry.name}-{os.getpid()}")
-        try:
-            produce(tmp)
-            os.rename(tmp, entry)
-        except OSError as e:
-            _remove(tmp)
-            if e.errno in (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES):
-                raise InfraError(
-                    f"cannot write the cache entry {entry} ({e.strerror}): free space or set "
-                    "LTOBOOT_CACHE to a writable directory"
-                ) from None
-            raise
-        except BaseException as e:
-            _remove(tmp)
-            if isinstance(e, LtobootError):
-                _write_atomic(
-                    failed,
-                    json.dumps({"run": run_id(), "type": type(e).__name__, "message": str(e)}),
-                )
-            raise
+    with locked(entry.with_name(f".{entry.name}.lock"),
+                f"waiting for another process to finish {entry.parent.name}/{entry.name}"):
+        if not entry.exists():
+            _produce(entry, produce)
     return entry
+
+
+def _produce(entry: Path, produce: Callable[[Path], None]) -> None:
+    failed = _failure_path(entry)
+    if failed.exists():
+        record = json.loads(failed.read_text())
+        if record.get("run") == run_id():
+            raise _ERROR_TYPES.get(record.get("type", ""), LtobootError)(record["message"])
+        failed.unlink()
+    # Anything temporary left here was abandoned by a killed producer: never trust it.
+    for stale in entry.parent.glob(f".tmp-{entry.name}-*"):
+        _remove(stale)
+    tmp = entry.with_name(f".tmp-{entry.name}-{os.getpid()}")
+    try:
+        produce(tmp)
+        os.rename(tmp, entry)
+    except OSError as e:
+        _remove(tmp)
+        if e.errno in (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES):
+            raise InfraError(
+                f"cannot write the cache entry {entry} ({e.strerror}): free space or set "
+                "LTOBOOT_CACHE to a writable directory"
+            ) from None
+        raise
+    except BaseException as e:
+        _remove(tmp)
+        if isinstance(e, LtobootError):
+            _write_atomic(
+                failed, json.dumps({"run": run_id(), "type": type(e).__name__, "message": str(e)})
+            )
+        raise
