@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import json
 import os
+import queue
 import re
+import shutil
 import subprocess
+import threading
 import time
 from collections import deque
 from dataclasses import asdict, dataclass, field
@@ -61,13 +64,16 @@ class Kernel:
 
     @property
     def label(self) -> str:
-        return f"{self.arch}-{self.lto}"
+        variant = self.extra.get("variant")
+        return f"{self.arch}-{self.lto}" + (f"+{variant}" if variant else "")
 
     def to_json(self, base: Path) -> str:
         def rel(v: object) -> object:
-            if isinstance(v, Path):
-                return os.path.relpath(v, base) if v.is_relative_to(base) else str(v)
-            return v
+            # Paths inside the build directory (and its tree, when that is its parent) are
+            # stored relative, so a copied build directory describes itself.
+            if isinstance(v, Path) and (v.is_relative_to(base) or v == base.parent):
+                return os.path.relpath(v, base)
+            return str(v) if isinstance(v, Path) else v
 
         return json.dumps({k: rel(v) for k, v in asdict(self).items()}, indent=2)
 
@@ -77,21 +83,34 @@ class Kernel:
         for k in ("image", "config", "system_map", "modules", "build_dir", "source_tree",
                   "build_log"):
             if raw.get(k) is not None:
-                raw[k] = base / raw[k]
+                raw[k] = Path(os.path.normpath(base / raw[k]))
         return cls(**raw)
 
 
-def _previous_steps(kernels: Path, label: str) -> int:
+META = "ltoboot-meta.json"  # in the O= directory, written last
+MODROOT = "ltoboot-modroot"  # INSTALL_MOD_PATH, in the O= directory
+
+
+def _previous_steps(index: Path, label: str) -> int:
     """Step count of the newest earlier build of the same arch and LTO mode, for a percentage."""
     best, newest = 0, 0.0
-    for meta in kernels.glob(f"{label}-*/meta.json"):
-        mtime = meta.stat().st_mtime
+    for ref in index.glob(f"{label}-*.json"):
+        mtime = ref.stat().st_mtime
         if mtime > newest:
-            newest, best = mtime, int(json.loads(meta.read_text()).get("steps", 0))
+            newest, best = mtime, int(json.loads(ref.read_text()).get("steps", 0))
     return best
 
 
-class _Make:
+def entry_dir(src: source.KernelSource, label: str, key: str, root: Path) -> Path:
+    """Where a build lives. In a tree the cache owns, O= is a direct subdirectory: kbuild then
+    records srctree as "..", so the build directory can be copied next to a patched copy of the
+    tree and rebuilt incrementally. A user's tree is never written to: O= is in the cache."""
+    if src.owned:
+        return src.tree / f".ltoboot-{label}-{key}"
+    return root / "kernels" / f"{label}-{key}"
+
+
+class Make:
     """Runs make steps for one build, all into one log, with periodic progress lines."""
 
     def __init__(self, argv: list[str], log: Path, label: str, expected_steps: int) -> None:
@@ -108,16 +127,35 @@ class _Make:
             proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                                     text=True, errors="replace", stdin=subprocess.DEVNULL)
             assert proc.stdout is not None
+            lines: queue.Queue[str | None] = queue.Queue()
+            stdout = proc.stdout
+
+            def pump() -> None:
+                for line in stdout:
+                    lines.put(line)
+                lines.put(None)
+
+            threading.Thread(target=pump, daemon=True).start()
+            current = ""
             try:
-                for line in proc.stdout:
-                    logf.write(line)
-                    self.tail.append(line.rstrip("\n"))
-                    if _KBUILD_STEP.match(line):
-                        self.steps += 1
+                while True:
+                    try:
+                        line = lines.get(timeout=1.0)
+                    except queue.Empty:
+                        line = ""
+                    if line is None:
+                        break
+                    if line:
+                        logf.write(line)
+                        self.tail.append(line.rstrip("\n"))
+                        if _KBUILD_STEP.match(line):
+                            self.steps += 1
+                            current = line.strip()
                     now = time.monotonic()
+                    # every 15 s, output or not: LTO links print nothing for minutes
                     if now - last >= 15:
                         last = now
-                        self._report(now - started, line.strip())
+                        self._report(now - started, current)
                 rc = proc.wait()
             finally:
                 if proc.poll() is None:
@@ -135,41 +173,43 @@ class _Make:
         say(f"building {self.label}: {done}, {duration(elapsed)}: {current[:60]}")
 
 
-def _jobs() -> int:
+def jobs() -> int:
     return len(os.sched_getaffinity(0))
 
 
-def _do_build(tmp: Path, spec: BuildSpec, src: source.KernelSource, tc: toolchain.Toolchain,
-              wanted: dict[str, str], key: str, root: Path) -> None:
+def compile_kernel(out: Path, spec: BuildSpec, src: source.KernelSource,
+                   tc: toolchain.Toolchain, wanted: dict[str, str], key: str, log: Path,
+                   expected_steps: int = 0) -> Kernel:
+    """Configure and build in `out`, incrementally when it already holds a build; the config
+    is tinyconfig (first time) + `wanted`, verified. Writes the metadata; returns the kernel."""
     arch = get_arch(spec.arch)
-    tmp.mkdir()
-    out = tmp / "build"
-    logs = root / "logs"
-    logs.mkdir(exist_ok=True)
-    log = logs / f"build-{spec.label}-{key[:12]}-{time.strftime('%Y%m%d-%H%M%S')}.log"
+    out.mkdir(exist_ok=True)
+    root = cache.cache_root()
     argv = ["make", "-C", str(src.tree), f"O={out}", f"ARCH={arch.kernel_arch}", *tc.make_vars,
             "KBUILD_BUILD_USER=ltoboot", "KBUILD_BUILD_HOST=ltoboot"]
-    make = _Make(argv, log, spec.label, _previous_steps(root / "kernels", spec.label))
+    make = Make(argv, log, spec.label, expected_steps)
     say(f"building {spec.label} from {src.description} with {tc.clang_version}; log: {log}")
     started = time.monotonic()
     # One make at a time per machine, each with every core: parallel workers never oversubscribe.
     (root / "locks").mkdir(exist_ok=True)
     with cache.locked(root / "locks" / "make.lock",
                       f"building {spec.label}: waiting for another build to finish"):
-        make("tinyconfig")
         config = out / ".config"
+        if not config.exists():
+            make("tinyconfig")
         config.write_text(kconfig.apply(config.read_text(), wanted))
         make("olddefconfig")
         problems = kconfig.not_stuck(wanted, kconfig.parse(config.read_text()))
         if problems:
             raise BuildError(f"build {spec.label}: Kconfig dropped options we asked for: "
                              + "; ".join(problems), log=log)
-        make(jobs=_jobs())
+        make(jobs=jobs())
         modroot: Path | None = None
         if wanted.get("MODULES") == "y":
-            modroot = tmp / "modroot"
+            modroot = out / MODROOT
+            shutil.rmtree(modroot, ignore_errors=True)
             make("modules_install", f"INSTALL_MOD_PATH={modroot}", "INSTALL_MOD_STRIP=1",
-                 jobs=_jobs())
+                 jobs=jobs())
     seconds = time.monotonic() - started
     release = (out / "include/config/kernel.release").read_text().strip()
     kernel = Kernel(
@@ -179,12 +219,32 @@ def _do_build(tmp: Path, spec: BuildSpec, src: source.KernelSource, tc: toolchai
         llvm_major=tc.major, source=src.description, key=key, build_log=log,
         build_seconds=round(seconds, 1), steps=make.steps,
     )
-    (tmp / "meta.json").write_text(kernel.to_json(tmp))
+    (out / META).write_text(kernel.to_json(out))
     say(f"built {spec.label} ({release}) in {duration(seconds)}, {make.steps} steps")
+    return kernel
 
 
-def build_kernel(spec: BuildSpec) -> Kernel:
-    """The kernel for `spec`, built at most once per machine (a cache hit costs milliseconds)."""
+def _do_build(out: Path, spec: BuildSpec, src: source.KernelSource, tc: toolchain.Toolchain,
+              wanted: dict[str, str], key: str, root: Path) -> None:
+    out.mkdir()
+    (root / "logs").mkdir(exist_ok=True)
+    log = root / "logs" / f"build-{spec.label}-{key[:12]}-{time.strftime('%Y%m%d-%H%M%S')}.log"
+    compile_kernel(out, spec, src, tc, wanted, key, log,
+                   _previous_steps(root / "index", spec.label))
+
+
+@dataclass(frozen=True)
+class Plan:
+    """Everything a build of `spec` depends on, resolved and checked, and its content key."""
+
+    spec: BuildSpec
+    src: source.KernelSource
+    tc: toolchain.Toolchain
+    wanted: dict[str, str]
+    key: str
+
+
+def plan(spec: BuildSpec) -> Plan:
     if spec.lto not in kconfig.LTO_MODES:
         raise UsageError(f"--lto {spec.lto}: use one of {', '.join(kconfig.LTO_MODES)}")
     arch = get_arch(spec.arch)
@@ -200,7 +260,26 @@ def build_kernel(spec: BuildSpec) -> Kernel:
         "recipe": RECIPE, "source": src.identity, "config": wanted, "clang": tc.clang_version,
         "lld": tc.lld_version, "arch": arch.name, "lto": spec.lto,
     })
+    return Plan(spec, src, tc, wanted, key)
+
+
+def build_kernel(spec: BuildSpec) -> Kernel:
+    """The kernel for `spec`, built at most once per machine (a cache hit costs milliseconds)."""
+    p = plan(spec)
     root = cache.cache_root()
-    entry = cache.publish(root / "kernels" / f"{spec.label}-{key}",
-                          lambda tmp: _do_build(tmp, spec, src, tc, wanted, key, root))
-    return Kernel.from_json((entry / "meta.json").read_text(), entry)
+    entry = cache.publish(entry_dir(p.src, spec.label, p.key, root),
+                          lambda tmp: _do_build(tmp, spec, p.src, p.tc, p.wanted, p.key, root))
+    kernel = Kernel.from_json((entry / META).read_text(), entry)
+    _index(root, kernel, entry)
+    return kernel
+
+
+def _index(root: Path, kernel: Kernel, entry: Path) -> None:
+    """A small record per build under <cache>/index/, wherever the build directory lives."""
+    ref = root / "index" / f"{kernel.label}-{kernel.key}.json"
+    if not ref.exists():
+        ref.parent.mkdir(exist_ok=True)
+        tmp = ref.with_suffix(f".{os.getpid()}.tmp")
+        tmp.write_text(json.dumps({"entry": str(entry), "steps": kernel.steps,
+                                   "build_seconds": kernel.build_seconds}))
+        os.replace(tmp, ref)

@@ -23,6 +23,7 @@ class KernelSource:
     description: str  # what a human calls it: tarball name and hash, or git describe
     version: str  # VERSION.PATCHLEVEL.SUBLEVEL from the top Makefile
     git: bool
+    owned: bool = False  # the cache made this tree: build directories may live inside it
 
 
 def makefile_version(tree: Path) -> str:
@@ -55,7 +56,7 @@ def from_tarball(tarball: Path) -> KernelSource:
     tree = tops[0]
     return KernelSource(tree=tree, identity=f"tarball:{digest}",
                         description=f"{tarball.name} (sha256 {digest[:12]})",
-                        version=makefile_version(tree), git=False)
+                        version=makefile_version(tree), git=False, owned=True)
 
 
 def _git(tree: Path, *args: str) -> str:
