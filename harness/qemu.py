@@ -12,8 +12,9 @@ READY_LOGLEVEL = 4  # console loglevel once booted: KERN_ERR and worse still rea
 
 def kernel_cmdline(arch: Arch, extra: Sequence[str] = ()) -> str:
     # panic=-1 with -no-reboot: a panic ends QEMU at once instead of waiting for a timeout.
-    return " ".join([f"console={arch.console}", "panic=-1",
-                     f"ltoboot.loglevel={READY_LOGLEVEL}", *extra])
+    # initcall_debug lines are KERN_DEBUG: into the (large enough) buffer, not the console.
+    return " ".join([f"console={arch.console}", "panic=-1", "initcall_debug",
+                     "log_buf_len=1M", f"ltoboot.loglevel={READY_LOGLEVEL}", *extra])
 
 
 def qemu_argv(arch: Arch, kernel: Path, initrd: Path | None, append: str, *, accel: str = "tcg",
