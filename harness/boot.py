@@ -10,10 +10,10 @@ from pathlib import Path
 
 from filelock import FileLock
 
-from harness import accel, cache, qemu, toolchain
+from harness import accel, cache, modules, qemu, toolchain
 from harness.arch import get_arch
 from harness.build import Kernel
-from harness.errors import KernelFailure
+from harness.errors import KernelFailure, LtobootError
 from harness.guest import Guest
 from harness.initramfs import build_initramfs
 from harness.progress import say
@@ -40,13 +40,26 @@ def start(kernel: Kernel, accel_name: str, *, initrd: Path | None, extra_cmdline
     return guest
 
 
+def guest_files(kernel: Kernel) -> dict[str, Path]:
+    """Files our checks need in the guest: the probe modules, when they can be built (a check
+    that needs them reports why they are missing)."""
+    if kernel.build_dir is None:
+        return {}
+    try:
+        probe = modules.probe_modules(kernel)
+    except LtobootError as e:
+        say(f"{kernel.label}: no probe modules in the guest: {str(e).splitlines()[0]}")
+        return {}
+    return {f"{modules.GUEST_DIR}/{f.name}": f for f in probe.files()}
+
+
 def boot(kernel: Kernel, *, accel_mode: str = "auto", init: Path | None = None,
          extra_cmdline: Sequence[str] = (), timeout: float | None = None,
          with_initramfs: bool = True, label: str | None = None) -> Guest:
     """A guest booted to our shell. Raises KernelFailure (kernel's fault) or InfraError."""
     arch = get_arch(kernel.arch)
     toolchain.require([(arch.qemu, arch.qemu_package)])
-    initrd = build_initramfs(kernel, init) if with_initramfs else None
+    initrd = build_initramfs(kernel, init, guest_files(kernel)) if with_initramfs else None
     decision = accel.decide(arch, accel_mode)
     if decision.accel is not None:
         guest = start(kernel, decision.accel, initrd=initrd, extra_cmdline=extra_cmdline,

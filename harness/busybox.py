@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import platform
 import shutil
-import struct
 import subprocess
 import tempfile
 from pathlib import Path
 
-from harness import cache
+from harness import cache, elf
 from harness.arch import Arch
 from harness.errors import InfraError
 
@@ -17,21 +16,8 @@ HOST_BUSYBOX = Path("/bin/busybox")
 _HOST_DEB_ARCH = {"x86_64": "amd64", "aarch64": "arm64"}
 
 
-def elf_machine_and_static(path: Path) -> tuple[int, bool]:
-    """(e_machine, statically linked?) of a 64-bit little-endian ELF file."""
-    data = path.read_bytes()
-    if data[:4] != b"\x7fELF" or data[4] != 2 or data[5] != 1:
-        raise InfraError(f"{path} is not a 64-bit little-endian ELF binary")
-    machine = struct.unpack_from("<H", data, 18)[0]
-    phoff, = struct.unpack_from("<Q", data, 32)
-    phentsize, phnum = struct.unpack_from("<HH", data, 54)
-    interp = any(struct.unpack_from("<I", data, phoff + i * phentsize)[0] == 3  # PT_INTERP
-                 for i in range(phnum))
-    return machine, not interp
-
-
 def _check(path: Path, arch: Arch, fix: str) -> Path:
-    machine, static = elf_machine_and_static(path)
+    machine, static = elf.machine_and_static(path.read_bytes(), str(path))
     if machine != arch.elf_machine or not static:
         raise InfraError(f"{path} is not a static {arch.name} busybox: {fix}")
     return path

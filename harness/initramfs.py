@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 import os
 import stat
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -68,7 +68,8 @@ def _tree(root: Path, prefix: str) -> list[Entry]:
     return entries
 
 
-def entries_for(kernel: Kernel, busybox_bin: Path, init: Path) -> list[Entry]:
+def entries_for(kernel: Kernel, busybox_bin: Path, init: Path,
+                extra: Mapping[str, Path] | None = None) -> list[Entry]:
     entries = [_dir(d) for d in ("bin", "dev", "etc", "lib", "proc", "root", "sbin", "sys",
                                  "tmp", "usr", "usr/bin", "usr/sbin")]
     entries.append(Entry("dev/console", stat.S_IFCHR | 0o600, rdev=(5, 1)))
@@ -76,19 +77,28 @@ def entries_for(kernel: Kernel, busybox_bin: Path, init: Path) -> list[Entry]:
     entries.append(Entry("bin/busybox", stat.S_IFREG | 0o755, busybox_bin.read_bytes()))
     if kernel.modules is not None and (kernel.modules / "lib/modules").is_dir():
         entries.extend(_tree(kernel.modules / "lib/modules", "lib/modules"))
+    extra = extra or {}
+    for d in sorted({str(Path(g).parent).lstrip("/") for g in extra}):
+        entries.append(_dir(d))
+    for guest_path, host_path in sorted(extra.items()):
+        entries.append(Entry(guest_path.lstrip("/"), stat.S_IFREG | 0o644, host_path.read_bytes()))
     return entries
 
 
-def build_initramfs(kernel: Kernel, init: Path | None = None) -> Path:
-    """The cached initramfs for `kernel` (with our init, or `init` for special-purpose guests)."""
+def build_initramfs(kernel: Kernel, init: Path | None = None,
+                    extra: Mapping[str, Path] | None = None) -> Path:
+    """The cached initramfs for `kernel`: our init (or `init`), busybox, the kernel's modules,
+    and `extra` files (guest path -> host file)."""
     init = init or IMAGES / "init"
+    extra = extra or {}
     bb = busybox.busybox_for(get_arch(kernel.arch))
     key = cache.content_key({
         "recipe": RECIPE, "kernel": kernel.key, "modules": str(kernel.modules),
         "busybox": cache.file_sha256(bb), "init": hashlib.sha256(init.read_bytes()).hexdigest(),
+        "extra": {g: cache.file_sha256(h) for g, h in sorted(extra.items())},
     })
 
     def produce(tmp: Path) -> None:
-        tmp.write_bytes(newc(entries_for(kernel, bb, init)))
+        tmp.write_bytes(newc(entries_for(kernel, bb, init, extra)))
 
     return cache.publish(cache.cache_root() / "initramfs" / f"{kernel.arch}-{key}.cpio", produce)

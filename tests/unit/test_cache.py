@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from harness import cache
+from harness import cache, progress
 from harness.errors import BuildError
 
 
@@ -21,7 +21,9 @@ def _produce_slowly(entry: str, counter: str) -> None:
     cache.publish(Path(entry), produce)
 
 
-def test_concurrent_producers_produce_once(tmp_path: Path) -> None:
+def test_concurrent_producers_produce_once(tmp_path: Path,
+                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(progress, "_sink", lambda line: None)  # children's "waiting" lines
     entry, counter = tmp_path / "k" / "entry", tmp_path / "count"
     ctx = multiprocessing.get_context("fork")
     procs = [ctx.Process(target=_produce_slowly, args=(str(entry), str(counter)))

@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from harness import checks
+from harness.checks import basic as checks
 
 SEED = ("Linux version 5.9.0-rc3+ (kees@...rok) (clang version 12.0.0 ( db1ec04963cc), "
         "LLD 12.0.0 ( db1ec04963cc)) #1 SMP Thu Sep 3 15:54:14 PDT 2020")

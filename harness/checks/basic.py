@@ -1,18 +1,12 @@
-"""What we check inside a booted guest. One registry serves `ltoboot run` and pytest alike.
-
-Each check has a pure evaluator over what the guest printed (unit-tested on recorded output)
-and a thin function that asks the guest.
-"""
+"""The basic checks: toolchain in /proc/version, LTO config, test_module, a clean dmesg."""
 
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Iterable
-from dataclasses import dataclass
 
 from harness import kconfig
 from harness.build import LTO_NAMES, Kernel
-from harness.errors import KernelFailure
+from harness.checks import CheckResult, check
 from harness.guest import Guest
 
 LTO_GREP = "zgrep 'LTO[_=]' /proc/config.gz"  # how a human types it (the seed mail)
@@ -22,34 +16,6 @@ LTO_EXPECTED: dict[str, dict[str, str]] = {
     "none": {"LTO_NONE": "y", "LTO_CLANG": "n"},
 }
 DMESG_PROBLEMS = re.compile(r"WARNING:|BUG:|Oops|Call Trace")
-
-
-@dataclass(frozen=True)
-class CheckResult:
-    name: str
-    passed: bool
-    summary: str
-    evidence: str = ""  # what the guest printed that the verdict rests on
-
-
-@dataclass(frozen=True)
-class Check:
-    name: str
-    description: str
-    run: Callable[[Guest, Kernel], CheckResult]
-
-
-CHECKS: dict[str, Check] = {}
-
-
-def check(name: str, description: str) -> Callable[[Callable[[Guest, Kernel], CheckResult]],
-                                                   Callable[[Guest, Kernel], CheckResult]]:
-    def register(fn: Callable[[Guest, Kernel], CheckResult]
-                 ) -> Callable[[Guest, Kernel], CheckResult]:
-        CHECKS[name] = Check(name, description, fn)
-        return fn
-
-    return register
 
 
 # -- pure evaluators -------------------------------------------------------------------------
@@ -149,14 +115,3 @@ def dmesg_clean(guest: Guest, kernel: Kernel) -> CheckResult:
     return CheckResult("dmesg_clean", True, "no WARNING, BUG, Oops or Call Trace")
 
 
-def run_check(name: str, guest: Guest, kernel: Kernel) -> CheckResult:
-    """Run one check; a kernel failure during it is that check's failure (and breaks the guest)."""
-    try:
-        return CHECKS[name].run(guest, kernel)
-    except KernelFailure as e:
-        return CheckResult(name, False, f"{e.kind}: {e.summary}", e.excerpt)
-
-
-def run_checks(guest: Guest, kernel: Kernel, names: Iterable[str] | None = None
-               ) -> list[CheckResult]:
-    return [run_check(n, guest, kernel) for n in (names or CHECKS)]

@@ -1,0 +1,83 @@
+"""LTO evidence that does not trust the config: the ELF note, ThinLTO-promoted symbol names."""
+
+from __future__ import annotations
+
+import re
+from collections import Counter
+from pathlib import Path
+
+from harness import elf, modules
+from harness.build import Kernel
+from harness.checks import CheckResult, check
+from harness.guest import Guest
+
+LINUX_ELFNOTE_LTO_INFO = 0x101  # include/linux/elfnote-lto.h
+_LLVM = re.compile(r"^([0-9a-f]+) ([tT]) (\S+)\.llvm\.\d+$")
+
+
+def lto_note(notes: list[elf.Note]) -> bool | None:
+    """What the kernel's Linux LTO_INFO note says (None when it has none)."""
+    for n in notes:
+        if n.name == "Linux" and n.type == LINUX_ELFNOTE_LTO_INFO and len(n.desc) >= 4:
+            return int.from_bytes(n.desc[:4], "little") != 0
+    return None
+
+
+def od_bytes(text: str) -> bytes:
+    return bytes.fromhex("".join(text.split()))
+
+
+@check("lto_elf_note", "the Linux LTO note in /sys/kernel/notes agrees with the LTO mode")
+def lto_elf_note(guest: Guest, kernel: Kernel) -> CheckResult:
+    r = guest.run("od -An -v -tx1 /sys/kernel/notes")
+    if not r.ok:
+        return CheckResult("lto_elf_note", False, "cannot read /sys/kernel/notes", r.output)
+    says = lto_note(elf.notes(od_bytes(r.output)))
+    want = kernel.lto != "none"
+    if says is None:
+        return CheckResult("lto_elf_note", False, "no Linux LTO_INFO note in /sys/kernel/notes")
+    word = "LTO" if says else "no LTO"
+    return CheckResult("lto_elf_note", says == want,
+                       f"the note says {word}" + ("" if says == want else
+                                                  f", but the kernel was built with {kernel.lto}"))
+
+
+def promoted_functions(system_map: str) -> list[tuple[str, str]]:
+    """(plain name, full name) of .llvm.<hash> functions whose plain name is unique."""
+    plain: Counter[str] = Counter()
+    found = []
+    for line in system_map.splitlines():
+        parts = line.split()
+        if len(parts) == 3:
+            plain[parts[2].split(".llvm.")[0]] += 1
+        if m := _LLVM.match(line):
+            found.append((m.group(3), line.split()[2]))
+    return [(p, full) for p, full in found if plain[p] == 1]
+
+
+@check("llvm_symbols", "ThinLTO: kallsyms has .llvm.<hash> names, found by their plain names")
+def llvm_symbols(guest: Guest, kernel: Kernel) -> CheckResult:
+    name = "llvm_symbols"
+    count = int(guest.run("grep -c '[.]llvm[.]' /proc/kallsyms").output.strip() or 0)
+    if kernel.lto != "thin":
+        return CheckResult(name, count == 0, f"{count} .llvm.<hash> names in /proc/kallsyms "
+                           f"(expected none without ThinLTO)")
+    if count == 0:
+        return CheckResult(name, False, "no .llvm.<hash> names in /proc/kallsyms of a ThinLTO "
+                           "kernel")
+    if kernel.system_map is None or not Path(kernel.system_map).is_file():
+        return CheckResult(name, True, f"{count} .llvm.<hash> names (no System.map: lookup by "
+                           "plain name not checked)")
+    modules.probe_modules(kernel)  # the guest's copy of ltoboot_probe.ko comes from here
+    tried = []
+    for plain, full in promoted_functions(kernel.system_map.read_text())[:8]:
+        addr = guest.run(f"grep ' {full}$' /proc/kallsyms").output.split(" ")[0]
+        r = guest.run(f"insmod {modules.GUEST_DIR}/{modules.PROBE} lookup={plain} && "
+                      f"rmmod ltoboot_probe; dmesg | grep 'kprobe {plain} at' | tail -1")
+        got = re.search(r"at ([0-9a-f]+)$", r.output.strip())
+        if got and int(got.group(1), 16) == int(addr, 16):
+            return CheckResult(name, True, f"{count} .llvm.<hash> names; kprobe on {plain} "
+                               f"found {full} at {got.group(1)}", r.output.strip())
+        tried.append(f"{plain}: {r.output.strip() or 'not found'} (kallsyms {addr})")
+    return CheckResult(name, False, f"{count} .llvm.<hash> names, but none could be found by "
+                       "its plain name", "\n".join(tried))

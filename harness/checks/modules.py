@@ -1,0 +1,103 @@
+"""Module loading and versioning under LTO: our probe modules, CRCs, merged sections."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from harness import modules
+from harness.build import Kernel
+from harness.checks import CheckResult, check
+from harness.checks.basic import module_listed
+from harness.guest import Guest
+
+SPLIT_SECTION = re.compile(r"^\.(data|rodata|bss)\..+")
+DISAGREES = f"disagrees about version of symbol {modules.EXPORTED}"
+
+
+def zero_crcs(symvers: str) -> list[str]:
+    """Symbols whose Module.symvers CRC is zero (LTO once lost them: kbuild: lto: fix
+    module versioning)."""
+    return [line.split("\t")[1] for line in symvers.splitlines()
+            if line.startswith("0x") and int(line.split("\t")[0], 16) == 0]
+
+
+def split_sections(names: list[str]) -> list[str]:
+    return [n for n in names if SPLIT_SECTION.match(n)]
+
+
+@check("symvers_crcs", "Module.symvers of the kernel and of our modules has no zero CRC")
+def symvers_crcs(guest: Guest, kernel: Kernel) -> CheckResult:
+    if kernel.build_dir is None:
+        return CheckResult("symvers_crcs", False, "no build directory: Module.symvers unknown")
+    texts = {"vmlinux": Path(kernel.build_dir, "Module.symvers"),
+             "probe modules": modules.probe_modules(kernel).symvers}
+    total, zeros = 0, []
+    for what, path in texts.items():
+        text = path.read_text()
+        total += sum(1 for line in text.splitlines() if line.startswith("0x"))
+        zeros += [f"{s} ({what})" for s in zero_crcs(text)]
+    if total == 0:
+        return CheckResult("symvers_crcs", False, "no CRCs in Module.symvers (MODVERSIONS off?)")
+    if zeros:
+        return CheckResult("symvers_crcs", False, f"{len(zeros)} of {total} CRCs are zero",
+                           "\n".join(zeros[:30]))
+    return CheckResult("symvers_crcs", True, f"{total} CRCs, none zero")
+
+
+@check("probe_modules", "our M= modules load, link to each other, show up, merge sections, "
+       "unload")
+def probe_modules(guest: Guest, kernel: Kernel) -> CheckResult:
+    name, d = "probe_modules", modules.GUEST_DIR
+    modules.probe_modules(kernel)
+    problems = []
+    for m in ("ltoboot_probe", "ltoboot_user"):
+        r = guest.run(f"insmod {d}/{m}.ko")
+        if not r.ok:
+            problems.append(f"insmod {m}: {r.output.strip()}")
+    listed = guest.run("cat /proc/modules").output
+    sysfs = guest.run("ls /sys/module").output.split()
+    for m in ("ltoboot_probe", "ltoboot_user"):
+        if not module_listed(listed, m):
+            problems.append(f"{m} not in /proc/modules")
+        if m not in sysfs:
+            problems.append(f"no /sys/module/{m}")
+    lto_named = [m for m in [*sysfs, *(line.split(" ")[0] for line in listed.splitlines())]
+                 if m.endswith(".lto")]
+    if lto_named:
+        problems.append("module names ending in .lto: " + ", ".join(sorted(set(lto_named))))
+    sections = [s for s in guest.run("ls -a /sys/module/ltoboot_probe/sections").output.split()
+                if s not in (".", "..")]
+    split = split_sections(sections)
+    if split:
+        problems.append("split sections not merged: " + " ".join(split))
+    if "ltoboot_probe_value() = 42" not in guest.run("dmesg | grep ltoboot_user:").output:
+        problems.append("ltoboot_user did not get 42 from ltoboot_probe_value()")
+    for m in ("ltoboot_user", "ltoboot_probe"):
+        r = guest.run(f"rmmod {m}")
+        if not r.ok:
+            problems.append(f"rmmod {m}: {r.output.strip()}")
+    if module_listed(guest.run("cat /proc/modules").output, "ltoboot_probe"):
+        problems.append("ltoboot_probe still loaded after rmmod")
+    if problems:
+        return CheckResult(name, False, "; ".join(problems), " ".join(sections))
+    return CheckResult(name, True, "ltoboot_probe and ltoboot_user loaded, linked, listed, "
+                       f"unloaded; sections: {' '.join(sections)}")
+
+
+@check("modversions", "a module with one altered __versions CRC is refused by the kernel")
+def modversions(guest: Guest, kernel: Kernel) -> CheckResult:
+    name, d = "modversions", modules.GUEST_DIR
+    modules.probe_modules(kernel)
+    before = len(guest.run("dmesg").output.splitlines())  # dmesg stays whole for others
+    guest.run(f"insmod {d}/{modules.PROBE}")
+    bad = guest.run(f"insmod {d}/{modules.USER_BADCRC}")
+    log = "\n".join(guest.run("dmesg").output.splitlines()[before:])
+    guest.run("rmmod ltoboot_user; rmmod ltoboot_probe")
+    if bad.ok:
+        return CheckResult(name, False, "the module with a wrong CRC for "
+                           f"{modules.EXPORTED} was loaded", log)
+    if DISAGREES not in log:
+        return CheckResult(name, False, f"refused, but dmesg lacks '{DISAGREES}'",
+                           bad.output + "\n" + log)
+    return CheckResult(name, True, f"refused: {DISAGREES}")

@@ -1,0 +1,38 @@
+from __future__ import annotations
+
+from harness.checks.cfi import SURVIVED, evaluate_cfi
+from harness.checks.lto import promoted_functions
+from harness.checks.modules import split_sections, zero_crcs
+from harness.console import parse_result
+
+
+def test_zero_crcs_and_split_sections() -> None:
+    symvers = ("0x00000000\tlost\tvmlinux\tEXPORT_SYMBOL\t\n"
+               "0x1a2b3c4d\tkept\tvmlinux\tEXPORT_SYMBOL\t")
+    assert zero_crcs(symvers) == ["lost"]
+    names = [".", "..", ".text", ".data", ".rodata", ".bss", ".data.value", ".rodata.str1.1",
+             ".gnu.linkonce.this_module"]
+    assert split_sections(names) == [".data.value", ".rodata.str1.1"]
+
+
+def test_promoted_functions_need_unique_plain_names() -> None:
+    smap = ("ffffffff81000000 t foo.llvm.1234\nffffffff81000010 t bar.llvm.99\n"
+            "ffffffff81000020 t bar\nffffffff81000030 d baz.llvm.5\n")
+    assert promoted_functions(smap) == [("foo", "foo.llvm.1234")]
+
+
+def test_cfi_verdicts() -> None:
+    enforced = parse_result("x", "[ 5.1] CFI failure at lkdtm_indirect_call+0x1a/0x30 (target: "
+                            "lkdtm_increment_int+0x0/0x10; expected type: 0x7e0c52a5)\r\n"
+                            "[ 5.1] Oops: invalid opcode: 0000 [#1]\r\n", 139)
+    assert evaluate_cfi(enforced) == (True, "[ 5.1] CFI failure at lkdtm_indirect_call+0x1a/0x30 "
+                                      "(target: lkdtm_increment_int+0x0/0x10; expected type: "
+                                      "0x7e0c52a5)")
+    permissive = parse_result("x", "[ 5.1] CFI failure at f+0x1/0x2\r\n"
+                              f"[ 5.2] lkdtm: {SURVIVED}!\r\n", 0)
+    ok, why = evaluate_cfi(permissive)
+    assert not ok and why.startswith("CFI not enforced") and "survived" in why
+    missing = parse_result("x", "|sh: can't create /sys/kernel/debug/provoke-crash/DIRECT: "
+                           "nonexistent directory\r\n", 1)
+    assert evaluate_cfi(missing) == (False, "LKDTM is not built in "
+                                     "(/sys/kernel/debug/provoke-crash/DIRECT missing)")
