@@ -8,28 +8,19 @@ from collections.abc import Generator
 import pytest
 
 from harness import progress
-from harness.arch import ARCH_NAMES
 from harness.build import BuildSpec
 from harness.cli import split_arches
 from harness.errors import KernelFailure
+from harness.options import KERNEL_OPTIONS
 
 # Saved before pytest captures fd 2, so build progress reaches the terminal (xdist workers too).
 _PROGRESS_FD = os.dup(2)
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
-    g = parser.getgroup("ltoboot", "ltoboot: LTO kernels in QEMU")
-    g.addoption("--arch", default=",".join(ARCH_NAMES),
-                help=f"comma-separated guest architectures (default: {','.join(ARCH_NAMES)})")
-    g.addoption("--lto", default="thin", choices=("thin", "full", "none"),
-                help="LTO mode of the kernels under test (default: thin)")
-    g.addoption("--kernel-src", default=None, metavar="PATH",
-                help="kernel source tree or tarball (default: Debian's linux-source-6.1)")
-    g.addoption("--llvm", default="19", metavar="N", help="LLVM=-N toolchain (default: 19)")
-    g.addoption("--accel", default="auto", choices=("auto", "kvm", "tcg"),
-                help="accelerator (auto: KVM only where a probe booted a guest)")
-    g.addoption("--fragment", action="append", default=[], metavar="FILE",
-                help="extra Kconfig fragment (repeatable)")
+    group = parser.getgroup("ltoboot", "ltoboot: LTO kernels in QEMU")
+    for flag, kwargs in KERNEL_OPTIONS:
+        group.addoption(flag, **kwargs)
 
 
 def base_spec(config: pytest.Config, arch: str) -> BuildSpec:
