@@ -189,11 +189,11 @@ def compile_kernel(out: Path, spec: BuildSpec, src: source.KernelSource,
             "KBUILD_BUILD_USER=ltoboot", "KBUILD_BUILD_HOST=ltoboot"]
     make = Make(argv, log, spec.label, expected_steps)
     say(f"building {spec.label} from {src.description} with {tc.clang_version}; log: {log}")
-    started = time.monotonic()
     # One make at a time per machine, each with every core: parallel workers never oversubscribe.
     (root / "locks").mkdir(exist_ok=True)
     with cache.locked(root / "locks" / "make.lock",
                       f"building {spec.label}: waiting for another build to finish"):
+        started = time.monotonic()  # build time, not time spent waiting for the lock
         config = out / ".config"
         if not config.exists():
             make("tinyconfig")

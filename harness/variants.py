@@ -1,0 +1,137 @@
+"""Deliberately broken kernels, to show that a check catches a real breakage.
+
+A variant is a copy of the base kernel's source tree with one file changed or one config
+option set, built incrementally: the tree is copied with hard links (the changed file gets a
+new inode), the base build directory is copied beside it, and make rebuilds what changed.
+That works because the base was built in a direct subdirectory of its tree, where kbuild
+records srctree as "..".
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import inspect
+import os
+import shutil
+import subprocess
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from harness import cache, kconfig, modules
+from harness.arch import get_arch
+from harness.build import META, MODROOT, Kernel, Make, jobs
+from harness.errors import BuildError, UsageError
+from harness.progress import duration, say
+
+RECIPE = 1
+
+
+def _rewrite(path: Path, old: str, new: str) -> None:
+    """Replace `old` by `new` in a hard-linked file without touching the original's inode."""
+    text = path.read_text()
+    if old not in text:
+        raise UsageError(f"{path}: the text this variant changes is not there; tree differs")
+    tmp = path.with_name(path.name + ".ltoboot-tmp")
+    tmp.write_text(text.replace(old, new))
+    shutil.copymode(path, tmp)
+    os.replace(tmp, path)
+
+
+def reverse_initcalls(tree: Path) -> None:
+    _rewrite(tree / "scripts/generate_initcall_order.pl",
+             "sort { $a <=> $b } keys(%{$initcalls})", "sort { $b <=> $a } keys(%{$initcalls})")
+
+
+def unmerged_module_sections(tree: Path) -> None:
+    _rewrite(tree / "scripts/module.lds.S", "#ifdef CONFIG_LTO_CLANG", "#if 0 /* ltoboot */")
+
+
+@dataclass(frozen=True)
+class Variant:
+    name: str
+    breaks: str  # what it breaks, for the reader
+    patch: Callable[[Path], None] | None = None
+    config: dict[str, str] = field(default_factory=dict)
+
+
+VARIANTS: dict[str, Variant] = {v.name: v for v in (
+    Variant("initcalls-reversed", "generate_initcall_order.pl emits each object's initcalls "
+            "in reverse", patch=reverse_initcalls),
+    Variant("modules-unmerged", "module.lds.S no longer merges LTO's split sections",
+            patch=unmerged_module_sections),
+    Variant("cfi-permissive", "CFI violations are reported but not stopped",
+            config={"CFI_PERMISSIVE": "y"}),
+)}
+
+
+def _copy_tree(src: Path, dest: Path) -> None:
+    dest.mkdir()
+    for item in sorted(src.iterdir()):
+        if item.name.startswith((".ltoboot-", ".tmp-.ltoboot-")):
+            continue  # build directories of the base tree
+        subprocess.run(["cp", "-al", str(item), str(dest / item.name)], check=True)
+
+
+def _build(tmp: Path, base: Kernel, v: Variant, key: str) -> None:
+    assert base.build_dir is not None and base.source_tree is not None
+    tmp.mkdir()
+    tree = tmp / base.source_tree.name
+    copy_started = time.monotonic()
+    _copy_tree(base.source_tree, tree)
+    if v.patch:
+        v.patch(tree)
+    out = tree / f".ltoboot-{base.label}-{v.name}"
+    subprocess.run(["cp", "-a", str(base.build_dir), str(out)], check=True)
+    shutil.rmtree(out / MODROOT, ignore_errors=True)
+    (out / META).unlink(missing_ok=True)
+    root = cache.cache_root()
+    log = root / "logs" / f"variant-{base.label}-{v.name}-{key[:12]}.log"
+    argv = ["make", "-C", str(tree), f"O={out}", f"ARCH={get_arch(base.arch).kernel_arch}",
+            *modules.make_vars(base), "KBUILD_BUILD_USER=ltoboot", "KBUILD_BUILD_HOST=ltoboot"]
+    make = Make(argv, log, f"{base.label}+{v.name}", 0)
+    say(f"building variant {v.name} of {base.label} ({v.breaks}); log: {log}")
+    copy_seconds = time.monotonic() - copy_started
+    with cache.locked(root / "locks" / "make.lock",
+                      f"variant {v.name}: waiting for another build to finish"):
+        started = time.monotonic() - copy_seconds  # copying and building, not waiting
+        if v.config:
+            config = out / ".config"
+            config.write_text(kconfig.apply(config.read_text(), v.config))
+            make("olddefconfig")
+            problems = kconfig.not_stuck(v.config, kconfig.parse(config.read_text()))
+            if problems:
+                raise BuildError(f"variant {v.name}: Kconfig dropped " + "; ".join(problems),
+                                 log=log)
+        make(jobs=jobs())
+        make("modules_install", f"INSTALL_MOD_PATH={out / MODROOT}", "INSTALL_MOD_STRIP=1",
+             jobs=jobs())
+    seconds = time.monotonic() - started
+    kernel = dataclasses.replace(
+        base, image=out / get_arch(base.arch).image, config=out / ".config",
+        system_map=out / "System.map", modules=out / MODROOT, build_dir=out, source_tree=tree,
+        key=key, build_log=log, build_seconds=round(seconds, 1), steps=make.steps,
+        source=f"{base.source} + variant {v.name}", extra={"variant": v.name,
+                                                          "breaks": v.breaks},
+    )
+    (out / META).write_text(kernel.to_json(out))
+    say(f"built variant {v.name} of {base.label} in {duration(seconds)} ({make.steps} steps)")
+
+
+def build_variant(base: Kernel, name: str) -> Kernel:
+    """`base` broken as variant `name` says, built incrementally from base's build."""
+    v = VARIANTS.get(name)
+    if v is None:
+        raise UsageError(f"unknown variant {name!r}: use one of {', '.join(VARIANTS)}")
+    if base.build_dir is None or base.source_tree is None \
+            or base.build_dir.parent != base.source_tree:
+        raise UsageError(f"{base.label}: variants need a kernel built by ltoboot from a tree it "
+                         "owns (the default tarball)")
+    key = cache.content_key({"recipe": RECIPE, "base": base.key, "variant": name,
+                             "config": v.config,
+                             "patch": inspect.getsource(v.patch) if v.patch else ""})
+    entry = cache.publish(cache.cache_root() / "variants" / f"{base.label}-{name}-{key}",
+                          lambda tmp: _build(tmp, base, v, key))
+    out = entry / base.source_tree.name / f".ltoboot-{base.label}-{name}"
+    return Kernel.from_json((out / META).read_text(), out)
