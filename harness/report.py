@@ -47,8 +47,9 @@ def render(rep: KernelReport) -> str:
     lines.append("checks:")
     for r in rep.results:
         lines.append(f"  {'PASS' if r.passed else 'FAIL'}  {r.name:<{width}}  {r.summary}")
-        if not r.passed and r.evidence and r.name not in ("proc_version", "lto_config"):
-            lines += [f"        | {e}" for e in r.evidence.splitlines()[-15:]]
+        if r.evidence and (not r.passed or r.name == "initcall_order") \
+                and r.name not in ("proc_version", "lto_config"):
+            lines += [f"        | {e}" for e in r.evidence.splitlines()[-30:]]
     facts = []
     if rep.boot_seconds is not None:
         facts.append(f"boot {rep.boot_seconds:.1f}s ({rep.accel_reason or rep.accel})")
@@ -61,4 +62,59 @@ def render(rep: KernelReport) -> str:
         lines.append(f"build log: {k.build_log}")
     n_pass = sum(r.passed for r in rep.results)
     lines.append(f"{'PASSED' if rep.passed else 'FAILED'}: {n_pass}/{len(rep.results)} checks")
+    return "\n".join(lines)
+
+
+def facts_for_tested_by(reports: list[KernelReport], name: str, email: str) -> dict[str, object]:
+    """Everything a Tested-by reply states, as data (also what --format json prints)."""
+    first = next((r.kernel for r in reports if r.kernel is not None), None)
+    return {
+        "tree": first.source if first else "",
+        "release": first.release if first else "",
+        "compiler": first.compiler if first else "",
+        "passed": all(r.passed for r in reports) and bool(reports),
+        "tested_by": f"{name} <{email}>",
+        "arches": [{
+            "arch": r.kernel.arch if r.kernel else r.label.split("-")[0],
+            "lto": r.kernel.lto if r.kernel else "",
+            "passed": r.passed,
+            "error": r.error,
+            "boot_seconds": round(r.boot_seconds, 2) if r.boot_seconds is not None else None,
+            "accel": r.accel,
+            "proc_version": r.evidence("proc_version"),
+            "lto_config": r.evidence("lto_config"),
+            "checks": [{"name": c.name, "passed": c.passed, "summary": c.summary,
+                        **({} if c.passed else {"evidence": c.evidence})} for c in r.results],
+            "console_log": r.console_log,
+        } for r in reports],
+    }
+
+
+def render_tested_by(facts: dict[str, object]) -> str:
+    """The block to paste into a reply: per arch what a tester would paste, then the tag."""
+    arches = facts["arches"]
+    assert isinstance(arches, list)
+    lines = [f"Booted {facts['tree']} (Linux {facts['release']}), built with "
+             f"{facts['compiler']}, in QEMU:", ""]
+    for a in arches:
+        status = "all checks passed" if a["passed"] else "FAILED"
+        boot = f", booted in {a['boot_seconds']:.1f}s ({a['accel']})" if a["boot_seconds"] else ""
+        lines.append(f"{a['arch']}, {LTO_NAMES.get(a['lto'], a['lto'])}{boot}: {status}")
+        if a["proc_version"]:
+            lines += ["# cat /proc/version", a["proc_version"]]
+        if a["lto_config"]:
+            lines += [f"# {LTO_GREP}", a["lto_config"]]
+        if a["error"]:
+            lines.append(a["error"])
+        for c in a["checks"]:
+            lines.append(f"  {'ok  ' if c['passed'] else 'FAIL'} {c['name']}: {c['summary']}")
+            if not c["passed"] and c.get("evidence"):
+                lines += [f"       | {e}" for e in str(c["evidence"]).splitlines()[-15:]]
+        if not a["passed"] and a["console_log"]:
+            lines.append(f"  console log: {a['console_log']}")
+        lines.append("")
+    if facts["passed"]:
+        lines.append(f"Tested-by: {facts['tested_by']}")
+    else:
+        lines.append("Not all checks passed: no Tested-by.")
     return "\n".join(lines)

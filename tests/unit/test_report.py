@@ -1,0 +1,45 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+from harness.build import Kernel
+from harness.checks import CheckResult
+from harness.report import KernelReport, facts_for_tested_by, render, render_tested_by
+
+VERSION = ("Linux version 6.1.192 (ltoboot@ltoboot) (Debian clang version 19.1.7 (3~deb12u1), "
+           "Debian LLD 19.1.7) #1 SMP Mon Nov 23 20:12:23 UTC 2026")
+LTO = "CONFIG_LTO=y\nCONFIG_LTO_CLANG=y\n# CONFIG_LTO_NONE is not set\nCONFIG_LTO_CLANG_THIN=y"
+
+
+def report(arch: str, ok: bool) -> KernelReport:
+    k = Kernel(arch=arch, lto="thin", release="6.1.192", image=Path("/k/Image"),
+               config=Path("/k/.config"), system_map=None, modules=None, build_dir=None,
+               source_tree=None, compiler="Debian clang version 19.1.7 (3~deb12u1)",
+               linker="Debian LLD 19.1.7", llvm_major=19,
+               source="linux-source-6.1.tar.xz (sha256 4d415b3d3648)", key="k")
+    results = [CheckResult("proc_version", True, "clang version 19.1.7, LLD 19.1.7", VERSION),
+               CheckResult("lto_config", True, "ThinLTO", LTO),
+               CheckResult("cfi", ok, "CFI failure at x" if ok else "CFI not enforced",
+                           "" if ok else "[ 1.0] lkdtm: FAIL: survived")]
+    return KernelReport(label=f"{arch}-thin", kernel=k, accel="tcg", boot_seconds=1.9,
+                        console_log=f"/logs/{arch}.log", results=results)
+
+
+def test_tested_by_block_ends_with_the_tag_only_when_all_passed() -> None:
+    good = render_tested_by(facts_for_tested_by([report("arm64", True), report("x86_64", True)],
+                                            "A U Thor", "a@example.org"))
+    assert good.splitlines()[-1] == "Tested-by: A U Thor <a@example.org>"
+    assert good.count("# cat /proc/version") == 2 and VERSION in good
+    assert "# zgrep 'LTO[_=]' /proc/config.gz\nCONFIG_LTO=y" in good
+    assert "linux-source-6.1.tar.xz (sha256 4d415b3d3648)" in good.splitlines()[0]
+    bad = render_tested_by(facts_for_tested_by([report("arm64", True), report("x86_64", False)],
+                                           "A U Thor", "a@example.org"))
+    assert "Tested-by:" not in bad
+    assert "FAIL cfi: CFI not enforced" in bad and "lkdtm: FAIL: survived" in bad
+    assert "console log: /logs/x86_64.log" in bad
+
+
+def test_run_report_shows_what_the_seed_mail_shows() -> None:
+    text = render(report("x86_64", True))
+    assert "# cat /proc/version\n" + VERSION in text
+    assert text.splitlines()[-1] == "PASSED: 3/3 checks"
