@@ -71,10 +71,13 @@ def _build(tmp: Path, kernel: Kernel, log: Path) -> None:
 
 def probe_modules(kernel: Kernel) -> ProbeModules:
     """The probe modules for `kernel`, built once per kernel per machine."""
-    if kernel.build_dir is None or kernel.source_tree is None:
-        raise UsageError(f"{kernel.label}: probe modules need the kernel's build directory")
     key = cache.content_key({"recipe": RECIPE, "kernel": kernel.key, "src": _sources_hash()})
     root = cache.cache_root()
+    done = root / "modules" / f"{kernel.label}-{key}"
+    if done.exists():
+        return ProbeModules(done, done / "Module.symvers")
+    if kernel.build_dir is None or kernel.source_tree is None:
+        raise UsageError(f"{kernel.label}: probe modules need the kernel's build directory")
     (root / "logs").mkdir(exist_ok=True)
     log = root / "logs" / f"modules-{kernel.label}-{key[:12]}.log"
     entry = cache.publish(root / "modules" / f"{kernel.label}-{key}",

@@ -1,0 +1,158 @@
+"""`ltoboot bisect` on a real kernel git repository with culprits of our own making."""
+
+from __future__ import annotations
+
+import hashlib
+import inspect
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from harness import bisect, cache
+from harness.build import BuildSpec, Kernel
+from harness.pytest_plugin.fixtures import Kernels
+from harness.variants import _copy_tree
+
+pytestmark = [pytest.mark.boot, pytest.mark.ltoboot_group("bisect")]
+
+DEBIAN_BLOCK = "# Debian packaging: ignore everything at the top level"
+
+
+def _edit(path: Path, old: str, new: str) -> None:
+    """Change a file of the hard-linked copy through a new inode (never the cached tree)."""
+    text = path.read_text()
+    assert old in text, f"{path}: {old!r} not found"
+    tmp = path.with_name(path.name + ".new")
+    tmp.write_text(text.replace(old, new, 1))
+    os.replace(tmp, path)
+
+
+def _git(repo: Path, *args: str, check: bool = True) -> str:
+    date = "2026-01-01T00:00:00+00:00"  # fixed: the same commits on every run and machine
+    env = {**os.environ, "GIT_AUTHOR_NAME": "ltoboot", "GIT_AUTHOR_EMAIL": "t@ltoboot.invalid",
+           "GIT_COMMITTER_NAME": "ltoboot", "GIT_COMMITTER_EMAIL": "t@ltoboot.invalid",
+           "GIT_AUTHOR_DATE": date, "GIT_COMMITTER_DATE": date}
+    return subprocess.run(["git", "-C", str(repo), *args], check=check, capture_output=True,
+                          text=True, env=env).stdout.strip()
+
+
+def _commit(repo: Path, message: str, path: str, old: str, new: str) -> str:
+    _edit(repo / path, old, new)
+    _git(repo, "commit", "-q", "-a", "-m", message)
+    return _git(repo, "rev-parse", "HEAD")
+
+
+def _make_repo(repo: Path, base: Kernel, arch: str) -> None:
+    """A kernel git repository: the source tree (hard links), our commits on top, and the
+    default build's directory seeded in as the per-tree build directory."""
+    assert base.source_tree is not None and base.build_dir is not None
+    _copy_tree(base.source_tree, repo)
+    gitignore = (repo / ".gitignore").read_text()
+    assert DEBIAN_BLOCK in gitignore  # else nothing at the top level would be committed
+    _edit(repo / ".gitignore", gitignore[gitignore.index(DEBIAN_BLOCK):], "")
+    _git(repo, "init", "-q")
+    _git(repo, "add", "-A")
+    _git(repo, "commit", "-q", "-m", "Linux 6.1 from Debian's linux-source-6.1")
+    spec = BuildSpec(arch=arch, kernel_src=str(repo))
+    subprocess.run(["cp", "-a", str(base.build_dir), str(bisect.build_dir(repo, spec))],
+                   check=True)
+    c = {"base": _git(repo, "rev-parse", "HEAD")}
+    c["docs1"] = _commit(repo, "docs: a harmless change", "README", "Linux kernel",
+                         "Linux kernel (ltoboot bisect test)")
+    c["nobuild"] = _commit(repo, "init: a change that does not compile", "init/main.c",
+                           "static int __ref kernel_init(void *unused)",
+                           "#error ltoboot: this commit does not compile\n"
+                           "static int __ref kernel_init(void *unused)")
+    c["builds"] = _commit(repo, "init: compile again", "init/main.c",
+                          "#error ltoboot: this commit does not compile\n", "")
+    c["panic"] = _commit(repo, "init: panic during boot", "init/main.c",
+                         "static int __ref kernel_init(void *unused)\n{\n",
+                         "static int __ref kernel_init(void *unused)\n{\n"
+                         "\tpanic(\"ltoboot: deliberate panic\");\n")
+    c["docs2"] = _commit(repo, "docs: another harmless change", "README",
+                         "(ltoboot bisect test)", "(ltoboot bisect test, again)")
+    c["unpanic"] = _commit(repo, "init: boot again", "init/main.c",
+                           "\tpanic(\"ltoboot: deliberate panic\");\n", "")
+    c["hello"] = _commit(repo, "test_module: greet differently", "lib/test_module.c",
+                         'pr_warn("Hello, world\\n");', 'pr_warn("Hello, LTO\\n");')
+    c["docs3"] = _commit(repo, "docs: yet another harmless change", "README",
+                         "(ltoboot bisect test, again)", "(ltoboot bisect test, thrice)")
+    (repo / ".git" / "ltoboot-commits.json").write_text(json.dumps(c))
+
+
+@pytest.fixture(scope="module")
+def kernel_repo(kernels: Kernels, primary_arch: str) -> tuple[Path, dict[str, str]]:
+    """The test repository, made once per machine (a cache entry) and reused."""
+    base = kernels.get(arch=primary_arch)
+    recipe = hashlib.sha256(inspect.getsource(_make_repo).encode()).hexdigest()[:12]
+    entry = cache.cache_root() / "test-repos" / f"bisect-{base.label}-{base.key}-{recipe}"
+    repo = cache.publish(entry, lambda tmp: _make_repo(tmp, base, primary_arch))
+    c: dict[str, str] = json.loads((repo / ".git" / "ltoboot-commits.json").read_text())
+    _git(repo, "bisect", "reset", check=False)  # in case a run was killed mid-bisect
+    _git(repo, "checkout", "-q", "-f", c["docs3"])
+    return repo, c
+
+
+def _ltoboot(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "harness.cli", *args], capture_output=True,
+                          text=True, stdin=subprocess.DEVNULL)
+
+
+def test_commit_that_does_not_build_is_skipped(kernel_repo: tuple[Path, dict[str, str]],
+                                               request: pytest.FixtureRequest) -> None:
+    repo, c = kernel_repo
+    _git(repo, "checkout", "-q", c["nobuild"])
+    try:
+        got = _ltoboot("bisect-step", "--kernel-src", str(repo),
+                       "--accel", request.config.getoption("accel"))
+    finally:
+        _git(repo, "checkout", "-q", c["docs3"])
+    assert got.returncode == bisect.SKIP, got.stdout + got.stderr
+
+
+def test_bisect_names_the_commit_that_panics(kernel_repo: tuple[Path, dict[str, str]],
+                                             request: pytest.FixtureRequest) -> None:
+    repo, c = kernel_repo
+    head = _git(repo, "rev-parse", "HEAD")
+    started = time.monotonic()
+    got = _ltoboot("bisect", "--kernel-src", str(repo), "--good", c["base"], "--bad",
+                   c["docs2"], "--accel", request.config.getoption("accel"))
+    print(got.stdout, f"bisect took {time.monotonic() - started:.0f}s", sep="\n")
+    assert got.returncode == 0, got.stdout + got.stderr
+    assert f"first bad commit: {c['panic']} init: panic during boot" in got.stdout
+    assert "failure: panic: " in got.stdout and "ltoboot: deliberate panic" in got.stdout
+    # the tree is left as it was found
+    assert _git(repo, "rev-parse", "HEAD") == head
+    assert not (repo / ".git" / "BISECT_LOG").exists()
+
+
+def test_bisect_one_check_names_the_commit_that_breaks_it(
+        kernel_repo: tuple[Path, dict[str, str]], request: pytest.FixtureRequest) -> None:
+    repo, c = kernel_repo
+    got = _ltoboot("bisect", "--kernel-src", str(repo), "--check", "test_module",
+                   "--good", c["docs2"], "--bad", c["docs3"],
+                   "--accel", request.config.getoption("accel"))
+    print(got.stdout)
+    assert got.returncode == 0, got.stdout + got.stderr
+    assert f"first bad commit: {c['hello']} test_module: greet differently" in got.stdout
+    assert "failure: check: " in got.stdout and "Hello, world" in got.stdout
+
+
+def test_bisect_refuses_a_dirty_tree(kernel_repo: tuple[Path, dict[str, str]]) -> None:
+    repo, c = kernel_repo
+    readme = repo / "README"
+    original = readme.read_text()
+    _edit(readme, "Linux kernel", "Linux kernel (dirty)")
+    try:
+        got = _ltoboot("bisect", "--kernel-src", str(repo), "--good", c["base"],
+                       "--bad", c["docs3"])
+    finally:
+        readme.write_text(original)
+    assert got.returncode == 2
+    assert got.stderr.startswith("ltoboot: error: ") and "uncommitted changes" in got.stderr
+    assert got.stderr.count("\n") == 1
