@@ -47,6 +47,13 @@ def check_kernel(spec: BuildSpec, accel: str, names: Sequence[str] | None,
     except BuildError as e:
         rep.error = f"build failed: {e}"
         return rep
+    return check_built(rep, spec, accel, names, initcall_order)
+
+
+def check_built(rep: KernelReport, spec: BuildSpec, accel: str, names: Sequence[str] | None,
+                initcall_order: bool = False) -> KernelReport:
+    """Boot and check rep.kernel (built, fetched or a variant) and fill in the report."""
+    assert rep.kernel is not None
     guest: Guest | None = None
     try:
         guest = boot.boot(rep.kernel, accel_mode=accel)

@@ -44,6 +44,8 @@ def pytest_configure(config: pytest.Config) -> None:
         "markers", "ltoboot_group(lto=None): run in the xdist group of the primary arch's "
         "kernel with this LTO mode (default: --lto)")
     config.addinivalue_line("markers", "boot: boots a real kernel in QEMU")
+    # pytest-xdist registers it too, but our hooks add it even when xdist is not in use
+    config.addinivalue_line("markers", "xdist_group(name): run in one xdist worker")
 
     def sink(line: str) -> None:
         os.write(_PROGRESS_FD, (line + "\n").encode(errors="replace"))
