@@ -86,11 +86,12 @@ class StepResult:
     seconds: float = 0.0
 
 
-def _evaluate(kernel: Kernel, accel: str, runs: int, only: Sequence[str], step: StepResult
-              ) -> None:
+def _evaluate(kernel: Kernel, accel: str, runs: int, only: Sequence[str], step: StepResult,
+              log_dir: Path) -> None:
     for n in range(runs):
         try:
-            guest = boot.boot(kernel, accel_mode=accel, label=f"bisect-{step.commit[:12]}")
+            guest = boot.boot(kernel, accel_mode=accel, label=f"console-{n + 1}",
+                              log_dir=log_dir)
         except KernelFailure as e:
             step.logs.append(str(e.log))
             # bisecting one check: a kernel that does not boot cannot answer for it
@@ -127,7 +128,7 @@ def step(spec: BuildSpec, accel: str, runs: int, only: Sequence[str], log_dir: P
         key = cache.content_key({"bisect": commit, "plan": p.key})
         kernel = _step_kernel(tree, spec, p, key, step_dir / "build.log")
         result.logs.append(str(kernel.build_log))
-        _evaluate(kernel, accel, runs, only, result)
+        _evaluate(kernel, accel, runs, only, result, step_dir)
     except BuildError as e:
         result.kind, result.summary = "build", str(e).splitlines()[0]
         result.excerpt, result.logs = e.tail, [str(e.log)]

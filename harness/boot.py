@@ -21,20 +21,22 @@ from harness.progress import say
 BOOT_TIMEOUT = 15.0  # seconds to the shell under KVM; TCG multiplies by the arch's slowdown
 
 
-def boot_log(label: str) -> Path:
-    d = cache.cache_root() / "logs" / "boot"
+def boot_log(label: str, log_dir: Path | None = None) -> Path:
+    d = log_dir or cache.cache_root() / "logs" / "boot"
     d.mkdir(parents=True, exist_ok=True)
     return d / f"{label}-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}-{time.monotonic_ns()}.log"
 
 
 def start(kernel: Kernel, accel_name: str, *, initrd: Path | None, extra_cmdline: Sequence[str],
-          timeout: float | None = None, label: str | None = None) -> Guest:
+          timeout: float | None = None, label: str | None = None,
+          log_dir: Path | None = None) -> Guest:
     arch = get_arch(kernel.arch)
     scale = 1.0 if accel_name == "kvm" else arch.tcg_slowdown
     argv = qemu.qemu_argv(arch, kernel.image, initrd, qemu.kernel_cmdline(arch, extra_cmdline),
                           accel=accel_name)
     name = label or kernel.label
-    guest = Guest(argv, boot_log(name), label=name, accel=accel_name, timeout_scale=scale)
+    guest = Guest(argv, boot_log(name, log_dir), label=name, accel=accel_name,
+                  timeout_scale=scale)
     say(f"booting {name} ({accel_name}): {shlex.join(argv)}; console log: {guest.log}")
     guest.wait_ready(timeout if timeout is not None else BOOT_TIMEOUT * scale)
     return guest
@@ -55,7 +57,8 @@ def guest_files(kernel: Kernel) -> dict[str, Path]:
 
 def boot(kernel: Kernel, *, accel_mode: str = "auto", init: Path | None = None,
          extra_cmdline: Sequence[str] = (), timeout: float | None = None,
-         with_initramfs: bool = True, label: str | None = None) -> Guest:
+         with_initramfs: bool = True, label: str | None = None,
+         log_dir: Path | None = None) -> Guest:
     """A guest booted to our shell. Raises KernelFailure (kernel's fault) or InfraError."""
     arch = get_arch(kernel.arch)
     toolchain.require([(arch.qemu, arch.qemu_package)])
@@ -63,17 +66,18 @@ def boot(kernel: Kernel, *, accel_mode: str = "auto", init: Path | None = None,
     decision = accel.decide(arch, accel_mode)
     if decision.accel is not None:
         guest = start(kernel, decision.accel, initrd=initrd, extra_cmdline=extra_cmdline,
-                      timeout=timeout, label=label)
+                      timeout=timeout, label=label, log_dir=log_dir)
         guest.accel_reason = decision.reason
         return guest
     with FileLock(str(accel.probe_record(arch)) + ".lock"):
         decision = accel.decide(arch, accel_mode)
         if decision.accel is not None:
             return boot(kernel, accel_mode=accel_mode, init=init, extra_cmdline=extra_cmdline,
-                        timeout=timeout, with_initramfs=with_initramfs, label=label)
+                        timeout=timeout, with_initramfs=with_initramfs, label=label,
+                        log_dir=log_dir)
         try:
             guest = start(kernel, "kvm", initrd=initrd, extra_cmdline=extra_cmdline,
-                          timeout=accel.PROBE_TIMEOUT, label=label)
+                          timeout=accel.PROBE_TIMEOUT, label=label, log_dir=log_dir)
         except KernelFailure as e:
             kvm_failure = f"{e.kind}: {e.summary} (log {e.log})"
         else:
@@ -83,7 +87,7 @@ def boot(kernel: Kernel, *, accel_mode: str = "auto", init: Path | None = None,
         say(f"KVM did not boot {kernel.label} ({kvm_failure}); falling back to TCG")
         # Only a TCG boot that works makes the KVM verdict trustworthy: record it after.
         guest = start(kernel, "tcg", initrd=initrd, extra_cmdline=extra_cmdline,
-                      timeout=timeout, label=label)
+                      timeout=timeout, label=label, log_dir=log_dir)
         accel.remember(arch, False, kvm_failure)
         guest.accel_reason = f"TCG: KVM probe failed: {kvm_failure}"
         return guest

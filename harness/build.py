@@ -162,7 +162,8 @@ class Make:
                     proc.kill()
                     proc.wait()
         if rc != 0:
-            raise BuildError(f"build {self.label}: make {' '.join(targets)} failed (exit {rc})",
+            what = " ".join(targets) or "(all)"
+            raise BuildError(f"build {self.label}: make {what} failed (exit {rc})",
                              log=self.log, tail="\n".join(self.tail))
 
     def _report(self, elapsed: float, current: str) -> None:

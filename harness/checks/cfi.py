@@ -28,7 +28,8 @@ def evaluate_cfi(r: CommandResult) -> tuple[bool, str]:
 
 @check("cfi", "LKDTM CFI_FORWARD_PROTO is stopped by a CFI failure (on a guest of its own)")
 def cfi(guest: Guest, kernel: Kernel) -> CheckResult:
-    victim = boot.boot(kernel, accel_mode=guest.accel, label=f"{kernel.label}-cfi")
+    victim = boot.boot(kernel, accel_mode=guest.accel, label=f"{guest.label}-cfi",
+                       log_dir=guest.log.parent)
     try:
         r = victim.run(f"echo CFI_FORWARD_PROTO > {TRIGGER}", allow_kernel_errors=True)
     finally:
