@@ -1,0 +1,146 @@
+"""Fault tests: the harness never leaves QEMU behind and reports failures fast and clearly."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from harness import boot, toolchain
+from harness.errors import InfraError, KernelFailure
+from harness.guest import Guest
+from harness.pytest_plugin.fixtures import Guests, Kernels
+
+
+def _qemu_with(token: str) -> list[str]:
+    got = subprocess.run(["pgrep", "-f", token], capture_output=True, text=True)
+    return got.stdout.split()
+
+
+def _wait_for(predicate: Callable[[], bool], seconds: float) -> bool:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.2)
+    return False
+
+
+# -- without QEMU: fake consoles ---------------------------------------------------------------
+def test_panic_is_reported_when_it_happens_not_at_the_timeout(recorded: Path,
+                                                              tmp_path: Path) -> None:
+    log = recorded / "x86_64-panic-no-init.log"
+    g = Guest(["sh", "-c", f"cat {log}; sleep 60"], tmp_path / "c.log", label="t",
+              accel="tcg", timeout_scale=1.0)
+    started = time.monotonic()
+    with pytest.raises(KernelFailure) as e:
+        g.wait_ready(30)
+    assert e.value.kind == "panic"
+    assert time.monotonic() - started < 1.5  # the panic line, plus at most 1 s of draining
+    assert not g.child.isalive()
+
+
+def test_hung_console_fails_at_the_timeout_with_its_last_lines(tmp_path: Path) -> None:
+    g = Guest(["sh", "-c", "echo Run /init as init process; echo still here; sleep 60"],
+              tmp_path / "h.log", label="t", accel="tcg", timeout_scale=1.0)
+    started = time.monotonic()
+    with pytest.raises(KernelFailure) as e:
+        g.wait_ready(1.0)
+    assert 1.0 <= time.monotonic() - started < 2.5
+    assert e.value.kind == "hang" and "still here" in e.value.excerpt
+    assert not g.child.isalive()
+
+
+def test_missing_tools_are_named_with_their_package() -> None:
+    with pytest.raises(InfraError) as e:
+        toolchain.detect("99")
+    assert "clang-99" in str(e.value) and "apt-get install clang-99 lld-99 llvm-99" in str(e.value)
+
+
+# -- real guests -------------------------------------------------------------------------------
+@pytest.mark.boot
+@pytest.mark.ltoboot_group()
+def test_hung_init_fails_at_the_timeout(kernels: Kernels, primary_arch: str,
+                                        tmp_path: Path) -> None:
+    init = tmp_path / "init"
+    init.write_text("#!/bin/busybox sh\n/bin/busybox echo ltoboot: init hangs\n"
+                    "exec /bin/busybox sleep 100000\n")
+    started = time.monotonic()
+    with pytest.raises(KernelFailure) as e:
+        boot.boot(kernels.get(arch=primary_arch), init=init, timeout=8,
+                  label="hang-test").close()
+    assert e.value.kind == "hang"
+    assert 8 <= time.monotonic() - started < 20
+    assert "ltoboot: init hangs" in e.value.excerpt
+
+
+@pytest.mark.boot
+@pytest.mark.ltoboot_group()
+def test_printk_storm_and_invalid_utf8_do_not_break_the_console(
+        kernels: Kernels, guests: Guests, primary_arch: str) -> None:
+    guest = guests.boot(kernels.get(arch=primary_arch), label="storm-test")
+    storm = ("i=0; while [ $i -lt 300 ]; do echo \"<3>ltoboot storm $i\" > /dev/kmsg; "
+             "i=$((i+1)); done; echo done")
+    r = guest.run(storm, timeout=60)
+    assert r.ok and r.output == "done"
+    assert len([k for k in r.kernel_lines if "ltoboot storm" in k]) >= 250
+    junk = guest.run(r"printf 'a\377\376b\n'; echo after")
+    assert junk.output.splitlines() == ["a\ufffd\ufffdb", "after"]
+    assert guest.run("echo still fine").output == "still fine"
+
+
+LINGER = '''
+from harness import boot
+from harness.build import BuildSpec, build_kernel
+import time
+def test_linger():
+    g = boot.boot(build_kernel(BuildSpec(arch={arch!r})), accel_mode="tcg",
+                  extra_cmdline=["ltoboot.token={token}"])
+    open({ready!r}, "w").write("booted")
+    time.sleep(600)
+'''
+
+
+@pytest.mark.boot
+@pytest.mark.ltoboot_group()
+@pytest.mark.parametrize("how", ["SIGINT", "SIGTERM", "SIGKILL", "worker-SIGKILL"])
+def test_qemu_never_outlives_pytest(how: str, kernels: Kernels, primary_arch: str,
+                                    tmp_path: Path) -> None:
+    kernels.get(arch=primary_arch)  # built before the child pytest needs it
+    token = uuid.uuid4().hex
+    ready = tmp_path / "ready"
+    (tmp_path / "test_linger.py").write_text(textwrap.dedent(LINGER).format(
+        arch=primary_arch, token=token, ready=str(ready)))
+    argv = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
+            "-o", "addopts=", str(tmp_path / "test_linger.py")]
+    if how == "worker-SIGKILL":
+        argv += ["-n", "1"]
+    child = subprocess.Popen(argv, cwd=tmp_path, stdout=subprocess.DEVNULL,
+                             stderr=subprocess.DEVNULL, start_new_session=True)
+    try:
+        assert _wait_for(ready.exists, 120), "the child never booted its guest"
+        assert _qemu_with(token), "no QEMU to watch"
+        if how == "worker-SIGKILL":
+            workers = subprocess.run(["pgrep", "-P", str(child.pid)], capture_output=True,
+                                     text=True).stdout.split()
+            assert workers
+            for w in workers:
+                os.kill(int(w), signal.SIGKILL)
+        else:
+            child.send_signal(getattr(signal, how))
+        assert _wait_for(lambda: not _qemu_with(token), 15), \
+            f"QEMU outlived pytest after {how}: {_qemu_with(token)}"
+    finally:
+        if child.poll() is None:
+            os.killpg(child.pid, signal.SIGKILL)
+        child.wait()
+        for pid in _qemu_with(token):
+            os.kill(int(pid), signal.SIGKILL)
