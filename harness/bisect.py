@@ -217,8 +217,9 @@ def run(tree: Path, good: str, bad: str, step_argv: Sequence[str]) -> BisectRepo
         sha = first.group(1)
         first_bad = next((s for s in steps if s.commit == sha), None) or StepResult(
             sha, git(tree, "log", "-1", "--format=%s", sha), "bad")
-    candidates = [] if first else re.findall(r"^([0-9a-f]{40})$", out.split(
-        "The first bad commit could be any of:")[-1], re.M) if "could be any of" in out else []
+    candidates: list[str] = []
+    if not first and "could be any of:" in out:  # only skipped commits were left
+        candidates = re.findall(r"^([0-9a-f]{40})$", out.split("could be any of:")[-1], re.M)
     if not first and not candidates and "bisect run failed" in out:
         raise InfraError(f"git bisect run stopped: {out.strip().splitlines()[-1]} "
                          f"(logs: {log_dir})")
