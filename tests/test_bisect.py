@@ -156,3 +156,20 @@ def test_bisect_refuses_a_dirty_tree(kernel_repo: tuple[Path, dict[str, str]]) -
     assert got.returncode == 2
     assert got.stderr.startswith("ltoboot: error: ") and "uncommitted changes" in got.stderr
     assert got.stderr.count("\n") == 1
+
+
+def test_step_boots_runs_times(kernel_repo: tuple[Path, dict[str, str]], tmp_path: Path,
+                               request: pytest.FixtureRequest) -> None:
+    repo, c = kernel_repo
+    _git(repo, "checkout", "-q", c["builds"])
+    try:
+        got = _ltoboot("bisect-step", "--kernel-src", str(repo), "--runs", "2", "--check",
+                       "proc_version", "--log-dir", str(tmp_path),
+                       "--accel", request.config.getoption("accel"))
+    finally:
+        _git(repo, "checkout", "-q", c["docs3"])
+    assert got.returncode == bisect.GOOD, got.stdout + got.stderr
+    (step_dir,) = [d for d in tmp_path.iterdir() if d.is_dir()]
+    result = json.loads((step_dir / "result.json").read_text())
+    assert result["summary"] == "2 run(s), all checks passed"
+    assert len(list(step_dir.glob("console-*.log"))) == 2
