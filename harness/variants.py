@@ -28,24 +28,24 @@ from harness.progress import duration, say
 RECIPE = 1
 
 
-def _rewrite(path: Path, old: str, new: str) -> None:
+def replace_in_copy(path: Path, old: str, new: str, count: int = -1) -> None:
     """Replace `old` by `new` in a hard-linked file without touching the original's inode."""
     text = path.read_text()
     if old not in text:
-        raise UsageError(f"{path}: the text this variant changes is not there; tree differs")
+        raise UsageError(f"{path}: the text to change is not there; the tree differs")
     tmp = path.with_name(path.name + ".ltoboot-tmp")
-    tmp.write_text(text.replace(old, new))
+    tmp.write_text(text.replace(old, new, count))
     shutil.copymode(path, tmp)
     os.replace(tmp, path)
 
 
 def reverse_initcalls(tree: Path) -> None:
-    _rewrite(tree / "scripts/generate_initcall_order.pl",
+    replace_in_copy(tree / "scripts/generate_initcall_order.pl",
              "sort { $a <=> $b } keys(%{$initcalls})", "sort { $b <=> $a } keys(%{$initcalls})")
 
 
 def unmerged_module_sections(tree: Path) -> None:
-    _rewrite(tree / "scripts/module.lds.S", "#ifdef CONFIG_LTO_CLANG", "#if 0 /* ltoboot */")
+    replace_in_copy(tree / "scripts/module.lds.S", "#ifdef CONFIG_LTO_CLANG", "#if 0 /* ltoboot */")
 
 
 @dataclass(frozen=True)

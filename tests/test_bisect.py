@@ -16,7 +16,7 @@ import pytest
 from harness import bisect, cache
 from harness.build import BuildSpec, Kernel
 from harness.pytest_plugin.fixtures import Kernels
-from harness.variants import _copy_tree
+from harness.variants import _copy_tree, replace_in_copy
 
 pytestmark = [pytest.mark.boot, pytest.mark.ltoboot_group("bisect")]
 
@@ -25,11 +25,7 @@ DEBIAN_BLOCK = "# Debian packaging: ignore everything at the top level"
 
 def _edit(path: Path, old: str, new: str) -> None:
     """Change a file of the hard-linked copy through a new inode (never the cached tree)."""
-    text = path.read_text()
-    assert old in text, f"{path}: {old!r} not found"
-    tmp = path.with_name(path.name + ".new")
-    tmp.write_text(text.replace(old, new, 1))
-    os.replace(tmp, path)
+    replace_in_copy(path, old, new, count=1)
 
 
 def _git(repo: Path, *args: str, check: bool = True) -> str:
