@@ -21,7 +21,7 @@ from pathlib import Path
 
 from filelock import FileLock, Timeout
 
-from harness.errors import BuildError, InfraError, LtobootError, UsageError
+from harness.errors import BuildError, InfraError, LtobootError, NotFound, UsageError
 from harness.progress import say
 
 RUN_ID_ENV = "LTOBOOT_RUN_ID"
@@ -67,7 +67,7 @@ def run_id() -> str:
 
 
 _ERROR_TYPES: dict[str, type[LtobootError]] = {
-    cls.__name__: cls for cls in (BuildError, InfraError, UsageError, LtobootError)
+    cls.__name__: cls for cls in (BuildError, InfraError, NotFound, UsageError, LtobootError)
 }
 
 

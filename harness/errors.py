@@ -20,8 +20,17 @@ class UsageError(LtobootError):
     """Bad input from the user: option, path, URL."""
 
 
+class NotFound(UsageError):
+    """A file or URL that is not there (a 404 is not retried)."""
+
+
 class InfraError(LtobootError):
     """The machine is missing something or failed (tool, package, disk, network)."""
+
+
+class NotApplicable(LtobootError):
+    """A check cannot run on this kernel (e.g. it needs a build directory a prebuilt kernel
+    lacks): reported as skipped, with the reason."""
 
 
 class BuildError(LtobootError):

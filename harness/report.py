@@ -46,7 +46,8 @@ def render(rep: KernelReport) -> str:
     width = max((len(r.name) for r in rep.results), default=0)
     lines.append("checks:")
     for r in rep.results:
-        lines.append(f"  {'PASS' if r.passed else 'FAIL'}  {r.name:<{width}}  {r.summary}")
+        verdict = "SKIP" if r.skipped else "PASS" if r.passed else "FAIL"
+        lines.append(f"  {verdict}  {r.name:<{width}}  {r.summary}")
         if r.evidence and (not r.passed or r.name == "initcall_order") \
                 and r.name not in ("proc_version", "lto_config"):
             lines += [f"        | {e}" for e in r.evidence.splitlines()[-30:]]
@@ -60,8 +61,10 @@ def render(rep: KernelReport) -> str:
         lines.append(f"console log: {rep.console_log}")
     if k is not None and k.build_log is not None:
         lines.append(f"build log: {k.build_log}")
-    n_pass = sum(r.passed for r in rep.results)
-    lines.append(f"{'PASSED' if rep.passed else 'FAILED'}: {n_pass}/{len(rep.results)} checks")
+    n_pass = sum(r.passed and not r.skipped for r in rep.results)
+    n_skip = sum(r.skipped for r in rep.results)
+    lines.append(f"{'PASSED' if rep.passed else 'FAILED'}: {n_pass}/{len(rep.results)} checks"
+                 + (f", {n_skip} skipped" if n_skip else ""))
     return "\n".join(lines)
 
 
@@ -83,7 +86,8 @@ def facts_for_tested_by(reports: list[KernelReport], name: str, email: str) -> d
             "accel": r.accel,
             "proc_version": r.evidence("proc_version"),
             "lto_config": r.evidence("lto_config"),
-            "checks": [{"name": c.name, "passed": c.passed, "summary": c.summary,
+            "checks": [{"name": c.name, "passed": c.passed, "skipped": c.skipped,
+                        "summary": c.summary,
                         **({} if c.passed else {"evidence": c.evidence})} for c in r.results],
             "console_log": r.console_log,
         } for r in reports],
@@ -107,7 +111,8 @@ def render_tested_by(facts: dict[str, object]) -> str:
         if a["error"]:
             lines.append(a["error"])
         for c in a["checks"]:
-            lines.append(f"  {'ok  ' if c['passed'] else 'FAIL'} {c['name']}: {c['summary']}")
+            verdict = "skip" if c.get("skipped") else "ok  " if c["passed"] else "FAIL"
+            lines.append(f"  {verdict} {c['name']}: {c['summary']}")
             if not c["passed"] and c.get("evidence"):
                 lines += [f"       | {e}" for e in str(c["evidence"]).splitlines()[-15:]]
         if not a["passed"] and a["console_log"]:

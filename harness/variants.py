@@ -48,6 +48,27 @@ def unmerged_module_sections(tree: Path) -> None:
     replace_in_copy(tree / "scripts/module.lds.S", "#ifdef CONFIG_LTO_CLANG", "#if 0 /* ltoboot */")
 
 
+def crcs_lost(tree: Path) -> None:
+    # genksyms still records "#SYMVER <name> <crc>" in each object's .cmd file, modpost no
+    # longer finds them: every export gets CRC 0, the failure "kbuild: lto: fix module
+    # versioning" fixed when LTO objects were bitcode that the CRC step could not read
+    replace_in_copy(tree / "scripts/mod/modpost.c", 'strstr(p, "\\n#SYMVER ")',
+                    'strstr(p, "\\n#SYMVER-lost ")')
+
+
+def versions_unchecked(tree: Path) -> None:
+    replace_in_copy(tree / "kernel/module/version.c", "\t\tgoto bad_version;",
+                    "\t\treturn 1; /* ltoboot: CRC mismatch ignored */")
+
+
+def kallsyms_unstripped(tree: Path) -> None:
+    # kallsyms no longer drops ".llvm.<hash>" before comparing: a static function promoted by
+    # ThinLTO cannot be found by its C name (kprobes on it fail), as before "kallsyms: strip
+    # ThinLTO hashes from static functions"
+    replace_in_copy(tree / "kernel/kallsyms.c", 'res = strstr(s, ".llvm.");',
+                    'res = NULL; /* ltoboot */')
+
+
 @dataclass(frozen=True)
 class Variant:
     name: str
@@ -61,6 +82,12 @@ VARIANTS: dict[str, Variant] = {v.name: v for v in (
             "in reverse", patch=reverse_initcalls),
     Variant("modules-unmerged", "module.lds.S no longer merges LTO's split sections",
             patch=unmerged_module_sections),
+    Variant("crcs-lost", "modpost no longer reads the CRCs genksyms recorded: all are zero",
+            patch=crcs_lost),
+    Variant("versions-unchecked", "the module loader ignores a CRC mismatch",
+            patch=versions_unchecked),
+    Variant("kallsyms-unstripped", "kallsyms keeps .llvm.<hash> suffixes when looking up "
+            "names", patch=kallsyms_unstripped),
     Variant("cfi-permissive", "CFI violations are reported but not stopped",
             config={"CFI_PERMISSIVE": "y"}),
 )}

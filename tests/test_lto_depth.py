@@ -6,6 +6,7 @@ The broken kernels are incremental variants of the default build (harness/varian
 from __future__ import annotations
 
 import dataclasses
+import re
 
 import pytest
 
@@ -70,3 +71,36 @@ def test_permissive_cfi_is_caught(kernels: Kernels, guests: Guests, primary_arch
     result = run_check("cfi", guests.boot(broken), broken)
     assert not result.passed
     assert result.summary.startswith("CFI not enforced"), result.summary
+
+
+@pytest.mark.ltoboot_group()
+def test_lost_crcs_are_caught(kernels: Kernels, guests: Guests, primary_arch: str) -> None:
+    broken = build_variant(kernels.get(arch=primary_arch), "crcs-lost")
+    guest = guests.boot(broken)
+    crcs = run_check("symvers_crcs", guest, broken)
+    assert not crcs.passed
+    assert re.fullmatch(r"(\d+) of \1 CRCs are zero", crcs.summary), crcs.summary
+    assert "(vmlinux)" in crcs.evidence
+    versions = run_check("modversions", guest, broken)
+    assert not versions.passed and "lost its CRCs" in versions.summary, versions.summary
+
+
+@pytest.mark.ltoboot_group()
+def test_ignored_crc_mismatch_is_caught(kernels: Kernels, guests: Guests,
+                                        primary_arch: str) -> None:
+    broken = build_variant(kernels.get(arch=primary_arch), "versions-unchecked")
+    guest = guests.boot(broken)
+    result = run_check("modversions", guest, broken)
+    assert not result.passed
+    assert result.summary == "the module with a wrong CRC for ltoboot_probe_value was loaded"
+    # the CRCs themselves are fine: only the loader is broken
+    assert run_check("symvers_crcs", guest, broken).passed
+
+
+@pytest.mark.ltoboot_group()
+def test_unstripped_llvm_names_are_caught(kernels: Kernels, guests: Guests,
+                                          primary_arch: str) -> None:
+    broken = build_variant(kernels.get(arch=primary_arch), "kallsyms-unstripped")
+    result = run_check("llvm_symbols", guests.boot(broken), broken)
+    assert not result.passed
+    assert "none could be found by its plain name" in result.summary, result.summary

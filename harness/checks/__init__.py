@@ -10,7 +10,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 from harness.build import Kernel
-from harness.errors import KernelFailure, LtobootError
+from harness.errors import KernelFailure, LtobootError, NotApplicable
 from harness.guest import Guest
 
 
@@ -20,6 +20,7 @@ class CheckResult:
     passed: bool
     summary: str
     evidence: str = ""  # what the guest printed that the verdict rests on
+    skipped: bool = False  # could not run on this kernel (passed is then True)
 
 
 @dataclass(frozen=True)
@@ -48,6 +49,8 @@ def run_check(name: str, guest: Guest, kernel: Kernel) -> CheckResult:
         return CHECKS[name].run(guest, kernel)
     except KernelFailure as e:
         return CheckResult(name, False, f"{e.kind}: {e.summary}", e.excerpt)
+    except NotApplicable as e:
+        return CheckResult(name, True, f"skipped: {e}", skipped=True)
     except LtobootError as e:  # e.g. the probe modules did not build
         return CheckResult(name, False, str(e).splitlines()[0], str(e))
 

@@ -68,6 +68,9 @@ def llvm_symbols(guest: Guest, kernel: Kernel) -> CheckResult:
     if kernel.system_map is None or not Path(kernel.system_map).is_file():
         return CheckResult(name, True, f"{count} .llvm.<hash> names (no System.map: lookup by "
                            "plain name not checked)")
+    if kernel.build_dir is None:
+        return CheckResult(name, True, f"{count} .llvm.<hash> names (lookup by plain name not "
+                           "checked: our kprobe module needs the kernel's build directory)")
     modules.probe_modules(kernel)  # the guest's copy of ltoboot_probe.ko comes from here
     tried = []
     for plain, full in promoted_functions(kernel.system_map.read_text())[:8]:

@@ -5,14 +5,13 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from harness import modules
+from harness import elf, modules
 from harness.build import Kernel
 from harness.checks import CheckResult, check
 from harness.checks.basic import module_listed
 from harness.guest import Guest
 
 SPLIT_SECTION = re.compile(r"^\.(data|rodata|bss)\..+")
-DISAGREES = f"disagrees about version of symbol {modules.EXPORTED}"
 
 
 def zero_crcs(symvers: str) -> list[str]:
@@ -29,7 +28,7 @@ def split_sections(names: list[str]) -> list[str]:
 @check("symvers_crcs", "Module.symvers of the kernel and of our modules has no zero CRC")
 def symvers_crcs(guest: Guest, kernel: Kernel) -> CheckResult:
     if kernel.build_dir is None:
-        return CheckResult("symvers_crcs", False, "no build directory: Module.symvers unknown")
+        return shipped_crcs(kernel)
     texts = {"vmlinux": Path(kernel.build_dir, "Module.symvers"),
              "probe modules": modules.probe_modules(kernel).symvers}
     total, zeros = 0, []
@@ -43,6 +42,24 @@ def symvers_crcs(guest: Guest, kernel: Kernel) -> CheckResult:
         return CheckResult("symvers_crcs", False, f"{len(zeros)} of {total} CRCs are zero",
                            "\n".join(zeros[:30]))
     return CheckResult("symvers_crcs", True, f"{total} CRCs, none zero")
+
+
+def shipped_crcs(kernel: Kernel) -> CheckResult:
+    """Without a build directory, the CRCs the kernel's own modules import (Module.symvers put
+    them there) stand in for Module.symvers."""
+    name, total, zeros = "symvers_crcs", 0, []
+    for ko in modules.shipped(kernel):
+        versions = elf.module_versions(ko.read_bytes())
+        total += len(versions)
+        zeros += [f"{s} ({ko.name})" for s, crc in versions.items() if crc & 0xFFFFFFFF == 0]
+    if total == 0:
+        return CheckResult(name, False, "no build directory, and no module CRCs to read instead "
+                           "(no modules, or MODVERSIONS off?)")
+    if zeros:
+        return CheckResult(name, False, f"{len(zeros)} of {total} module __versions CRCs are "
+                           "zero", "\n".join(zeros[:30]))
+    return CheckResult(name, True, f"no build directory: {total} __versions CRCs of the "
+                       "kernel's own modules, none zero")
 
 
 @check("probe_modules", "our M= modules load, link to each other, show up, merge sections, "
@@ -90,16 +107,39 @@ def probe_modules(guest: Guest, kernel: Kernel) -> CheckResult:
 @check("modversions", "a module with one altered __versions CRC is refused by the kernel")
 def modversions(guest: Guest, kernel: Kernel) -> CheckResult:
     name, d = "modversions", modules.GUEST_DIR
-    modules.probe_modules(kernel)
+    if kernel.build_dir is None:
+        return shipped_modversions(guest, kernel)
+    if not (modules.probe_modules(kernel).dir / modules.USER_BADCRC).exists():
+        return CheckResult(name, False, f"{modules.USER} has no __versions CRC for "
+                           f"{modules.EXPORTED} to alter: module versioning lost its CRCs")
     before = len(guest.run("dmesg").output.splitlines())  # dmesg stays whole for others
     guest.run(f"insmod {d}/{modules.PROBE}")
     bad = guest.run(f"insmod {d}/{modules.USER_BADCRC}")
     log = "\n".join(guest.run("dmesg").output.splitlines()[before:])
     guest.run("rmmod ltoboot_user; rmmod ltoboot_probe")
-    if bad.ok:
-        return CheckResult(name, False, "the module with a wrong CRC for "
-                           f"{modules.EXPORTED} was loaded", log)
-    if DISAGREES not in log:
-        return CheckResult(name, False, f"refused, but dmesg lacks '{DISAGREES}'",
-                           bad.output + "\n" + log)
-    return CheckResult(name, True, f"refused: {DISAGREES}")
+    return refused(bad.ok, log, modules.EXPORTED, bad.output)
+
+
+def refused(loaded: bool, log: str, symbol: str, output: str) -> CheckResult:
+    """The verdict on loading a module whose CRC for `symbol` was altered."""
+    disagrees = f"disagrees about version of symbol {symbol}"
+    if loaded:
+        return CheckResult("modversions", False, f"the module with a wrong CRC for {symbol} "
+                           "was loaded", log)
+    if disagrees not in log:
+        return CheckResult("modversions", False, f"refused, but dmesg lacks '{disagrees}'",
+                           output + "\n" + log)
+    return CheckResult("modversions", True, f"refused: {disagrees}")
+
+
+def shipped_modversions(guest: Guest, kernel: Kernel) -> CheckResult:
+    bad = modules.shipped_badcrc(kernel)
+    if bad is None:
+        return CheckResult("modversions", False, f"no build directory and no {modules.SHIPPED} "
+                           "with __versions to alter")
+    path, symbol = bad
+    before = len(guest.run("dmesg").output.splitlines())
+    r = guest.run(f"insmod {modules.GUEST_DIR}/{path.name}")
+    log = "\n".join(guest.run("dmesg").output.splitlines()[before:])
+    guest.run(f"rmmod {path.stem.replace('_badcrc', '')}")
+    return refused(r.ok, log, symbol, r.output)
