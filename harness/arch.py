@@ -20,6 +20,7 @@ class Arch:
     kvm_host: str  # `uname -m` of a host on which KVM can run this guest
     tcg_slowdown: float  # timeout multiplier under TCG relative to KVM
     fragment: str  # our per-arch config fragment in harness/configs/
+    artifact_images: tuple[str, ...]  # image names in TuxMake's artifact layout, preferred first
 
 
 ARCHES: dict[str, Arch] = {
@@ -39,6 +40,7 @@ ARCHES: dict[str, Arch] = {
             kvm_host="x86_64",
             tcg_slowdown=4.0,
             fragment="x86_64.config",
+            artifact_images=("bzImage",),
         ),
         Arch(
             name="arm64",
@@ -54,6 +56,7 @@ ARCHES: dict[str, Arch] = {
             kvm_host="aarch64",
             tcg_slowdown=6.0,
             fragment="arm64.config",
+            artifact_images=("Image.gz", "Image"),
         ),
     )
 }

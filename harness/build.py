@@ -33,10 +33,18 @@ class BuildSpec:
     llvm: str = "19"
     kernel_src: str | None = None
     fragments: tuple[str, ...] = ()
+    prebuilt: str | None = None  # --kernel: a kernel built elsewhere (harness/prebuilt.py)
 
     @property
     def label(self) -> str:
-        return f"{self.arch}-{self.lto}"
+        if self.prebuilt == SERVED:
+            return f"{self.arch}-{self.lto}-fetched"
+        return f"{self.arch}-{self.lto}" + ("-prebuilt" if self.prebuilt else "")
+
+
+# BuildSpec.prebuilt for "our build of this spec, served over HTTP as TuxMake artifacts and
+# fetched back" (the pytest plugin's ltoboot_fetched_copy)
+SERVED = "served:"
 
 
 @dataclass(frozen=True)
@@ -65,7 +73,8 @@ class Kernel:
     @property
     def label(self) -> str:
         variant = self.extra.get("variant")
-        return f"{self.arch}-{self.lto}" + (f"+{variant}" if variant else "")
+        return f"{self.arch}-{self.lto}" + (f"+{variant}" if variant else "") + (
+            "-prebuilt" if "prebuilt" in self.extra else "")
 
     def to_json(self, base: Path) -> str:
         def rel(v: object) -> object:
@@ -265,7 +274,12 @@ def plan(spec: BuildSpec) -> Plan:
 
 
 def build_kernel(spec: BuildSpec) -> Kernel:
-    """The kernel for `spec`, built at most once per machine (a cache hit costs milliseconds)."""
+    """The kernel for `spec`, built at most once per machine (a cache hit costs milliseconds),
+    or the prebuilt one it names."""
+    if spec.prebuilt is not None:
+        from harness import prebuilt  # it builds on this module
+
+        return prebuilt.resolve(spec)
     p = plan(spec)
     root = cache.cache_root()
     entry = cache.publish(entry_dir(p.src, spec.label, p.key, root),

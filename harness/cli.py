@@ -11,24 +11,14 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from harness import bisect, boot, cache, checks, initcalls
-from harness.arch import get_arch
 from harness.build import BuildSpec, Kernel, build_kernel
 from harness.errors import BuildError, InfraError, KernelFailure, UsageError
 from harness.guest import Guest
 from harness.initcall_report import compare_guests
-from harness.options import KERNEL_OPTIONS
+from harness.options import KERNEL_OPTIONS, kernel_specs, split_arches
 from harness.report import KernelReport, facts_for_tested_by, render, render_tested_by
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
-
-
-def split_arches(value: str) -> list[str]:
-    names = [a.strip() for a in value.split(",") if a.strip()]
-    for a in names:
-        get_arch(a)
-    if not names:
-        raise UsageError("--arch needs at least one architecture")
-    return sorted(set(names), key=names.index)
 
 
 def add_kernel_options(p: argparse.ArgumentParser) -> None:
@@ -89,15 +79,18 @@ def compare_initcalls(spec: BuildSpec, kernel: Kernel, guest: Guest, accel: str
     return checks.CheckResult(name, c.passed, c.summary(), evidence)
 
 
+def specs(args: argparse.Namespace) -> list[BuildSpec]:
+    return kernel_specs(args.arch, args.lto, args.llvm, args.kernel_src, args.fragment,
+                        args.kernel)
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     names = args.check or None
     for n in names or ():
         if n not in checks.CHECKS:
             raise UsageError(f"--check {n}: unknown check; known: {', '.join(checks.CHECKS)}")
     reports = []
-    for arch in split_arches(args.arch):
-        spec = BuildSpec(arch=arch, lto=args.lto, llvm=args.llvm, kernel_src=args.kernel_src,
-                         fragments=tuple(args.fragment))
+    for spec in specs(args):
         rep = check_kernel(spec, args.accel, names, args.initcalls)
         reports.append(rep)
         print(render(rep), flush=True)
@@ -119,11 +112,7 @@ def cmd_tested_by(args: argparse.Namespace) -> int:
     if not name or not email:
         raise UsageError("tested-by needs --name and --email (or git config user.name and "
                          "user.email)")
-    reports = [check_kernel(BuildSpec(arch=a, lto=args.lto, llvm=args.llvm,
-                                      kernel_src=args.kernel_src,
-                                      fragments=tuple(args.fragment)),
-                            args.accel, args.check or None)
-               for a in split_arches(args.arch)]
+    reports = [check_kernel(spec, args.accel, args.check or None) for spec in specs(args)]
     facts = facts_for_tested_by(reports, name, email)
     if args.format == "json":
         print(json.dumps(facts, indent=2))

@@ -2,18 +2,26 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
-from harness.arch import ARCH_NAMES
+from harness.arch import ARCH_NAMES, get_arch
+from harness.build import BuildSpec
+from harness.errors import UsageError
 
 KERNEL_OPTIONS: tuple[tuple[str, dict[str, Any]], ...] = (
-    ("--arch", {"default": ",".join(ARCH_NAMES),
-                "help": f"comma-separated guest architectures (default: {','.join(ARCH_NAMES)})"}),
+    ("--arch", {"default": None,
+                "help": f"comma-separated guest architectures (default: {','.join(ARCH_NAMES)}; "
+                        "with --kernel: each image's own)"}),
     ("--lto", {"default": "thin", "choices": ("thin", "full", "none"),
                "help": "LTO mode to build (default: thin)"}),
     ("--kernel-src", {"default": None, "metavar": "PATH",
                       "help": "kernel source tree or tarball (default: Debian's "
                               "linux-source-6.1)"}),
+    ("--kernel", {"action": "append", "default": [], "metavar": "PATH|URL",
+                   "help": "check a prebuilt kernel instead of building one (repeatable): a kbuild "
+                           "O= directory, an image with config/System.map/modules.tar.xz beside "
+                           "it, a TuxMake artifact directory or URL, or a JSON/TOML manifest"}),
     ("--llvm", {"default": "19", "metavar": "N",
                 "help": "LLVM version suffix, as in LLVM=-19 (default: 19)"}),
     ("--fragment", {"action": "append", "default": [], "metavar": "FILE",
@@ -21,3 +29,30 @@ KERNEL_OPTIONS: tuple[tuple[str, dict[str, Any]], ...] = (
     ("--accel", {"default": "auto", "choices": ("auto", "kvm", "tcg"),
                  "help": "accelerator; auto uses KVM only where a probe booted a guest"}),
 )
+
+
+def split_arches(value: str | None) -> list[str]:
+    names = [a.strip() for a in (value or ",".join(ARCH_NAMES)).split(",") if a.strip()]
+    for a in names:
+        get_arch(a)
+    if not names:
+        raise UsageError("--arch needs at least one architecture")
+    return sorted(set(names), key=names.index)
+
+
+def kernel_specs(arch: str | None, lto: str, llvm: str, kernel_src: str | None,
+                 fragments: Sequence[str], prebuilt: Sequence[str]) -> list[BuildSpec]:
+    """The kernels the options ask for: one build per --arch, or one per --kernel."""
+    if not prebuilt:
+        return [BuildSpec(arch=a, lto=lto, llvm=llvm, kernel_src=kernel_src,
+                          fragments=tuple(fragments)) for a in split_arches(arch)]
+    if kernel_src or fragments:
+        raise UsageError("--kernel takes a prebuilt kernel: drop --kernel-src and --fragment")
+    arches = split_arches(arch) if arch else None
+    if arches is not None and len(arches) != len(prebuilt):
+        raise UsageError("with --kernel, give --arch one architecture per --kernel, or leave it "
+                         "out (each image says what it is)")
+    from harness import prebuilt as pre  # imports the fetching machinery only when needed
+
+    return [BuildSpec(arch=arches[i] if arches else pre.arch_of(ref), lto=lto, llvm=llvm,
+                      prebuilt=ref) for i, ref in enumerate(prebuilt)]

@@ -8,8 +8,8 @@ from typing import Any
 
 import pytest
 
-from harness import boot
-from harness.build import BuildSpec, Kernel, build_kernel
+from harness import artifacts, boot, cache
+from harness.build import SERVED, BuildSpec, Kernel, build_kernel
 from harness.errors import KernelFailure, LtobootError
 from harness.guest import Guest
 from harness.pytest_plugin.hooks import base_spec, primary
@@ -21,6 +21,7 @@ class Kernels:
     def __init__(self, config: pytest.Config) -> None:
         self.config = config
         self._built: dict[BuildSpec, Kernel | LtobootError] = {}
+        self._server: artifacts.Server | None = None
 
     def spec(self, arch: str, **overrides: Any) -> BuildSpec:
         return dataclasses.replace(base_spec(self.config, arch), **overrides)
@@ -30,13 +31,25 @@ class Kernels:
             spec = self.spec(overrides.pop("arch", primary(self.config)), **overrides)
         if spec not in self._built:
             try:
-                self._built[spec] = build_kernel(spec)
+                self._built[spec] = self._served(spec) if spec.prebuilt == SERVED \
+                    else build_kernel(spec)
             except LtobootError as e:
                 self._built[spec] = e
         got = self._built[spec]
         if isinstance(got, LtobootError):
             raise got
         return got
+
+    def _served(self, spec: BuildSpec) -> Kernel:
+        """Our build of `spec`, exported as TuxMake artifacts, served on 127.0.0.1, fetched."""
+        exported = artifacts.export(self.get(dataclasses.replace(spec, prebuilt=None)))
+        if self._server is None:
+            self._server = artifacts.Server(cache.cache_root() / "exports")
+        return build_kernel(dataclasses.replace(spec, prebuilt=self._server.url(exported)))
+
+    def close(self) -> None:
+        if self._server is not None:
+            self._server.close()
 
 
 class Guests:
@@ -71,8 +84,10 @@ class Guests:
 
 
 @pytest.fixture(scope="session")
-def kernels(request: pytest.FixtureRequest) -> Kernels:
-    return Kernels(request.config)
+def kernels(request: pytest.FixtureRequest) -> Iterator[Kernels]:
+    pool = Kernels(request.config)
+    yield pool
+    pool.close()
 
 
 @pytest.fixture(scope="session")

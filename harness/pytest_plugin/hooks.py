@@ -2,16 +2,16 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from collections.abc import Generator
 
 import pytest
 
 from harness import progress
-from harness.build import BuildSpec
-from harness.cli import split_arches
+from harness.build import SERVED, BuildSpec
 from harness.errors import KernelFailure
-from harness.options import KERNEL_OPTIONS
+from harness.options import KERNEL_OPTIONS, kernel_specs, split_arches
 
 # Saved before pytest captures fd 2, so build progress reaches the terminal (xdist workers too).
 _PROGRESS_FD = os.dup(2)
@@ -21,6 +21,9 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group = parser.getgroup("ltoboot", "ltoboot: LTO kernels in QEMU")
     for flag, kwargs in KERNEL_OPTIONS:
         group.addoption(flag, **kwargs)
+    parser.addini("ltoboot_fetched_copy", type="bool", default=False,
+                  help="also check the primary kernel as fetched: exported as TuxMake "
+                       "artifacts, served on 127.0.0.1 and downloaded back")
 
 
 def base_spec(config: pytest.Config, arch: str) -> BuildSpec:
@@ -29,7 +32,15 @@ def base_spec(config: pytest.Config, arch: str) -> BuildSpec:
                      fragments=tuple(config.getoption("fragment")))
 
 
+def selected_specs(config: pytest.Config) -> list[BuildSpec]:
+    return kernel_specs(config.getoption("arch"), config.getoption("lto"),
+                        config.getoption("llvm"), config.getoption("kernel_src"),
+                        config.getoption("fragment"), config.getoption("kernel"))
+
+
 def selected_arches(config: pytest.Config) -> list[str]:
+    if config.getoption("kernel"):
+        return [s.arch for s in selected_specs(config)]
     return split_arches(config.getoption("arch"))
 
 
@@ -55,7 +66,11 @@ def pytest_configure(config: pytest.Config) -> None:
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     if "kernel_spec" in metafunc.fixturenames:
-        specs = [base_spec(metafunc.config, a) for a in sorted(selected_arches(metafunc.config))]
+        config = metafunc.config
+        specs = sorted(selected_specs(config), key=lambda s: s.arch)
+        if config.getini("ltoboot_fetched_copy") and not config.getoption("kernel"):
+            specs.append(dataclasses.replace(base_spec(config, primary(config)),
+                                             prebuilt=SERVED))
         metafunc.parametrize("kernel_spec", specs, ids=[s.label for s in specs],
                              scope="session")
 

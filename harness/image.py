@@ -1,0 +1,112 @@
+"""What a kernel image says about itself: its architecture, its version, its embedded config.
+
+Read from the image's own header (the x86 boot protocol's setup header, the arm64 Image
+header), so a prebuilt kernel of the wrong architecture is refused before QEMU starts.
+"""
+
+from __future__ import annotations
+
+import bz2
+import gzip
+import lzma
+import re
+import zlib
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from harness.errors import UsageError
+
+# Documentation/x86/boot.rst: "HdrS" at 0x202, kernel_version pointer at 0x20e (relative to
+# 0x200), xloadflags at 0x236 whose bit 0 says the kernel has a 64-bit entry point
+X86_MAGIC, X86_MAGIC_AT, X86_VERSION_AT, X86_XLOADFLAGS_AT = b"HdrS", 0x202, 0x20E, 0x236
+# Documentation/arm64/booting.rst: "ARM\x64" at 0x38
+ARM64_MAGIC, ARM64_MAGIC_AT = b"ARM\x64", 0x38
+GZIP_MAGIC = b"\x1f\x8b\x08"
+IKCONFIG_START, IKCONFIG_END = b"IKCFG_ST", b"IKCFG_ED"  # kernel/configs.c
+_LINUX_VERSION = re.compile(rb"Linux version (\S+) \(")
+
+
+@dataclass(frozen=True)
+class ImageInfo:
+    arch: str
+    version: str | None  # the release, e.g. 6.1.192, when the image says it
+
+
+def _x86_version(data: bytes) -> str | None:
+    ptr = int.from_bytes(data[X86_VERSION_AT:X86_VERSION_AT + 2], "little")
+    if not ptr or 0x200 + ptr >= len(data):
+        return None
+    text = data[0x200 + ptr:0x200 + ptr + 200].split(b"\0")[0].decode(errors="replace")
+    return text.split(" ")[0] or None
+
+
+def unwrap(data: bytes) -> bytes:
+    """The image itself: Image.gz is gunzipped, anything else is returned as it is."""
+    if data.startswith(GZIP_MAGIC):
+        try:
+            return gzip.decompress(data)
+        except (OSError, EOFError, zlib.error) as e:
+            raise UsageError(f"a gzip file that does not decompress ({e}): not a kernel "
+                             "image") from None
+    return data
+
+
+def identify(data: bytes, name: str = "image") -> ImageInfo:
+    """Architecture and version of an (unwrapped) kernel image, or a UsageError saying why the
+    bytes are not a kernel we can boot."""
+    if data[X86_MAGIC_AT:X86_MAGIC_AT + 4] == X86_MAGIC:
+        if not data[X86_XLOADFLAGS_AT] & 1:
+            raise UsageError(f"{name}: a 32-bit x86 kernel; ltoboot boots x86_64 and arm64")
+        return ImageInfo("x86_64", _x86_version(data))
+    if data[ARM64_MAGIC_AT:ARM64_MAGIC_AT + 4] == ARM64_MAGIC:
+        m = _LINUX_VERSION.search(data)
+        return ImageInfo("arm64", m.group(1).decode() if m else None)
+    raise UsageError(f"{name}: not a kernel image (no x86 boot header, no arm64 Image magic); "
+                     "give bzImage, Image or Image.gz")
+
+
+def read(path: Path) -> tuple[bytes, ImageInfo]:
+    """The unwrapped image at `path` and what it is."""
+    if not path.is_file():
+        raise UsageError(f"{path}: no such kernel image")
+    data = unwrap(path.read_bytes())
+    return data, identify(data, str(path))
+
+
+_STREAMS: list[tuple[bytes, Callable[[], object]]] = [
+    (b"\xfd7zXZ\x00", lambda: lzma.LZMADecompressor(lzma.FORMAT_XZ)),
+    (b"\x5d\x00\x00", lambda: lzma.LZMADecompressor(lzma.FORMAT_ALONE)),
+    (GZIP_MAGIC, lambda: zlib.decompressobj(16 + zlib.MAX_WBITS)),
+    (b"BZh", lambda: bz2.BZ2Decompressor()),
+]
+
+
+def _payloads(data: bytes) -> Iterator[bytes]:
+    """The image, then every compressed stream found in it (a bzImage carries vmlinux so)."""
+    yield data
+    for magic, make in _STREAMS:
+        at = data.find(magic)
+        while at != -1:
+            decompressor = make()
+            try:
+                out = decompressor.decompress(data[at:])  # type: ignore[attr-defined]
+            except (lzma.LZMAError, zlib.error, OSError, EOFError, ValueError):
+                out = b""  # a chance match of the magic bytes
+            if out:
+                yield out
+            at = data.find(magic, at + 1)
+
+
+def embedded_config(data: bytes) -> str | None:
+    """The .config the kernel carries (CONFIG_IKCONFIG), as scripts/extract-ikconfig finds it."""
+    for payload in _payloads(data):
+        start = payload.find(IKCONFIG_START)
+        if start == -1:
+            continue
+        end = payload.find(IKCONFIG_END, start)
+        try:
+            return gzip.decompress(payload[start + len(IKCONFIG_START):end]).decode()
+        except (OSError, EOFError, zlib.error):
+            continue
+    return None
