@@ -125,7 +125,8 @@ def _get(session: requests.Session, url: str, dest: Path, policy: Policy) -> str
             if total is not None and got != total:
                 raise Retryable(f"body cut short: {got} of {total} bytes")
             return digest.hexdigest()
-    except (requests.ConnectionError, requests.Timeout) as e:
+    except (requests.ConnectionError, requests.Timeout,
+            requests.exceptions.ChunkedEncodingError) as e:  # the last: a body cut short
         raise Retryable(f"{type(e).__name__}: {e}") from None
 
 

@@ -1,0 +1,208 @@
+"""Downloads against a real HTTP server on 127.0.0.1 that misbehaves on purpose, and safe
+extraction of modules tarballs. Each test has its own empty cache."""
+
+from __future__ import annotations
+
+import hashlib
+import http.server
+import io
+import os
+import subprocess
+import sys
+import tarfile
+import threading
+import time
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+from harness import fetch, prebuilt
+from harness.errors import InfraError, NotFound, UsageError
+
+FAST = fetch.Policy(attempts=4, backoff=0.01, backoff_max=0.05, retry_after_max=0.5,
+                    connect_timeout=2, read_timeout=5)
+BODY = os.urandom(300_000)
+SHA = hashlib.sha256(BODY).hexdigest()
+
+
+@dataclass
+class Reply:
+    status: int = 200
+    body: bytes = BODY
+    headers: dict[str, str] = field(default_factory=dict)
+    cut_after: int | None = None  # close the connection after this many body bytes
+    delay: float = 0.0
+
+
+class Script:
+    """What the server answers, per path, one Reply per request (the last one repeats)."""
+
+    def __init__(self) -> None:
+        self.replies: dict[str, list[Reply]] = {}
+        self.gets: Counter[str] = Counter()
+        self.lock = threading.Lock()
+
+    def next(self, path: str) -> Reply:
+        with self.lock:
+            self.gets[path] += 1
+            queue = self.replies.get(path) or [Reply(404, b"no")]
+            return queue.pop(0) if len(queue) > 1 else queue[0]
+
+
+class Handler(http.server.BaseHTTPRequestHandler):
+    script: Script
+
+    def do_GET(self) -> None:
+        r = self.script.next(self.path)
+        time.sleep(r.delay)
+        self.send_response(r.status)
+        self.send_header("Content-Length", str(len(r.body)))
+        for k, v in r.headers.items():
+            self.send_header(k, v)
+        self.end_headers()
+        self.wfile.write(r.body[:r.cut_after] if r.cut_after is not None else r.body)
+        if r.cut_after is not None:
+            self.wfile.flush()
+            self.close_connection = True
+
+    def log_message(self, format: str, *args: object) -> None:
+        pass
+
+
+@pytest.fixture
+def server() -> Iterator[tuple[str, Script]]:
+    script = Script()
+    handler = type("H", (Handler,), {"script": script})
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{httpd.server_address[1]}", script
+    httpd.shutdown()
+    httpd.server_close()
+
+
+@pytest.fixture(autouse=True)
+def empty_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    monkeypatch.setenv("LTOBOOT_CACHE", str(tmp_path / "cache"))
+    return tmp_path / "cache"
+
+
+def cached_files(cache: Path) -> list[Path]:
+    """Downloaded data in the cache, complete or not (failure records aside)."""
+    return [p for p in (cache / "downloads").rglob("*")
+            if p.is_file() and not p.name.endswith((".failed.json", ".lock"))]
+
+
+def test_503_twice_then_200_succeeds(server: tuple[str, Script]) -> None:
+    base, script = server
+    script.replies["/a"] = [Reply(503), Reply(503), Reply()]
+    path = fetch.fetch(base + "/a", SHA, FAST)
+    assert path.read_bytes() == BODY
+    assert script.gets["/a"] == 3
+    # a second ask is a cache hit: no request
+    assert fetch.fetch(base + "/a", SHA, FAST) == path and script.gets["/a"] == 3
+
+
+def test_retry_after_is_honoured(server: tuple[str, Script]) -> None:
+    base, script = server
+    script.replies["/a"] = [Reply(429, headers={"Retry-After": "1"}), Reply()]
+    started = time.monotonic()
+    fetch.fetch(base + "/a", SHA, FAST)
+    # 1 s asked, capped at FAST.retry_after_max; backoff alone would be 0.01 s
+    assert time.monotonic() - started >= FAST.retry_after_max * 0.9
+    assert fetch.retry_after("Wed, 21 Oct 2015 07:28:00 GMT", now=1445412470.0) == 10.0
+
+
+def test_404_is_one_clear_error_without_retries(server: tuple[str, Script],
+                                                empty_cache: Path) -> None:
+    base, script = server
+    with pytest.raises(NotFound) as e:
+        fetch.fetch(base + "/missing", None, FAST)
+    assert script.gets["/missing"] == 1
+    assert "HTTP 404" in str(e.value) and "\n" not in str(e.value)
+    assert cached_files(empty_cache) == []
+
+
+def test_body_cut_short_is_retried_and_never_cached(server: tuple[str, Script],
+                                                    empty_cache: Path) -> None:
+    base, script = server
+    script.replies["/a"] = [Reply(cut_after=1000), Reply()]
+    assert fetch.fetch(base + "/a", SHA, FAST).read_bytes() == BODY
+    assert script.gets["/a"] == 2
+    script.replies["/b"] = [Reply(cut_after=1000)]  # always cut
+    with pytest.raises(InfraError) as e:
+        fetch.fetch(base + "/b", None, FAST)
+    assert script.gets["/b"] == FAST.attempts and "after 4 attempts" in str(e.value)
+    assert [p.read_bytes() for p in cached_files(empty_cache)
+            if p.name == fetch.DATA] == [BODY]  # only /a's complete file
+
+
+def test_wrong_sha256_is_refused_and_not_cached(server: tuple[str, Script],
+                                                empty_cache: Path) -> None:
+    base, script = server
+    script.replies["/a"] = [Reply()]
+    with pytest.raises(UsageError) as e:
+        fetch.fetch(base + "/a", "0" * 64, FAST)
+    assert f"sha256 is {SHA}, expected {'0' * 64}" in str(e.value)
+    assert cached_files(empty_cache) == []
+
+
+def test_unsupported_scheme(empty_cache: Path) -> None:
+    with pytest.raises(UsageError, match="unsupported URL scheme 'ftp'"):
+        fetch.fetch("ftp://example.org/bzImage")
+
+
+def test_workers_share_one_download(server: tuple[str, Script], empty_cache: Path) -> None:
+    base, script = server
+    script.replies["/a"] = [Reply(delay=1.0)]
+    code = ("import sys; from harness import fetch; "
+            f"print(fetch.fetch(sys.argv[1], {SHA!r}))")
+    procs = [subprocess.Popen([sys.executable, "-c", code, base + "/a"], text=True,
+                              stdout=subprocess.PIPE, env={**os.environ}) for _ in range(4)]
+    outs = {p.communicate(timeout=60)[0].strip() for p in procs}
+    assert all(p.returncode == 0 for p in procs)
+    assert script.gets["/a"] == 1
+    assert len(outs) == 1 and Path(outs.pop()).read_bytes() == BODY
+
+
+def _tar(entries: list[tarfile.TarInfo], tmp_path: Path) -> Path:
+    path = tmp_path / "modules.tar.xz"
+    with tarfile.open(path, "w:xz") as tar:
+        for info in entries:
+            data = b"x" * info.size
+            tar.addfile(info, io.BytesIO(data) if info.isfile() else None)
+    return path
+
+
+def _entry(name: str, kind: bytes = tarfile.REGTYPE, link: str = "") -> tarfile.TarInfo:
+    info = tarfile.TarInfo(name)
+    info.type, info.linkname, info.size = kind, link, (1 if kind == tarfile.REGTYPE else 0)
+    return info
+
+
+@pytest.mark.parametrize("entry, says", [
+    (_entry("../evil"), "points outside"),
+    (_entry("lib/modules/../../../evil"), "points outside"),
+    (_entry("/etc/evil"), "points outside"),
+    (_entry("lib/modules/6.1/build", tarfile.SYMTYPE, "/usr/src/linux"), "leaves the target"),
+    (_entry("lib/up", tarfile.SYMTYPE, "../../etc"), "leaves the target"),
+    (_entry("lib/hard", tarfile.LNKTYPE, "../etc/passwd"), "leaves the target"),
+    (_entry("lib/null", tarfile.CHRTYPE), "device"),
+], ids=["dotdot", "nested-dotdot", "absolute", "abs-symlink", "up-symlink", "hardlink",
+        "device"])
+def test_unsafe_tarballs_are_refused(entry: tarfile.TarInfo, says: str, tmp_path: Path) -> None:
+    tar = _tar([_entry("lib/modules/6.1/kernel/ok.ko"), entry], tmp_path)
+    dest = tmp_path / "out"
+    with pytest.raises(UsageError, match=says):
+        prebuilt.extract_modules(tar, dest, "modules.tar.xz")
+    assert not dest.exists() and not (tmp_path / "evil").exists()
+
+
+def test_safe_tarball_with_inner_link_extracts(tmp_path: Path) -> None:
+    tar = _tar([_entry("lib/modules/6.1/kernel/ok.ko"),
+                _entry("lib/modules/6.1/alias.ko", tarfile.SYMTYPE, "kernel/ok.ko")], tmp_path)
+    prebuilt.extract_modules(tar, tmp_path / "out", "modules.tar.xz")
+    assert (tmp_path / "out/lib/modules/6.1/alias.ko").read_bytes() == b"x"
+    assert (tmp_path / "out/lib/modules/6.1/modules.dep").exists()  # depmod ran
