@@ -7,6 +7,7 @@ import os
 import queue
 import re
 import shutil
+import signal
 import subprocess
 import threading
 import time
@@ -16,6 +17,7 @@ from pathlib import Path
 
 from harness import cache, kconfig, source, toolchain
 from harness.arch import get_arch
+from harness.children import die_with_parent
 from harness.errors import BuildError, UsageError
 from harness.progress import duration, say
 
@@ -134,6 +136,7 @@ class Make:
             logf.write(f"$ {' '.join(argv)}\n")
             logf.flush()
             proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                    preexec_fn=die_with_parent(signal.SIGTERM),
                                     text=True, errors="replace", stdin=subprocess.DEVNULL)
             assert proc.stdout is not None
             lines: queue.Queue[str | None] = queue.Queue()

@@ -4,11 +4,9 @@ from __future__ import annotations
 
 import atexit
 import contextlib
-import ctypes
 import re
 import secrets
 import shlex
-import signal
 import time
 from pathlib import Path
 from typing import Any
@@ -16,17 +14,12 @@ from typing import Any
 import pexpect
 
 from harness import console
+from harness.children import die_with_parent
 from harness.console import CommandResult
 from harness.errors import KernelFailure
 
-_PR_SET_PDEATHSIG = 1
 _LIVE: set[Guest] = set()
 EXCERPT_LINES = 40
-
-
-def _die_with_parent() -> None:
-    """In the QEMU child before exec: SIGKILL it when the harness dies, even by SIGKILL."""
-    ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
 
 
 @atexit.register
@@ -62,7 +55,7 @@ class Guest:
         self._started = time.monotonic()
         self.child: Any = pexpect.spawn(
             argv[0], argv[1:], encoding="utf-8", codec_errors="replace", echo=False,
-            timeout=None, preexec_fn=_die_with_parent, dimensions=(50, 250),
+            timeout=None, preexec_fn=die_with_parent(), dimensions=(50, 250),
         )
         self.child.logfile_read = self._logf  # nothing is read before the first expect
         # pexpect's default pauses on close add ~0.2s to every guest; QEMU needs none.

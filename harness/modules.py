@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import shutil
+import signal
 import subprocess
 import time
 from dataclasses import dataclass
@@ -12,6 +13,7 @@ from pathlib import Path
 from harness import cache, elf, toolchain
 from harness.arch import get_arch
 from harness.build import Kernel
+from harness.children import die_with_parent
 from harness.errors import BuildError, NotApplicable, UsageError
 from harness.progress import say
 
@@ -59,6 +61,7 @@ def _build(tmp: Path, kernel: Kernel, log: Path) -> None:
         f.write(f"$ {' '.join(argv)}\n")
         f.flush()
         rc = subprocess.run(argv, stdout=f, stderr=subprocess.STDOUT,
+                            preexec_fn=die_with_parent(signal.SIGTERM),
                             stdin=subprocess.DEVNULL).returncode
     if rc != 0:
         tail = "\n".join(log.read_text(errors="replace").splitlines()[-25:])

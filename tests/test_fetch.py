@@ -206,3 +206,27 @@ def test_safe_tarball_with_inner_link_extracts(tmp_path: Path) -> None:
     prebuilt.extract_modules(tar, tmp_path / "out", "modules.tar.xz")
     assert (tmp_path / "out/lib/modules/6.1/alias.ko").read_bytes() == b"x"
     assert (tmp_path / "out/lib/modules/6.1/modules.dep").exists()  # depmod ran
+
+
+@pytest.fixture
+def tiny_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    """A cache on a 256 KiB tmpfs (needs root, as CI and setup.sh have)."""
+    if os.geteuid() != 0:
+        pytest.skip("mounting a small tmpfs needs root")
+    mnt = tmp_path / "tiny"
+    mnt.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=256k", "tmpfs", str(mnt)], check=True)
+    monkeypatch.setenv("LTOBOOT_CACHE", str(mnt))
+    yield mnt
+    subprocess.run(["umount", "-l", str(mnt)], check=True)
+
+
+def test_disk_full_is_one_clear_error_and_leaves_nothing(server: tuple[str, Script],
+                                                         tiny_cache: Path) -> None:
+    base, script = server
+    script.replies["/a"] = [Reply()]  # 300 kB into 256 KiB
+    with pytest.raises(InfraError) as e:
+        fetch.fetch(base + "/a", SHA, FAST)
+    assert "No space left on device" in str(e.value) and "free space" in str(e.value)
+    assert script.gets["/a"] == 1  # not retried: the network was fine
+    assert cached_files(tiny_cache) == []
