@@ -206,6 +206,35 @@ def _store(tmp: Path, files: Files, data: bytes, arch: str, config: str) -> None
         extract_modules(files.modules_tar, tmp / MODROOT, files.origin + " modules.tar.xz")
 
 
+def _install_modules(tmp: Path, build_dir: Path, release: str) -> None:
+    """What `make modules_install` puts under INSTALL_MOD_PATH, from an O= directory that was
+    built but not installed: the .ko files of modules.order, the builtin lists, depmod."""
+    dest = tmp / "lib" / "modules" / release
+    dest.mkdir(parents=True)
+    for line in (build_dir / "modules.order").read_text().split():
+        ko = Path(line).with_suffix(".ko")
+        (dest / "kernel" / ko.parent).mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(build_dir / ko, dest / "kernel" / ko)
+    for name in ("modules.order", "modules.builtin", "modules.builtin.modinfo"):
+        if (build_dir / name).is_file():
+            shutil.copyfile(build_dir / name, dest / name)
+    rc = subprocess.run(["depmod", "-b", str(tmp), release], capture_output=True, text=True)
+    if rc.returncode != 0:
+        raise InfraError(f"depmod for {build_dir} failed: {rc.stderr.strip()}")
+
+
+def _build_dir_modules(d: Path, key: str) -> Path | None:
+    """The O= directory's installed modules, or ones we install from it into the cache."""
+    if (d / MODROOT).is_dir():
+        return d / MODROOT
+    release_file = d / "include" / "config" / "kernel.release"
+    if not (d / "modules.order").is_file() or not release_file.is_file():
+        return None
+    release = release_file.read_text().strip()
+    return cache.publish(cache.cache_root() / "prebuilt" / f"modules-{key}",
+                         lambda tmp: _install_modules(tmp, d, release))
+
+
 def _release(modroot: Path | None, info: image.ImageInfo) -> str:
     found = sorted(p.name for p in (modroot / "lib" / "modules").glob("*")) if modroot else []
     return found[0] if found else info.version or "unknown"
@@ -238,7 +267,7 @@ def resolve(spec: BuildSpec) -> Kernel:
                   source=f"prebuilt {files.origin}", extra={"prebuilt": files.origin})
     if files.build_dir is not None:
         d = files.build_dir
-        modroot = d / MODROOT if (d / MODROOT).is_dir() else None
+        modroot = _build_dir_modules(d, key)
         source = (d / "source").resolve() if (d / "source").exists() else None
         return Kernel(release=_release(modroot, info), image=files.image.resolve(),
                       config=d / ".config", system_map=files.system_map, modules=modroot,

@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from harness import artifacts, cache, kconfig, prebuilt
+from harness.arch import get_arch
 from harness.build import BuildSpec, Kernel
 from harness.errors import UsageError
 from harness.pytest_plugin.fixtures import Kernels
@@ -113,3 +114,20 @@ def test_bad_inputs_are_one_line_errors(kernels: Kernels, built: Kernel, exporte
         assert elapsed < 30, (line, elapsed)
     # the non-LTO kernel is accepted when asked for
     assert resolve(str(none.build_dir), built.arch, lto="none").lto == "none"
+
+
+def test_build_directory_without_installed_modules(built: Kernel, tmp_path: Path) -> None:
+    """A developer's O= directory after plain `make`: modules come from modules.order."""
+    assert built.build_dir is not None
+    out = tmp_path / "o"
+    out.mkdir()
+    for name in (".config", "System.map", "modules.order", "modules.builtin",
+                 "modules.builtin.modinfo", "include/config/kernel.release",
+                 get_arch(built.arch).image, "lib/test_module.ko"):
+        (out / name).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(built.build_dir / name, out / name)
+    k = resolve(str(out), built.arch)
+    assert k.modules is not None and k.build_dir == out
+    installed = k.modules / "lib" / "modules" / built.release
+    assert (installed / "kernel/lib/test_module.ko").is_file()
+    assert "test_module.ko" in (installed / "modules.dep").read_text()
