@@ -14,6 +14,7 @@ import hashlib
 import json
 import os
 import shutil
+import time
 import uuid
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
@@ -55,6 +56,28 @@ def file_sha256(path: Path) -> str:
         for chunk in iter(lambda: f.read(1 << 20), b""):
             h.update(chunk)
     return h.hexdigest()
+
+
+def file_sha256_remembered(path: Path) -> str:
+    """file_sha256, remembered while the file's inode, size, mtime and ctime stay the same
+    (as git's index does), so a cache hit does not rehash a 130 MB tarball. A file changed in
+    the last few seconds is not remembered: timestamps are coarser than writes."""
+    st = path.stat()
+    stamp = [st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns]
+    record = cache_root() / "hashes" / (hashlib.sha256(str(path.resolve()).encode())
+                                        .hexdigest()[:20] + ".json")
+    try:
+        known = json.loads(record.read_text())
+        if known["stamp"] == stamp:
+            return str(known["sha256"])
+    except (OSError, ValueError, KeyError):
+        pass
+    digest = file_sha256(path)
+    if time.time_ns() - max(st.st_mtime_ns, st.st_ctime_ns) < 2_000_000_000:
+        return digest
+    record.parent.mkdir(exist_ok=True)
+    _write_atomic(record, json.dumps({"path": str(path), "stamp": stamp, "sha256": digest}))
+    return digest
 
 
 def run_id() -> str:

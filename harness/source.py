@@ -47,7 +47,7 @@ def from_tarball(tarball: Path) -> KernelSource:
             raise InfraError(f"{tarball} is missing: run ./setup.sh or apt-get install "
                              f"{DEFAULT_PACKAGE}")
         raise UsageError(f"kernel source {tarball} does not exist: give a tree or a tarball")
-    digest = cache.file_sha256(tarball)
+    digest = cache.file_sha256_remembered(tarball)
     entry = cache.publish(cache.cache_root() / "src" / digest[:20],
                           lambda tmp: _unpack(tarball, tmp))
     tops = [p for p in entry.iterdir() if p.is_dir()]

@@ -79,3 +79,19 @@ def test_unwritable_cache_is_one_clear_error(tmp_path: Path,
     monkeypatch.setenv("LTOBOOT_CACHE", str(blocker / "cache"))
     with pytest.raises(Exception, match="set LTOBOOT_CACHE to a writable directory"):
         cache.cache_root()
+
+
+def test_remembered_hash_follows_the_file(tmp_path: Path,
+                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("LTOBOOT_CACHE", str(tmp_path / "cache"))
+    f = tmp_path / "linux.tar.xz"
+    f.write_bytes(b"one")
+    assert cache.file_sha256_remembered(f) == cache.file_sha256(f)
+    assert not (tmp_path / "cache" / "hashes").exists()  # too fresh to be remembered
+    time.sleep(2.1)
+    assert cache.file_sha256_remembered(f) == cache.file_sha256(f)
+    assert len(list((tmp_path / "cache" / "hashes").iterdir())) == 1
+    stamp = f.stat()
+    f.write_bytes(b"two")  # same size, new content, even with the old mtime back
+    os.utime(f, ns=(stamp.st_atime_ns, stamp.st_mtime_ns))
+    assert cache.file_sha256_remembered(f) == cache.file_sha256(f)
