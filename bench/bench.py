@@ -1,0 +1,252 @@
+"""ltoboot's benchmark: what the harness costs on top of QEMU, make and pytest, side by side.
+
+    .venv/bin/python bench/bench.py [--runs 5] [--arch x86_64,arm64] [--only boot,checks,...]
+                                    [--suite-runs N] [--json bench.json]
+
+Sections (median of --runs each; the suite of --suite-runs, default --runs):
+  boot    raw QEMU to our init's ready marker vs the harness's boot to a usable shell: same
+          kernel, initramfs and argv (target ratio <= 1.10)
+  checks  all checks of one kernel on one booted guest: time beyond the boot
+  build   plain `make M=... modules` of our probe modules vs the harness building the same
+          key into a scratch cache (target 1.00); a kernel build is the same code path
+          (cache.publish + make), minutes long: --kernel-build adds one pair of those
+  cache   a cache hit of the default kernel: milliseconds, and no make started
+  suite   warm `pytest -n auto` vs `pytest -n 1` of the whole suite (xdist speed-up)
+Kernels come from the cache (built first if missing). Under TCG here: see the accel verdict.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from harness import boot, build, checks, modules, qemu
+from harness.arch import get_arch
+from harness.build import BuildSpec, Kernel, build_kernel
+from harness.initramfs import build_initramfs
+
+ROOT = Path(__file__).resolve().parent.parent
+SECTIONS = ("boot", "checks", "build", "cache", "suite")
+
+
+def median_of(runs: int, measure: Callable[[], float]) -> tuple[float, list[float]]:
+    got = [measure() for _ in range(runs)]
+    return statistics.median(got), got
+
+
+def raw_boot(argv: list[str]) -> float:
+    started = time.monotonic()
+    proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                            stderr=subprocess.DEVNULL)
+    assert proc.stdout is not None
+    seen = b""
+    try:
+        while b"LTOBOOT-READY" not in seen:
+            chunk = os.read(proc.stdout.fileno(), 4096)
+            if not chunk:
+                raise RuntimeError("QEMU exited before the ready marker")
+            seen = seen[-64:] + chunk
+        return time.monotonic() - started
+    finally:
+        proc.kill()
+        proc.wait()
+
+
+def bench_boot(kernel: Kernel, runs: int) -> dict[str, Any]:
+    initrd = build_initramfs(kernel, None, boot.guest_files(kernel))
+    arch = get_arch(kernel.arch)
+    argv = qemu.qemu_argv(arch, kernel.image, initrd, qemu.kernel_cmdline(arch))
+
+    def harness() -> float:
+        t = time.monotonic()
+        guest = boot.start(kernel, "tcg", initrd=initrd, extra_cmdline=())
+        elapsed = time.monotonic() - t
+        guest.close()
+        return elapsed
+
+    raw, raw_all = median_of(runs, lambda: raw_boot(argv))
+    ours, ours_all = median_of(runs, harness)
+    return {"raw_s": raw, "harness_s": ours, "ratio": ours / raw, "raw_runs": raw_all,
+            "harness_runs": ours_all}
+
+
+def bench_checks(kernel: Kernel, runs: int) -> dict[str, Any]:
+    per_check: dict[str, list[float]] = {}
+
+    def once() -> float:
+        guest = boot.boot(kernel, accel_mode="tcg")
+        t = time.monotonic()
+        for name in checks.CHECKS:
+            c = time.monotonic()
+            result = checks.run_check(name, guest, kernel)
+            per_check.setdefault(name, []).append(time.monotonic() - c)
+            if not result.passed:
+                raise RuntimeError(f"{kernel.label}: {name} failed: {result.summary}")
+        elapsed = time.monotonic() - t
+        guest.close()
+        return elapsed
+
+    total, all_runs = median_of(runs, once)
+    return {"checks": len(checks.CHECKS), "beyond_boot_s": total, "runs": all_runs,
+            "per_check_s": {n: statistics.median(v) for n, v in per_check.items()}}
+
+
+def _scratch_env(scratch: Path) -> dict[str, str]:
+    return {**os.environ, "LTOBOOT_CACHE": str(scratch)}
+
+
+def bench_module_build(kernel: Kernel, runs: int) -> dict[str, Any]:
+    assert kernel.build_dir is not None and kernel.source_tree is not None
+    meta = kernel.to_json(kernel.build_dir)
+    code = ("import sys; from pathlib import Path; from harness.build import Kernel; "
+            "from harness import modules; modules.probe_modules(Kernel.from_json("
+            "sys.stdin.read(), Path(sys.argv[1])))")
+
+    def plain() -> float:
+        with tempfile.TemporaryDirectory() as tmp:
+            src = Path(tmp) / "src"
+            shutil.copytree(modules.SOURCES, src)
+            argv = ["make", "-C", str(kernel.source_tree), f"O={kernel.build_dir}",
+                    f"M={src}", f"ARCH={get_arch(kernel.arch).kernel_arch}",
+                    *modules.make_vars(kernel), "modules"]
+            t = time.monotonic()
+            subprocess.run(argv, check=True, stdout=subprocess.DEVNULL)
+            return time.monotonic() - t
+
+    def harness() -> float:  # a fresh process and cache each time, as a cold CI has
+        with tempfile.TemporaryDirectory() as tmp:
+            t = time.monotonic()
+            subprocess.run([sys.executable, "-c", code, str(kernel.build_dir)], input=meta,
+                           text=True, check=True, env=_scratch_env(Path(tmp)),
+                           stderr=subprocess.DEVNULL)
+            return time.monotonic() - t
+
+    p, p_all = median_of(runs, plain)
+    h, h_all = median_of(runs, harness)
+    return {"what": "probe modules (M=)", "plain_make_s": p, "harness_s": h, "ratio": h / p,
+            "plain_runs": p_all, "harness_runs": h_all}
+
+
+def bench_kernel_build(spec: BuildSpec) -> dict[str, Any]:
+    """One plain `make` of the harness's config vs one harness build, both from scratch."""
+    kernel = build_kernel(spec)
+    assert kernel.source_tree is not None
+    with tempfile.TemporaryDirectory(dir=kernel.source_tree.parent) as tmp:
+        out = Path(tmp) / "o"
+        out.mkdir()
+        shutil.copy(kernel.config, out / ".config")
+        argv = ["make", "-C", str(kernel.source_tree), f"O={out}",
+                f"ARCH={get_arch(kernel.arch).kernel_arch}", *modules.make_vars(kernel),
+                f"-j{build.jobs()}"]
+        t = time.monotonic()
+        subprocess.run([*argv, "olddefconfig"], check=True, stdout=subprocess.DEVNULL)
+        subprocess.run(argv, check=True, stdout=subprocess.DEVNULL)
+        plain = time.monotonic() - t
+    with tempfile.TemporaryDirectory() as tmp:
+        code = ("import sys; from harness.build import BuildSpec, build_kernel; "
+                f"build_kernel(BuildSpec(arch={spec.arch!r}, lto={spec.lto!r}))")
+        t = time.monotonic()
+        subprocess.run([sys.executable, "-c", code], check=True, env=_scratch_env(Path(tmp)))
+        harness = time.monotonic() - t  # includes unpacking the tarball, as a cold run has
+    return {"what": f"{spec.label} kernel", "plain_make_s": plain, "harness_s": harness,
+            "ratio": harness / plain}
+
+
+def bench_cache_hit(spec: BuildSpec, runs: int) -> dict[str, Any]:
+    build_kernel(spec)
+    with tempfile.TemporaryDirectory() as tmp:  # a make on PATH that records being started
+        spy, log = Path(tmp) / "make", Path(tmp) / "started"
+        spy.write_text(f"#!/bin/sh\necho started >> {log}\nexit 1\n")
+        spy.chmod(0o755)
+        path = os.environ["PATH"]
+        os.environ["PATH"] = f"{tmp}:{path}"
+        try:
+            def hit() -> float:
+                t = time.perf_counter()
+                build_kernel(spec)
+                return time.perf_counter() - t
+
+            m, all_runs = median_of(runs, hit)
+        finally:
+            os.environ["PATH"] = path
+        makes = len(log.read_text().splitlines()) if log.exists() else 0
+    return {"hit_ms": m * 1000, "runs_ms": [r * 1000 for r in all_runs], "make_started": makes}
+
+
+def bench_suite(runs: int) -> dict[str, Any]:
+    def suite(workers: str) -> Callable[[], float]:
+        def once() -> float:
+            t = time.monotonic()
+            subprocess.run([str(ROOT / ".venv/bin/pytest"), "-n", workers, "-q"], cwd=ROOT,
+                           check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            return time.monotonic() - t
+        return once
+
+    auto, auto_all = median_of(runs, suite("auto"))
+    one, one_all = median_of(runs, suite("1"))
+    return {"n_auto_s": auto, "n_1_s": one, "speedup": one / auto, "cpus": os.cpu_count(),
+            "n_auto_runs": auto_all, "n_1_runs": one_all}
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--runs", type=int, default=5)
+    p.add_argument("--suite-runs", type=int)
+    p.add_argument("--arch", default="x86_64,arm64")
+    p.add_argument("--only", default=",".join(SECTIONS))
+    p.add_argument("--kernel-build", action="store_true",
+                   help="also one plain make vs harness build of the default x86_64 kernel")
+    p.add_argument("--json")
+    args = p.parse_args()
+    only = args.only.split(",")
+    arches = args.arch.split(",")
+    out: dict[str, Any] = {"runs": args.runs}
+    lines = []
+    kernels = {a: build_kernel(BuildSpec(arch=a)) for a in arches}
+    if "boot" in only:
+        out["boot"] = {a: bench_boot(k, args.runs) for a, k in kernels.items()}
+        for a, r in out["boot"].items():
+            lines.append(f"boot {a:7}  raw QEMU {r['raw_s']:6.2f} s   harness "
+                         f"{r['harness_s']:6.2f} s   ratio {r['ratio']:.2f}x")
+    if "checks" in only:
+        out["checks"] = {a: bench_checks(k, args.runs) for a, k in kernels.items()}
+        for a, r in out["checks"].items():
+            cfi = r["per_check_s"].get("cfi", 0.0)
+            lines.append(f"checks {a:7}  {r['checks']} checks, {r['beyond_boot_s']:.2f} s "
+                         f"beyond the boot (cfi's own sacrificial boot: {cfi:.2f} s)")
+    first = kernels[arches[0]]
+    if "build" in only:
+        out["build"] = [bench_module_build(first, args.runs)]
+        if args.kernel_build:
+            out["build"].append(bench_kernel_build(BuildSpec(arch="x86_64")))
+        for r in out["build"]:
+            lines.append(f"build {r['what']}: plain make {r['plain_make_s']:.2f} s   harness "
+                         f"{r['harness_s']:.2f} s   ratio {r['ratio']:.2f}x")
+    if "cache" in only:
+        out["cache"] = bench_cache_hit(BuildSpec(arch=arches[0]), args.runs)
+        lines.append(f"cache hit {arches[0]}: {out['cache']['hit_ms']:.1f} ms, "
+                     f"make started {out['cache']['make_started']} times")
+    if "suite" in only:
+        out["suite"] = bench_suite(args.suite_runs or args.runs)
+        r = out["suite"]
+        lines.append(f"suite warm: -n auto {r['n_auto_s']:.0f} s   -n 1 {r['n_1_s']:.0f} s   "
+                     f"speed-up {r['speedup']:.2f}x on {r['cpus']} CPUs")
+    print(f"ltoboot benchmark (median of {args.runs} runs; TCG)")
+    print("\n".join(lines))
+    if args.json:
+        Path(args.json).write_text(json.dumps(out, indent=2) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
