@@ -41,6 +41,7 @@ def build_dir(tree: Path, spec: BuildSpec) -> Path:
     return tree / f".ltoboot-bisect-{spec.label}"
 
 
+COMPILE_ERROR = re.compile(r"^\S+:\d+:\d+: error: |^ld\.lld\S*: error: ", re.MULTILINE)
 SNAPSHOT_FILES = (".config", "System.map", "Module.symvers")
 
 
@@ -64,10 +65,22 @@ def _step_kernel(tree: Path, spec: BuildSpec, p: Plan, key: str, log: Path) -> K
     """The kernel of the checked-out commit: built incrementally in the per-tree directory,
     once per commit and plan per machine (a bisect run again is boots, not builds)."""
     entry = cache.cache_root() / "bisect" / f"{spec.label}-{key}"
+    failed = entry.with_name(entry.name + ".build-failed.json")
+    if failed.exists():  # the same commit, config and toolchain fail the same way
+        known = json.loads(failed.read_text())
+        raise BuildError(f"{known['message']} (remembered: delete {failed} to build again)",
+                         Path(known["log"]), known["tail"])
     if not entry.exists():
         out = build_dir(tree, spec)
         with cache.locked(out.with_name(out.name + ".lock"), f"waiting for {out}"):
-            kernel = compile_kernel(out, spec, p.src, p.tc, p.wanted, key, log)
+            try:
+                kernel = compile_kernel(out, spec, p.src, p.tc, p.wanted, key, log)
+            except BuildError as e:
+                if COMPILE_ERROR.search(e.tail):  # not a transient failure (OOM, disk, signal)
+                    entry.parent.mkdir(parents=True, exist_ok=True)
+                    cache.write_atomic(failed, json.dumps({"message": str(e).splitlines()[0],
+                                                           "log": str(e.log), "tail": e.tail}))
+                raise
             with contextlib.suppress(LtobootError):  # while the build directory matches
                 modules.probe_modules(kernel)
             cache.publish(entry, lambda tmp: _snapshot(tmp, kernel))

@@ -76,7 +76,7 @@ def file_sha256_remembered(path: Path) -> str:
     if time.time_ns() - max(st.st_mtime_ns, st.st_ctime_ns) < 2_000_000_000:
         return digest
     record.parent.mkdir(exist_ok=True)
-    _write_atomic(record, json.dumps({"path": str(path), "stamp": stamp, "sha256": digest}))
+    write_atomic(record, json.dumps({"path": str(path), "stamp": stamp, "sha256": digest}))
     return digest
 
 
@@ -98,7 +98,7 @@ def _failure_path(entry: Path) -> Path:
     return entry.with_name(f".{entry.name}.failed.json")
 
 
-def _write_atomic(path: Path, data: str) -> None:
+def write_atomic(path: Path, data: str) -> None:
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     tmp.write_text(data)
     os.replace(tmp, path)
@@ -167,7 +167,7 @@ def _produce(entry: Path, produce: Callable[[Path], None]) -> None:
     except BaseException as e:
         _remove(tmp)
         if isinstance(e, LtobootError):
-            _write_atomic(
+            write_atomic(
                 failed, json.dumps({"run": run_id(), "type": type(e).__name__, "message": str(e)})
             )
         raise
