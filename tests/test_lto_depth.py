@@ -57,20 +57,17 @@ def test_lto_evidence_on_a_non_lto_kernel(kernels: Kernels, guests: Guests,
 
 
 @pytest.mark.ltoboot_group()
-def test_unmerged_module_sections_are_caught(kernels: Kernels, guests: Guests,
-                                             primary_arch: str) -> None:
-    broken = build_variant(kernels.get(arch=primary_arch), "modules-unmerged")
-    result = run_check("probe_modules", guests.boot(broken), broken)
+@pytest.mark.parametrize("variant, check, says", [
+    ("modules-unmerged", "probe_modules", "split sections not merged"),
+    ("cfi-permissive", "cfi", "CFI not enforced"),
+    ("kallsyms-unstripped", "llvm_symbols", "none could be found by its plain name"),
+])
+def test_broken_variant_fails_its_check(variant: str, check: str, says: str, kernels: Kernels,
+                                        guests: Guests, primary_arch: str) -> None:
+    broken = build_variant(kernels.get(arch=primary_arch), variant)
+    result = run_check(check, guests.boot(broken), broken)
     assert not result.passed
-    assert "split sections not merged" in result.summary, result.summary
-
-
-@pytest.mark.ltoboot_group()
-def test_permissive_cfi_is_caught(kernels: Kernels, guests: Guests, primary_arch: str) -> None:
-    broken = build_variant(kernels.get(arch=primary_arch), "cfi-permissive")
-    result = run_check("cfi", guests.boot(broken), broken)
-    assert not result.passed
-    assert result.summary.startswith("CFI not enforced"), result.summary
+    assert says in result.summary, result.summary
 
 
 @pytest.mark.ltoboot_group()
@@ -96,11 +93,3 @@ def test_ignored_crc_mismatch_is_caught(kernels: Kernels, guests: Guests,
     # the CRCs themselves are fine: only the loader is broken
     assert run_check("symvers_crcs", guest, broken).passed
 
-
-@pytest.mark.ltoboot_group()
-def test_unstripped_llvm_names_are_caught(kernels: Kernels, guests: Guests,
-                                          primary_arch: str) -> None:
-    broken = build_variant(kernels.get(arch=primary_arch), "kallsyms-unstripped")
-    result = run_check("llvm_symbols", guests.boot(broken), broken)
-    assert not result.passed
-    assert "none could be found by its plain name" in result.summary, result.summary
