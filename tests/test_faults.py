@@ -144,3 +144,54 @@ def test_qemu_never_outlives_pytest(how: str, kernels: Kernels, primary_arch: st
         child.wait()
         for pid in _qemu_with(token):
             os.kill(int(pid), signal.SIGKILL)
+
+
+ENDING = '''
+import subprocess
+import pytest
+from harness import boot
+from harness.build import BuildSpec, build_kernel
+from harness.errors import KernelFailure
+K = build_kernel(BuildSpec(arch={arch!r}))
+TOKEN = ["ltoboot.token={token}"]
+def qemu_left():
+    return subprocess.run(["pgrep", "-f", {token!r}], capture_output=True).stdout
+def test_ending(tmp_path):
+    how = {how!r}
+    if how == "pass":
+        assert boot.boot(K, extra_cmdline=TOKEN).run("true").ok
+    elif how == "failed-check":
+        assert boot.boot(K, extra_cmdline=TOKEN).run("false").ok
+    elif how == "boot-timeout":
+        init = tmp_path / "init"
+        init.write_text("#!/bin/busybox sh\\nexec /bin/busybox sleep 100000\\n")
+        with pytest.raises(KernelFailure):
+            boot.boot(K, init=init, timeout=5, extra_cmdline=TOKEN)
+        assert not qemu_left()  # gone at the failure, not only at exit
+    elif how == "panic":
+        with pytest.raises(KernelFailure):
+            boot.boot(K, extra_cmdline=[*TOKEN, "rdinit=/nonexistent", "init=/nonexistent"])
+        assert not qemu_left()
+'''
+
+
+@pytest.mark.boot
+@pytest.mark.ltoboot_group()
+@pytest.mark.parametrize("how, exit_code", [("pass", 0), ("failed-check", 1),
+                                            ("boot-timeout", 0), ("panic", 0)])
+def test_no_qemu_left_after_a_run_ends(how: str, exit_code: int, kernels: Kernels,
+                                       primary_arch: str, tmp_path: Path) -> None:
+    kernels.get(arch=primary_arch)
+    token = uuid.uuid4().hex
+    (tmp_path / "test_ending.py").write_text(textwrap.dedent(ENDING).format(
+        arch=primary_arch, token=token, how=how))
+    got = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
+                          "-o", "addopts=", str(tmp_path / "test_ending.py")], cwd=tmp_path,
+                         capture_output=True, text=True, timeout=180)
+    try:
+        assert got.returncode == exit_code, got.stdout[-3000:]
+        assert _wait_for(lambda: not _qemu_with(token), 5), \
+            f"QEMU outlived a run ending in {how}: {_qemu_with(token)}"
+    finally:
+        for pid in _qemu_with(token):
+            os.kill(int(pid), signal.SIGKILL)
