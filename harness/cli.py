@@ -122,6 +122,8 @@ def cmd_tested_by(args: argparse.Namespace) -> int:
 
 
 def _bisect_spec(args: argparse.Namespace) -> BuildSpec:
+    if args.kernel:
+        raise UsageError("bisect builds each commit of --kernel-src: --kernel does not apply")
     arches = split_arches(args.arch)
     if len(arches) != 1:
         raise UsageError("bisect works on one --arch at a time")
