@@ -30,7 +30,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from harness import boot, build, checks, modules, qemu
+from harness import boot, build, cache, checks, modules, qemu
 from harness.arch import get_arch
 from harness.build import BuildSpec, Kernel, build_kernel
 from harness.initramfs import build_initramfs
@@ -141,7 +141,7 @@ def bench_kernel_build(spec: BuildSpec) -> dict[str, Any]:
     """One plain `make` of the harness's config vs one harness build, both from scratch."""
     kernel = build_kernel(spec)
     assert kernel.source_tree is not None
-    with tempfile.TemporaryDirectory(dir=kernel.source_tree.parent) as tmp:
+    with tempfile.TemporaryDirectory(dir=cache.cache_root()) as tmp:  # not in the src entry
         out = Path(tmp) / "o"
         out.mkdir()
         shutil.copy(kernel.config, out / ".config")
@@ -186,9 +186,13 @@ def bench_cache_hit(spec: BuildSpec, runs: int) -> dict[str, Any]:
 def bench_suite(runs: int) -> dict[str, Any]:
     def suite(workers: str) -> Callable[[], float]:
         def once() -> float:
+            log = cache.cache_root() / "logs" / f"bench-suite-n{workers}.log"
             t = time.monotonic()
-            subprocess.run([str(ROOT / ".venv/bin/pytest"), "-n", workers, "-q"], cwd=ROOT,
-                           check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            with log.open("w") as f:
+                rc = subprocess.run([str(ROOT / ".venv/bin/pytest"), "-n", workers, "-q"],
+                                    cwd=ROOT, stdout=f, stderr=subprocess.STDOUT).returncode
+            if rc != 0:
+                raise SystemExit(f"the suite failed (exit {rc}); see {log}")
             return time.monotonic() - t
         return once
 
@@ -211,18 +215,23 @@ def main() -> int:
     only = args.only.split(",")
     arches = args.arch.split(",")
     out: dict[str, Any] = {"runs": args.runs}
-    lines = []
+    lines: list[str] = []
+
+    def show(line: str) -> None:
+        lines.append(line)
+        print(line, flush=True)
+
     kernels = {a: build_kernel(BuildSpec(arch=a)) for a in arches}
     if "boot" in only:
         out["boot"] = {a: bench_boot(k, args.runs) for a, k in kernels.items()}
         for a, r in out["boot"].items():
-            lines.append(f"boot {a:7}  raw QEMU {r['raw_s']:6.2f} s   harness "
+            show(f"boot {a:7}  raw QEMU {r['raw_s']:6.2f} s   harness "
                          f"{r['harness_s']:6.2f} s   ratio {r['ratio']:.2f}x")
     if "checks" in only:
         out["checks"] = {a: bench_checks(k, args.runs) for a, k in kernels.items()}
         for a, r in out["checks"].items():
             cfi = r["per_check_s"].get("cfi", 0.0)
-            lines.append(f"checks {a:7}  {r['checks']} checks, {r['beyond_boot_s']:.2f} s "
+            show(f"checks {a:7}  {r['checks']} checks, {r['beyond_boot_s']:.2f} s "
                          f"beyond the boot (cfi's own sacrificial boot: {cfi:.2f} s)")
     first = kernels[arches[0]]
     if "build" in only:
@@ -230,18 +239,18 @@ def main() -> int:
         if args.kernel_build:
             out["build"].append(bench_kernel_build(BuildSpec(arch="x86_64")))
         for r in out["build"]:
-            lines.append(f"build {r['what']}: plain make {r['plain_make_s']:.2f} s   harness "
+            show(f"build {r['what']}: plain make {r['plain_make_s']:.2f} s   harness "
                          f"{r['harness_s']:.2f} s   ratio {r['ratio']:.2f}x")
     if "cache" in only:
         out["cache"] = bench_cache_hit(BuildSpec(arch=arches[0]), args.runs)
-        lines.append(f"cache hit {arches[0]}: {out['cache']['hit_ms']:.1f} ms, "
+        show(f"cache hit {arches[0]}: {out['cache']['hit_ms']:.1f} ms, "
                      f"make started {out['cache']['make_started']} times")
     if "suite" in only:
         out["suite"] = bench_suite(args.suite_runs or args.runs)
         r = out["suite"]
-        lines.append(f"suite warm: -n auto {r['n_auto_s']:.0f} s   -n 1 {r['n_1_s']:.0f} s   "
+        show(f"suite warm: -n auto {r['n_auto_s']:.0f} s   -n 1 {r['n_1_s']:.0f} s   "
                      f"speed-up {r['speedup']:.2f}x on {r['cpus']} CPUs")
-    print(f"ltoboot benchmark (median of {args.runs} runs; TCG)")
+    print(f"\nltoboot benchmark (median of {args.runs} runs; TCG)")
     print("\n".join(lines))
     if args.json:
         Path(args.json).write_text(json.dumps(out, indent=2) + "\n")
