@@ -123,8 +123,9 @@ def test_qemu_never_outlives_pytest(how: str, kernels: Kernels, primary_arch: st
             "-o", "addopts=", str(tmp_path / "test_linger.py")]
     if how == "worker-SIGKILL":
         argv += ["-n", "1"]
-    child = subprocess.Popen(argv, cwd=tmp_path, stdout=subprocess.DEVNULL,
-                             stderr=subprocess.DEVNULL, start_new_session=True)
+    out = (tmp_path / "child.log").open("w")
+    child = subprocess.Popen(argv, cwd=tmp_path, stdout=out, stderr=subprocess.STDOUT,
+                             start_new_session=True)
     try:
         assert _wait_for(ready.exists, 120), "the child never booted its guest"
         assert _qemu_with(token), "no QEMU to watch"
@@ -136,12 +137,17 @@ def test_qemu_never_outlives_pytest(how: str, kernels: Kernels, primary_arch: st
                 os.kill(int(w), signal.SIGKILL)
         else:
             child.send_signal(getattr(signal, how))
-        assert _wait_for(lambda: not _qemu_with(token), 15), \
-            f"QEMU outlived pytest after {how}: {_qemu_with(token)}"
+        # once (under a loaded 2-core benchmark) QEMU was still there after 15 s: the wait
+        # is longer now, and a failure says whether the child pytest itself was still alive
+        assert _wait_for(lambda: not _qemu_with(token), 45), \
+            f"QEMU outlived pytest after {how}: {_qemu_with(token)}; child pytest " \
+            f"{'still running' if child.poll() is None else f'exited {child.returncode}'}" \
+            f"; its output:\n{(tmp_path / 'child.log').read_text()[-2000:]}"
     finally:
         if child.poll() is None:
             os.killpg(child.pid, signal.SIGKILL)
         child.wait()
+        out.close()
         for pid in _qemu_with(token):
             os.kill(int(pid), signal.SIGKILL)
 
