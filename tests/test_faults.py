@@ -25,6 +25,10 @@ def _qemu_with(token: str) -> list[str]:
     return got.stdout.split()
 
 
+def _default_sigint() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def _wait_for(predicate: Callable[[], bool], seconds: float) -> bool:
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
@@ -124,8 +128,10 @@ def test_qemu_never_outlives_pytest(how: str, kernels: Kernels, primary_arch: st
     if how == "worker-SIGKILL":
         argv += ["-n", "1"]
     out = (tmp_path / "child.log").open("w")
+    # a suite started in the background of a non-interactive shell inherits SIGINT ignored,
+    # and so would this pytest: give it the disposition an interactive pytest has
     child = subprocess.Popen(argv, cwd=tmp_path, stdout=out, stderr=subprocess.STDOUT,
-                             start_new_session=True)
+                             start_new_session=True, preexec_fn=_default_sigint)
     try:
         assert _wait_for(ready.exists, 120), "the child never booted its guest"
         assert _qemu_with(token), "no QEMU to watch"
@@ -137,8 +143,6 @@ def test_qemu_never_outlives_pytest(how: str, kernels: Kernels, primary_arch: st
                 os.kill(int(w), signal.SIGKILL)
         else:
             child.send_signal(getattr(signal, how))
-        # once (under a loaded 2-core benchmark) QEMU was still there after 15 s: the wait
-        # is longer now, and a failure says whether the child pytest itself was still alive
         assert _wait_for(lambda: not _qemu_with(token), 45), \
             f"QEMU outlived pytest after {how}: {_qemu_with(token)}; child pytest " \
             f"{'still running' if child.poll() is None else f'exited {child.returncode}'}" \
