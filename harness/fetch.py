@@ -164,10 +164,6 @@ def _download(tmp: Path, url: str, sha256: str | None, policy: Policy) -> None:
         say(f"fetched {url}: {size / 2**20:.1f} MiB in {time.monotonic() - started:.1f}s")
 
 
-def sha256_of(path: Path) -> str:
-    return cache.file_sha256(path)
-
-
 def fetch(url: str, sha256: str | None = None, policy: Policy = DEFAULT) -> Path:
     """A local file with the content of `url` (checked against `sha256` when given).
 
@@ -177,7 +173,7 @@ def fetch(url: str, sha256: str | None = None, policy: Policy = DEFAULT) -> Path
     if path is not None:
         if not path.is_file():
             raise NotFound(f"{url}: no such file")
-        if sha256 is not None and (got := sha256_of(path)) != sha256.lower():
+        if sha256 is not None and (got := cache.file_sha256(path)) != sha256.lower():
             raise UsageError(f"{url}: sha256 is {got}, expected {sha256}")
         return path
     key = cache.content_key({"recipe": RECIPE, "url": url, "sha256": (sha256 or "").lower()})
