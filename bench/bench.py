@@ -30,10 +30,13 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from harness import boot, build, cache, checks, modules, qemu
+from harness import cache, checks
 from harness.arch import get_arch
-from harness.build import BuildSpec, Kernel, build_kernel
-from harness.initramfs import build_initramfs
+from harness.guest import boot, modules, qemu
+from harness.guest.initramfs import build_initramfs
+from harness.kernel import kbuild, toolchain
+from harness.kernel.model import BuildSpec, Kernel
+from harness.kernel.obtain import obtain
 
 ROOT = Path(__file__).resolve().parent.parent
 SECTIONS = ("boot", "checks", "build", "cache", "suite")
@@ -107,18 +110,19 @@ def _scratch_env(scratch: Path) -> dict[str, str]:
 
 def bench_module_build(kernel: Kernel, runs: int) -> dict[str, Any]:
     assert kernel.build_dir is not None and kernel.source_tree is not None
-    meta = kernel.to_json(kernel.build_dir)
-    code = ("import sys; from pathlib import Path; from harness.build import Kernel; "
-            "from harness import modules; modules.probe_modules(Kernel.from_json("
+    tree, out = kernel.source_tree, kernel.build_dir
+    meta = kernel.to_json(out)
+    code = ("import sys; from pathlib import Path; from harness.kernel.model import Kernel; "
+            "from harness.guest import modules; modules.probe_modules(Kernel.from_json("
             "sys.stdin.read(), Path(sys.argv[1])))")
 
     def plain() -> float:
         with tempfile.TemporaryDirectory() as tmp:
             src = Path(tmp) / "src"
             shutil.copytree(modules.SOURCES, src)
-            argv = ["make", "-C", str(kernel.source_tree), f"O={kernel.build_dir}",
-                    f"M={src}", f"ARCH={get_arch(kernel.arch).kernel_arch}",
-                    *modules.make_vars(kernel), "modules"]
+            argv = kbuild.make_argv(tree, out,
+                                    get_arch(kernel.arch), toolchain.of_kernel(kernel),
+                                    ["modules"], module_dir=src)
             t = time.monotonic()
             subprocess.run(argv, check=True, stdout=subprocess.DEVNULL)
             return time.monotonic() - t
@@ -139,22 +143,23 @@ def bench_module_build(kernel: Kernel, runs: int) -> dict[str, Any]:
 
 def bench_kernel_build(spec: BuildSpec) -> dict[str, Any]:
     """One plain `make` of the harness's config vs one harness build, both from scratch."""
-    kernel = build_kernel(spec)
+    kernel = obtain(spec)
     assert kernel.source_tree is not None
     with tempfile.TemporaryDirectory(dir=cache.cache_root()) as tmp:  # not in the src entry
         out = Path(tmp) / "o"
         out.mkdir()
         shutil.copy(kernel.config, out / ".config")
-        argv = ["make", "-C", str(kernel.source_tree), f"O={out}",
-                f"ARCH={get_arch(kernel.arch).kernel_arch}", *modules.make_vars(kernel),
-                f"-j{build.jobs()}"]
+        arch, llvm = get_arch(kernel.arch), toolchain.of_kernel(kernel)
         t = time.monotonic()
-        subprocess.run([*argv, "olddefconfig"], check=True, stdout=subprocess.DEVNULL)
-        subprocess.run(argv, check=True, stdout=subprocess.DEVNULL)
+        for targets in (["olddefconfig"], []):
+            subprocess.run(kbuild.make_argv(kernel.source_tree, out, arch, llvm, targets,
+                                            jobs=kbuild.jobs()),
+                           check=True, stdout=subprocess.DEVNULL)
         plain = time.monotonic() - t
     with tempfile.TemporaryDirectory() as tmp:
-        code = ("import sys; from harness.build import BuildSpec, build_kernel; "
-                f"build_kernel(BuildSpec(arch={spec.arch!r}, lto={spec.lto!r}))")
+        code = ("from harness.kernel.model import BuildSpec; "
+                "from harness.kernel.obtain import obtain; "
+                f"obtain(BuildSpec(arch={spec.arch!r}, lto={spec.lto!r}))")
         t = time.monotonic()
         subprocess.run([sys.executable, "-c", code], check=True, env=_scratch_env(Path(tmp)))
         harness = time.monotonic() - t  # includes unpacking the tarball, as a cold run has
@@ -163,7 +168,7 @@ def bench_kernel_build(spec: BuildSpec) -> dict[str, Any]:
 
 
 def bench_cache_hit(spec: BuildSpec, runs: int) -> dict[str, Any]:
-    build_kernel(spec)
+    obtain(spec)
     with tempfile.TemporaryDirectory() as tmp:  # a make on PATH that records being started
         spy, log = Path(tmp) / "make", Path(tmp) / "started"
         spy.write_text(f"#!/bin/sh\necho started >> {log}\nexit 1\n")
@@ -173,7 +178,7 @@ def bench_cache_hit(spec: BuildSpec, runs: int) -> dict[str, Any]:
         try:
             def hit() -> float:
                 t = time.perf_counter()
-                build_kernel(spec)
+                obtain(spec)
                 return time.perf_counter() - t
 
             m, all_runs = median_of(runs, hit)
@@ -221,7 +226,7 @@ def main() -> int:
         lines.append(line)
         print(line, flush=True)
 
-    kernels = {a: build_kernel(BuildSpec(arch=a)) for a in arches}
+    kernels = {a: obtain(BuildSpec(arch=a)) for a in arches}
     if "boot" in only:
         out["boot"] = {a: bench_boot(k, args.runs) for a, k in kernels.items()}
         for a, r in out["boot"].items():

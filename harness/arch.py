@@ -1,4 +1,8 @@
-"""Per-architecture facts, as data: everything that differs between x86_64 and arm64 lives here."""
+"""Per-architecture facts, as data: everything that differs between x86_64 and arm64 lives here.
+
+A third architecture is one more row of ARCHES plus its Kconfig fragment in
+harness/kernel/configs/ (the console driver, what the machine needs to boot).
+"""
 
 from __future__ import annotations
 
@@ -19,8 +23,16 @@ class Arch:
     elf_machine: int  # e_machine of guest binaries (checked on busybox)
     kvm_host: str  # `uname -m` of a host on which KVM can run this guest
     tcg_slowdown: float  # timeout multiplier under TCG relative to KVM
-    fragment: str  # our per-arch config fragment in harness/configs/
+    fragment: str  # our per-arch config fragment in harness/kernel/configs/
     artifact_images: tuple[str, ...]  # image names in TuxMake's artifact layout, preferred first
+    image_magic: bytes  # what the boot image carries at image_magic_at (its boot protocol)
+    image_magic_at: int
+    # (offset, mask): a flag the image must have to be this arch rather than a 32-bit sibling
+    image_flag: tuple[int, int] | None = None
+    # where the image keeps a pointer (relative to 0x200) to its version string, if it does;
+    # otherwise the version is searched as "Linux version ..." in the image
+    image_version_ptr_at: int | None = None
+    qemu_extra: tuple[str, ...] = ()  # more QEMU options this machine needs
 
 
 ARCHES: dict[str, Arch] = {
@@ -41,6 +53,10 @@ ARCHES: dict[str, Arch] = {
             tcg_slowdown=4.0,
             fragment="x86_64.config",
             artifact_images=("bzImage",),
+            # Documentation/x86/boot.rst: "HdrS" at 0x202; xloadflags bit 0 at 0x236: a 64-bit
+            # entry point; kernel_version pointer at 0x20e
+            image_magic=b"HdrS", image_magic_at=0x202, image_flag=(0x236, 1),
+            image_version_ptr_at=0x20E,
         ),
         Arch(
             name="arm64",
@@ -57,11 +73,18 @@ ARCHES: dict[str, Arch] = {
             tcg_slowdown=6.0,
             fragment="arm64.config",
             artifact_images=("Image.gz", "Image"),
+            image_magic=b"ARM\x64", image_magic_at=0x38,  # Documentation/arm64/booting.rst
         ),
     )
 }
 
 ARCH_NAMES: tuple[str, ...] = tuple(sorted(ARCHES))
+PREFERRED = "x86_64"  # for work that needs one kernel only: bisect's default, pytest's primary
+
+
+def host_arch(machine: str) -> Arch | None:
+    """The guest arch that matches a host's `uname -m`, if any."""
+    return next((a for a in ARCHES.values() if a.kvm_host == machine), None)
 
 
 def get_arch(name: str) -> Arch:

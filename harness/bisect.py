@@ -15,26 +15,28 @@ import json
 import os
 import re
 import shutil
-import signal
-import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from types import FrameType
 
-from harness import boot, cache, checks, modules
-from harness.build import META, MODROOT, BuildSpec, Kernel, Plan, compile_kernel, plan
+from harness import cache, checks, proc
 from harness.errors import BuildError, InfraError, KernelFailure, LtobootError, UsageError
-from harness.progress import say
+from harness.guest import boot, modules
+from harness.kernel.build import Plan, compile_kernel, plan
+from harness.kernel.model import MODROOT, BuildSpec, Kernel
+from harness.progress import duration, say
 
 GOOD, BAD, SKIP, ABORT = 0, 1, 125, 255
 
 
 def git(tree: Path, *args: str, check: bool = True) -> str:
-    return subprocess.run(["git", "-C", str(tree), *args], capture_output=True, text=True,
-                          check=check).stdout.strip()
+    """git's output; a failure is bad input (one line with git's reason), or with check=False
+    whatever git printed before failing (often nothing)."""
+    return proc.run(["git", "-C", str(tree), *args], what=f"git {args[0]} in {tree}",
+                    error=UsageError, ok=(0,) if check else range(256)).strip()
 
 
 def build_dir(tree: Path, spec: BuildSpec) -> Path:
@@ -58,7 +60,7 @@ def _snapshot(tmp: Path, kernel: Kernel) -> None:
         kernel, image=tmp / kernel.image.name, config=tmp / ".config",
         system_map=tmp / "System.map", modules=tmp / MODROOT if kernel.modules else None,
         build_dir=tmp, source_tree=None)
-    (tmp / META).write_text(snap.to_json(tmp))
+    snap.save(tmp)
 
 
 def _step_kernel(tree: Path, spec: BuildSpec, p: Plan, key: str, log: Path) -> Kernel:
@@ -84,7 +86,7 @@ def _step_kernel(tree: Path, spec: BuildSpec, p: Plan, key: str, log: Path) -> K
             with contextlib.suppress(LtobootError):  # while the build directory matches
                 modules.probe_modules(kernel)
             cache.publish(entry, lambda tmp: _snapshot(tmp, kernel))
-    return Kernel.from_json((entry / META).read_text(), entry)
+    return Kernel.load(entry)
 
 
 @dataclass
@@ -142,16 +144,14 @@ def step(spec: BuildSpec, accel: str, runs: int, only: Sequence[str], log_dir: P
         kernel = _step_kernel(tree, spec, p, key, step_dir / "build.log")
         result.logs.append(str(kernel.build_log))
         _evaluate(kernel, accel, runs, only, result, step_dir)
-    except BuildError as e:
+    except BuildError as e:  # any other error is no verdict: the CLI answers ABORT
         result.kind, result.summary = "build", str(e).splitlines()[0]
         result.excerpt, result.logs = e.tail, [str(e.log)]
-    except (UsageError, InfraError) as e:
-        print(f"ltoboot bisect-step: error: {e}", file=sys.stderr)
-        return ABORT
     result.seconds = round(time.monotonic() - started, 1)
     (step_dir / "result.json").write_text(json.dumps(result.__dict__, indent=2))
-    say(f"bisect step {commit[:12]} ({result.subject}): {result.verdict}"
-        + (f" ({result.kind}: {result.summary})" if result.kind else ""))
+    say(f"bisect step {commit[:12]} ({result.subject}): {result.verdict} in "
+        f"{duration(result.seconds)}" + (f" ({result.kind}: {result.summary})" if result.kind
+                                         else ""))
     return {"good": GOOD, "bad": BAD, "skip": SKIP}[result.verdict]
 
 
@@ -184,8 +184,26 @@ class BisectReport:
         return "\n".join(lines)
 
 
-def _raise_interrupt(signum: int, frame: FrameType | None) -> None:
-    raise KeyboardInterrupt
+def _git_path(tree: Path, name: str) -> Path:
+    """A file of the repository's git directory (a worktree's own, where .git is a file)."""
+    return (tree / git(tree, "rev-parse", "--git-path", name)).resolve()
+
+
+def _bisect_run(tree: Path, argv: Sequence[str], log: Path) -> str:
+    """`git bisect run argv`, its output kept in `log` and its step lines shown as they come.
+    Whatever way this ends, git, the step and the step's make are gone when it returns."""
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).parent.parent)}
+    out: list[str] = []
+    with log.open("w") as f, proc.running(["git", "-C", str(tree), "bisect", "run", *argv],
+                                          env=env) as p:
+        for line in p.stdout:
+            f.write(line)
+            f.flush()
+            out.append(line)
+            if line.startswith("ltoboot: bisect step"):
+                say(line.removeprefix("ltoboot: ").rstrip())
+        p.wait()
+    return "".join(out)
 
 
 def run(tree: Path, good: str, bad: str, step_argv: Sequence[str]) -> BisectReport:
@@ -196,31 +214,28 @@ def run(tree: Path, good: str, bad: str, step_argv: Sequence[str]) -> BisectRepo
         raise UsageError(f"{tree} is not a git tree: bisect needs one")
     if git(tree, "status", "--porcelain", "--untracked-files=no"):
         raise UsageError(f"{tree} has uncommitted changes: commit or stash them first")
-    if (tree / ".git" / "BISECT_LOG").exists():
+    if _git_path(tree, "BISECT_LOG").exists() or _git_path(tree, "BISECT_START").exists():
         raise UsageError(f"{tree} is already bisecting: finish it or run git bisect reset")
     for rev in (good, bad):
-        if subprocess.run(["git", "-C", str(tree), "rev-parse", "--verify", "-q",
-                           f"{rev}^{{commit}}"], capture_output=True).returncode:
+        if not git(tree, "rev-parse", "--verify", "-q", f"{rev}^{{commit}}", check=False):
             raise UsageError(f"{rev!r} is not a commit of {tree}")
-    log_dir = cache.cache_root() / "logs" / "bisect" / time.strftime("%Y%m%d-%H%M%S")
-    log_dir.mkdir(parents=True)
+    if proc.status(["git", "-C", str(tree), "merge-base", "--is-ancestor", good, bad]) != 0:
+        raise UsageError(f"--good {good} is not an ancestor of --bad {bad}: are they swapped?")
+    parent = cache.cache_root() / "logs" / "bisect"
+    parent.mkdir(parents=True, exist_ok=True)
+    log_dir = Path(tempfile.mkdtemp(prefix=time.strftime("%Y%m%d-%H%M%S-"), dir=parent))
     started = time.monotonic()
-    previous = signal.signal(signal.SIGTERM, _raise_interrupt)
-    out = ""
+    out, bisect_log = "", ""
     try:
         git(tree, "bisect", "start", bad, good)
         argv = [sys.executable, "-m", "harness.cli", "bisect-step", "--log-dir", str(log_dir),
                 *step_argv]
         say(f"bisecting {tree} between {good} (good) and {bad} (bad); logs: {log_dir}")
-        proc = subprocess.run(["git", "-C", str(tree), "bisect", "run", *argv],
-                              capture_output=True, text=True, stdin=subprocess.DEVNULL,
-                              env={**os.environ, "PYTHONPATH": str(Path(__file__).parent.parent)})
-        out = proc.stdout + proc.stderr
-        (log_dir / "bisect-run.log").write_text(out)
+        out = _bisect_run(tree, argv, log_dir / "bisect-run.log")
         bisect_log = git(tree, "bisect", "log", check=False)
-    finally:
+    finally:  # git bisect run and its step are gone by now: the tree is ours to reset
         git(tree, "bisect", "reset", check=False)
-        signal.signal(signal.SIGTERM, previous)
+        _git_path(tree, "BISECT_RUN").unlink(missing_ok=True)
     steps = [StepResult(**json.loads(p.read_text()))
              for p in sorted(log_dir.glob("*/result.json"))]
     skipped = re.findall(r"^git bisect skip ([0-9a-f]{40})", bisect_log, re.M)
@@ -233,8 +248,10 @@ def run(tree: Path, good: str, bad: str, step_argv: Sequence[str]) -> BisectRepo
     candidates: list[str] = []
     if not first and "could be any of:" in out:  # only skipped commits were left
         candidates = re.findall(r"^([0-9a-f]{40})$", out.split("could be any of:")[-1], re.M)
-    if not first and not candidates and "bisect run failed" in out:
-        raise InfraError(f"git bisect run stopped: {out.strip().splitlines()[-1]} "
+    if not first and not candidates:
+        why = re.findall(r"^ltoboot bisect-step: error: (.*)$", out, re.M)
+        last = out.strip().splitlines()[-1:] or ["no output"]
+        raise InfraError(f"git bisect run stopped without a verdict: {(why or last)[-1]} "
                          f"(logs: {log_dir})")
     return BisectReport(first_bad, candidates, steps, skipped, log_dir,
                         time.monotonic() - started)

@@ -3,22 +3,26 @@
 from __future__ import annotations
 
 import argparse
-import dataclasses
+import contextlib
 import json
-import subprocess
+import os
+import signal
 import sys
+import tempfile
+import traceback
 from collections.abc import Sequence
 from pathlib import Path
+from types import FrameType
 
-from harness import bisect, boot, cache, checks, initcalls
-from harness.build import BuildSpec, Kernel, build_kernel
-from harness.errors import BuildError, InfraError, KernelFailure, UsageError
-from harness.guest import Guest
-from harness.initcall_report import compare_guests
+from harness import bisect, cache, checks, pipeline, proc
+from harness.arch import PREFERRED
+from harness.errors import BuildError, InfraError, KernelFailure, LtobootError, UsageError
+from harness.kernel.model import BuildSpec
 from harness.options import KERNEL_OPTIONS, kernel_specs, split_arches
-from harness.report import KernelReport, facts_for_tested_by, render, render_tested_by
+from harness.reports.tested_by import facts_for_tested_by, render_tested_by
+from harness.reports.text import render
 
-EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERNAL = 0, 1, 2, 3
 
 
 def add_kernel_options(p: argparse.ArgumentParser) -> None:
@@ -28,70 +32,16 @@ def add_kernel_options(p: argparse.ArgumentParser) -> None:
                    help=f"run only these checks (repeatable; known: {', '.join(checks.CHECKS)})")
 
 
-def check_kernel(spec: BuildSpec, accel: str, names: Sequence[str] | None,
-                 initcall_order: bool = False) -> KernelReport:
-    """Build, boot and check one kernel; failures end up in the report, not as exceptions."""
-    rep = KernelReport(label=spec.label)
-    try:
-        rep.kernel = build_kernel(spec)
-    except BuildError as e:
-        rep.error = f"build failed: {e}"
-        return rep
-    return check_built(rep, spec, accel, names, initcall_order)
-
-
-def check_built(rep: KernelReport, spec: BuildSpec, accel: str, names: Sequence[str] | None,
-                initcall_order: bool = False) -> KernelReport:
-    """Boot and check rep.kernel (built, fetched or a variant) and fill in the report."""
-    assert rep.kernel is not None
-    guest: Guest | None = None
-    try:
-        guest = boot.boot(rep.kernel, accel_mode=accel)
-        rep.accel, rep.accel_reason = guest.accel, guest.accel_reason
-        rep.boot_seconds, rep.console_log = guest.boot_seconds, str(guest.log)
-        rep.results = checks.run_checks(guest, rep.kernel, names)
-        if initcall_order:
-            rep.results.append(compare_initcalls(spec, rep.kernel, guest, accel))
-    except KernelFailure as e:
-        rep.error = f"boot failed: {e}"
-    finally:
-        if guest is not None:
-            guest.close()
-    return rep
-
-
-def compare_initcalls(spec: BuildSpec, kernel: Kernel, guest: Guest, accel: str
-                      ) -> checks.CheckResult:
-    """The initcall order of `kernel` against a non-LTO build of the same tree and config."""
-    name = "initcall_order"
-    try:
-        ref_kernel = build_kernel(dataclasses.replace(spec, lto="none"))
-        ref = boot.boot(ref_kernel, accel_mode=accel)
-    except (BuildError, KernelFailure) as e:
-        return checks.CheckResult(name, False, f"no non-LTO reference: {e}".splitlines()[0])
-    try:
-        report = compare_guests((kernel, guest), (ref_kernel, ref))
-    finally:
-        ref.close()
-    c = report.comparison
-    evidence = "\n".join([c.details(), initcalls.durations_table(c),
-                          f"report: {report.directory}"])
-    return checks.CheckResult(name, c.passed, c.summary(), evidence)
-
-
 def specs(args: argparse.Namespace) -> list[BuildSpec]:
     return kernel_specs(args.arch, args.lto, args.llvm, args.kernel_src, args.fragment,
                         args.kernel)
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    names = args.check or None
-    for n in names or ():
-        if n not in checks.CHECKS:
-            raise UsageError(f"--check {n}: unknown check; known: {', '.join(checks.CHECKS)}")
+    names = pipeline.check_names(args.check)
     reports = []
     for spec in specs(args):
-        rep = check_kernel(spec, args.accel, names, args.initcalls)
+        rep = pipeline.check_kernel(spec, args.accel, names, args.initcalls)
         reports.append(rep)
         print(render(rep), flush=True)
         print(flush=True)
@@ -102,8 +52,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def git_identity(key: str) -> str:
-    got = subprocess.run(["git", "config", key], capture_output=True, text=True)
-    return got.stdout.strip()
+    return proc.run(["git", "config", key], what=f"reading git's {key}", ok=(0, 1)).strip()
 
 
 def cmd_tested_by(args: argparse.Namespace) -> int:
@@ -112,7 +61,8 @@ def cmd_tested_by(args: argparse.Namespace) -> int:
     if not name or not email:
         raise UsageError("tested-by needs --name and --email (or git config user.name and "
                          "user.email)")
-    reports = [check_kernel(spec, args.accel, args.check or None) for spec in specs(args)]
+    names = pipeline.check_names(args.check)
+    reports = [pipeline.check_kernel(spec, args.accel, names) for spec in specs(args)]
     facts = facts_for_tested_by(reports, name, email)
     if args.format == "json":
         print(json.dumps(facts, indent=2))
@@ -127,9 +77,7 @@ def _bisect_spec(args: argparse.Namespace) -> BuildSpec:
     arches = split_arches(args.arch)
     if len(arches) != 1:
         raise UsageError("bisect works on one --arch at a time")
-    for n in args.check:
-        if n not in checks.CHECKS:
-            raise UsageError(f"--check {n}: unknown check; known: {', '.join(checks.CHECKS)}")
+    pipeline.check_names(args.check)
     if args.runs < 1:
         raise UsageError("--runs takes a number of boots, 1 or more")
     return BuildSpec(arch=arches[0], lto=args.lto, llvm=args.llvm,
@@ -138,14 +86,20 @@ def _bisect_spec(args: argparse.Namespace) -> BuildSpec:
 
 
 def cmd_bisect_step(args: argparse.Namespace) -> int:
+    # Only the kernel's verdicts may reach git bisect run: anything else stops the bisect (255)
+    # with the error named, so that no commit is ever blamed for a harness or input problem.
     try:
         spec = _bisect_spec(args)
-    except UsageError as e:
-        print(f"ltoboot bisect-step: error: {e}", file=sys.stderr)
-        return bisect.ABORT
-    log_dir = Path(args.log_dir) if args.log_dir else \
-        cache.cache_root() / "logs" / "bisect" / "steps"
-    return bisect.step(spec, args.accel, args.runs, args.check, log_dir)
+        log_dir = Path(args.log_dir) if args.log_dir else \
+            cache.cache_root() / "logs" / "bisect" / "steps"
+        return bisect.step(spec, args.accel, args.runs, args.check, log_dir)
+    except KeyboardInterrupt:
+        print("ltoboot bisect-step: error: interrupted", file=sys.stderr)
+    except LtobootError as e:
+        print(f"ltoboot bisect-step: error: {str(e).splitlines()[0]}", file=sys.stderr)
+    except Exception as e:
+        print(f"ltoboot bisect-step: error: {_internal_error(e)}", file=sys.stderr)
+    return bisect.ABORT
 
 
 def cmd_bisect(args: argparse.Namespace) -> int:
@@ -165,7 +119,7 @@ def cmd_bisect(args: argparse.Namespace) -> int:
 
 def add_bisect_options(p: argparse.ArgumentParser) -> None:
     add_kernel_options(p)
-    p.set_defaults(arch="x86_64")
+    p.set_defaults(arch=PREFERRED)
     p.add_argument("--runs", type=int, default=1,
                    help="boots per step; bad if any fails (flaky failures)")
     p.add_argument("--log-dir", help=argparse.SUPPRESS)
@@ -200,16 +154,39 @@ def parser() -> argparse.ArgumentParser:
     return p
 
 
+def _terminate(signum: int, frame: FrameType | None) -> None:
+    raise KeyboardInterrupt  # unwinds like Ctrl-C, so every child is ended on the way out
+
+
+def _internal_error(e: BaseException) -> str:
+    """Save the traceback of a harness bug; say where it is, in one line."""
+    crash = Path(tempfile.gettempdir()) / f"ltoboot-crash-{os.getpid()}.txt"
+    with contextlib.suppress(OSError):
+        crash.write_text("".join(traceback.format_exception(e)))
+    return f"ltoboot: internal error: {type(e).__name__}: {e} (a bug in ltoboot; " \
+        f"traceback in {crash})"
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = parser().parse_args(argv)
+    previous = signal.signal(signal.SIGTERM, _terminate)
     try:
         return int(args.func(args))
     except (UsageError, InfraError) as e:
         print(f"ltoboot: error: {e}", file=sys.stderr)
         return EXIT_USAGE
+    except (BuildError, KernelFailure) as e:
+        print(f"ltoboot: failed: {e}", file=sys.stderr)
+        return EXIT_FAILED
     except KeyboardInterrupt:
         print("ltoboot: interrupted", file=sys.stderr)
         return 130
+    except Exception as e:
+        print(_internal_error(e), file=sys.stderr)
+        return EXIT_INTERNAL
+    finally:
+        proc.end_all()
+        signal.signal(signal.SIGTERM, previous)
 
 
 if __name__ == "__main__":

@@ -6,14 +6,14 @@ from collections.abc import Sequence
 from typing import Any
 
 from harness.arch import ARCH_NAMES, get_arch
-from harness.build import BuildSpec
 from harness.errors import UsageError
+from harness.kernel.model import LTO_MODES, BuildSpec
 
 KERNEL_OPTIONS: tuple[tuple[str, dict[str, Any]], ...] = (
     ("--arch", {"default": None,
                 "help": f"comma-separated guest architectures (default: {','.join(ARCH_NAMES)}; "
                         "with --kernel: each image's own)"}),
-    ("--lto", {"default": "thin", "choices": ("thin", "full", "none"),
+    ("--lto", {"default": "thin", "choices": tuple(LTO_MODES),
                "help": "LTO mode to build (default: thin)"}),
     ("--kernel-src", {"default": None, "metavar": "PATH",
                       "help": "kernel source tree or tarball (default: Debian's "
@@ -52,7 +52,7 @@ def kernel_specs(arch: str | None, lto: str, llvm: str, kernel_src: str | None,
     if arches is not None and len(arches) != len(prebuilt):
         raise UsageError("with --kernel, give --arch one architecture per --kernel, or leave it "
                          "out (each image says what it is)")
-    from harness import prebuilt as pre  # imports the fetching machinery only when needed
+    from harness.kernel import prebuilt as pre  # imports the fetching machinery only when needed
 
     return [BuildSpec(arch=arches[i] if arches else pre.arch_of(ref), lto=lto, llvm=llvm,
                       prebuilt=ref) for i, ref in enumerate(prebuilt)]

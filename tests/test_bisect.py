@@ -14,9 +14,9 @@ from pathlib import Path
 import pytest
 
 from harness import bisect, cache
-from harness.build import BuildSpec, Kernel
+from harness.kernel.model import BuildSpec, Kernel
+from harness.kernel.variants import _copy_tree, replace_in_copy
 from harness.pytest_plugin.fixtures import Kernels
-from harness.variants import _copy_tree, replace_in_copy
 
 pytestmark = [pytest.mark.boot, pytest.mark.ltoboot_group("bisect")]
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import pytest
 
-from harness.build import Kernel
 from harness.checks import CHECKS, run_check
-from harness.guest import Guest
+from harness.guest.session import Guest
+from harness.kernel.model import Kernel
 
 pytestmark = pytest.mark.boot
 

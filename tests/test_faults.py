@@ -14,9 +14,10 @@ from pathlib import Path
 
 import pytest
 
-from harness import boot, toolchain
 from harness.errors import InfraError, KernelFailure
-from harness.guest import Guest
+from harness.guest import boot
+from harness.guest.session import Guest
+from harness.kernel import toolchain
 from harness.pytest_plugin.fixtures import Guests, Kernels
 
 
@@ -102,11 +103,12 @@ def test_printk_storm_and_invalid_utf8_do_not_break_the_console(
 
 
 LINGER = '''
-from harness import boot
-from harness.build import BuildSpec, build_kernel
+from harness.guest import boot
+from harness.kernel.model import BuildSpec
+from harness.kernel.obtain import obtain
 import time
 def test_linger():
-    g = boot.boot(build_kernel(BuildSpec(arch={arch!r})), accel_mode="tcg",
+    g = boot.boot(obtain(BuildSpec(arch={arch!r})), accel_mode="tcg",
                   extra_cmdline=["ltoboot.token={token}"])
     open({ready!r}, "w").write("booted")
     time.sleep(600)
@@ -159,10 +161,11 @@ def test_qemu_never_outlives_pytest(how: str, kernels: Kernels, primary_arch: st
 ENDING = '''
 import subprocess
 import pytest
-from harness import boot
-from harness.build import BuildSpec, build_kernel
+from harness.guest import boot
+from harness.kernel.model import BuildSpec
+from harness.kernel.obtain import obtain
 from harness.errors import KernelFailure
-K = build_kernel(BuildSpec(arch={arch!r}))
+K = obtain(BuildSpec(arch={arch!r}))
 TOKEN = ["ltoboot.token={token}"]
 def qemu_left():
     return subprocess.run(["pgrep", "-f", {token!r}], capture_output=True).stdout

@@ -19,8 +19,8 @@ from pathlib import Path
 
 import pytest
 
-from harness import fetch, prebuilt
 from harness.errors import InfraError, NotFound, UsageError
+from harness.kernel import fetch, prebuilt
 
 FAST = fetch.Policy(attempts=4, backoff=0.01, backoff_max=0.05, retry_after_max=0.5,
                     connect_timeout=2, read_timeout=5)

@@ -11,9 +11,9 @@ import re
 import pytest
 
 from harness.checks import run_check
-from harness.initcall_report import compare_guests
+from harness.checks.initcall_report import compare_guests
+from harness.kernel.variants import build_variant
 from harness.pytest_plugin.fixtures import Guests, Kernels
-from harness.variants import build_variant
 
 pytestmark = [pytest.mark.boot, pytest.mark.ltoboot_group("none")]
 

@@ -15,10 +15,11 @@ from pathlib import Path
 
 import pytest
 
-from harness import artifacts, cache, kconfig, prebuilt
+from harness import cache
 from harness.arch import get_arch
-from harness.build import BuildSpec, Kernel
 from harness.errors import UsageError
+from harness.kernel import artifacts, kconfig, prebuilt
+from harness.kernel.model import BuildSpec, Kernel
 from harness.pytest_plugin.fixtures import Kernels
 
 pytestmark = pytest.mark.ltoboot_group()

@@ -6,9 +6,9 @@ import time
 
 import pytest
 
-from harness import boot
 from harness.checks import lto_config_as, proc_version
 from harness.errors import KernelFailure
+from harness.guest import boot
 from harness.pytest_plugin.fixtures import Guests, Kernels
 
 pytestmark = pytest.mark.boot

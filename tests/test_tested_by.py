@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import pytest
 
-from harness.build import BuildSpec
-from harness.cli import check_built
+from harness.kernel.model import BuildSpec
+from harness.kernel.variants import build_variant
+from harness.pipeline import check_obtained
 from harness.pytest_plugin.fixtures import Kernels
-from harness.report import KernelReport, facts_for_tested_by, render_tested_by
-from harness.variants import build_variant
+from harness.reports.tested_by import facts_for_tested_by, render_tested_by
+from harness.reports.text import KernelReport
 
 pytestmark = [pytest.mark.boot, pytest.mark.ltoboot_group()]
 
@@ -19,7 +20,7 @@ def test_tested_by_only_for_a_kernel_that_passes(kernels: Kernels, primary_arch:
     spec = BuildSpec(arch=primary_arch)
     good = kernels.get(arch=primary_arch)
     broken = build_variant(good, "cfi-permissive")
-    reports = [check_built(KernelReport(label=k.label, kernel=k), spec, accel, None)
+    reports = [check_obtained(KernelReport(label=k.label, kernel=k), spec, accel, None)
                for k in (good, broken)]
     ok = render_tested_by(facts_for_tested_by(reports[:1], "A U Thor", "a@example.org"))
     assert ok.splitlines()[-1] == "Tested-by: A U Thor <a@example.org>", ok

@@ -4,17 +4,12 @@ from __future__ import annotations
 
 import re
 
-from harness import kconfig
-from harness.build import LTO_NAMES, Kernel
-from harness.checks import CheckResult, check
-from harness.guest import Guest
+from harness.checks.registry import CheckResult, check
+from harness.guest.session import Guest
+from harness.kernel import kconfig
+from harness.kernel.model import LTO_MODES, Kernel, lto_of_config, lto_title
 
 LTO_GREP = "zgrep 'LTO[_=]' /proc/config.gz"  # how a human types it (the seed mail)
-LTO_EXPECTED: dict[str, dict[str, str]] = {
-    "thin": {"LTO_CLANG": "y", "LTO_CLANG_THIN": "y", "LTO_NONE": "n"},
-    "full": {"LTO_CLANG": "y", "LTO_CLANG_FULL": "y", "LTO_NONE": "n"},
-    "none": {"LTO_NONE": "y", "LTO_CLANG": "n"},
-}
 DMESG_PROBLEMS = re.compile(r"WARNING:|BUG:|Oops|Call Trace")
 
 
@@ -32,31 +27,23 @@ def evaluate_proc_version(text: str, llvm_major: int | None) -> tuple[bool, str]
     return True, f"{clang.group(0)}, {lld.group(0)}"
 
 
-def lto_mode(values: dict[str, str]) -> str:
-    if values.get("LTO_CLANG_THIN") == "y":
-        return "thin"
-    if values.get("LTO_CLANG_FULL") == "y":
-        return "full"
-    return "full" if values.get("LTO_CLANG") == "y" else "none"
-
-
 def evaluate_lto_config(grep_output: str, want: str) -> tuple[bool, str]:
     values = kconfig.parse(grep_output)
     if not values:
         return False, "no LTO lines in /proc/config.gz (is CONFIG_IKCONFIG_PROC=y?)"
-    got = lto_mode(values)
+    got = lto_of_config(values)
     if want != "none" and got == "none":
-        return False, (f"not an LTO kernel: {LTO_NAMES[want]} was expected, config has "
+        return False, (f"not an LTO kernel: {lto_title(want)} was expected, config has "
                        + ("CONFIG_LTO_NONE=y" if values.get("LTO_NONE") == "y"
                           else "no CONFIG_LTO_CLANG"))
     if got != want:
-        return False, f"{LTO_NAMES[got]} kernel where {LTO_NAMES[want]} was expected"
-    wrong = kconfig.not_stuck(LTO_EXPECTED[want], values)
+        return False, f"{lto_title(got)} kernel where {lto_title(want)} was expected"
+    wrong = kconfig.not_stuck(LTO_MODES[want].expect, values)
     if wrong:
         return False, "unexpected LTO settings: " + "; ".join(wrong)
-    return True, f"{LTO_NAMES[want]}: " + ", ".join(
+    return True, f"{lto_title(want)}: " + ", ".join(
         f"CONFIG_{k}={v}" if v != "n" else f"# CONFIG_{k} is not set"
-        for k, v in LTO_EXPECTED[want].items())
+        for k, v in LTO_MODES[want].expect.items())
 
 
 def dmesg_problems(dmesg: str) -> list[str]:

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from harness import boot
-from harness.build import Kernel
-from harness.checks import CheckResult, check
-from harness.console import CommandResult
-from harness.guest import Guest
+from harness.checks.registry import CheckResult, check
+from harness.guest import boot
+from harness.guest.console import CommandResult
+from harness.guest.session import Guest
+from harness.kernel.model import Kernel
 
 TRIGGER = "/sys/kernel/debug/provoke-crash/DIRECT"
 SURVIVED = "FAIL: survived mismatched prototype function call"

@@ -6,10 +6,11 @@ import re
 from collections import Counter
 from pathlib import Path
 
-from harness import elf, modules
-from harness.build import Kernel
-from harness.checks import CheckResult, check
-from harness.guest import Guest
+from harness import elf
+from harness.checks.registry import CheckResult, check
+from harness.guest import modules
+from harness.guest.session import Guest
+from harness.kernel.model import Kernel
 
 LINUX_ELFNOTE_LTO_INFO = 0x101  # include/linux/elfnote-lto.h
 _LLVM = re.compile(r"^([0-9a-f]+) ([tT]) (\S+)\.llvm\.\d+$")

@@ -5,11 +5,12 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from harness import elf, modules
-from harness.build import Kernel
-from harness.checks import CheckResult, check
+from harness import elf
 from harness.checks.basic import module_listed
-from harness.guest import Guest
+from harness.checks.registry import CheckResult, check
+from harness.guest import modules
+from harness.guest.session import Guest
+from harness.kernel.model import Kernel
 
 SPLIT_SECTION = re.compile(r"^\.(data|rodata|bss)\..+")
 

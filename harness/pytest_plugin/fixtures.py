@@ -8,10 +8,13 @@ from typing import Any
 
 import pytest
 
-from harness import artifacts, boot, cache
-from harness.build import SERVED, BuildSpec, Kernel, build_kernel
+from harness import cache
 from harness.errors import KernelFailure, LtobootError
-from harness.guest import Guest
+from harness.guest import boot
+from harness.guest.session import Guest
+from harness.kernel import artifacts
+from harness.kernel.model import SERVED, BuildSpec, Kernel
+from harness.kernel.obtain import obtain
 from harness.pytest_plugin.hooks import base_spec, primary
 
 
@@ -32,7 +35,7 @@ class Kernels:
         if spec not in self._built:
             try:
                 self._built[spec] = self._served(spec) if spec.prebuilt == SERVED \
-                    else build_kernel(spec)
+                    else obtain(spec)
             except LtobootError as e:
                 self._built[spec] = e
         got = self._built[spec]
@@ -45,7 +48,7 @@ class Kernels:
         exported = artifacts.export(self.get(dataclasses.replace(spec, prebuilt=None)))
         if self._server is None:
             self._server = artifacts.Server(cache.cache_root() / "exports")
-        return build_kernel(dataclasses.replace(spec, prebuilt=self._server.url(exported)))
+        return obtain(dataclasses.replace(spec, prebuilt=self._server.url(exported)))
 
     def close(self) -> None:
         if self._server is not None:

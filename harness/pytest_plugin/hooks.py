@@ -9,8 +9,9 @@ from collections.abc import Generator
 import pytest
 
 from harness import progress
-from harness.build import SERVED, BuildSpec
+from harness.arch import PREFERRED
 from harness.errors import KernelFailure
+from harness.kernel.model import SERVED, BuildSpec
 from harness.options import KERNEL_OPTIONS, kernel_specs, split_arches
 
 # Saved before pytest captures fd 2, so build progress reaches the terminal (xdist workers too).
@@ -32,10 +33,19 @@ def base_spec(config: pytest.Config, arch: str) -> BuildSpec:
                      fragments=tuple(config.getoption("fragment")))
 
 
+_SPECS = pytest.StashKey[tuple[BuildSpec, ...]]()
+
+
 def selected_specs(config: pytest.Config) -> list[BuildSpec]:
-    return kernel_specs(config.getoption("arch"), config.getoption("lto"),
-                        config.getoption("llvm"), config.getoption("kernel_src"),
-                        config.getoption("fragment"), config.getoption("kernel"))
+    """The kernels the options select, worked out once per session (with --kernel that reads
+    each image, maybe downloading it) rather than once per test item."""
+    if _SPECS not in config.stash:
+        config.stash[_SPECS] = tuple(kernel_specs(
+            config.getoption("arch"), config.getoption("lto"), config.getoption("llvm"),
+            config.getoption("kernel_src"), config.getoption("fragment"),
+            config.getoption("kernel")))
+    specs: tuple[BuildSpec, ...] = config.stash[_SPECS]
+    return list(specs)
 
 
 def selected_arches(config: pytest.Config) -> list[str]:
@@ -47,7 +57,7 @@ def selected_arches(config: pytest.Config) -> list[str]:
 def primary(config: pytest.Config) -> str:
     """The arch for tests that need one kernel only: x86_64 when selected."""
     arches = selected_arches(config)
-    return "x86_64" if "x86_64" in arches else arches[0]
+    return PREFERRED if PREFERRED in arches else arches[0]
 
 
 def pytest_configure(config: pytest.Config) -> None:

@@ -5,9 +5,9 @@ from pathlib import Path
 
 import pytest
 
-from harness import console
 from harness.errors import KernelFailure
-from harness.guest import Guest
+from harness.guest import console
+from harness.guest.session import Guest
 
 
 def test_typed_line_never_matches_its_own_markers() -> None:

@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from harness import initcalls
+from harness.checks import initcall_order
 
 MAP = """ffffffff82a1c3a0 d __initcall__kmod_core__312_1136_core_initearly
 ffffffff82a1c3a4 d __initcall__kmod_fork__590_3090_alpha_init1
@@ -21,10 +21,10 @@ def dmesg(names: list[str], lto: bool) -> str:
 
 
 def test_names_and_levels() -> None:
-    assert initcalls.normalise("__initstub__kmod_fork__590_3090_alpha_init1") == "alpha_init"
-    assert initcalls.normalise("__initstub__kmod_tty__280_412_gamma_init26") == "gamma_init2"
-    assert initcalls.normalise("foo_init.llvm.123456") == "foo_init"
-    assert initcalls.table(MAP) == [("early", "core_init"), ("1", "alpha_init"),
+    assert initcall_order.normalise("__initstub__kmod_fork__590_3090_alpha_init1") == "alpha_init"
+    assert initcall_order.normalise("__initstub__kmod_tty__280_412_gamma_init26") == "gamma_init2"
+    assert initcall_order.normalise("foo_init.llvm.123456") == "foo_init"
+    assert initcall_order.table(MAP) == [("early", "core_init"), ("1", "alpha_init"),
                                     ("1", "beta_init"), ("6", "gamma_init2"), ("1s", "probes")]
 
 
@@ -32,34 +32,34 @@ def test_ran_keeps_order_return_and_duration() -> None:
     text = dmesg(["core_init", "alpha_init"], lto=True) + \
         "\n[ 1.0] calling  bad_init+0x0/0x1 @ 1\n[ 1.1] initcall bad_init+0x0/0x1 returned " \
         "-19 after 5 usecs"
-    calls = initcalls.ran(text, initcalls.table(MAP))
+    calls = initcall_order.ran(text, initcall_order.table(MAP))
     assert [(c.name, c.level, c.ret, c.usecs) for c in calls] == [
         ("core_init", "early", 0, 0), ("alpha_init", "1", 0, 10), ("bad_init", "?", -19, 5)]
 
 
 def test_identical_and_divergent_orders() -> None:
     order = ["core_init", "alpha_init", "beta_init", "gamma_init2"]
-    same = initcalls.compare(MAP, dmesg(order, True), MAP, dmesg(order, False))
+    same = initcall_order.compare(MAP, dmesg(order, True), MAP, dmesg(order, False))
     assert same.identical and same.counts == (5, 4, 4)
     assert "identical" in same.summary()
     swapped = ["core_init", "beta_init", "alpha_init", "gamma_init2"]
-    diff = initcalls.compare(MAP, dmesg(swapped, True), MAP, dmesg(order, False))
+    diff = initcall_order.compare(MAP, dmesg(swapped, True), MAP, dmesg(order, False))
     assert not diff.identical
     (d,) = diff.divergences
     assert (d.what, d.level, d.index) == ("runtime", "1", 0)
     assert d.lto[:2] == ["beta_init", "alpha_init"]
     assert "runtime level 1 at #0" in diff.summary()
-    missing = initcalls.compare(MAP, dmesg(order[:3], True), MAP, dmesg(order, False))
+    missing = initcall_order.compare(MAP, dmesg(order[:3], True), MAP, dmesg(order, False))
     assert missing.only_ref == ["gamma_init2"]
-    assert "gamma_init2" in initcalls.durations_table(same)
+    assert "gamma_init2" in initcall_order.durations_table(same)
 
 
 def test_errors_count_against_lto_only_when_they_differ() -> None:
     order = ["core_init", "alpha_init"]
     both = dmesg(order, True).replace("returned 0 after 10", "returned -19 after 10")
     ref = dmesg(order, False).replace("returned 0 after 10", "returned -19 after 10")
-    same = initcalls.compare(MAP, both, MAP, ref)
+    same = initcall_order.compare(MAP, both, MAP, ref)
     assert same.errors and same.passed and not same.error_mismatch
-    only_lto = initcalls.compare(MAP, both, MAP, dmesg(order, False))
+    only_lto = initcall_order.compare(MAP, both, MAP, dmesg(order, False))
     assert only_lto.identical and not only_lto.passed
     assert only_lto.error_mismatch == ["alpha_init: -19 in LTO, 0 in no LTO"]

@@ -4,7 +4,7 @@ import stat
 import subprocess
 from pathlib import Path
 
-from harness.initramfs import Entry, newc
+from harness.guest.initramfs import Entry, newc
 
 
 def test_newc_is_reproducible_and_readable_by_cpio(tmp_path: Path) -> None:

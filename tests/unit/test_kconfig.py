@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from harness import kconfig
+from harness.kernel import kconfig
 
 
 def test_parse_and_render_roundtrip() -> None:

@@ -3,7 +3,7 @@ from __future__ import annotations
 from harness.checks.cfi import SURVIVED, evaluate_cfi
 from harness.checks.lto import promoted_functions
 from harness.checks.modules import split_sections, zero_crcs
-from harness.console import parse_result
+from harness.guest.console import parse_result
 
 
 def test_zero_crcs_and_split_sections() -> None:

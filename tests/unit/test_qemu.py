@@ -3,7 +3,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from harness.arch import ARCHES
-from harness.qemu import kernel_cmdline, qemu_argv
+from harness.guest.qemu import kernel_cmdline, qemu_argv
 
 
 def test_x86_64_tcg_argv() -> None:

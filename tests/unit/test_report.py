@@ -2,9 +2,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from harness.build import Kernel
 from harness.checks import CheckResult
-from harness.report import KernelReport, facts_for_tested_by, render, render_tested_by
+from harness.kernel.model import Kernel
+from harness.reports.tested_by import facts_for_tested_by, render_tested_by
+from harness.reports.text import KernelReport, render
 
 VERSION = ("Linux version 6.1.192 (ltoboot@ltoboot) (Debian clang version 19.1.7 (3~deb12u1), "
            "Debian LLD 19.1.7) #1 SMP Mon Nov 23 20:12:23 UTC 2026")

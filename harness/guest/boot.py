@@ -10,12 +10,14 @@ from pathlib import Path
 
 from filelock import FileLock
 
-from harness import accel, cache, modules, qemu, toolchain
+from harness import cache
 from harness.arch import get_arch
-from harness.build import Kernel
 from harness.errors import KernelFailure, LtobootError
-from harness.guest import Guest
-from harness.initramfs import build_initramfs
+from harness.guest import accel, modules, qemu
+from harness.guest.initramfs import build_initramfs
+from harness.guest.session import Guest
+from harness.kernel import toolchain
+from harness.kernel.model import Kernel
 from harness.progress import say
 
 BOOT_TIMEOUT = 15.0  # seconds to the shell under KVM; TCG multiplies by the arch's slowdown

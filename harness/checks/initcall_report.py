@@ -6,15 +6,16 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from harness import cache, initcalls
-from harness.build import Kernel
+from harness import cache
+from harness.checks import initcall_order
 from harness.errors import UsageError
-from harness.guest import Guest
+from harness.guest.session import Guest
+from harness.kernel.model import Kernel
 
 
 @dataclass(frozen=True)
 class InitcallReport:
-    comparison: initcalls.Comparison
+    comparison: initcall_order.Comparison
     directory: Path  # durations.txt, durations.svg, details.txt
 
 
@@ -24,12 +25,12 @@ def compare_guests(lto: tuple[Kernel, Guest], ref: tuple[Kernel, Guest]) -> Init
         if k.system_map is None or not Path(k.system_map).is_file():
             raise UsageError(f"{k.label}: the initcall comparison needs System.map")
     assert k1.system_map is not None and k2.system_map is not None
-    c = initcalls.compare(k1.system_map.read_text(), g1.run("dmesg").output,
+    c = initcall_order.compare(k1.system_map.read_text(), g1.run("dmesg").output,
                           k2.system_map.read_text(), g2.run("dmesg").output,
                           lto_label=k1.label, ref_label=k2.label)
     d = cache.cache_root() / "reports" / f"initcalls-{k1.label}-{time.strftime('%Y%m%d-%H%M%S')}"
     d.mkdir(parents=True, exist_ok=True)
-    (d / "durations.txt").write_text(initcalls.durations_table(c) + "\n")
+    (d / "durations.txt").write_text(initcall_order.durations_table(c) + "\n")
     (d / "details.txt").write_text(c.summary() + "\n" + c.details() + "\n")
-    initcalls.durations_svg(c, d / "durations.svg")
+    initcall_order.durations_svg(c, d / "durations.svg")
     return InitcallReport(c, d)

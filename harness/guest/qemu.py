@@ -26,7 +26,7 @@ def qemu_argv(arch: Arch, kernel: Path, initrd: Path | None, append: str, *, acc
         "-nodefaults", "-display", "none", "-no-reboot",
         # The console on stdio; signal=off so a ^C typed at it reaches the guest, not QEMU.
         "-chardev", "stdio,id=console,signal=off", "-serial", "chardev:console",
-        "-kernel", str(kernel),
+        *arch.qemu_extra, "-kernel", str(kernel),
     ]
     if initrd is not None:
         argv += ["-initrd", str(initrd)]

@@ -4,20 +4,18 @@ from __future__ import annotations
 
 import hashlib
 import shutil
-import signal
-import subprocess
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from harness import cache, elf, toolchain
+from harness import cache, elf, resources
 from harness.arch import get_arch
-from harness.build import Kernel
-from harness.children import die_with_parent
-from harness.errors import BuildError, NotApplicable, UsageError
+from harness.errors import NotApplicable, UsageError
+from harness.kernel import kbuild, toolchain
+from harness.kernel.model import Kernel
 from harness.progress import say
 
-SOURCES = Path(__file__).resolve().parent.parent / "images" / "modules"
+SOURCES = resources.MODULE_SOURCES
 GUEST_DIR = "/lib/ltoboot"  # where the initramfs carries them
 PROBE, USER, USER_BADCRC = "ltoboot_probe.ko", "ltoboot_user.ko", "ltoboot_user_badcrc.ko"
 SHIPPED, SHIPPED_BADCRC = "test_module.ko", "test_module_badcrc.ko"  # for kernels without O=
@@ -43,29 +41,15 @@ def _sources_hash() -> str:
     return h.hexdigest()
 
 
-def make_vars(kernel: Kernel) -> list[str]:
-    if kernel.llvm_major is None:
-        return ["LLVM=1"]
-    return toolchain.detect(str(kernel.llvm_major)).make_vars
-
-
 def _build(tmp: Path, kernel: Kernel, log: Path) -> None:
     assert kernel.build_dir is not None and kernel.source_tree is not None
     tmp.mkdir()
     src = tmp / "src"
     shutil.copytree(SOURCES, src)
-    argv = ["make", "-C", str(kernel.source_tree), f"O={kernel.build_dir}", f"M={src}",
-            f"ARCH={get_arch(kernel.arch).kernel_arch}", *make_vars(kernel), "modules"]
     started = time.monotonic()
-    with log.open("w") as f:
-        f.write(f"$ {' '.join(argv)}\n")
-        f.flush()
-        rc = subprocess.run(argv, stdout=f, stderr=subprocess.STDOUT,
-                            preexec_fn=die_with_parent(signal.SIGTERM),
-                            stdin=subprocess.DEVNULL).returncode
-    if rc != 0:
-        tail = "\n".join(log.read_text(errors="replace").splitlines()[-25:])
-        raise BuildError(f"probe modules for {kernel.label} did not build (exit {rc})", log, tail)
+    make = kbuild.Kbuild(kernel.source_tree, kernel.build_dir, get_arch(kernel.arch),
+                         toolchain.of_kernel(kernel), log, f"probe modules for {kernel.label}")
+    make("modules", module_dir=src)
     for name in (PROBE, USER):
         shutil.copy2(src / name, tmp / name)
     shutil.copy2(src / "Module.symvers", tmp / "Module.symvers")

@@ -9,12 +9,12 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from harness import busybox, cache
+from harness import cache, resources
 from harness.arch import get_arch
-from harness.build import Kernel
+from harness.guest import busybox
+from harness.kernel.model import Kernel
 
 RECIPE = 1
-IMAGES = Path(__file__).resolve().parent.parent / "images"
 
 
 @dataclass(frozen=True)
@@ -89,7 +89,7 @@ def build_initramfs(kernel: Kernel, init: Path | None = None,
                     extra: Mapping[str, Path] | None = None) -> Path:
     """The cached initramfs for `kernel`: our init (or `init`), busybox, the kernel's modules,
     and `extra` files (guest path -> host file)."""
-    init = init or IMAGES / "init"
+    init = init or resources.GUEST_INIT
     extra = extra or {}
     bb = busybox.busybox_for(get_arch(kernel.arch))
     key = cache.content_key({

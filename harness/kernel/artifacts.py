@@ -18,7 +18,7 @@ from typing import Any
 
 from harness import cache
 from harness.arch import get_arch
-from harness.build import Kernel
+from harness.kernel.model import Kernel
 
 RECIPE = 1
 

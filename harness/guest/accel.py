@@ -11,12 +11,12 @@ import hashlib
 import json
 import os
 import platform
-import subprocess
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
 
 from harness import cache as artifact_cache
+from harness import proc
 from harness.arch import Arch
 from harness.errors import UsageError
 
@@ -41,10 +41,7 @@ def kvm_possible(arch: Arch) -> str | None:
 
 @cache
 def _host_key(qemu: str) -> str:
-    try:
-        version = subprocess.run([qemu, "--version"], capture_output=True, text=True).stdout
-    except OSError:
-        version = "?"
+    version = proc.run([qemu, "--version"], what="asking QEMU its version")
     cpu = ""
     with contextlib.suppress(OSError):
         cpu = next((line for line in Path("/proc/cpuinfo").read_text().splitlines()
@@ -80,6 +77,4 @@ def decide(arch: Arch, requested: str) -> Decision:
 def remember(arch: Arch, kvm_ok: bool, reason: str) -> None:
     record = probe_record(arch)
     record.parent.mkdir(parents=True, exist_ok=True)
-    tmp = record.with_suffix(f".{os.getpid()}.tmp")
-    tmp.write_text(json.dumps({"kvm": kvm_ok, "reason": reason}))
-    os.replace(tmp, record)
+    artifact_cache.write_atomic(record, json.dumps({"kvm": kvm_ok, "reason": reason}))

@@ -4,13 +4,19 @@ from __future__ import annotations
 
 import re
 import shutil
-import subprocess
+import sys
 from collections.abc import Iterable
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
 
-from harness.errors import InfraError
+from harness import proc
+from harness.arch import ARCHES
+from harness.errors import InfraError, UsageError
+from harness.kernel.model import Kernel
+
+DEFAULT_LLVM = "19"
+DEFAULT_SOURCE_PACKAGE = "linux-source-6.1"  # Debian's package of the embedded default kernel
 
 # (command or header path, Debian package)
 BUILD_TOOLS: tuple[tuple[str, str], ...] = (
@@ -45,10 +51,6 @@ class Toolchain:
     lld_version: str  # first line of `ld.lld --version`
     major: int
 
-    @property
-    def make_vars(self) -> list[str]:
-        return [f"LLVM=-{self.llvm}"] if self.llvm else ["LLVM=1"]
-
 
 def llvm_tools(llvm: str) -> list[tuple[str, str]]:
     sfx = f"-{llvm}" if llvm else ""
@@ -72,16 +74,53 @@ def parse_major(version_line: str) -> int:
 @cache
 def detect(llvm: str) -> Toolchain:
     if llvm and not re.fullmatch(r"\d+", llvm):
-        from harness.errors import UsageError
-
         raise UsageError(f"--llvm takes a version number such as 19, not {llvm!r}")
     require(llvm_tools(llvm))
     sfx = f"-{llvm}" if llvm else ""
 
     def first_line(*argv: str) -> str:
-        out = subprocess.run(argv, capture_output=True, text=True, check=True).stdout
-        return out.splitlines()[0].strip()
+        out = proc.run(argv, what="asking the toolchain its version").splitlines()
+        if not out:
+            raise InfraError(f"{argv[0]} --version printed nothing: reinstall it")
+        return out[0].strip()
 
     clang = first_line(f"clang{sfx}", "--version")
     lld = first_line(f"ld.lld{sfx}", "--version")
     return Toolchain(llvm=llvm, clang_version=clang, lld_version=lld, major=parse_major(clang))
+
+
+def of_kernel(kernel: Kernel) -> str:
+    """The LLVM suffix to build against `kernel` with (M= modules, variants): its own clang."""
+    if kernel.llvm_major is None:
+        require(llvm_tools(""))
+        return ""
+    return detect(str(kernel.llvm_major)).llvm
+
+
+# Debian packages a fresh machine needs: what setup.sh installs (it asks this module).
+BASE_PACKAGES = ("busybox-static", "flex", "bison", "bc", "libelf-dev", "libssl-dev", "cpio",
+                 "kmod", "make", "libc6-dev", "xz-utils", "git", "perl")
+
+
+def debian_packages(llvm: str = DEFAULT_LLVM) -> list[str]:
+    """Every Debian package ltoboot needs on a host, QEMU for each arch of the table included."""
+    qemu = sorted({a.qemu_package for a in ARCHES.values()})
+    tools = sorted({pkg for _, pkg in llvm_tools(llvm)})
+    return [*qemu, *tools, DEFAULT_SOURCE_PACKAGE, *BASE_PACKAGES]
+
+
+def foreign_deb_arches(host_machine: str) -> list[str]:
+    """Debian architectures whose packages we download for guests (their static busybox)."""
+    return sorted({a.deb_arch for a in ARCHES.values() if a.kvm_host != host_machine})
+
+
+if __name__ == "__main__":  # used by setup.sh, with Debian's python3 before any venv exists
+    import platform
+
+    what = sys.argv[1] if len(sys.argv) > 1 else ""
+    if what == "packages":
+        print(" ".join(debian_packages(sys.argv[2] if len(sys.argv) > 2 else DEFAULT_LLVM)))
+    elif what == "foreign-arches":
+        print(" ".join(foreign_deb_arches(platform.machine())))
+    else:
+        sys.exit("usage: python3 -m harness.kernel.toolchain packages [LLVM] | foreign-arches")

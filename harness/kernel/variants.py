@@ -13,16 +13,16 @@ import dataclasses
 import inspect
 import os
 import shutil
-import subprocess
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from harness import cache, kconfig, modules
+from harness import cache, proc
 from harness.arch import get_arch
-from harness.build import META, MODROOT, Kernel, Make, jobs
-from harness.errors import BuildError, UsageError
+from harness.errors import BuildError, InfraError, UsageError
+from harness.kernel import kbuild, kconfig, toolchain
+from harness.kernel.model import META, MODROOT, Kernel
 from harness.progress import duration, say
 
 RECIPE = 1
@@ -98,7 +98,8 @@ def _copy_tree(src: Path, dest: Path) -> None:
     for item in sorted(src.iterdir()):
         if item.name.startswith((".ltoboot-", ".tmp-.ltoboot-")):
             continue  # build directories of the base tree
-        subprocess.run(["cp", "-al", str(item), str(dest / item.name)], check=True)
+        proc.run(["cp", "-al", str(item), str(dest / item.name)], what="copying the tree",
+                 error=InfraError)
 
 
 def _build(tmp: Path, base: Kernel, v: Variant, key: str) -> None:
@@ -110,18 +111,17 @@ def _build(tmp: Path, base: Kernel, v: Variant, key: str) -> None:
     if v.patch:
         v.patch(tree)
     out = tree / f".ltoboot-{base.label}-{v.name}"
-    subprocess.run(["cp", "-a", str(base.build_dir), str(out)], check=True)
+    proc.run(["cp", "-a", str(base.build_dir), str(out)], what="copying the build directory",
+             error=InfraError)
     shutil.rmtree(out / MODROOT, ignore_errors=True)
     (out / META).unlink(missing_ok=True)
     root = cache.cache_root()
     log = root / "logs" / f"variant-{base.label}-{v.name}-{key[:12]}.log"
-    argv = ["make", "-C", str(tree), f"O={out}", f"ARCH={get_arch(base.arch).kernel_arch}",
-            *modules.make_vars(base), "KBUILD_BUILD_USER=ltoboot", "KBUILD_BUILD_HOST=ltoboot"]
-    make = Make(argv, log, f"{base.label}+{v.name}", 0)
+    make = kbuild.Kbuild(tree, out, get_arch(base.arch), toolchain.of_kernel(base), log,
+                         f"{base.label}+{v.name}")
     say(f"building variant {v.name} of {base.label} ({v.breaks}); log: {log}")
     copy_seconds = time.monotonic() - copy_started
-    with cache.locked(root / "locks" / "make.lock",
-                      f"variant {v.name}: waiting for another build to finish"):
+    with kbuild.machine_lock(f"variant {v.name}"):
         started = time.monotonic() - copy_seconds  # copying and building, not waiting
         if v.config:
             config = out / ".config"
@@ -131,9 +131,9 @@ def _build(tmp: Path, base: Kernel, v: Variant, key: str) -> None:
             if problems:
                 raise BuildError(f"variant {v.name}: Kconfig dropped " + "; ".join(problems),
                                  log=log)
-        make(jobs=jobs())
-        make("modules_install", f"INSTALL_MOD_PATH={out / MODROOT}", "INSTALL_MOD_STRIP=1",
-             jobs=jobs())
+        make(jobs=kbuild.jobs())
+        make("modules_install", jobs=kbuild.jobs(),
+             variables=[f"INSTALL_MOD_PATH={out / MODROOT}", "INSTALL_MOD_STRIP=1"])
     seconds = time.monotonic() - started
     kernel = dataclasses.replace(
         base, image=out / get_arch(base.arch).image, config=out / ".config",
@@ -142,7 +142,7 @@ def _build(tmp: Path, base: Kernel, v: Variant, key: str) -> None:
         source=f"{base.source} + variant {v.name}", extra={"variant": v.name,
                                                           "breaks": v.breaks},
     )
-    (out / META).write_text(kernel.to_json(out))
+    kernel.save(out)
     say(f"built variant {v.name} of {base.label} in {duration(seconds)} ({make.steps} steps)")
 
 
@@ -161,4 +161,4 @@ def build_variant(base: Kernel, name: str) -> Kernel:
     entry = cache.publish(cache.cache_root() / "variants" / f"{base.label}-{name}-{key}",
                           lambda tmp: _build(tmp, base, v, key))
     out = entry / base.source_tree.name / f".ltoboot-{base.label}-{name}"
-    return Kernel.from_json((out / META).read_text(), out)
+    return Kernel.load(out)

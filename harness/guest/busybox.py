@@ -4,16 +4,14 @@ from __future__ import annotations
 
 import platform
 import shutil
-import subprocess
 import tempfile
 from pathlib import Path
 
-from harness import cache, elf
-from harness.arch import Arch
+from harness import cache, elf, proc
+from harness.arch import Arch, host_arch
 from harness.errors import InfraError
 
 HOST_BUSYBOX = Path("/bin/busybox")
-_HOST_DEB_ARCH = {"x86_64": "amd64", "aarch64": "arm64"}
 
 
 def _check(path: Path, arch: Arch, fix: str) -> Path:
@@ -26,13 +24,13 @@ def _check(path: Path, arch: Arch, fix: str) -> Path:
 def _download(tmp: Path, arch: Arch) -> None:
     fix = (f"run ./setup.sh (it runs dpkg --add-architecture {arch.deb_arch} && apt-get update)")
     with tempfile.TemporaryDirectory() as work:
-        got = subprocess.run(["apt-get", "download", f"busybox-static:{arch.deb_arch}"],
-                             cwd=work, capture_output=True, text=True)
+        proc.run(["apt-get", "download", f"busybox-static:{arch.deb_arch}"], cwd=Path(work),
+                 what=f"getting busybox-static:{arch.deb_arch}", fix=fix)
         debs = list(Path(work).glob("busybox-static_*.deb"))
-        if got.returncode != 0 or not debs:
-            raise InfraError(f"cannot get busybox-static:{arch.deb_arch} "
-                             f"({got.stderr.strip().splitlines()[-1:] or '?'}): {fix}")
-        subprocess.run(["dpkg-deb", "-x", str(debs[0]), f"{work}/x"], check=True)
+        if not debs:
+            raise InfraError(f"apt-get download gave no busybox-static:{arch.deb_arch}: {fix}")
+        proc.run(["dpkg-deb", "-x", str(debs[0]), f"{work}/x"], what=f"unpacking {debs[0].name}",
+                 fix="check the free space of /tmp")
         tmp.mkdir()
         shutil.copy2(f"{work}/x/bin/busybox", tmp / "busybox")
         (tmp / "package").write_text(debs[0].name + "\n")
@@ -40,8 +38,8 @@ def _download(tmp: Path, arch: Arch) -> None:
 
 
 def busybox_for(arch: Arch) -> Path:
-    host_deb = _HOST_DEB_ARCH.get(platform.machine())
-    if arch.deb_arch == host_deb:
+    host = host_arch(platform.machine())
+    if host is not None and arch.deb_arch == host.deb_arch:
         fix = "apt-get install busybox-static (or run ./setup.sh)"
         if not HOST_BUSYBOX.exists():
             raise InfraError(f"{HOST_BUSYBOX} is missing: {fix}")

@@ -11,17 +11,17 @@ from __future__ import annotations
 import gzip
 import json
 import shutil
-import subprocess
 import tarfile
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from urllib.parse import urljoin, urlparse
 
-from harness import cache, fetch, image, kconfig
+from harness import cache, proc
 from harness.arch import ARCHES, get_arch
-from harness.build import MODROOT, BuildSpec, Kernel
-from harness.errors import InfraError, NotFound, UsageError
+from harness.errors import NotFound, UsageError
+from harness.kernel import fetch, image, kconfig
+from harness.kernel.model import MODROOT, BuildSpec, Kernel, lto_of_config
 from harness.progress import say
 
 RECIPE = 1
@@ -138,14 +138,6 @@ def locate(ref: str) -> Files:
 
 # -- making a Kernel of them --------------------------------------------------------------------
 
-def lto_mode(config: dict[str, str]) -> str:
-    if config.get("LTO_CLANG_THIN") == "y":
-        return "thin"
-    if config.get("LTO_CLANG_FULL") == "y":
-        return "full"
-    return "none"
-
-
 def config_text(files: Files, data: bytes) -> str:
     if files.config is not None:
         raw = files.config.read_bytes()
@@ -190,10 +182,8 @@ def extract_modules(tar_path: Path, dest: Path, name: str) -> None:
         raise UsageError(f"{name}: not a readable tarball ({e})") from None
     for release in (dest / "lib" / "modules").glob("*"):
         if not (release / "modules.dep").exists():
-            rc = subprocess.run(["depmod", "-b", str(dest), release.name],
-                                capture_output=True, text=True)
-            if rc.returncode != 0:
-                raise InfraError(f"depmod for {name} failed: {rc.stderr.strip()}")
+            proc.run(["depmod", "-b", str(dest), release.name], what=f"depmod for {name}",
+                     error=UsageError)
 
 
 def _store(tmp: Path, files: Files, data: bytes, arch: str, config: str) -> None:
@@ -218,9 +208,7 @@ def _install_modules(tmp: Path, build_dir: Path, release: str) -> None:
     for name in ("modules.order", "modules.builtin", "modules.builtin.modinfo"):
         if (build_dir / name).is_file():
             shutil.copyfile(build_dir / name, dest / name)
-    rc = subprocess.run(["depmod", "-b", str(tmp), release], capture_output=True, text=True)
-    if rc.returncode != 0:
-        raise InfraError(f"depmod for {build_dir} failed: {rc.stderr.strip()}")
+    proc.run(["depmod", "-b", str(tmp), release], what=f"depmod for {build_dir}", error=UsageError)
 
 
 def _build_dir_modules(d: Path, key: str) -> Path | None:
@@ -250,7 +238,7 @@ def resolve(spec: BuildSpec) -> Kernel:
                          f"use --arch {info.arch}")
     text = config_text(files, data)
     config = kconfig.parse(text)
-    lto = lto_mode(config)
+    lto = lto_of_config(config)
     if lto == "none" and spec.lto != "none":
         raise UsageError(f"{files.origin}: its config has no LTO (CONFIG_LTO_NONE=y) but "
                          f"--lto {spec.lto} wants an LTO kernel; pass --lto none to check it "

@@ -13,10 +13,10 @@ from typing import Any
 
 import pexpect
 
-from harness import console
-from harness.children import die_with_parent
-from harness.console import CommandResult
 from harness.errors import KernelFailure
+from harness.guest import console
+from harness.guest.console import CommandResult
+from harness.proc import die_with_parent
 
 _LIVE: set[Guest] = set()
 EXCERPT_LINES = 40

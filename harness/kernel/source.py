@@ -5,15 +5,16 @@ from __future__ import annotations
 import hashlib
 import os
 import re
-import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
-from harness import cache
+from harness import cache, proc
 from harness.errors import InfraError, UsageError
+from harness.kernel.toolchain import DEFAULT_SOURCE_PACKAGE
+from harness.progress import say
 
-DEFAULT_TARBALL = Path("/usr/src/linux-source-6.1.tar.xz")
-DEFAULT_PACKAGE = "linux-source-6.1"
+DEFAULT_PACKAGE = DEFAULT_SOURCE_PACKAGE
+DEFAULT_TARBALL = Path(f"/usr/src/{DEFAULT_PACKAGE}.tar.xz")
 
 
 @dataclass(frozen=True)
@@ -37,8 +38,9 @@ def makefile_version(tree: Path) -> str:
 
 def _unpack(tarball: Path, dest: Path) -> None:
     dest.mkdir()
-    print(f"ltoboot: unpacking {tarball} into {dest.parent} (once)", flush=True)
-    subprocess.run(["tar", "-xf", str(tarball), "-C", str(dest), "--no-same-owner"], check=True)
+    say(f"unpacking {tarball} into {dest.parent} (once)")
+    proc.run(["tar", "-xf", str(tarball), "-C", str(dest), "--no-same-owner"],
+             what=f"unpacking {tarball.name}", error=UsageError)
 
 
 def from_tarball(tarball: Path) -> KernelSource:
@@ -60,8 +62,8 @@ def from_tarball(tarball: Path) -> KernelSource:
 
 
 def _git(tree: Path, *args: str) -> str:
-    return subprocess.run(["git", "-C", str(tree), *args], capture_output=True, text=True,
-                          check=True).stdout.strip()
+    return proc.run(["git", "-C", str(tree), *args], what=f"reading the git state of {tree}",
+                    error=UsageError).strip()
 
 
 def tree_identity(tree: Path) -> tuple[str, str]:
@@ -73,7 +75,7 @@ def tree_identity(tree: Path) -> tuple[str, str]:
         dirty = hashlib.sha256(diff.encode()).hexdigest()[:12] if status else ""
         try:
             desc = _git(tree, "describe", "--always", "--tags", "--dirty")
-        except subprocess.CalledProcessError:
+        except UsageError:
             desc = head[:12]
         return f"git:{head}:{dirty}", f"{tree} at {desc} ({head[:12]})"
     h = hashlib.sha256()

@@ -6,10 +6,13 @@ import re
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 
+from harness import resources
+from harness.kernel.model import lto_mode
+
 _SET = re.compile(r"^CONFIG_([A-Za-z0-9_]+)=(.*)$")
 _UNSET = re.compile(r"^# CONFIG_([A-Za-z0-9_]+) is not set$")
 
-CONFIG_DIR = Path(__file__).with_name("configs")
+CONFIG_DIR = resources.KCONFIG_FRAGMENTS
 
 
 def parse(text: str) -> dict[str, str]:
@@ -60,15 +63,9 @@ def not_stuck(wanted: Mapping[str, str], actual: Mapping[str, str]) -> list[str]
     return problems
 
 
-LTO_MODES: dict[str, dict[str, str]] = {
-    "thin": {"LTO_CLANG_THIN": "y"},
-    "full": {"LTO_CLANG_FULL": "y"},
-    "none": {"LTO_NONE": "y"},
-}
-
-
 def wanted_options(arch_fragment: str, lto: str, extra: Iterable[Path] = ()) -> dict[str, str]:
+    """Our fragments, the LTO mode's option, then the user's fragments (which win)."""
     texts = [(CONFIG_DIR / "base.config").read_text(), (CONFIG_DIR / arch_fragment).read_text()]
-    texts.append(render(LTO_MODES[lto]))
+    texts.append(render(lto_mode(lto).request))
     texts.extend(p.read_text() for p in extra)
     return merge(texts)

@@ -15,13 +15,9 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from harness.arch import ARCH_NAMES, ARCHES, Arch
 from harness.errors import UsageError
 
-# Documentation/x86/boot.rst: "HdrS" at 0x202, kernel_version pointer at 0x20e (relative to
-# 0x200), xloadflags at 0x236 whose bit 0 says the kernel has a 64-bit entry point
-X86_MAGIC, X86_MAGIC_AT, X86_VERSION_AT, X86_XLOADFLAGS_AT = b"HdrS", 0x202, 0x20E, 0x236
-# Documentation/arm64/booting.rst: "ARM\x64" at 0x38
-ARM64_MAGIC, ARM64_MAGIC_AT = b"ARM\x64", 0x38
 GZIP_MAGIC = b"\x1f\x8b\x08"
 IKCONFIG_START, IKCONFIG_END = b"IKCFG_ST", b"IKCFG_ED"  # kernel/configs.c
 _LINUX_VERSION = re.compile(rb"Linux version (\S+) \(")
@@ -33,8 +29,12 @@ class ImageInfo:
     version: str | None  # the release, e.g. 6.1.192, when the image says it
 
 
-def _x86_version(data: bytes) -> str | None:
-    ptr = int.from_bytes(data[X86_VERSION_AT:X86_VERSION_AT + 2], "little")
+def _version(data: bytes, arch: Arch) -> str | None:
+    if arch.image_version_ptr_at is None:
+        m = _LINUX_VERSION.search(data)
+        return m.group(1).decode() if m else None
+    at = arch.image_version_ptr_at
+    ptr = int.from_bytes(data[at:at + 2], "little")
     if not ptr or 0x200 + ptr >= len(data):
         return None
     text = data[0x200 + ptr:0x200 + ptr + 200].split(b"\0")[0].decode(errors="replace")
@@ -55,15 +55,17 @@ def unwrap(data: bytes) -> bytes:
 def identify(data: bytes, name: str = "image") -> ImageInfo:
     """Architecture and version of an (unwrapped) kernel image, or a UsageError saying why the
     bytes are not a kernel we can boot."""
-    if data[X86_MAGIC_AT:X86_MAGIC_AT + 4] == X86_MAGIC:
-        if not data[X86_XLOADFLAGS_AT] & 1:
-            raise UsageError(f"{name}: a 32-bit x86 kernel; ltoboot boots x86_64 and arm64")
-        return ImageInfo("x86_64", _x86_version(data))
-    if data[ARM64_MAGIC_AT:ARM64_MAGIC_AT + 4] == ARM64_MAGIC:
-        m = _LINUX_VERSION.search(data)
-        return ImageInfo("arm64", m.group(1).decode() if m else None)
-    raise UsageError(f"{name}: not a kernel image (no x86 boot header, no arm64 Image magic); "
-                     "give bzImage, Image or Image.gz")
+    for arch in ARCHES.values():
+        at = arch.image_magic_at
+        if data[at:at + len(arch.image_magic)] != arch.image_magic:
+            continue
+        if arch.image_flag is not None and not data[arch.image_flag[0]] & arch.image_flag[1]:
+            raise UsageError(f"{name}: a 32-bit {arch.name} sibling; ltoboot boots "
+                             f"{', '.join(ARCH_NAMES)}")
+        return ImageInfo(arch.name, _version(data, arch))
+    images = sorted({n for a in ARCHES.values() for n in a.artifact_images})
+    raise UsageError(f"{name}: not a kernel image (no boot header of "
+                     f"{', '.join(ARCH_NAMES)}); give {', '.join(images)}")
 
 
 def read(path: Path) -> tuple[bytes, ImageInfo]:

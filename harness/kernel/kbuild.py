@@ -1,0 +1,116 @@
+"""kbuild: the one place a make command line is built, and the runner that shows its progress.
+
+Kernel builds, variant rebuilds and M= module builds all go through `Kbuild`: one argv shape
+(make -C tree O= ARCH= LLVM= -j targets), one log per build, a progress line every 15 s (LTO
+links print nothing for minutes), and one make at a time per machine, each with every core.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import queue
+import re
+import shlex
+import threading
+import time
+from collections import deque
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+
+from harness import cache, proc
+from harness.arch import Arch
+from harness.errors import BuildError
+from harness.progress import duration, say
+
+_KBUILD_STEP = re.compile(r"^  [A-Z][A-Z0-9_]{1,8} +\S")
+PROGRESS_SECONDS = 15.0
+
+
+def llvm_vars(llvm: str) -> list[str]:
+    """kbuild's toolchain selection: LLVM=-19 for clang-19 and friends, LLVM=1 unsuffixed."""
+    return [f"LLVM=-{llvm}"] if llvm else ["LLVM=1"]
+
+
+def make_argv(tree: Path, out: Path, arch: Arch, llvm: str, targets: Sequence[str] = (), *,
+              jobs: int = 1, module_dir: Path | None = None,
+              variables: Sequence[str] = ()) -> list[str]:
+    """The make command line for `targets` of the tree at `tree`, built in `out`."""
+    argv = ["make", "-C", str(tree), f"O={out}", f"ARCH={arch.kernel_arch}", *llvm_vars(llvm),
+            "KBUILD_BUILD_USER=ltoboot", "KBUILD_BUILD_HOST=ltoboot", f"-j{jobs}"]
+    if module_dir is not None:
+        argv.append(f"M={module_dir}")
+    return [*argv, *variables, *targets]
+
+
+def jobs() -> int:
+    return len(os.sched_getaffinity(0))
+
+
+@contextlib.contextmanager
+def machine_lock(label: str) -> Iterator[None]:
+    """One make at a time per machine: parallel workers never oversubscribe the cores."""
+    locks = cache.cache_root() / "locks"
+    locks.mkdir(exist_ok=True)
+    with cache.locked(locks / "make.lock", f"building {label}: waiting for another build"):
+        yield
+
+
+class Kbuild:
+    """Runs make steps of one build, all into one log, with periodic progress lines."""
+
+    def __init__(self, tree: Path, out: Path, arch: Arch, llvm: str, log: Path, label: str,
+                 expected_steps: int = 0) -> None:
+        self.tree, self.out, self.arch, self.llvm = tree, out, arch, llvm
+        self.log, self.label = log, label
+        self.expected, self.steps = expected_steps, 0
+        self.tail: deque[str] = deque(maxlen=40)
+
+    def __call__(self, *targets: str, jobs: int = 1, module_dir: Path | None = None,
+                 variables: Sequence[str] = ()) -> None:
+        argv = make_argv(self.tree, self.out, self.arch, self.llvm, targets, jobs=jobs,
+                         module_dir=module_dir, variables=variables)
+        started = last = time.monotonic()
+        self.log.parent.mkdir(parents=True, exist_ok=True)
+        with self.log.open("a") as logf, proc.running(argv) as p:
+            logf.write(f"$ {shlex.join(argv)}\n")
+            logf.flush()
+            lines: queue.Queue[str | None] = queue.Queue()
+            stdout = p.stdout
+
+            def pump() -> None:
+                for line in stdout:
+                    lines.put(line)
+                lines.put(None)
+
+            threading.Thread(target=pump, daemon=True).start()
+            current = ""
+            while True:
+                try:
+                    line = lines.get(timeout=1.0)
+                except queue.Empty:
+                    line = ""
+                if line is None:
+                    break
+                if line:
+                    logf.write(line)
+                    self.tail.append(line.rstrip("\n"))
+                    if _KBUILD_STEP.match(line):
+                        self.steps += 1
+                        current = line.strip()
+                now = time.monotonic()
+                if now - last >= PROGRESS_SECONDS:  # output or not
+                    last = now
+                    self._report(now - started, current)
+            rc = p.wait()
+        if rc != 0:
+            what = " ".join(targets) or "(all)"
+            raise BuildError(f"build {self.label}: make {what} failed (exit {rc})",
+                             log=self.log, tail="\n".join(self.tail))
+
+    def _report(self, elapsed: float, current: str) -> None:
+        done = f"{self.steps} steps"
+        if self.expected:
+            pct = min(99, 100 * self.steps // self.expected)
+            done = f"{self.steps}/{self.expected} steps ({pct}%)"
+        say(f"building {self.label}: {done}, {duration(elapsed)}: {current[:60]}")

@@ -1,0 +1,135 @@
+"""The kernel model every stage shares: what was asked for (BuildSpec), what came of it (Kernel),
+and the LTO modes with the one parser that reads a mode from a config.
+
+At the bottom of the kernel stage: the builder, the prebuilt path and everything after them
+import this module, and it imports none of them.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from harness.errors import UsageError
+
+
+@dataclass(frozen=True)
+class LtoMode:
+    name: str  # as given to --lto, in labels and cache keys
+    title: str  # what a human calls it
+    request: dict[str, str]  # the Kconfig option that selects it
+    expect: dict[str, str]  # what the kernel's config says when it was built so
+
+
+LTO_MODES: dict[str, LtoMode] = {m.name: m for m in (
+    LtoMode("thin", "ThinLTO", {"LTO_CLANG_THIN": "y"},
+            {"LTO_CLANG": "y", "LTO_CLANG_THIN": "y", "LTO_NONE": "n"}),
+    LtoMode("full", "full LTO", {"LTO_CLANG_FULL": "y"},
+            {"LTO_CLANG": "y", "LTO_CLANG_FULL": "y", "LTO_NONE": "n"}),
+    LtoMode("none", "no LTO", {"LTO_NONE": "y"}, {"LTO_NONE": "y", "LTO_CLANG": "n"}),
+)}
+
+
+def lto_mode(name: str) -> LtoMode:
+    try:
+        return LTO_MODES[name]
+    except KeyError:
+        raise UsageError(f"--lto {name}: use one of {', '.join(LTO_MODES)}") from None
+
+
+def lto_title(name: str) -> str:
+    return LTO_MODES[name].title if name in LTO_MODES else name
+
+
+def lto_of_config(values: Mapping[str, str]) -> str:
+    """The LTO mode a parsed config (kconfig.parse) was built with."""
+    if values.get("LTO_CLANG_THIN") == "y":
+        return "thin"
+    if values.get("LTO_CLANG_FULL") == "y" or values.get("LTO_CLANG") == "y":
+        return "full"  # LTO_CLANG alone: the kernels before the THIN/FULL choice
+    return "none"
+
+
+# BuildSpec.prebuilt for "our build of this spec, served over HTTP as TuxMake artifacts and
+# fetched back" (the pytest plugin's ltoboot_fetched_copy)
+SERVED = "served:"
+META = "ltoboot-meta.json"  # in a kernel's directory, written last: the Kernel as JSON
+MODROOT = "ltoboot-modroot"  # INSTALL_MOD_PATH, in a kernel's directory
+
+
+@dataclass(frozen=True)
+class BuildSpec:
+    """What the user asked for; everything else is derived."""
+
+    arch: str
+    lto: str = "thin"
+    llvm: str = "19"
+    kernel_src: str | None = None
+    fragments: tuple[str, ...] = ()
+    prebuilt: str | None = None  # --kernel: a kernel built elsewhere (kernel/prebuilt.py)
+
+    @property
+    def label(self) -> str:
+        if self.prebuilt == SERVED:
+            return f"{self.arch}-{self.lto}-fetched"
+        return f"{self.arch}-{self.lto}" + ("-prebuilt" if self.prebuilt else "")
+
+
+@dataclass(frozen=True)
+class Kernel:
+    """A kernel ready to boot, wherever it came from. Paths are absolute."""
+
+    arch: str
+    lto: str
+    release: str
+    image: Path
+    config: Path
+    system_map: Path | None
+    modules: Path | None  # INSTALL_MOD_PATH root holding lib/modules/<release>
+    build_dir: Path | None  # the O= directory, for M= module builds and rebuilds
+    source_tree: Path | None
+    compiler: str
+    linker: str
+    llvm_major: int | None
+    source: str
+    key: str
+    build_log: Path | None = None
+    build_seconds: float | None = None
+    steps: int = 0
+    extra: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def label(self) -> str:
+        variant = self.extra.get("variant")
+        return f"{self.arch}-{self.lto}" + (f"+{variant}" if variant else "") + (
+            "-prebuilt" if "prebuilt" in self.extra else "")
+
+    def to_json(self, base: Path) -> str:
+        def rel(v: object) -> object:
+            # Paths inside the build directory (and its tree, when that is its parent) are
+            # stored relative, so a copied build directory describes itself.
+            if isinstance(v, Path) and (v.is_relative_to(base) or v == base.parent):
+                return os.path.relpath(v, base)
+            return str(v) if isinstance(v, Path) else v
+
+        return json.dumps({k: rel(v) for k, v in asdict(self).items()}, indent=2)
+
+    @classmethod
+    def from_json(cls, text: str, base: Path) -> Kernel:
+        raw = json.loads(text)
+        for k in ("image", "config", "system_map", "modules", "build_dir", "source_tree",
+                  "build_log"):
+            if raw.get(k) is not None:
+                raw[k] = Path(os.path.normpath(base / raw[k]))
+        return cls(**raw)
+
+    def save(self, directory: Path) -> None:
+        """Write the kernel's metadata into `directory` (last, so its presence means done)."""
+        (directory / META).write_text(self.to_json(directory))
+
+    @classmethod
+    def load(cls, directory: Path) -> Kernel:
+        return cls.from_json((directory / META).read_text(), directory)

@@ -1,0 +1,79 @@
+"""One kernel through the whole pipeline: obtain it, boot it, run its checks, fill its report.
+
+The CLI's run and tested-by and the bisect step all go through here; failures end up in the
+report (build failed, boot failed, a check failed), never as exceptions.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Sequence
+
+from harness import checks
+from harness.checks import initcall_order
+from harness.checks.initcall_report import compare_guests
+from harness.errors import BuildError, KernelFailure, UsageError
+from harness.guest import boot
+from harness.guest.session import Guest
+from harness.kernel.model import BuildSpec, Kernel
+from harness.kernel.obtain import obtain
+from harness.reports.text import KernelReport
+
+
+def check_names(names: Sequence[str]) -> list[str] | None:
+    """The checks asked for by name (None: all of them); an unknown name is bad input."""
+    for n in names:
+        if n not in checks.CHECKS:
+            raise UsageError(f"--check {n}: unknown check; known: {', '.join(checks.CHECKS)}")
+    return list(names) or None
+
+
+def check_kernel(spec: BuildSpec, accel: str, names: Sequence[str] | None,
+                 initcalls: bool = False) -> KernelReport:
+    """Obtain, boot and check one kernel."""
+    rep = KernelReport(label=spec.label)
+    try:
+        rep.kernel = obtain(spec)
+    except BuildError as e:
+        rep.error = f"build failed: {e}"
+        return rep
+    return check_obtained(rep, spec, accel, names, initcalls)
+
+
+def check_obtained(rep: KernelReport, spec: BuildSpec, accel: str,
+                   names: Sequence[str] | None, initcalls: bool = False) -> KernelReport:
+    """Boot and check rep.kernel (built, fetched or a variant) and fill in the report."""
+    assert rep.kernel is not None
+    guest: Guest | None = None
+    try:
+        guest = boot.boot(rep.kernel, accel_mode=accel)
+        rep.accel, rep.accel_reason = guest.accel, guest.accel_reason
+        rep.boot_seconds, rep.console_log = guest.boot_seconds, str(guest.log)
+        rep.results = checks.run_checks(guest, rep.kernel, names)
+        if initcalls:
+            rep.results.append(compare_initcalls(spec, rep.kernel, guest, accel))
+    except KernelFailure as e:
+        rep.error = f"boot failed: {e}"
+    finally:
+        if guest is not None:
+            guest.close()
+    return rep
+
+
+def compare_initcalls(spec: BuildSpec, kernel: Kernel, guest: Guest, accel: str
+                      ) -> checks.CheckResult:
+    """The initcall order of `kernel` against a non-LTO build of the same tree and config."""
+    name = "initcall_order"
+    try:
+        ref_kernel = obtain(dataclasses.replace(spec, lto="none"))
+        ref = boot.boot(ref_kernel, accel_mode=accel)
+    except (BuildError, KernelFailure) as e:
+        return checks.CheckResult(name, False, f"no non-LTO reference: {e}".splitlines()[0])
+    try:
+        report = compare_guests((kernel, guest), (ref_kernel, ref))
+    finally:
+        ref.close()
+    c = report.comparison
+    evidence = "\n".join([c.details(), initcall_order.durations_table(c),
+                          f"report: {report.directory}"])
+    return checks.CheckResult(name, c.passed, c.summary(), evidence)

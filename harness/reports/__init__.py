@@ -1,0 +1,1 @@
+"""The reports: per-kernel text (the shape of the seed mail), the Tested-by block."""

@@ -1,0 +1,68 @@
+"""The per-kernel report: what `ltoboot run` prints, in the shape of the seed Tested-by mail."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from harness.checks import LTO_GREP, CheckResult
+from harness.kernel.model import Kernel, lto_title
+from harness.progress import duration
+
+
+@dataclass
+class KernelReport:
+    label: str
+    kernel: Kernel | None = None
+    accel: str = ""
+    accel_reason: str = ""
+    boot_seconds: float | None = None
+    console_log: str = ""
+    results: list[CheckResult] = field(default_factory=list)
+    error: str = ""  # build or boot failure: no checks ran
+
+    @property
+    def passed(self) -> bool:
+        return not self.error and bool(self.results) and all(r.passed for r in self.results)
+
+    def evidence(self, check: str) -> str:
+        return next((r.evidence for r in self.results if r.name == check), "")
+
+
+def render(rep: KernelReport) -> str:
+    k = rep.kernel
+    head = f"== {rep.label}"
+    if k is not None:
+        head += f": Linux {k.release}, {lto_title(k.lto)}, {k.compiler}"
+    lines = [head + " =="]
+    if k is not None:
+        lines.append(f"source: {k.source}")
+    if rep.error:
+        lines += ["FAILED before any check could run:", rep.error]
+        return "\n".join(lines)
+    if version := rep.evidence("proc_version"):
+        lines += ["# cat /proc/version", version]
+    if lto := rep.evidence("lto_config"):
+        lines += [f"# {LTO_GREP}", lto]
+    width = max((len(r.name) for r in rep.results), default=0)
+    lines.append("checks:")
+    for r in rep.results:
+        verdict = "SKIP" if r.skipped else "PASS" if r.passed else "FAIL"
+        lines.append(f"  {verdict}  {r.name:<{width}}  {r.summary}")
+        if r.evidence and (not r.passed or r.name == "initcall_order") \
+                and r.name not in ("proc_version", "lto_config"):
+            lines += [f"        | {e}" for e in r.evidence.splitlines()[-30:]]
+    facts = []
+    if rep.boot_seconds is not None:
+        facts.append(f"boot {rep.boot_seconds:.1f}s ({rep.accel_reason or rep.accel})")
+    if k is not None and k.build_seconds is not None:
+        facts.append(f"build {duration(k.build_seconds)}")
+    lines.append("; ".join(facts))
+    if rep.console_log:
+        lines.append(f"console log: {rep.console_log}")
+    if k is not None and k.build_log is not None:
+        lines.append(f"build log: {k.build_log}")
+    n_pass = sum(r.passed and not r.skipped for r in rep.results)
+    n_skip = sum(r.skipped for r in rep.results)
+    lines.append(f"{'PASSED' if rep.passed else 'FAILED'}: {n_pass}/{len(rep.results)} checks"
+                 + (f", {n_skip} skipped" if n_skip else ""))
+    return "\n".join(lines)
