@@ -1,42 +1,79 @@
 #!/usr/bin/env bash
 # Set up ltoboot on Debian 12: the Debian packages it needs, then the Python package (with its
-# test extras) in .venv. Idempotent: does nothing (and prints one line) when all is there.
+# test extras) in .venv, made from Debian's own python3. One line per stage; the output of apt
+# and pip goes to a log whose path is printed, and is shown whole when a stage fails.
+# Idempotent: when everything is there it changes nothing and takes about a second.
 set -euo pipefail
 cd "$(dirname "$0")"
 
+PY=/usr/bin/python3 # Debian's own: what a user's fresh Debian 12 runs (3.11.2), not a newer one
 LLVM=${LTOBOOT_LLVM:-19}
-packages=(
-	qemu-system-x86 qemu-system-arm "clang-$LLVM" "lld-$LLVM" "llvm-$LLVM" linux-source-6.1
-	busybox-static flex bison bc libelf-dev libssl-dev cpio kmod make libc6-dev xz-utils git
-)
-python3 -m venv --help >/dev/null 2>&1 || packages+=(python3-venv)
+logs="${LTOBOOT_CACHE:-$HOME/.cache/ltoboot}/logs"
+mkdir -p "$logs"
+log="$logs/setup-$(date +%Y%m%d-%H%M%S)-$$.log"
+: >"$log"
 
+say() { echo "setup: $*"; }
 as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
+# Run a stage's command into the log; on failure show the whole log and stop.
+quiet() {
+	echo "\$ $*" >>"$log"
+	if ! "$@" >>"$log" 2>&1; then
+		say "FAILED: $* (log: $log):"
+		cat "$log" >&2
+		exit 1
+	fi
+}
+
+if [ ! -x "$PY" ]; then
+	say "Debian's $PY is missing: apt-get install python3 python3-venv"
+	exit 1
+fi
+# What to install comes from the package itself (the toolchain and arch tables), read with
+# Debian's python before any venv exists: it needs nothing beyond the standard library.
+read -r -a packages <<<"$("$PY" -m harness.kernel.toolchain packages "$LLVM")"
+read -r -a foreign <<<"$("$PY" -m harness.kernel.toolchain foreign-arches)"
+"$PY" -c 'import ensurepip, venv' 2>/dev/null || packages+=(python3-venv)
 
 missing=()
 for p in "${packages[@]}"; do
 	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
 done
-need_update=
-# The arm64 guest's busybox comes from Debian's arm64 package (downloaded, not installed).
-if ! dpkg --print-foreign-architectures | grep -qx arm64; then
-	as_root dpkg --add-architecture arm64
-	need_update=1
+added=()
+for a in "${foreign[@]}"; do # guests' busybox comes from Debian's packages of their arch
+	dpkg --print-foreign-architectures | grep -qx "$a" || added+=("$a")
+done
+if [ ${#added[@]} -gt 0 ]; then
+	for a in "${added[@]}"; do quiet as_root dpkg --add-architecture "$a"; done
+	say "package architectures added: ${added[*]}"
 fi
-if [ ${#missing[@]} -gt 0 ] || [ -n "$need_update" ]; then
-	echo "setup: installing ${missing[*]:-(arm64 package lists)}"
-	as_root apt-get update -q
-	[ ${#missing[@]} -eq 0 ] || DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -q \
-		--no-install-recommends "${missing[@]}"
+if [ ${#missing[@]} -gt 0 ] || [ ${#added[@]} -gt 0 ]; then
+	started=$SECONDS
+	quiet as_root apt-get update
+	say "package lists updated ($((SECONDS - started))s)"
+fi
+if [ ${#missing[@]} -gt 0 ]; then
+	started=$SECONDS
+	say "installing ${#missing[@]} Debian packages: ${missing[*]} (log: $log)"
+	quiet as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
+		"${missing[@]}"
+	say "Debian packages installed ($((SECONDS - started))s)"
+else
+	say "Debian packages: all ${#packages[@]} present"
 fi
 
 stamp=.venv/.ltoboot-setup
-want=$(sha256sum pyproject.toml | cut -d' ' -f1)
+want="$("$PY" --version 2>&1) $(sha256sum pyproject.toml | cut -d' ' -f1)"
 if [ ! -x .venv/bin/python ] || [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
-	echo "setup: installing the Python package into .venv"
-	python3 -m venv .venv
-	.venv/bin/python -m pip install -q --upgrade pip
-	.venv/bin/python -m pip install -q -e '.[test]'
-	echo "$want" > "$stamp"
+	started=$SECONDS
+	say "making .venv with $("$PY" --version 2>&1) ($PY) and installing ltoboot (log: $log)"
+	rm -rf .venv
+	quiet "$PY" -m venv .venv
+	quiet .venv/bin/python -m pip install --upgrade pip
+	quiet .venv/bin/python -m pip install -e '.[test]'
+	echo "$want" >"$stamp"
+	say "ltoboot installed into .venv ($((SECONDS - started))s)"
+else
+	say ".venv: ltoboot installed ($("$PY" --version 2>&1))"
 fi
-echo "setup: ready (Debian packages and .venv)"
+say "ready; log: $log"
