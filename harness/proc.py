@@ -122,6 +122,8 @@ def run(argv: Sequence[str], *, what: str, error: type[LtobootError] = InfraErro
         status = f"exit {p.returncode}" if p.returncode >= 0 else \
             f"killed by {signal.Signals(-p.returncode).name}"
         why = _last_line(err) or _last_line(out)
+        if "No space left on device" in err + out:  # the machine's fault, whatever the command
+            error, fix = InfraError, "free disk space (or set LTOBOOT_CACHE elsewhere)"
         raise error(f"{what}: `{shlex.join(argv)}` failed ({status})" + (f": {why}" if why else "")
                     + (f"; {fix}" if fix else "") + (f"; log: {log}" if log is not None else ""))
     return str(out)

@@ -8,9 +8,11 @@ from collections.abc import Callable
 _sink: Callable[[str], None] | None = None
 
 
-def set_sink(sink: Callable[[str], None] | None) -> None:
+def set_sink(sink: Callable[[str], None] | None) -> Callable[[str], None] | None:
+    """Send progress lines to `sink` (None: stderr); returns the sink it replaces."""
     global _sink
-    _sink = sink
+    previous, _sink = _sink, sink
+    return previous
 
 
 def say(message: str) -> None:

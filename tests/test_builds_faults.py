@@ -22,7 +22,7 @@ from harness.pytest_plugin.fixtures import Kernels
 pytestmark = pytest.mark.ltoboot_group()
 
 BUILD = ("import sys; from pathlib import Path; from harness.kernel.model import Kernel; "
-         "from harness import modules; "
+         "from harness.guest import modules; "
          "k = Kernel.from_json(Path(sys.argv[1]).read_text(), Path(sys.argv[2])); "
          "print(modules.probe_modules(k).dir)")
 

@@ -8,18 +8,22 @@ from the image and its config, never from the file names.
 
 from __future__ import annotations
 
+import errno
 import gzip
 import json
+import lzma
+import os
 import shutil
 import tarfile
 import tomllib
+import zlib
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from urllib.parse import urljoin, urlparse
 
 from harness import cache, proc
 from harness.arch import ARCHES, get_arch
-from harness.errors import NotFound, UsageError
+from harness.errors import InfraError, NotFound, UsageError
 from harness.kernel import fetch, image, kconfig
 from harness.kernel.model import MODROOT, BuildSpec, Kernel, lto_of_config
 from harness.progress import say
@@ -150,36 +154,61 @@ def config_text(files: Files, data: bytes) -> str:
     return embedded
 
 
-def check_tar(tar: tarfile.TarFile, name: str) -> None:
-    """Refuse a tarball with absolute paths, '..', links leaving it, or device files."""
+def check_tar(tar: tarfile.TarFile, name: str) -> list[tarfile.TarInfo]:
+    """The members to extract: regular files and directories. Links are left out (a modules
+    tree needs none: modules_install's build/source links point into the builder's machine),
+    absolute names, '..' and device files are refused before anything is written."""
+    keep = []
     for m in tar.getmembers():
         parts = PurePosixPath(m.name).parts
         if m.name.startswith("/") or ".." in parts:
             raise UsageError(f"{name}: entry {m.name!r} points outside the target directory: "
                              "refused")
-        if m.issym() or m.islnk():
-            target = PurePosixPath(m.linkname)
-            within = (PurePosixPath(*parts[:-1]) if m.issym() else PurePosixPath()) / target
-            depth = 0
-            for p in within.parts:
-                depth += -1 if p == ".." else (0 if p == "." else 1)
-                if depth < 0:
-                    break
-            if target.is_absolute() or depth < 0:
-                raise UsageError(f"{name}: link {m.name!r} -> {m.linkname!r} leaves the target "
-                                 "directory: refused")
         if m.isdev() or m.isfifo():
             raise UsageError(f"{name}: device or fifo entry {m.name!r}: refused")
+        if m.isfile() or m.isdir():
+            keep.append(m)
+    return keep
+
+
+def safe_extract(tar_path: Path, dest: Path, name: str) -> list[str]:
+    """Extract `tar_path` into the new directory `dest`, safe by construction on any Python
+    (no tarfile filter needed): only files and directories are written, never a link, so no
+    path can lead outside `dest`. Returns the names of the members left out."""
+    try:
+        with tarfile.open(tar_path) as tar:
+            members = tar.getmembers()
+            keep = check_tar(tar, name)
+            dest.mkdir(parents=True)
+            for m in keep:
+                target = dest.joinpath(*[p for p in PurePosixPath(m.name).parts if p != "."])
+                if m.isdir():
+                    target.mkdir(parents=True, exist_ok=True)
+                    continue
+                target.parent.mkdir(parents=True, exist_ok=True)
+                fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW,
+                             0o755 if m.mode & 0o111 else 0o644)
+                src = tar.extractfile(m)
+                assert src is not None
+                with os.fdopen(fd, "wb") as out, src:
+                    shutil.copyfileobj(src, out)
+    except (tarfile.TarError, EOFError, lzma.LZMAError, zlib.error) as e:
+        raise UsageError(f"{name}: not a readable tarball ({e})") from None
+    except OSError as e:
+        if e.errno in (errno.ENOSPC, errno.EDQUOT):
+            raise InfraError(f"{name}: no space left to extract it into {dest}: free disk "
+                             "space or set LTOBOOT_CACHE elsewhere") from None
+        raise UsageError(f"{name}: cannot be extracted ({e.strerror}: {e.filename})") from None
+    kept = {m.name for m in keep}
+    return [m.name for m in members if m.name not in kept]
 
 
 def extract_modules(tar_path: Path, dest: Path, name: str) -> None:
     """Extract modules.tar.xz into `dest` (an INSTALL_MOD_PATH root) and make sure depmod ran."""
-    try:
-        with tarfile.open(tar_path) as tar:
-            check_tar(tar, name)
-            tar.extractall(dest, filter="data")
-    except (tarfile.TarError, EOFError, OSError) as e:
-        raise UsageError(f"{name}: not a readable tarball ({e})") from None
+    left_out = safe_extract(tar_path, dest, name)
+    if left_out:
+        say(f"{name}: left out {len(left_out)} link(s), a modules tree needs none: "
+            + ", ".join(left_out[:4]) + (" ..." if len(left_out) > 4 else ""))
     for release in (dest / "lib" / "modules").glob("*"):
         if not (release / "modules.dep").exists():
             proc.run(["depmod", "-b", str(dest), release.name], what=f"depmod for {name}",
