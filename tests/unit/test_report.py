@@ -44,3 +44,14 @@ def test_run_report_shows_what_the_seed_mail_shows() -> None:
     text = render(report("x86_64", True))
     assert "# cat /proc/version\n" + VERSION in text
     assert text.splitlines()[-1] == "PASSED: 3/3 checks"
+
+
+def test_the_count_agrees_with_the_list() -> None:
+    rep = report("x86_64", False)
+    rep.results.append(CheckResult("probe_modules", True, "skipped: no build directory",
+                                   skipped=True))
+    lines = render(rep).splitlines()
+    listed = [line.split()[0] for line in lines if line.startswith("  ")
+              and line.split()[0] in ("PASS", "FAIL", "SKIP")]
+    assert listed == ["PASS", "PASS", "FAIL", "SKIP"]
+    assert lines[-1] == "FAILED: 2/4 checks, 1 skipped"
