@@ -3,6 +3,7 @@ extraction of modules tarballs. Each test has its own empty cache."""
 
 from __future__ import annotations
 
+import gzip
 import hashlib
 import http.server
 import io
@@ -36,6 +37,7 @@ class Reply:
     headers: dict[str, str] = field(default_factory=dict)
     cut_after: int | None = None  # close the connection after this many body bytes
     delay: float = 0.0
+    gzip: bool = False  # send the body with Content-Encoding: gzip, whatever was asked
 
 
 class Script:
@@ -44,11 +46,13 @@ class Script:
     def __init__(self) -> None:
         self.replies: dict[str, list[Reply]] = {}
         self.gets: Counter[str] = Counter()
+        self.asked: dict[str, list[dict[str, str]]] = {}  # request headers, per path
         self.lock = threading.Lock()
 
-    def next(self, path: str) -> Reply:
+    def next(self, path: str, headers: dict[str, str] | None = None) -> Reply:
         with self.lock:
             self.gets[path] += 1
+            self.asked.setdefault(path, []).append(headers or {})
             queue = self.replies.get(path) or [Reply(404, b"no")]
             return queue.pop(0) if len(queue) > 1 else queue[0]
 
@@ -57,14 +61,17 @@ class Handler(http.server.BaseHTTPRequestHandler):
     script: Script
 
     def do_GET(self) -> None:
-        r = self.script.next(self.path)
+        r = self.script.next(self.path, dict(self.headers.items()))
         time.sleep(r.delay)
+        body = gzip.compress(r.body) if r.gzip else r.body
         self.send_response(r.status)
-        self.send_header("Content-Length", str(len(r.body)))
+        self.send_header("Content-Length", str(len(body)))
+        if r.gzip:
+            self.send_header("Content-Encoding", "gzip")
         for k, v in r.headers.items():
             self.send_header(k, v)
         self.end_headers()
-        self.wfile.write(r.body[:r.cut_after] if r.cut_after is not None else r.body)
+        self.wfile.write(body[:r.cut_after] if r.cut_after is not None else body)
         if r.cut_after is not None:
             self.wfile.flush()
             self.close_connection = True
@@ -148,6 +155,64 @@ def test_wrong_sha256_is_refused_and_not_cached(server: tuple[str, Script],
         fetch.fetch(base + "/a", "0" * 64, FAST)
     assert f"sha256 is {SHA}, expected {'0' * 64}" in str(e.value)
     assert cached_files(empty_cache) == []
+
+
+def test_a_gzip_encoded_body_is_counted_on_the_wire(server: tuple[str, Script]) -> None:
+    base, script = server
+    script.replies["/a"] = [Reply(gzip=True)]
+    assert fetch.fetch(base + "/a", SHA, FAST).read_bytes() == BODY
+    assert script.asked["/a"][0]["Accept-Encoding"] == "identity"
+    script.replies["/cut"] = [Reply(gzip=True, cut_after=5000)]
+    with pytest.raises(InfraError, match=f"after {FAST.attempts} attempts"):
+        fetch.fetch(base + "/cut", None, FAST)
+
+
+def test_without_a_checksum_a_cached_url_is_revalidated(server: tuple[str, Script]) -> None:
+    base, script = server
+    v1, v2 = b"kernel one" * 1000, b"kernel two" * 1000
+    script.replies["/latest"] = [Reply(body=v1, headers={"ETag": '"v1"'}), Reply(304, b""),
+                                 Reply(body=v2, headers={"ETag": '"v2"'})]
+    first = fetch.fetch(base + "/latest", None, FAST)
+    assert first.read_bytes() == v1
+    fetch._CURRENT.clear()  # a new process
+    assert fetch.fetch(base + "/latest", None, FAST) == first  # 304: still current
+    assert script.asked["/latest"][1]["If-None-Match"] == '"v1"'
+    fetch._CURRENT.clear()
+    assert fetch.fetch(base + "/latest", None, FAST).read_bytes() == v2  # it moved
+    assert script.gets["/latest"] == 3 and first.read_bytes() == v1  # the old entry is whole
+
+
+def test_without_validators_a_cached_url_is_downloaded_and_compared(
+        server: tuple[str, Script]) -> None:
+    base, script = server
+    script.replies["/plain"] = [Reply(body=b"same" * 100), Reply(body=b"same" * 100),
+                                Reply(body=b"new!" * 100)]
+    first = fetch.fetch(base + "/plain", None, FAST)
+    fetch._CURRENT.clear()
+    assert fetch.fetch(base + "/plain", None, FAST) == first
+    assert "If-None-Match" not in script.asked["/plain"][1]
+    fetch._CURRENT.clear()
+    assert fetch.fetch(base + "/plain", None, FAST).read_bytes() == b"new!" * 100
+
+
+@pytest.mark.parametrize("url, says", [
+    ("http:///x", "no host"), ("https://:80/bzImage", "no host"),
+    ("http://host:port/x", "not a valid URL"), ("ftp://example.org/bzImage", "ftp"),
+])
+def test_urls_that_cannot_be_fetched_are_one_clear_error(url: str, says: str) -> None:
+    with pytest.raises(UsageError, match=says):
+        fetch.fetch(url)
+
+
+def test_a_remote_manifest_names_files_of_its_own_origin_only(
+        server: tuple[str, Script], tmp_path: Path) -> None:
+    base, script = server
+    local = tmp_path / "secret"
+    local.write_text("not for a remote manifest")
+    for name, part in (("file", local.as_uri()), ("other", "http://127.0.0.2:9/bzImage")):
+        script.replies[f"/{name}.json"] = [Reply(body=f'{{"kernel": "{part}"}}'.encode())]
+        with pytest.raises(UsageError, match="outside the manifest's origin"):
+            prebuilt.locate(f"{base}/{name}.json")
 
 
 def test_unsupported_scheme(empty_cache: Path) -> None:

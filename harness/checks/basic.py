@@ -1,4 +1,4 @@
-"""The basic checks: toolchain in /proc/version, LTO config, test_module, a clean dmesg."""
+"""The basic checks: toolchain in /proc/version, LTO config, test_module."""
 
 from __future__ import annotations
 
@@ -10,7 +10,6 @@ from harness.kernel import kconfig
 from harness.kernel.model import LTO_MODES, Kernel, lto_of_config, lto_title
 
 LTO_GREP = "zgrep 'LTO[_=]' /proc/config.gz"  # how a human types it (the seed mail)
-DMESG_PROBLEMS = re.compile(r"WARNING:|BUG:|Oops|Call Trace")
 
 
 # -- pure evaluators -------------------------------------------------------------------------
@@ -44,10 +43,6 @@ def evaluate_lto_config(grep_output: str, want: str) -> tuple[bool, str]:
     return True, f"{lto_title(want)}: " + ", ".join(
         f"CONFIG_{k}={v}" if v != "n" else f"# CONFIG_{k} is not set"
         for k, v in LTO_MODES[want].expect.items())
-
-
-def dmesg_problems(dmesg: str) -> list[str]:
-    return [line for line in dmesg.splitlines() if DMESG_PROBLEMS.search(line)]
 
 
 def module_listed(proc_modules: str, name: str) -> bool:
@@ -91,14 +86,3 @@ def test_module(guest: Guest, kernel: Kernel) -> CheckResult:
     if problems:
         return CheckResult(name, False, "; ".join(problems))
     return CheckResult(name, True, "loaded (Hello, world), listed in /proc/modules, unloaded")
-
-
-@check("dmesg_clean", "the kernel log has no WARNING, BUG, Oops or Call Trace")
-def dmesg_clean(guest: Guest, kernel: Kernel) -> CheckResult:
-    bad = dmesg_problems(guest.run("dmesg").output)
-    if bad:
-        return CheckResult("dmesg_clean", False, f"{len(bad)} problem line(s) in dmesg",
-                           "\n".join(bad[:20]))
-    return CheckResult("dmesg_clean", True, "no WARNING, BUG, Oops or Call Trace")
-
-

@@ -59,7 +59,10 @@ def promoted_functions(system_map: str) -> list[tuple[str, str]]:
 @check("llvm_symbols", "ThinLTO: kallsyms has .llvm.<hash> names, found by their plain names")
 def llvm_symbols(guest: Guest, kernel: Kernel) -> CheckResult:
     name = "llvm_symbols"
-    count = int(guest.run("grep -c '[.]llvm[.]' /proc/kallsyms").output.strip() or 0)
+    r = guest.run("grep -c '[.]llvm[.]' /proc/kallsyms")
+    if not r.output.strip().isdigit():
+        return CheckResult(name, False, "cannot count names in /proc/kallsyms", r.output)
+    count = int(r.output.strip())
     if kernel.lto != "thin":
         return CheckResult(name, count == 0, f"{count} .llvm.<hash> names in /proc/kallsyms "
                            f"(expected none without ThinLTO)")

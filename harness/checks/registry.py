@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import traceback
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
@@ -49,6 +50,9 @@ def run_check(name: str, guest: Guest, kernel: Kernel) -> CheckResult:
         return CheckResult(name, True, f"skipped: {e}", skipped=True)
     except LtobootError as e:  # e.g. the probe modules did not build
         return CheckResult(name, False, str(e).splitlines()[0], str(e))
+    except Exception as e:  # the guest answered what the check did not expect: its evidence
+        return CheckResult(name, False, f"unexpected answer from the guest: "
+                           f"{type(e).__name__}: {e}", "".join(traceback.format_exception(e)))
 
 
 def run_checks(guest: Guest, kernel: Kernel, names: Iterable[str] | None = None

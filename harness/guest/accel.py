@@ -49,11 +49,23 @@ def _host_key(qemu: str) -> str:
     return hashlib.sha256(f"{platform.release()}|{version}|{cpu}".encode()).hexdigest()[:16]
 
 
-def probe_record(arch: Arch) -> Path:
-    return artifact_cache.cache_root() / "probe" / f"kvm-{arch.name}-{_host_key(arch.qemu)}.json"
+def probe_record(arch: Arch, kernel_key: str | None = None) -> Path:
+    """The host's KVM verdict for `arch`, or (kernel_key) one kernel's own."""
+    name = f"kvm-{arch.name}-{_host_key(arch.qemu)}"
+    return artifact_cache.cache_root() / "probe" / (
+        f"{name}.json" if kernel_key is None else f"{name}-kernel-{kernel_key}.json")
 
 
-def decide(arch: Arch, requested: str) -> Decision:
+# Failures under KVM that say the host cannot run guests (QEMU died, or nothing ever came):
+# a panic, oops, BUG or CFI failure says something about the kernel instead.
+HOST_FAILURES = ("exited", "hang")
+
+
+def host_failure(kind: str) -> bool:
+    return kind in HOST_FAILURES
+
+
+def decide(arch: Arch, requested: str, kernel_key: str | None = None) -> Decision:
     if requested not in ACCELS:
         raise UsageError(f"--accel {requested}: use one of {', '.join(ACCELS)}")
     why_not = kvm_possible(arch)
@@ -71,10 +83,13 @@ def decide(arch: Arch, requested: str) -> Decision:
         if verdict["kvm"]:
             return Decision("kvm", f"KVM: probe booted a guest ({record})")
         return Decision("tcg", f"TCG: KVM probe failed: {verdict['reason']} ({record})")
+    if kernel_key is not None and (own := probe_record(arch, kernel_key)).exists():
+        reason = json.loads(own.read_text())["reason"]
+        return Decision("tcg", f"TCG: this kernel failed under KVM: {reason} ({own})")
     return Decision(None, "KVM unproven: probing")
 
 
-def remember(arch: Arch, kvm_ok: bool, reason: str) -> None:
-    record = probe_record(arch)
+def remember(arch: Arch, kvm_ok: bool, reason: str, kernel_key: str | None = None) -> None:
+    record = probe_record(arch, kernel_key)
     record.parent.mkdir(parents=True, exist_ok=True)
     artifact_cache.write_atomic(record, json.dumps({"kvm": kvm_ok, "reason": reason}))

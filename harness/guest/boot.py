@@ -66,14 +66,14 @@ def boot(kernel: Kernel, *, accel_mode: str = "auto", init: Path | None = None,
     arch = get_arch(kernel.arch)
     toolchain.require([(arch.qemu, arch.qemu_package)])
     initrd = build_initramfs(kernel, init, guest_files(kernel)) if with_initramfs else None
-    decision = accel.decide(arch, accel_mode)
+    decision = accel.decide(arch, accel_mode, kernel.key)
     if decision.accel is not None:
         guest = start(kernel, decision.accel, initrd=initrd, extra_cmdline=extra_cmdline,
                       timeout=timeout, label=label, log_dir=log_dir)
         guest.accel_reason = decision.reason
         return guest
     with FileLock(str(accel.probe_record(arch)) + ".lock"):
-        decision = accel.decide(arch, accel_mode)
+        decision = accel.decide(arch, accel_mode, kernel.key)
         if decision.accel is not None:
             return boot(kernel, accel_mode=accel_mode, init=init, extra_cmdline=extra_cmdline,
                         timeout=timeout, with_initramfs=with_initramfs, label=label,
@@ -82,15 +82,21 @@ def boot(kernel: Kernel, *, accel_mode: str = "auto", init: Path | None = None,
             guest = start(kernel, "kvm", initrd=initrd, extra_cmdline=extra_cmdline,
                           timeout=accel.PROBE_TIMEOUT, label=label, log_dir=log_dir)
         except KernelFailure as e:
-            kvm_failure = f"{e.kind}: {e.summary} (log {e.log})"
+            kvm_failure, kind = f"{e.kind}: {e.summary} (log {e.log})", e.kind
         else:
             accel.remember(arch, True, f"booted in {guest.boot_seconds:.1f}s")
             guest.accel_reason = "KVM: probe booted this guest"
             return guest
         say(f"KVM did not boot {kernel.label} ({kvm_failure}); falling back to TCG")
-        # Only a TCG boot that works makes the KVM verdict trustworthy: record it after.
         guest = start(kernel, "tcg", initrd=initrd, extra_cmdline=extra_cmdline,
                       timeout=timeout, label=label, log_dir=log_dir)
-        accel.remember(arch, False, kvm_failure)
-        guest.accel_reason = f"TCG: KVM probe failed: {kvm_failure}"
+        # A verdict on the host only when QEMU itself failed under KVM and the same kernel
+        # then booted under TCG; a kernel that fails under KVM alone is that kernel's story.
+        if accel.host_failure(kind):
+            accel.remember(arch, False, kvm_failure)
+            guest.accel_reason = f"TCG: KVM probe failed: {kvm_failure}"
+        else:
+            accel.remember(arch, False, kvm_failure, kernel_key=kernel.key)
+            guest.accel_reason = (f"TCG: this kernel failed under KVM ({kvm_failure}) but "
+                                  "booted under TCG; KVM stays unproven for others")
         return guest

@@ -105,6 +105,11 @@ def plan(spec: BuildSpec) -> Plan:
     for f in extra:
         if not f.is_file():
             raise UsageError(f"config fragment {f} does not exist")
+        try:
+            f.read_text()
+        except UnicodeDecodeError as e:
+            raise UsageError(f"config fragment {f} is not text (UTF-8): {e.reason} at byte "
+                             f"{e.start}; give a Kconfig fragment") from None
     tc = toolchain.detect(spec.llvm)
     toolchain.require(toolchain.BUILD_TOOLS)
     src = source.resolve(spec.kernel_src)

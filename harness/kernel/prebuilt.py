@@ -117,10 +117,22 @@ def parse_manifest(text: str, name: str) -> dict[str, tuple[str, str | None]]:
     return parts
 
 
+def _part_url(manifest: str, part: str) -> str:
+    """Where a manifest's part is. A remote manifest may name files of its own origin only
+    (scheme, host, port): never local files, never another server."""
+    url = urljoin(manifest, part)
+    fetch.check_url(url)
+    m, u = urlparse(manifest), urlparse(url)
+    if m.scheme in ("http", "https") and (u.scheme, u.netloc) != (m.scheme, m.netloc):
+        raise UsageError(f"{manifest}: part {part!r} is outside the manifest's origin "
+                         f"({m.scheme}://{m.netloc}): refused")
+    return url
+
+
 def _manifest(url: str, origin: str) -> Files:
     path = fetch.fetch(url)
     parts = parse_manifest(path.read_text(errors="replace"), urlparse(url).path)
-    got = {k: fetch.fetch(urljoin(url, u), sha) for k, (u, sha) in parts.items()}
+    got = {k: fetch.fetch(_part_url(url, u), sha) for k, (u, sha) in parts.items()}
     return Files(origin, got["kernel"], got.get("config"), got.get("system_map"),
                  got.get("modules"))
 
@@ -145,8 +157,12 @@ def locate(ref: str) -> Files:
 def config_text(files: Files, data: bytes) -> str:
     if files.config is not None:
         raw = files.config.read_bytes()
-        return (gzip.decompress(raw) if raw.startswith(image.GZIP_MAGIC) else raw).decode(
-            errors="replace")
+        try:
+            return (gzip.decompress(raw) if raw.startswith(image.GZIP_MAGIC) else raw).decode(
+                errors="replace")
+        except (OSError, EOFError, zlib.error) as e:
+            raise UsageError(f"{files.origin}: its config {files.config.name} does not "
+                             f"decompress ({e}): give a whole config file") from None
     embedded = image.embedded_config(data)
     if embedded is None:
         raise UsageError(f"{files.origin}: no config beside the image and none embedded in it "

@@ -1,0 +1,28 @@
+"""A clean kernel log, judged after every other check of the boot: a WARNING or BUG that a
+later check provoked (loading our modules, kprobes) is reported too."""
+
+from __future__ import annotations
+
+import re
+
+from harness.checks.registry import CheckResult, check
+from harness.guest.session import Guest
+from harness.kernel.model import Kernel
+
+DMESG_PROBLEMS = re.compile(r"WARNING:|BUG:|Oops|Call Trace")
+
+
+def dmesg_problems(dmesg: str) -> list[str]:
+    return [line for line in dmesg.splitlines() if DMESG_PROBLEMS.search(line)]
+
+
+@check("dmesg_clean", "the kernel log has no WARNING, BUG, Oops or Call Trace, after all "
+       "other checks")
+def dmesg_clean(guest: Guest, kernel: Kernel) -> CheckResult:
+    bad = dmesg_problems(guest.run("dmesg").output)
+    if bad:
+        return CheckResult("dmesg_clean", False, f"{len(bad)} problem line(s) in dmesg",
+                           "\n".join(bad[:20]))
+    return CheckResult("dmesg_clean", True, "no WARNING, BUG, Oops or Call Trace")
+
+
