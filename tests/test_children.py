@@ -1,0 +1,169 @@
+"""No child outlives the harness, and a bisect never blames a commit for a harness error.
+
+A slow fake `make` first on PATH stands in for a kernel build: it starts a grandchild (the
+"compiler job") and waits, as make does. ltoboot gets SIGINT or SIGTERM meanwhile; afterwards
+neither the fake make nor its job may be left, and a bisected tree must be back as it was.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+SIGNALS = {"SIGINT": signal.SIGINT, "SIGTERM": signal.SIGTERM}
+
+
+def _default_sigint() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_DFL)  # a background shell may have ignored it
+
+
+def _wait_for(predicate: Callable[[], bool], seconds: float) -> bool:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.1)
+    return predicate()
+
+
+def _running(pattern: str) -> list[str]:
+    got = subprocess.run(["pgrep", "-af", pattern], capture_output=True, text=True)
+    return [line for line in got.stdout.splitlines() if "pgrep" not in line]
+
+
+class SlowMake:
+    """A `make` that says it started, starts a job that would run for minutes, and waits."""
+
+    def __init__(self, tmp: Path) -> None:
+        self.seconds = random.randint(4000, 9000)  # the job's argv is unique to this test
+        self.started = tmp / "make-started"
+        self.bin = tmp / "bin"
+        self.bin.mkdir()
+        make = self.bin / "make"
+        make.write_text(f"#!/bin/sh\necho $$ >> {self.started}\nsleep {self.seconds} &\nwait\n")
+        make.chmod(0o755)
+
+    def left(self) -> list[str]:
+        return _running(f"sleep {self.seconds}")
+
+    def env(self, tmp: Path) -> dict[str, str]:
+        return {**os.environ, "PATH": f"{self.bin}:{os.environ['PATH']}",
+                "LTOBOOT_CACHE": str(tmp / "cache")}
+
+
+def fake_tree(path: Path, git: bool = False) -> Path:
+    path.mkdir()
+    (path / "Makefile").write_text("VERSION = 6\nPATCHLEVEL = 1\nSUBLEVEL = 0\n")
+    (path / "Kconfig").write_text("")
+    if git:
+        def g(*args: str) -> None:
+            subprocess.run(["git", "-C", str(path), *args], check=True, capture_output=True)
+        g("init", "-q", "-b", "main")
+        g("config", "user.email", "t@example.org")
+        g("config", "user.name", "T")
+        for i in range(4):
+            (path / "NOTES").write_text(f"{i}\n")
+            g("add", "-A")
+            g("commit", "-q", "-m", f"c{i}")
+    return path
+
+
+def ltoboot(argv: list[str], env: dict[str, str]) -> subprocess.Popen[str]:
+    return subprocess.Popen([sys.executable, "-m", "harness.cli", *argv], env=env, text=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            preexec_fn=_default_sigint)
+
+
+@pytest.mark.parametrize("sig", SIGNALS)
+def test_no_build_job_outlives_ltoboot_run(sig: str, tmp_path: Path) -> None:
+    make = SlowMake(tmp_path)
+    run = ltoboot(["run", "--arch", "x86_64", "--kernel-src", str(fake_tree(tmp_path / "linux"))],
+                  make.env(tmp_path))
+    try:
+        assert _wait_for(make.started.exists, 60), "the fake make never started"
+        assert _wait_for(lambda: bool(make.left()), 10)
+        run.send_signal(SIGNALS[sig])
+        out, _ = run.communicate(timeout=30)
+    finally:
+        run.kill()
+    assert run.returncode == 130 and "ltoboot: interrupted" in out, out
+    assert "Traceback" not in out
+    assert _wait_for(lambda: not make.left(), 3), make.left()
+    assert not _running(f"{make.bin}/make")
+
+
+@pytest.mark.parametrize("sig", SIGNALS)
+def test_bisect_ends_its_steps_before_it_resets_the_tree(sig: str, tmp_path: Path) -> None:
+    make = SlowMake(tmp_path)
+    tree = fake_tree(tmp_path / "linux", git=True)
+    head = subprocess.run(["git", "-C", str(tree), "rev-parse", "HEAD"], capture_output=True,
+                          text=True, check=True).stdout.strip()
+    run = ltoboot(["bisect", "--good", "HEAD~3", "--bad", "HEAD", "--kernel-src", str(tree)],
+                  make.env(tmp_path))
+    try:
+        assert _wait_for(make.started.exists, 60), "no bisect step reached make"
+        assert _wait_for(lambda: bool(make.left()), 10)
+        run.send_signal(SIGNALS[sig])
+        out, _ = run.communicate(timeout=60)
+    finally:
+        run.kill()
+    assert run.returncode == 130 and "Traceback" not in out, out
+    assert _wait_for(lambda: not make.left(), 3), make.left()
+    assert not _running(f"bisect-step.*{tree}") and not _running(f"git -C {tree} bisect")
+    git_dir = tree / ".git"
+    assert not any((git_dir / n).exists() for n in ("BISECT_LOG", "BISECT_RUN", "BISECT_START"))
+    now = subprocess.run(["git", "-C", str(tree), "rev-parse", "HEAD"], capture_output=True,
+                         text=True).stdout.strip()
+    branch = subprocess.run(["git", "-C", str(tree), "branch", "--show-current"],
+                            capture_output=True, text=True).stdout.strip()
+    assert (now, branch) == (head, "main")
+
+
+def test_a_step_that_meets_an_error_stops_the_bisect_and_blames_no_commit(
+        tmp_path: Path) -> None:
+    tree = fake_tree(tmp_path / "linux", git=True)
+    fragment = tmp_path / "bad.config"
+    fragment.write_bytes(b"CONFIG_X=y\n\xff\xfe not text\n")
+    env = {**os.environ, "LTOBOOT_CACHE": str(tmp_path / "cache")}
+    got = subprocess.run([sys.executable, "-m", "harness.cli", "bisect", "--good", "HEAD~3",
+                          "--bad", "HEAD", "--kernel-src", str(tree), "--fragment", str(fragment)],
+                         env=env, capture_output=True, text=True, timeout=300)
+    assert got.returncode == 2, got.stdout + got.stderr
+    assert "first bad commit" not in got.stdout + got.stderr
+    assert "git bisect run stopped without a verdict" in got.stderr
+    assert "is not text (UTF-8)" in got.stderr and "Traceback" not in got.stderr
+    assert not (tree / ".git" / "BISECT_LOG").exists()
+
+
+def test_swapped_good_and_bad_is_one_clear_line(tmp_path: Path) -> None:
+    tree = fake_tree(tmp_path / "linux", git=True)
+    env = {**os.environ, "LTOBOOT_CACHE": str(tmp_path / "cache")}
+    got = subprocess.run([sys.executable, "-m", "harness.cli", "bisect", "--good", "HEAD",
+                          "--bad", "HEAD~3", "--kernel-src", str(tree)],
+                         env=env, capture_output=True, text=True, timeout=60)
+    assert got.returncode == 2 and "are they swapped?" in got.stderr, got.stderr
+    assert "Traceback" not in got.stderr and len(got.stderr.splitlines()) == 1
+
+
+def test_the_in_progress_guard_sees_a_worktree(tmp_path: Path) -> None:
+    tree = fake_tree(tmp_path / "linux", git=True)
+    wt = tmp_path / "wt"
+    subprocess.run(["git", "-C", str(tree), "worktree", "add", "-q", str(wt), "HEAD~1"],
+                   check=True, capture_output=True)
+    subprocess.run(["git", "-C", str(wt), "bisect", "start", "HEAD", "HEAD~2"], check=True,
+                   capture_output=True)
+    env = {**os.environ, "LTOBOOT_CACHE": str(tmp_path / "cache")}
+    got = subprocess.run([sys.executable, "-m", "harness.cli", "bisect", "--good", "HEAD~2",
+                          "--bad", "HEAD", "--kernel-src", str(wt)],
+                         env=env, capture_output=True, text=True, timeout=60)
+    assert got.returncode == 2 and "already bisecting" in got.stderr, got.stderr
+    log = subprocess.run(["git", "-C", str(wt), "bisect", "log"], capture_output=True, text=True)
+    assert log.returncode == 0 and "git bisect start" in log.stdout  # not discarded
