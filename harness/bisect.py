@@ -136,6 +136,7 @@ def step(spec: BuildSpec, accel: str, runs: int, only: Sequence[str], log_dir: P
     started = time.monotonic()
     step_dir = log_dir / f"{time.strftime('%H%M%S')}-{commit[:12]}"
     step_dir.mkdir(parents=True, exist_ok=True)
+    say(f"bisect step {commit[:12]} ({result.subject}): testing; logs: {step_dir}")
     try:
         p = plan(spec)
         if not p.src.git:
@@ -189,6 +190,9 @@ def _git_path(tree: Path, name: str) -> Path:
     return (tree / git(tree, "rev-parse", "--git-path", name)).resolve()
 
 
+_SHOWN = ("ltoboot: bisect step", "ltoboot: building", "ltoboot: built")
+
+
 def _bisect_run(tree: Path, argv: Sequence[str], log: Path) -> str:
     """`git bisect run argv`, its output kept in `log` and its step lines shown as they come.
     Whatever way this ends, git, the step and the step's make are gone when it returns."""
@@ -200,7 +204,7 @@ def _bisect_run(tree: Path, argv: Sequence[str], log: Path) -> str:
             f.write(line)
             f.flush()
             out.append(line)
-            if line.startswith("ltoboot: bisect step"):
+            if line.startswith(_SHOWN):  # the step's progress: what it does, what it found
                 say(line.removeprefix("ltoboot: ").rstrip())
         p.wait()
     return "".join(out)

@@ -6,9 +6,9 @@ import time
 
 import pytest
 
-from harness.checks import lto_config_as, proc_version
+from harness.checks import CHECKS, lto_config_as, proc_version, run_check
 from harness.errors import KernelFailure
-from harness.guest import boot
+from harness.guest import boot, modules
 from harness.pytest_plugin.fixtures import Guests, Kernels
 
 pytestmark = pytest.mark.boot
@@ -44,3 +44,18 @@ def test_panic_is_classified_with_excerpt_and_log(kernels: Kernels, primary_arch
     assert f"console log: {e.value.log}" in str(e.value)
     # reported when it happens (panic=-1 ends QEMU), not at the boot timeout
     assert elapsed < boot.BOOT_TIMEOUT, elapsed
+
+
+@pytest.mark.ltoboot_group()
+def test_a_warning_raised_after_boot_fails_dmesg_clean(kernels: Kernels, guests: Guests,
+                                                       primary_arch: str) -> None:
+    assert list(CHECKS)[-1] == "dmesg_clean"  # judged after what every other check did
+    kernel = kernels.get(arch=primary_arch)
+    guest = guests.boot(kernel, label=f"{kernel.label}-warn")
+    assert run_check("dmesg_clean", guest, kernel).passed  # a clean boot is clean
+    loaded = guest.run(f"insmod {modules.GUEST_DIR}/{modules.PROBE} warn=1 && "
+                       "rmmod ltoboot_probe")
+    assert loaded.ok, loaded.output
+    after = run_check("dmesg_clean", guest, kernel)
+    assert not after.passed, after.summary
+    assert "WARNING:" in after.evidence and "[ltoboot_probe]" in after.evidence

@@ -125,3 +125,24 @@ def test_tar_that_fails_to_unpack_the_source(tmp_path: Path) -> None:
         tar.addfile(info, io.BytesIO(data))
     got = ltoboot(tmp_path, "tar", "run", "--arch", "x86_64", "--kernel-src", str(tarball))
     one_clear_line(got, 2, "tar -xf", "failed (exit 3)")
+
+
+def bad_input(tmp: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "LTOBOOT_CACHE": str(tmp / "cache"), "HOME": str(tmp)}
+    return subprocess.run([sys.executable, "-m", "harness.cli", *args], cwd=tmp, env=env,
+                          capture_output=True, text=True, timeout=300)
+
+
+def test_a_truncated_config_gz_is_bad_input(tmp_path: Path) -> None:
+    image = prebuilt(tmp_path, "x86_64")
+    (image.parent / "config").unlink()
+    (image.parent / "config.gz").write_bytes(gzip.compress(THIN.encode() * 50)[:40])
+    one_clear_line(bad_input(tmp_path, "run", "--kernel", str(image)), 2, "config.gz",
+                   "does not decompress")
+
+
+def test_a_kernel_src_file_that_is_no_tarball_is_bad_input(tmp_path: Path) -> None:
+    notes = tmp_path / "notes.txt"
+    notes.write_text("not a kernel\n")
+    one_clear_line(bad_input(tmp_path, "run", "--arch", "x86_64", "--kernel-src", str(notes)),
+                   2, "unpacking notes.txt", "tar -xf")

@@ -3,7 +3,8 @@
  * ltoboot_probe: exports a symbol (MODVERSIONS: another module's CRC for it must match),
  * keeps objects in .data, .rodata and .bss (LTO builds must merge their split sections), and
  * with lookup=NAME registers a kprobe on NAME to show that a ThinLTO-promoted static function
- * (NAME.llvm.<hash> in kallsyms) can be found by its plain name.
+ * (NAME.llvm.<hash> in kallsyms) can be found by its plain name. With warn=1 it WARNs, so
+ * that a kernel warning raised after boot, while a check runs, is shown to be reported.
  */
 #include <linux/kprobes.h>
 #include <linux/module.h>
@@ -12,6 +13,8 @@ static int value = 42;			/* .data: a writable parameter cannot be folded */
 module_param(value, int, 0644);
 static char *lookup;
 module_param(lookup, charp, 0);
+static bool warn;
+module_param(warn, bool, 0);
 static int loads;			/* .bss */
 static const char banner[] = "ltoboot_probe";	/* .rodata */
 
@@ -25,6 +28,7 @@ static int __init ltoboot_probe_init(void)
 {
 	loads++;
 	pr_info("%s: loaded (%d), value %d\n", banner, loads, ltoboot_probe_value());
+	WARN(warn, "%s: a warning on purpose\n", banner);
 	if (lookup) {
 #ifdef CONFIG_KPROBES
 		struct kprobe kp = { .symbol_name = lookup };

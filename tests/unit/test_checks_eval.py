@@ -51,3 +51,23 @@ def test_dmesg_and_modules() -> None:
     mods = "test_module 16384 0 - Live 0x0000000000000000\n"
     assert checks.module_listed(mods, "test_module")
     assert not checks.module_listed(mods, "test")
+
+
+def test_a_check_meeting_unexpected_output_fails_with_evidence() -> None:
+    from pathlib import Path
+    from typing import Any
+
+    from harness.checks import registry
+
+    def confused(guest: Any, kernel: Any) -> registry.CheckResult:
+        return registry.CheckResult("x", int("grep: /proc/kallsyms: No such file") > 0, "")
+
+    registry.CHECKS["confused"] = registry.Check("confused", "for this test", confused)
+    try:
+        r = registry.run_check("confused", None, None)  # type: ignore[arg-type]
+    finally:
+        del registry.CHECKS["confused"]
+    assert not r.passed and not r.skipped
+    assert r.summary.startswith("unexpected answer from the guest: ValueError")
+    assert "No such file" in r.summary and "Traceback" in r.evidence
+    assert Path(__file__).name in r.evidence
