@@ -14,10 +14,11 @@ from collections.abc import Sequence
 from pathlib import Path
 from types import FrameType
 
-from harness import bisect, cache, checks, pipeline, proc
+from harness import bisect, cache, checks, matrix, pipeline, proc
 from harness.arch import PREFERRED
 from harness.errors import BuildError, InfraError, KernelFailure, LtobootError, UsageError
-from harness.kernel.model import BuildSpec
+from harness.kernel.model import BuildSpec, lto_mode
+from harness.kernel.source import DEFAULT_TARBALL
 from harness.options import KERNEL_OPTIONS, kernel_specs, split_arches
 from harness.reports.tested_by import facts_for_tested_by, render_tested_by
 from harness.reports.text import render
@@ -49,6 +50,35 @@ def cmd_run(args: argparse.Namespace) -> int:
     print(f"ltoboot: {'all passed' if ok else 'FAILED'}: "
           + ", ".join(f"{r.label} {'ok' if r.passed else 'failed'}" for r in reports))
     return EXIT_OK if ok else EXIT_FAILED
+
+
+def _list(value: str, what: str) -> list[str]:
+    items = [v.strip() for v in value.split(",") if v.strip()]
+    if not items:
+        raise UsageError(f"{what} needs at least one value")
+    return list(dict.fromkeys(items))
+
+
+def cmd_matrix(args: argparse.Namespace) -> int:
+    names = pipeline.check_names(args.check)
+    ltos = _list(args.lto, "--lto")
+    for m in ltos:
+        lto_mode(m)
+    todo = matrix.cells(args.kernel_src or [str(DEFAULT_TARBALL)], _list(args.llvm, "--llvm"),
+                        split_arches(args.arch), ltos)
+
+    def done(cell: matrix.Cell) -> None:
+        print("  ".join(matrix.row(cell)), flush=True)
+
+    print("  ".join(matrix.HEADER), flush=True)
+    cells = matrix.run(todo, args.accel, names, done)
+    print("\n" + matrix.table(cells), flush=True)
+    if args.json:
+        Path(args.json).write_text(json.dumps(matrix.as_json(cells), indent=2) + "\n")
+        print(f"ltoboot: matrix as JSON: {args.json}")
+    if any(c.status in ("failed", "build failed", "boot failed") for c in cells):
+        return EXIT_FAILED
+    return EXIT_USAGE if any(c.status == "error" for c in cells) else EXIT_OK
 
 
 def git_identity(key: str) -> str:
@@ -145,6 +175,19 @@ def parser() -> argparse.ArgumentParser:
                         "commit: 0 good, 1 bad, 125 skip (does not build)")
     add_bisect_options(st)
     st.set_defaults(func=cmd_bisect_step)
+    mx = sub.add_parser("matrix", help="build, boot and check every combination of kernel "
+                        "source, clang, arch and LTO mode; print a table (and JSON)")
+    mx.add_argument("--kernel-src", action="append", default=[], metavar="PATH",
+                    help="kernel source tree or tarball, repeatable (default: Debian's 6.1)")
+    mx.add_argument("--llvm", default="19", metavar="N,N", help="clang versions (default: 19)")
+    mx.add_argument("--arch", default=None, help="architectures (default: all)")
+    mx.add_argument("--lto", default="thin", metavar="MODE,MODE",
+                    help="LTO modes: thin, full, none (default: thin)")
+    mx.add_argument("--accel", default="auto", choices=("auto", "kvm", "tcg"))
+    mx.add_argument("--check", action="append", default=[], metavar="NAME",
+                    help="run only these checks (repeatable)")
+    mx.add_argument("--json", metavar="FILE", help="also write the cells as JSON")
+    mx.set_defaults(func=cmd_matrix)
     bi = sub.add_parser("bisect", help="bisect a kernel git tree between --good and --bad "
                         "with bisect-step; report the first bad commit")
     add_bisect_options(bi)

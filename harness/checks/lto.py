@@ -56,7 +56,33 @@ def promoted_functions(system_map: str) -> list[tuple[str, str]]:
     return [(p, full) for p, full in found if plain[p] == 1]
 
 
-@check("llvm_symbols", "ThinLTO: kallsyms has .llvm.<hash> names, found by their plain names")
+# Linux 6.11 ("kallsyms: Match symbols exactly with CONFIG_LTO_CLANG") stopped stripping
+# .llvm.<hash> before comparing names: before, a ThinLTO-promoted static function was found by
+# its C name; since, only by its full name. The one place that knows which side a kernel is on.
+KALLSYMS_EXACT_SINCE = (6, 11)
+
+
+def kallsyms_exact(release: str) -> bool | None:
+    """True when kallsyms of this kernel release matches names exactly; None when unknown."""
+    m = re.match(r"(\d+)\.(\d+)", release)
+    return None if m is None else (int(m.group(1)), int(m.group(2))) >= KALLSYMS_EXACT_SINCE
+
+
+def kprobe(guest: Guest, symbol: str) -> int | None:
+    """Where a kprobe on `symbol` (registered by our probe module) lands, None if it fails."""
+    r = guest.run(f"insmod {modules.GUEST_DIR}/{modules.PROBE} lookup={symbol} && "
+                  f"rmmod ltoboot_probe; dmesg | grep -F 'kprobe {symbol} at' | tail -1")
+    got = re.search(r"at ([0-9a-f]+)$", r.output.strip())
+    return int(got.group(1), 16) if got else None
+
+
+def kallsyms_address(guest: Guest, symbol: str) -> int | None:
+    out = guest.run(f"grep -F ' {symbol}' /proc/kallsyms").output.split()
+    return int(out[0], 16) if out and re.fullmatch(r"[0-9a-f]+", out[0]) else None
+
+
+@check("llvm_symbols", "ThinLTO: kallsyms has .llvm.<hash> names, and a kprobe finds them by "
+       "the name their kernel looks them up by (the C name before 6.11, the full one since)")
 def llvm_symbols(guest: Guest, kernel: Kernel) -> CheckResult:
     name = "llvm_symbols"
     r = guest.run("grep -c '[.]llvm[.]' /proc/kallsyms")
@@ -69,22 +95,34 @@ def llvm_symbols(guest: Guest, kernel: Kernel) -> CheckResult:
     if count == 0:
         return CheckResult(name, False, "no .llvm.<hash> names in /proc/kallsyms of a ThinLTO "
                            "kernel")
+    exact = kallsyms_exact(kernel.release)
     if kernel.system_map is None or not Path(kernel.system_map).is_file():
-        return CheckResult(name, True, f"{count} .llvm.<hash> names (no System.map: lookup by "
-                           "plain name not checked)")
+        return CheckResult(name, True, f"{count} .llvm.<hash> names (no System.map: lookup "
+                           "not checked)")
     if kernel.build_dir is None:
-        return CheckResult(name, True, f"{count} .llvm.<hash> names (lookup by plain name not "
-                           "checked: our kprobe module needs the kernel's build directory)")
+        return CheckResult(name, True, f"{count} .llvm.<hash> names (lookup not checked: our "
+                           "kprobe module needs the kernel's build directory)")
+    if exact is None:
+        return CheckResult(name, True, f"{count} .llvm.<hash> names (lookup not checked: "
+                           f"release {kernel.release!r} does not say which kallsyms it has)")
     modules.probe_modules(kernel)  # the guest's copy of ltoboot_probe.ko comes from here
+    by = "full" if exact else "plain"
     tried = []
     for plain, full in promoted_functions(kernel.system_map.read_text())[:8]:
-        addr = guest.run(f"grep ' {full}$' /proc/kallsyms").output.split(" ")[0]
-        r = guest.run(f"insmod {modules.GUEST_DIR}/{modules.PROBE} lookup={plain} && "
-                      f"rmmod ltoboot_probe; dmesg | grep 'kprobe {plain} at' | tail -1")
-        got = re.search(r"at ([0-9a-f]+)$", r.output.strip())
-        if got and int(got.group(1), 16) == int(addr, 16):
-            return CheckResult(name, True, f"{count} .llvm.<hash> names; kprobe on {plain} "
-                               f"found {full} at {got.group(1)}", r.output.strip())
-        tried.append(f"{plain}: {r.output.strip() or 'not found'} (kallsyms {addr})")
+        addr = kallsyms_address(guest, full)
+        got = kprobe(guest, full if exact else plain)
+        if addr is not None and got == addr:
+            summary = f"{count} .llvm.<hash> names; kprobe on {full if exact else plain} " \
+                f"found {full} at {addr:x}"
+            if exact:  # say, not judge, what the C name finds: a backport may keep stripping
+                plain_at = kprobe(guest, plain)
+                summary += " (Linux >= 6.11 matches exactly; the C name " + (
+                    "is not found)" if plain_at is None else f"is found too, at {plain_at:x})")
+            return CheckResult(name, True, summary)
+        tried.append(f"{full if exact else plain}: kprobe "
+                     + (f"at {got:x}" if got is not None else "failed")
+                     + f" (kallsyms: {full} at " + (f"{addr:x})" if addr else "?)"))
     return CheckResult(name, False, f"{count} .llvm.<hash> names, but none could be found by "
-                       "its plain name", "\n".join(tried))
+                       f"its {by} name (kallsyms of Linux {kernel.release} "
+                       + ("matches exactly)" if exact else "strips .llvm.<hash>)"),
+                       "\n".join(tried))

@@ -6,8 +6,10 @@ import traceback
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
+from harness import needs
 from harness.errors import KernelFailure, LtobootError, NotApplicable
 from harness.guest.session import Guest
+from harness.kernel import kconfig
 from harness.kernel.model import Kernel
 
 
@@ -40,8 +42,31 @@ def check(name: str, description: str) -> Callable[[Callable[[Guest, Kernel], Ch
     return register
 
 
+_CONFIGS: dict[str, dict[str, str]] = {}
+
+
+def kernel_config(kernel: Kernel) -> dict[str, str]:
+    """The kernel's .config, parsed once per kernel."""
+    if kernel.key not in _CONFIGS:
+        _CONFIGS[kernel.key] = kconfig.parse(kernel.config.read_text(errors="replace"))
+    return _CONFIGS[kernel.key]
+
+
+def why_skip(name: str, kernel: Kernel) -> str | None:
+    """Why check `name` cannot run on `kernel` (what it needs, harness/needs.py), or None."""
+    wants = needs.CHECKS.get(name)
+    if wants is None or not (wants.kconfig or wants.build_dir):
+        return None
+    return needs.unmet(name, kernel_config(kernel), kernel.llvm_major, kernel.compiler,
+                       kernel.build_dir is not None)
+
+
 def run_check(name: str, guest: Guest, kernel: Kernel) -> CheckResult:
-    """Run one check; a kernel failure during it is that check's failure (and breaks the guest)."""
+    """Run one check; a kernel failure during it is that check's failure (and breaks the guest).
+    A check the kernel lacks what for is SKIP, with the reason, and is not run."""
+    reason = why_skip(name, kernel)
+    if reason is not None:
+        return CheckResult(name, True, f"skipped: {reason}", skipped=True)
     try:
         return CHECKS[name].run(guest, kernel)
     except KernelFailure as e:

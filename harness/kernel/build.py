@@ -8,7 +8,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from harness import cache
+from harness import cache, needs
 from harness.arch import get_arch
 from harness.errors import BuildError, UsageError
 from harness.kernel import kbuild, kconfig, source, toolchain
@@ -96,6 +96,7 @@ class Plan:
     tc: toolchain.Toolchain
     wanted: dict[str, str]
     key: str
+    left_out: dict[str, str]  # checks whose options this toolchain cannot give, and why
 
 
 def plan(spec: BuildSpec) -> Plan:
@@ -113,17 +114,20 @@ def plan(spec: BuildSpec) -> Plan:
     tc = toolchain.detect(spec.llvm)
     toolchain.require(toolchain.BUILD_TOOLS)
     src = source.resolve(spec.kernel_src)
-    wanted = kconfig.wanted_options(arch.fragment, spec.lto, extra)
+    options, left_out = needs.build_options(tc.major, tc.clang_version)
+    wanted = kconfig.wanted_options(arch.fragment, spec.lto, extra, options)
     key = cache.content_key({
         "recipe": RECIPE, "source": src.identity, "config": wanted, "clang": tc.clang_version,
         "lld": tc.lld_version, "arch": arch.name, "lto": spec.lto,
     })
-    return Plan(spec, src, tc, wanted, key)
+    return Plan(spec, src, tc, wanted, key, left_out)
 
 
 def build_kernel(spec: BuildSpec) -> Kernel:
     """The kernel for `spec`, built at most once per machine (a cache hit costs milliseconds)."""
     p = plan(spec)
+    for check, why in p.left_out.items():
+        say(f"{spec.label}: not asking for what check {check} needs: {why} (it will SKIP)")
     root = cache.cache_root()
     entry = cache.publish(entry_dir(p.src, spec.label, p.key, root),
                           lambda tmp: _do_build(tmp, spec, p.src, p.tc, p.wanted, p.key, root))

@@ -6,7 +6,7 @@ import re
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 
-from harness import resources
+from harness import needs, resources
 from harness.kernel.model import lto_mode
 
 _SET = re.compile(r"^CONFIG_([A-Za-z0-9_]+)=(.*)$")
@@ -63,9 +63,13 @@ def not_stuck(wanted: Mapping[str, str], actual: Mapping[str, str]) -> list[str]
     return problems
 
 
-def wanted_options(arch_fragment: str, lto: str, extra: Iterable[Path] = ()) -> dict[str, str]:
-    """Our fragments, the LTO mode's option, then the user's fragments (which win)."""
-    texts = [(CONFIG_DIR / "base.config").read_text(), (CONFIG_DIR / arch_fragment).read_text()]
-    texts.append(render(lto_mode(lto).request))
+def wanted_options(arch_fragment: str, lto: str, extra: Iterable[Path] = (),
+                   checks: Mapping[str, str] | None = None) -> dict[str, str]:
+    """Our fragments, what the checks need (`checks`; default: every check's, whatever the
+    toolchain), the LTO mode's option, then the user's fragments (which win)."""
+    if checks is None:
+        checks = needs.build_options(clang_major=10**6, clang="any")[0]
+    texts = [(CONFIG_DIR / "base.config").read_text(), (CONFIG_DIR / arch_fragment).read_text(),
+             render(checks), render(lto_mode(lto).request)]
     texts.extend(p.read_text() for p in extra)
     return merge(texts)

@@ -102,11 +102,18 @@ BASE_PACKAGES = ("busybox-static", "flex", "bison", "bc", "libelf-dev", "libssl-
                  "kmod", "make", "libc6-dev", "xz-utils", "git", "perl")
 
 
+# What the test suite checks beyond the default (tests/test_support_matrix.py): Debian's other
+# kernel source and Debian 12's default clang, the oldest of the matrix.
+TEST_SOURCE_PACKAGES = ("linux-source-6.12",)
+TEST_LLVM = ("14",)
+
+
 def debian_packages(llvm: str = DEFAULT_LLVM) -> list[str]:
-    """Every Debian package ltoboot needs on a host, QEMU for each arch of the table included."""
+    """Every Debian package ltoboot and its tests need on a host, QEMU for each arch of the
+    table included."""
     qemu = sorted({a.qemu_package for a in ARCHES.values()})
-    tools = sorted({pkg for _, pkg in llvm_tools(llvm)})
-    return [*qemu, *tools, DEFAULT_SOURCE_PACKAGE, *BASE_PACKAGES]
+    tools = sorted({pkg for v in (llvm, *TEST_LLVM) for _, pkg in llvm_tools(v)})
+    return [*qemu, *tools, DEFAULT_SOURCE_PACKAGE, *TEST_SOURCE_PACKAGES, *BASE_PACKAGES]
 
 
 def foreign_deb_arches(host_machine: str) -> list[str]:

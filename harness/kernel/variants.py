@@ -69,6 +69,19 @@ def kallsyms_unstripped(tree: Path) -> None:
                     'res = NULL; /* ltoboot */')
 
 
+def kallsyms_inexact(tree: Path) -> None:
+    # Linux >= 6.11 looks names up exactly; this one compares each name with its .llvm.<hash>
+    # cut off, as a botched backport of the old stripping would: the full name of a promoted
+    # static function is then never found (kprobes on it fail)
+    replace_in_copy(tree / "kernel/kallsyms.c",
+                    "\t\tkallsyms_expand_symbol(off, namebuf, ARRAY_SIZE(namebuf));\n"
+                    "\t\tret = strcmp(name, namebuf);",
+                    "\t\tkallsyms_expand_symbol(off, namebuf, ARRAY_SIZE(namebuf));\n"
+                    "\t\tif (strstr(namebuf, \".llvm.\")) /* ltoboot */\n"
+                    "\t\t\t*strstr(namebuf, \".llvm.\") = 0;\n"
+                    "\t\tret = strcmp(name, namebuf);", count=1)
+
+
 @dataclass(frozen=True)
 class Variant:
     name: str
@@ -87,7 +100,9 @@ VARIANTS: dict[str, Variant] = {v.name: v for v in (
     Variant("versions-unchecked", "the module loader ignores a CRC mismatch",
             patch=versions_unchecked),
     Variant("kallsyms-unstripped", "kallsyms keeps .llvm.<hash> suffixes when looking up "
-            "names", patch=kallsyms_unstripped),
+            "names (Linux < 6.11, which strips them)", patch=kallsyms_unstripped),
+    Variant("kallsyms-inexact", "kallsyms compares names without their .llvm.<hash> (Linux "
+            ">= 6.11, which matches exactly)", patch=kallsyms_inexact),
     Variant("cfi-permissive", "CFI violations are reported but not stopped",
             config={"CFI_PERMISSIVE": "y"}),
 )}

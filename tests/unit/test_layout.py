@@ -12,12 +12,12 @@ ROOT = Path(harness.__file__).parent
 # Pipeline order; a module may import its own stage or an earlier one, never a later one.
 STAGES: tuple[tuple[str, ...], ...] = (
     ("harness", "harness.errors", "harness.progress", "harness.proc", "harness.arch",
-     "harness.elf", "harness.resources", "harness.cache"),
+     "harness.elf", "harness.resources", "harness.cache", "harness.needs"),
     ("harness.kernel",),
     ("harness.guest",),
     ("harness.checks",),
     ("harness.reports",),
-    ("harness.pipeline", "harness.bisect", "harness.options"),
+    ("harness.pipeline", "harness.bisect", "harness.options", "harness.matrix"),
     ("harness.cli", "harness.pytest_plugin"),
 )
 

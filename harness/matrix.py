@@ -1,0 +1,103 @@
+"""The support matrix: kernel sources x clang x arch x LTO mode, each cell built once (through
+the cache), booted and checked; a table of pass/fail/skip counts and build and boot times."""
+
+from __future__ import annotations
+
+import itertools
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+
+from harness import pipeline
+from harness.errors import InfraError, UsageError
+from harness.kernel.model import BuildSpec
+from harness.progress import duration, say
+from harness.reports.text import KernelReport
+
+
+@dataclass
+class Cell:
+    kernel_src: str
+    llvm: str
+    arch: str
+    lto: str
+    release: str = ""
+    compiler: str = ""
+    status: str = ""  # passed, failed, build failed, boot failed, error
+    passed: int = 0
+    failed: int = 0
+    skipped: int = 0
+    build_seconds: float | None = None  # the build's own time (also when the cache had it)
+    boot_seconds: float | None = None
+    seconds: float = 0.0  # this run's wall time for the cell
+    failures: list[str] = field(default_factory=list)  # "check: summary" or the error
+    skips: list[str] = field(default_factory=list)  # "check: reason"
+
+
+def cells(kernel_srcs: Sequence[str], llvms: Sequence[str], arches: Sequence[str],
+          ltos: Sequence[str]) -> list[Cell]:
+    return [Cell(k, v, a, m) for k, v, a, m in itertools.product(kernel_srcs, llvms, arches,
+                                                                 ltos)]
+
+
+def _fill(cell: Cell, rep: KernelReport) -> None:
+    if rep.kernel is not None:
+        cell.release, cell.compiler = rep.kernel.release, rep.kernel.compiler
+        cell.build_seconds = rep.kernel.build_seconds
+    cell.boot_seconds = rep.boot_seconds
+    if rep.error:
+        cell.status = rep.error.split(":")[0]  # "build failed" / "boot failed"
+        cell.failures = [rep.error.splitlines()[0]]
+        return
+    cell.passed = sum(r.passed and not r.skipped for r in rep.results)
+    cell.failed = sum(not r.passed for r in rep.results)
+    cell.skipped = sum(r.skipped for r in rep.results)
+    cell.failures = [f"{r.name}: {r.summary}" for r in rep.results if not r.passed]
+    cell.skips = [f"{r.name}: {r.summary.removeprefix('skipped: ')}" for r in rep.results
+                  if r.skipped]
+    cell.status = "passed" if rep.passed else "failed"
+
+
+def run(todo: list[Cell], accel: str, names: Sequence[str] | None,
+        done: Callable[[Cell], None] = lambda c: None) -> list[Cell]:
+    """Build, boot and check every cell in turn; an error in one cell (a toolchain that is not
+    installed) is that cell's, and the others still run."""
+    for i, cell in enumerate(todo, 1):
+        say(f"matrix cell {i}/{len(todo)}: {cell.kernel_src} clang {cell.llvm} {cell.arch} "
+            f"{cell.lto}")
+        started = time.monotonic()
+        spec = BuildSpec(arch=cell.arch, lto=cell.lto, llvm=cell.llvm,
+                         kernel_src=cell.kernel_src)
+        try:
+            _fill(cell, pipeline.check_kernel(spec, accel, names))
+        except (UsageError, InfraError) as e:
+            cell.status, cell.failures = "error", [str(e).splitlines()[0]]
+        cell.seconds = round(time.monotonic() - started, 1)
+        done(cell)
+    return todo
+
+
+HEADER = ("kernel", "clang", "arch", "lto", "status", "pass", "fail", "skip", "build", "boot")
+
+
+def row(c: Cell) -> tuple[str, ...]:
+    kernel = c.release or c.kernel_src.rsplit("/", 1)[-1]
+    clang = c.compiler.split("version ")[-1].split()[0] if c.compiler else c.llvm
+    return (kernel, clang, c.arch, c.lto, c.status, str(c.passed), str(c.failed),
+            str(c.skipped), duration(c.build_seconds) if c.build_seconds else "-",
+            f"{c.boot_seconds:.1f}s" if c.boot_seconds else "-")
+
+
+def table(done: list[Cell]) -> str:
+    rows = [HEADER, *(row(c) for c in done)]
+    widths = [max(len(r[i]) for r in rows) for i in range(len(HEADER))]
+    lines = ["  ".join(v.ljust(w) for v, w in zip(r, widths, strict=True)).rstrip()
+             for r in rows]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    notes = [f"  {row(c)[0]} clang {row(c)[1]} {c.arch} {c.lto}: {why}"
+             for c in done for why in [*c.failures, *(f"SKIP {s}" for s in c.skips)]]
+    return "\n".join(lines + (["", "notes:", *notes] if notes else []))
+
+
+def as_json(done: list[Cell]) -> list[dict[str, object]]:
+    return [asdict(c) for c in done]

@@ -1,0 +1,78 @@
+"""What each check needs from a kernel, as data: one table that the builder reads to ask Kconfig
+for exactly what the toolchain can give, and that the checks read to say SKIP, with the reason,
+where a kernel lacks it (a prebuilt kernel without LKDTM, a clang 14 build without kCFI).
+
+Pure data and pure functions: the kernel stage and the checks both import it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True)
+class Needs:
+    kconfig: dict[str, str] = field(default_factory=dict)  # as .config says it (TEST_LKM=m)
+    min_clang: int | None = None  # the first clang that can build what kconfig asks for
+    feature: str = ""  # what min_clang is about, for the reason ("kCFI")
+    build_dir: bool = False  # our M= modules are built against the kernel's O= directory
+
+
+MODULES = {"MODULES": "y", "MODULE_UNLOAD": "y"}
+
+# Every check of harness/checks, by name. A check that is not here needs nothing special.
+CHECKS: dict[str, Needs] = {
+    "proc_version": Needs(),
+    "lto_config": Needs({"IKCONFIG": "y", "IKCONFIG_PROC": "y"}),
+    "test_module": Needs({**MODULES, "RUNTIME_TESTING_MENU": "y", "TEST_LKM": "m"}),
+    "lto_elf_note": Needs(),
+    "llvm_symbols": Needs({**MODULES, "KALLSYMS": "y", "KALLSYMS_ALL": "y", "KPROBES": "y"}),
+    "symvers_crcs": Needs({**MODULES, "MODVERSIONS": "y"}),
+    "probe_modules": Needs(dict(MODULES), build_dir=True),
+    "modversions": Needs({**MODULES, "MODVERSIONS": "y"}),
+    # kCFI (CONFIG_CFI_CLANG since Linux 6.1) needs clang's -fsanitize=kcfi: clang 16
+    "cfi": Needs({"DEBUG_FS": "y", "LKDTM": "y", "CFI_CLANG": "y"}, min_clang=16,
+                 feature="kCFI"),
+    "dmesg_clean": Needs(),
+}
+
+
+def toolchain_gap(needs: Needs, clang_major: int | None, clang: str) -> str | None:
+    """Why a kernel built by this clang cannot have what `needs` asks for, or None."""
+    if needs.min_clang is not None and clang_major is not None and \
+            clang_major < needs.min_clang:
+        return f"{needs.feature} needs clang >= {needs.min_clang}; built with {clang}"
+    return None
+
+
+def build_options(clang_major: int, clang: str, checks: Iterable[str] | None = None
+                  ) -> tuple[dict[str, str], dict[str, str]]:
+    """The Kconfig options a build asks for so that `checks` (all by default) can run, and the
+    checks left out with the reason (their options would need a newer toolchain)."""
+    options: dict[str, str] = {}
+    left_out: dict[str, str] = {}
+    for name in checks if checks is not None else CHECKS:
+        needs = CHECKS.get(name, Needs())
+        gap = toolchain_gap(needs, clang_major, clang)
+        if gap is not None:
+            left_out[name] = gap
+        else:
+            options.update(needs.kconfig)
+    return options, left_out
+
+
+def unmet(name: str, config: Mapping[str, str], clang_major: int | None, clang: str,
+          has_build_dir: bool) -> str | None:
+    """Why check `name` cannot run on a kernel with this config and toolchain, or None."""
+    needs = CHECKS.get(name, Needs())
+    missing = {k: v for k, v in needs.kconfig.items() if config.get(k, "n") != v}
+    if missing:
+        gap = toolchain_gap(needs, clang_major, clang)
+        if gap is not None:
+            return gap
+        shown = ", ".join(f"CONFIG_{k}={v}" for k, v in missing.items())
+        return f"needs {shown}, which this kernel's config does not have"
+    if needs.build_dir and not has_build_dir:
+        return "needs the kernel's build directory (give --kernel its kbuild O= directory)"
+    return None

@@ -1,0 +1,55 @@
+"""Beyond the default: Debian's Linux 6.12 with clang 19 and with clang 14, x86_64 ThinLTO.
+
+A correct kernel passes wherever it comes from; what a kernel cannot have (kCFI from clang 14)
+is SKIP with the reason, never FAIL; and the 6.12 side of llvm_symbols fails on a kernel broken
+the 6.12 way. The rest of the matrix is `ltoboot matrix`, run by hand (README).
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from harness.checks import run_check, run_checks
+from harness.kernel.variants import build_variant
+from harness.pytest_plugin.fixtures import Guests, Kernels
+from harness.reports.text import KernelReport, render
+
+LINUX_6_12 = "/usr/src/linux-source-6.12.tar.xz"
+
+pytestmark = pytest.mark.boot
+
+
+@pytest.mark.parametrize("llvm", [
+    pytest.param("19", marks=pytest.mark.xdist_group("x86_64-thin-6.12-clang19")),
+    pytest.param("14", marks=pytest.mark.xdist_group("x86_64-thin-6.12-clang14")),
+])
+def test_linux_6_12_passes_or_says_why_not(llvm: str, kernels: Kernels,
+                                           guests: Guests) -> None:
+    kernel = kernels.get(arch="x86_64", kernel_src=LINUX_6_12, llvm=llvm)
+    assert kernel.release.startswith("6.12."), kernel.release
+    guest = guests.get(kernel)
+    results = run_checks(guest, kernel)
+    text = render(KernelReport(kernel.label, kernel, results=results))
+    assert all(r.passed for r in results), text
+    by_name = {r.name: r for r in results}
+    assert "matches exactly" in by_name["llvm_symbols"].summary, text
+    skipped = {r.name for r in results if r.skipped}
+    if llvm == "14":
+        assert skipped == {"cfi"}, text
+        assert by_name["cfi"].summary == ("skipped: kCFI needs clang >= 16; built with "
+                                          f"{kernel.compiler}"), text
+        assert "clang version 14." in kernel.compiler
+    else:
+        assert skipped == set(), text
+        assert "CFI failure at" in by_name["cfi"].summary, text
+
+
+@pytest.mark.xdist_group("x86_64-thin-6.12-clang19")
+def test_6_12_kallsyms_that_is_not_exact_fails_llvm_symbols(kernels: Kernels,
+                                                             guests: Guests) -> None:
+    base = kernels.get(arch="x86_64", kernel_src=LINUX_6_12)
+    broken = build_variant(base, "kallsyms-inexact")
+    r = run_check("llvm_symbols", guests.get(broken), broken)
+    assert not r.passed, r.summary
+    assert "none could be found by its full name" in r.summary
+    assert "matches exactly" in r.summary and "kprobe failed" in r.evidence

@@ -1,0 +1,56 @@
+"""What checks need, as data: builds ask only for what the toolchain gives; SKIP says why."""
+
+from __future__ import annotations
+
+from harness import matrix, needs
+from harness.checks import CHECKS
+from harness.kernel import kconfig
+
+CLANG14 = "Debian clang version 14.0.6"
+
+
+def test_every_check_declares_its_needs() -> None:
+    assert set(CHECKS) == set(needs.CHECKS)
+
+
+def test_an_old_clang_leaves_kcfi_out_with_the_reason() -> None:
+    options, left_out = needs.build_options(14, CLANG14)
+    assert "CFI_CLANG" not in options and "LKDTM" not in options
+    assert left_out == {"cfi": f"kCFI needs clang >= 16; built with {CLANG14}"}
+    options, left_out = needs.build_options(16, "clang version 16.0.6")
+    assert options["CFI_CLANG"] == "y" and left_out == {}
+
+
+def test_the_default_build_asks_for_what_every_check_needs() -> None:
+    wanted = kconfig.wanted_options("x86_64.config", "thin")
+    for n in needs.CHECKS.values():
+        assert n.kconfig.items() <= wanted.items()
+
+
+def test_skip_reasons() -> None:
+    full = needs.build_options(19, "clang 19")[0]
+    assert needs.unmet("cfi", full, 19, "clang 19", True) is None
+    no_lkdtm = {k: v for k, v in full.items() if k != "LKDTM"}
+    assert needs.unmet("cfi", no_lkdtm, 19, "clang 19", True) == \
+        "needs CONFIG_LKDTM=y, which this kernel's config does not have"
+    no_cfi = {k: v for k, v in full.items() if k != "CFI_CLANG"}
+    assert needs.unmet("cfi", no_cfi, 14, CLANG14, True) == \
+        f"kCFI needs clang >= 16; built with {CLANG14}"
+    assert needs.unmet("probe_modules", full, 19, "clang 19", False).startswith(  # type: ignore[union-attr]
+        "needs the kernel's build directory")
+    builtin = {**full, "TEST_LKM": "y"}
+    assert "CONFIG_TEST_LKM=m" in str(needs.unmet("test_module", builtin, 19, "c", True))
+
+
+def test_matrix_table_counts_and_notes() -> None:
+    ok = matrix.Cell("/usr/src/linux-source-6.12.tar.xz", "14", "x86_64", "thin",
+                     release="6.12.117", compiler=CLANG14, status="passed", passed=9,
+                     skipped=1, build_seconds=190.0, boot_seconds=1.3,
+                     skips=[f"cfi: kCFI needs clang >= 16; built with {CLANG14}"])
+    bad = matrix.Cell("/x.tar.xz", "15", "arm64", "full", status="error",
+                      failures=["missing clang-15: run ./setup.sh or apt-get install clang-15"])
+    text = matrix.table([ok, bad])
+    assert text.splitlines()[2].split() == ["6.12.117", "14.0.6", "x86_64", "thin", "passed",
+                                            "9", "0", "1", "3m10s", "1.3s"]
+    assert "x.tar.xz" in text.splitlines()[3] and "error" in text.splitlines()[3]
+    assert "SKIP cfi: kCFI needs clang >= 16" in text and "missing clang-15" in text
