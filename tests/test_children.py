@@ -12,26 +12,13 @@ import random
 import signal
 import subprocess
 import sys
-import time
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
+from tests.processes import default_sigint, wait_for
+
 SIGNALS = {"SIGINT": signal.SIGINT, "SIGTERM": signal.SIGTERM}
-
-
-def _default_sigint() -> None:
-    signal.signal(signal.SIGINT, signal.SIG_DFL)  # a background shell may have ignored it
-
-
-def _wait_for(predicate: Callable[[], bool], seconds: float) -> bool:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.1)
-    return predicate()
 
 
 def _running(pattern: str) -> list[str]:
@@ -58,6 +45,16 @@ class SlowMake:
         return {**os.environ, "PATH": f"{self.bin}:{os.environ['PATH']}",
                 "LTOBOOT_CACHE": str(tmp / "cache")}
 
+    def interrupt(self, run: subprocess.Popen[str], sig: str) -> str:
+        """Once this make and its job run, send `sig` to `run`; its output once it ended."""
+        try:
+            assert wait_for(self.started.exists, 60), "the fake make never started"
+            assert wait_for(lambda: bool(self.left()), 10)
+            run.send_signal(SIGNALS[sig])
+            return run.communicate(timeout=60)[0]
+        finally:
+            run.kill()
+
 
 def fake_tree(path: Path, git: bool = False) -> Path:
     path.mkdir()
@@ -79,7 +76,7 @@ def fake_tree(path: Path, git: bool = False) -> Path:
 def ltoboot(argv: list[str], env: dict[str, str]) -> subprocess.Popen[str]:
     return subprocess.Popen([sys.executable, "-m", "harness.cli", *argv], env=env, text=True,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                            preexec_fn=_default_sigint)
+                            preexec_fn=default_sigint)
 
 
 @pytest.mark.parametrize("sig", SIGNALS)
@@ -87,16 +84,10 @@ def test_no_build_job_outlives_ltoboot_run(sig: str, tmp_path: Path) -> None:
     make = SlowMake(tmp_path)
     run = ltoboot(["run", "--arch", "x86_64", "--kernel-src", str(fake_tree(tmp_path / "linux"))],
                   make.env(tmp_path))
-    try:
-        assert _wait_for(make.started.exists, 60), "the fake make never started"
-        assert _wait_for(lambda: bool(make.left()), 10)
-        run.send_signal(SIGNALS[sig])
-        out, _ = run.communicate(timeout=30)
-    finally:
-        run.kill()
+    out = make.interrupt(run, sig)
     assert run.returncode == 130 and "ltoboot: interrupted" in out, out
     assert "Traceback" not in out
-    assert _wait_for(lambda: not make.left(), 3), make.left()
+    assert wait_for(lambda: not make.left(), 3), make.left()
     assert not _running(f"{make.bin}/make")
 
 
@@ -108,15 +99,9 @@ def test_bisect_ends_its_steps_before_it_resets_the_tree(sig: str, tmp_path: Pat
                           text=True, check=True).stdout.strip()
     run = ltoboot(["bisect", "--good", "HEAD~3", "--bad", "HEAD", "--kernel-src", str(tree)],
                   make.env(tmp_path))
-    try:
-        assert _wait_for(make.started.exists, 60), "no bisect step reached make"
-        assert _wait_for(lambda: bool(make.left()), 10)
-        run.send_signal(SIGNALS[sig])
-        out, _ = run.communicate(timeout=60)
-    finally:
-        run.kill()
+    out = make.interrupt(run, sig)
     assert run.returncode == 130 and "Traceback" not in out, out
-    assert _wait_for(lambda: not make.left(), 3), make.left()
+    assert wait_for(lambda: not make.left(), 3), make.left()
     assert not _running(f"bisect-step.*{tree}") and not _running(f"git -C {tree} bisect")
     git_dir = tree / ".git"
     assert not any((git_dir / n).exists() for n in ("BISECT_LOG", "BISECT_RUN", "BISECT_START"))

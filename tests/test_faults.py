@@ -9,7 +9,6 @@ import sys
 import textwrap
 import time
 import uuid
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -19,6 +18,7 @@ from harness.guest import boot
 from harness.guest.session import Guest
 from harness.kernel import toolchain
 from harness.pytest_plugin.fixtures import Guests, Kernels
+from tests.processes import default_sigint, wait_for
 
 
 def _qemu_with(token: str) -> list[str]:
@@ -26,20 +26,6 @@ def _qemu_with(token: str) -> list[str]:
     return got.stdout.split()
 
 
-def _default_sigint() -> None:
-    signal.signal(signal.SIGINT, signal.SIG_DFL)
-
-
-def _wait_for(predicate: Callable[[], bool], seconds: float) -> bool:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.2)
-    return False
-
-
-# -- without QEMU: fake consoles ---------------------------------------------------------------
 def test_panic_is_reported_when_it_happens_not_at_the_timeout(recorded: Path,
                                                               tmp_path: Path) -> None:
     log = recorded / "x86_64-panic-no-init.log"
@@ -133,9 +119,9 @@ def test_qemu_never_outlives_pytest(how: str, kernels: Kernels, primary_arch: st
     # a suite started in the background of a non-interactive shell inherits SIGINT ignored,
     # and so would this pytest: give it the disposition an interactive pytest has
     child = subprocess.Popen(argv, cwd=tmp_path, stdout=out, stderr=subprocess.STDOUT,
-                             start_new_session=True, preexec_fn=_default_sigint)
+                             start_new_session=True, preexec_fn=default_sigint)
     try:
-        assert _wait_for(ready.exists, 120), "the child never booted its guest"
+        assert wait_for(ready.exists, 120), "the child never booted its guest"
         assert _qemu_with(token), "no QEMU to watch"
         if how == "worker-SIGKILL":
             workers = subprocess.run(["pgrep", "-P", str(child.pid)], capture_output=True,
@@ -145,7 +131,7 @@ def test_qemu_never_outlives_pytest(how: str, kernels: Kernels, primary_arch: st
                 os.kill(int(w), signal.SIGKILL)
         else:
             child.send_signal(getattr(signal, how))
-        assert _wait_for(lambda: not _qemu_with(token), 45), \
+        assert wait_for(lambda: not _qemu_with(token), 45), \
             f"QEMU outlived pytest after {how}: {_qemu_with(token)}; child pytest " \
             f"{'still running' if child.poll() is None else f'exited {child.returncode}'}" \
             f"; its output:\n{(tmp_path / 'child.log').read_text()[-2000:]}"
@@ -203,7 +189,7 @@ def test_no_qemu_left_after_a_run_ends(how: str, exit_code: int, kernels: Kernel
                          capture_output=True, text=True, timeout=180)
     try:
         assert got.returncode == exit_code, got.stdout[-3000:]
-        assert _wait_for(lambda: not _qemu_with(token), 5), \
+        assert wait_for(lambda: not _qemu_with(token), 5), \
             f"QEMU outlived a run ending in {how}: {_qemu_with(token)}"
     finally:
         for pid in _qemu_with(token):
