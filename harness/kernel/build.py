@@ -18,13 +18,17 @@ from harness.progress import duration, say
 RECIPE = 1  # bump when the build procedure changes what it produces
 
 
-def _previous_steps(index: Path, label: str) -> int:
-    """Step count of the newest earlier build of the same arch and LTO mode, for a percentage."""
+def _previous_steps(index: Path, label: str, version: str, compiler: str) -> int:
+    """Step count of the newest earlier build of the same arch, LTO mode, kernel version and
+    compiler, for a percentage (0: none known)."""
     best, newest = 0, 0.0
     for ref in index.glob(f"{label}-*.json"):
+        record = json.loads(ref.read_text())
+        if (record.get("version"), record.get("compiler")) != (version, compiler):
+            continue
         mtime = ref.stat().st_mtime
         if mtime > newest:
-            newest, best = mtime, int(json.loads(ref.read_text()).get("steps", 0))
+            newest, best = mtime, int(record.get("steps", 0))
     return best
 
 
@@ -84,7 +88,7 @@ def _do_build(out: Path, spec: BuildSpec, src: source.KernelSource, tc: toolchai
     (root / "logs").mkdir(exist_ok=True)
     log = root / "logs" / f"build-{spec.label}-{key[:12]}-{time.strftime('%Y%m%d-%H%M%S')}.log"
     compile_kernel(out, spec, src, tc, wanted, key, log,
-                   _previous_steps(root / "index", spec.label))
+                   _previous_steps(root / "index", spec.label, src.version, tc.clang_version))
 
 
 @dataclass(frozen=True)
@@ -142,4 +146,6 @@ def _index(root: Path, kernel: Kernel, entry: Path) -> None:
     if not ref.exists():
         ref.parent.mkdir(exist_ok=True)
         cache.write_atomic(ref, json.dumps({"entry": str(entry), "steps": kernel.steps,
-                                            "build_seconds": kernel.build_seconds}))
+                                            "build_seconds": kernel.build_seconds,
+                                            "version": kernel.release,
+                                            "compiler": kernel.compiler}))
