@@ -13,6 +13,7 @@ from dataclasses import dataclass
 class Arch:
     name: str  # ltoboot's name, also used in cache keys and test ids
     kernel_arch: str  # ARCH= for kbuild
+    src_arch: str  # the directory under arch/ that holds its Kconfig (kbuild's SRCARCH)
     image: str  # boot image, relative to the O= directory
     qemu: str  # QEMU system emulator binary
     qemu_package: str  # Debian package that ships it
@@ -41,6 +42,7 @@ ARCHES: dict[str, Arch] = {
         Arch(
             name="x86_64",
             kernel_arch="x86_64",
+            src_arch="x86",
             image="arch/x86/boot/bzImage",
             qemu="qemu-system-x86_64",
             qemu_package="qemu-system-x86",
@@ -61,6 +63,7 @@ ARCHES: dict[str, Arch] = {
         Arch(
             name="arm64",
             kernel_arch="arm64",
+            src_arch="arm64",
             image="arch/arm64/boot/Image",
             qemu="qemu-system-aarch64",
             qemu_package="qemu-system-arm",

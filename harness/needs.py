@@ -7,7 +7,7 @@ Pure data and pure functions: the kernel stage and the checks both import it.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Set
 from dataclasses import dataclass, field
 
 
@@ -17,6 +17,8 @@ class Needs:
     min_clang: int | None = None  # the first clang that can build what kconfig asks for
     feature: str = ""  # what min_clang is about, for the reason ("kCFI")
     build_dir: bool = False  # our M= modules are built against the kernel's O= directory
+    arches: tuple[str, ...] = ()  # the archs it applies to (empty: all)
+    lto: tuple[str, ...] = ()  # the LTO modes it applies to (empty: all)
 
 
 MODULES = {"MODULES": "y", "MODULE_UNLOAD": "y"}
@@ -46,15 +48,33 @@ def toolchain_gap(needs: Needs, clang_major: int | None, clang: str) -> str | No
     return None
 
 
-def build_options(clang_major: int, clang: str, checks: Iterable[str] | None = None
+def scope_gap(needs: Needs, arch: str | None, lto: str | None) -> str | None:
+    """Why the check does not apply to a kernel of this arch and LTO mode, or None."""
+    if needs.arches and arch is not None and arch not in needs.arches:
+        return f"applies to {', '.join(needs.arches)} only, not {arch}"
+    if needs.lto and lto is not None and lto not in needs.lto:
+        return f"applies to LTO {', '.join(needs.lto)} only, not {lto}"
+    return None
+
+
+def build_options(clang_major: int, clang: str, checks: Iterable[str] | None = None, *,
+                  arch: str | None = None, lto: str | None = None,
+                  defined: Set[str] | None = None, version: str = ""
                   ) -> tuple[dict[str, str], dict[str, str]]:
     """The Kconfig options a build asks for so that `checks` (all by default) can run, and the
-    checks left out with the reason (their options would need a newer toolchain)."""
+    checks left out with the reason: they do not apply to this arch or LTO mode, their options
+    would need a newer toolchain, or the kernel source (`defined`: its Kconfig symbols) does
+    not have them."""
     options: dict[str, str] = {}
     left_out: dict[str, str] = {}
     for name in checks if checks is not None else CHECKS:
         needs = CHECKS.get(name, Needs())
-        gap = toolchain_gap(needs, clang_major, clang)
+        gap = scope_gap(needs, arch, lto) or toolchain_gap(needs, clang_major, clang)
+        missing = [k for k, v in needs.kconfig.items()
+                   if defined is not None and v != "n" and k not in defined]
+        if gap is None and missing:
+            gap = f"Linux {version or 'this source'} does not define " + \
+                ", ".join(f"CONFIG_{k}" for k in missing)
         if gap is not None:
             left_out[name] = gap
         else:
@@ -63,9 +83,13 @@ def build_options(clang_major: int, clang: str, checks: Iterable[str] | None = N
 
 
 def unmet(name: str, config: Mapping[str, str], clang_major: int | None, clang: str,
-          has_build_dir: bool) -> str | None:
-    """Why check `name` cannot run on a kernel with this config and toolchain, or None."""
+          has_build_dir: bool, arch: str | None = None, lto: str | None = None) -> str | None:
+    """Why check `name` cannot run on a kernel with this config, toolchain, arch and LTO mode,
+    or None."""
     needs = CHECKS.get(name, Needs())
+    scope = scope_gap(needs, arch, lto)
+    if scope is not None:
+        return scope
     missing = {k: v for k, v in needs.kconfig.items() if config.get(k, "n") != v}
     if missing:
         gap = toolchain_gap(needs, clang_major, clang)

@@ -7,9 +7,13 @@ the 6.12 way. The rest of the matrix is `ltoboot matrix`, run by hand (README).
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
+from harness import cache
 from harness.checks import run_check, run_checks
+from harness.cli import main
 from harness.kernel.variants import build_variant
 from harness.pytest_plugin.fixtures import Guests, Kernels
 from harness.reports.text import KernelReport, render
@@ -53,3 +57,23 @@ def test_6_12_kallsyms_that_is_not_exact_fails_llvm_symbols(kernels: Kernels,
     assert not r.passed, r.summary
     assert "none could be found by its full name" in r.summary
     assert "matches exactly" in r.summary and "kprobe failed" in r.evidence
+
+
+@pytest.mark.parametrize(("fragment", "message"), [
+    ("CONFIG_LTOBOOT_NO_SUCH_OPTION=y\n",
+     "asks for CONFIG_LTOBOOT_NO_SUCH_OPTION, which Linux 6.12.117 (arm64, "),
+    # arm64-only: x86's Kconfig does not define it, so Kconfig would drop it silently
+    ("CONFIG_ARM64_VA_BITS_48=y\n", "asks for CONFIG_ARM64_VA_BITS_48, which Linux 6.12.117 "
+     "(x86_64, "),
+])
+def test_an_option_the_kernel_does_not_define_is_refused_before_building(
+        fragment: str, message: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    frag = tmp_path / "extra.config"
+    frag.write_text("CONFIG_PRINTK=y\n" + fragment)
+    arch = "arm64" if "arm64" in message else "x86_64"
+    logs = cache.cache_root() / "logs"
+    before = set(logs.iterdir()) if logs.is_dir() else set()
+    assert main(["run", "--arch", arch, "--kernel-src", LINUX_6_12, "--fragment", str(frag)]) == 2
+    err = capsys.readouterr().err.splitlines()
+    assert len(err) == 1 and message in err[0] and f"remove it from {frag}" in err[0], err
+    assert (set(logs.iterdir()) if logs.is_dir() else set()) == before  # nothing was built

@@ -55,10 +55,10 @@ def kernel_config(kernel: Kernel) -> dict[str, str]:
 def why_skip(name: str, kernel: Kernel) -> str | None:
     """Why check `name` cannot run on `kernel` (what it needs, harness/needs.py), or None."""
     wants = needs.CHECKS.get(name)
-    if wants is None or not (wants.kconfig or wants.build_dir):
+    if wants is None or wants == needs.Needs():
         return None
     return needs.unmet(name, kernel_config(kernel), kernel.llvm_major, kernel.compiler,
-                       kernel.build_dir is not None)
+                       kernel.build_dir is not None, kernel.arch, kernel.lto)
 
 
 def run_check(name: str, guest: Guest, kernel: Kernel) -> CheckResult:

@@ -103,6 +103,29 @@ class Plan:
     left_out: dict[str, str]  # checks whose options this toolchain cannot give, and why
 
 
+def _defines_all(wanted: dict[str, str], defined: frozenset[str], spec: BuildSpec,
+                 src: source.KernelSource, extra: list[Path]) -> None:
+    """Refuse, before anything is built, options the kernel source does not define: Kconfig
+    would drop them without a word (checks' options were already left out, with a SKIP)."""
+    missing = kconfig.undefined(wanted, defined)
+    if not missing:
+        return
+    where = f"Linux {src.version} ({spec.arch}, {src.description})"
+    for f in reversed(extra):
+        mine = kconfig.undefined(kconfig.parse(f.read_text()), defined)
+        if mine:
+            raise UsageError(f"config fragment {f} asks for "
+                             + ", ".join(f"CONFIG_{s}" for s in mine)
+                             + f", which {where} does not define: remove it from {f}")
+    lto = lto_mode(spec.lto)
+    if set(missing) & set(lto.request):
+        raise UsageError(f"--lto {spec.lto}: {where} has no "
+                         + ", ".join(f"CONFIG_{s}" for s in missing if s in lto.request)
+                         + " (Clang LTO arrived in Linux 5.12): use --lto none or a newer kernel")
+    raise UsageError(f"{where} does not define " + ", ".join(f"CONFIG_{s}" for s in missing)
+                     + ", which ltoboot's base fragments need to boot it: give a Linux 6.x tree")
+
+
 def plan(spec: BuildSpec) -> Plan:
     lto_mode(spec.lto)  # an unknown mode is bad input before anything runs
     arch = get_arch(spec.arch)
@@ -118,8 +141,11 @@ def plan(spec: BuildSpec) -> Plan:
     tc = toolchain.detect(spec.llvm)
     toolchain.require(toolchain.BUILD_TOOLS)
     src = source.resolve(spec.kernel_src)
-    options, left_out = needs.build_options(tc.major, tc.clang_version)
+    defined = kconfig.defined_symbols(src.tree, arch.src_arch, src.identity)
+    options, left_out = needs.build_options(tc.major, tc.clang_version, arch=arch.name,
+                                            lto=spec.lto, defined=defined, version=src.version)
     wanted = kconfig.wanted_options(arch.fragment, spec.lto, extra, options)
+    _defines_all(wanted, defined, spec, src, extra)
     key = cache.content_key({
         "recipe": RECIPE, "source": src.identity, "config": wanted, "clang": tc.clang_version,
         "lld": tc.lld_version, "arch": arch.name, "lto": spec.lto,

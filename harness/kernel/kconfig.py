@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 from collections.abc import Iterable, Mapping
 from pathlib import Path
@@ -11,6 +12,8 @@ from harness.kernel.model import lto_mode
 
 _SET = re.compile(r"^CONFIG_([A-Za-z0-9_]+)=(.*)$")
 _UNSET = re.compile(r"^# CONFIG_([A-Za-z0-9_]+) is not set$")
+
+_DEFINES = re.compile(r"^[ \t]*(?:menu)?config[ \t]+([A-Za-z0-9_]+)[ \t]*$", re.M)
 
 CONFIG_DIR = resources.KCONFIG_FRAGMENTS
 
@@ -73,3 +76,30 @@ def wanted_options(arch_fragment: str, lto: str, extra: Iterable[Path] = (),
              render(checks), render(lto_mode(lto).request)]
     texts.extend(p.read_text() for p in extra)
     return merge(texts)
+
+
+_DEFINED: dict[tuple[str, str], frozenset[str]] = {}
+
+
+def defined_symbols(tree: Path, src_arch: str, identity: str = "") -> frozenset[str]:
+    """Every Kconfig symbol the source tree defines for this arch (its own arch/ directory and
+    everything outside arch/), read from the Kconfig files: what a build may ask for. Read
+    once per process and tree state (`identity`): about 0.3 s on a 6.x tree."""
+    memo = (identity or str(tree), src_arch)
+    if memo not in _DEFINED:
+        found: set[str] = set()
+        for top, dirs, files in os.walk(tree):
+            here = Path(top)
+            dirs[:] = [d for d in dirs if not d.startswith(".")
+                       and not (here == tree / "arch" and d != src_arch)]
+            for f in files:
+                if f.startswith("Kconfig"):
+                    found.update(_DEFINES.findall((here / f).read_text(errors="replace")))
+        _DEFINED[memo] = frozenset(found)
+    return _DEFINED[memo]
+
+
+def undefined(wanted: Mapping[str, str], defined: frozenset[str]) -> list[str]:
+    """Symbols `wanted` sets (to anything but n) that the tree does not define: Kconfig would
+    drop them silently."""
+    return [s for s, v in wanted.items() if v != "n" and s not in defined]

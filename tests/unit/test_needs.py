@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
+import pytest
+
 from harness import matrix, needs
 from harness.checks import CHECKS
 from harness.kernel import kconfig
@@ -54,3 +58,44 @@ def test_matrix_table_counts_and_notes() -> None:
                                             "9", "0", "1", "3m10s", "1.3s"]
     assert "x.tar.xz" in text.splitlines()[3] and "error" in text.splitlines()[3]
     assert "SKIP cfi: kCFI needs clang >= 16" in text and "missing clang-15" in text
+
+
+def _tree(root: Path) -> Path:
+    """A tree with a Kconfig file at the top, in arch/x86 and arch/arm64."""
+    (root / "arch/x86").mkdir(parents=True)
+    (root / "arch/arm64").mkdir(parents=True)
+    (root / "Kconfig").write_text("config MODULES\n\tbool\nmenuconfig LKDTM\n")
+    (root / "arch/x86/Kconfig").write_text("config X86_64\n  def_bool y\n")
+    (root / "arch/arm64/Kconfig.debug").write_text("config ARM64_ONLY\n")
+    (root / ".ltoboot-x/Kconfig").parent.mkdir()
+    (root / ".ltoboot-x/Kconfig").write_text("config HIDDEN\n")
+    return root
+
+
+def test_defined_symbols_are_this_arch_and_the_common_tree(tmp_path: Path) -> None:
+    tree = _tree(tmp_path)
+    assert kconfig.defined_symbols(tree, "x86") == {"MODULES", "LKDTM", "X86_64"}
+    assert kconfig.defined_symbols(tree, "arm64") == {"MODULES", "LKDTM", "ARM64_ONLY"}
+    assert kconfig.undefined({"MODULES": "y", "X86_64": "n", "NOPE": "m"},
+                             frozenset({"MODULES"})) == ["NOPE"]
+
+
+def test_a_check_whose_options_the_kernel_lacks_is_left_out_with_the_reason() -> None:
+    defined = frozenset(kconfig.wanted_options("x86_64.config", "thin")) - {"CFI_CLANG"}
+    options, left_out = needs.build_options(19, "clang 19", defined=defined, version="6.0.1",
+                                            arch="x86_64", lto="thin")
+    assert left_out == {"cfi": "Linux 6.0.1 does not define CONFIG_CFI_CLANG"}
+    assert "CFI_CLANG" not in options and "MODVERSIONS" in options
+
+
+def test_arch_and_lto_scope(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(needs.CHECKS, "kvm_only", needs.Needs({"KVM": "y"}, arches=("arm64",),
+                                                              lto=("thin", "full")))
+    options, left_out = needs.build_options(19, "c", ["kvm_only"], arch="x86_64", lto="thin")
+    assert options == {} and left_out == {"kvm_only": "applies to arm64 only, not x86_64"}
+    options, left_out = needs.build_options(19, "c", ["kvm_only"], arch="arm64", lto="none")
+    assert left_out == {"kvm_only": "applies to LTO thin, full only, not none"}
+    options, left_out = needs.build_options(19, "c", ["kvm_only"], arch="arm64", lto="thin")
+    assert options == {"KVM": "y"} and left_out == {}
+    assert needs.unmet("kvm_only", {"KVM": "y"}, 19, "c", True, "x86_64", "thin") == \
+        "applies to arm64 only, not x86_64"
