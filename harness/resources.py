@@ -22,4 +22,5 @@ def _images() -> Path:
 IMAGES = _images()
 GUEST_INIT = IMAGES / "init"
 MODULE_SOURCES = IMAGES / "modules"
+TOOL_SOURCES = IMAGES / "tools"  # static guest programs, one C file each
 KCONFIG_FRAGMENTS = _HERE / "kernel" / "configs"

@@ -14,7 +14,7 @@ from harness.arch import get_arch
 from harness.guest import busybox
 from harness.kernel.model import Kernel
 
-RECIPE = 1
+RECIPE = 2  # 2: extra files keep their executable bit
 
 
 @dataclass(frozen=True)
@@ -81,7 +81,8 @@ def entries_for(kernel: Kernel, busybox_bin: Path, init: Path,
     for d in sorted({str(Path(g).parent).lstrip("/") for g in extra}):
         entries.append(_dir(d))
     for guest_path, host_path in sorted(extra.items()):
-        entries.append(Entry(guest_path.lstrip("/"), stat.S_IFREG | 0o644, host_path.read_bytes()))
+        mode = 0o755 if os.access(host_path, os.X_OK) else 0o644
+        entries.append(Entry(guest_path.lstrip("/"), stat.S_IFREG | mode, host_path.read_bytes()))
     return entries
 
 
