@@ -1,0 +1,84 @@
+"""Dynamic ftrace under LTO: the call sites of every function must be recorded where LTO's
+code generation happens. x86_64 records them with objtool --mcount on vmlinux.o (the series'
+05-08/28 and 11/28: clang has no -mrecord-mcount), arm64 with patchable function entries (22/28)
+that a module must keep in one section (module.lds.S). A kernel that lost them boots fine and
+only says "ftrace: No functions to be traced?" or quietly leaves a module's functions out.
+"""
+
+from __future__ import annotations
+
+import itertools
+import re
+
+from harness.checks.registry import CheckResult, check
+from harness.guest import modules
+from harness.guest.session import Guest
+from harness.kernel.model import Kernel
+
+TRACEFS = "/sys/kernel/tracing"
+CORE_FUNCTION = "version_proc_show"  # fs/proc/version.c; runs on `cat /proc/version`
+ALLOCATING = re.compile(r"ftrace: allocating (\d+) entries in (\d+) pages")
+
+
+def ftrace_script(module_dir: str) -> str:
+    """One guest command: mount tracefs, look for our functions, trace both of them while
+    `cat /proc/version` and loading ltoboot_user (which calls ltoboot_probe_value) run."""
+    t = TRACEFS
+    probe, user = f"{module_dir}/{modules.PROBE}", f"{module_dir}/{modules.USER}"
+    return "; ".join([
+        f"mount -t tracefs nodev {t} 2>/dev/null",
+        "dmesg | grep -E 'ftrace: (allocating|No functions)'",
+        f"insmod {probe}",
+        f"echo \"== listed\"; grep -E '^({CORE_FUNCTION}|{modules.EXPORTED})( |$)' "
+        f"{t}/available_filter_functions",
+        f"echo {CORE_FUNCTION} > {t}/set_ftrace_filter",
+        f"echo {modules.EXPORTED} >> {t}/set_ftrace_filter",
+        f"echo function > {t}/current_tracer",
+        "cat /proc/version > /dev/null",
+        f"insmod {user}",
+        f"echo 0 > {t}/tracing_on",  # stop; a tracer change would empty the buffer
+        f"echo \"== traced\"; grep -E ' ({CORE_FUNCTION}|{modules.EXPORTED}) <-' {t}/trace",
+        f"echo nop > {t}/current_tracer; echo > {t}/set_ftrace_filter; echo 1 > {t}/tracing_on",
+        "rmmod ltoboot_user; rmmod ltoboot_probe",
+    ])
+
+
+def _section(output: str, name: str) -> list[str]:
+    """The lines after the `== name` marker, up to the next marker."""
+    if f"== {name}" not in output:
+        return []
+    lines = output.split(f"== {name}", 1)[1].splitlines()[1:]
+    return [x.strip() for x in itertools.takewhile(lambda x: not x.startswith("== "), lines)
+            if x.strip()]
+
+
+def evaluate_ftrace(output: str) -> tuple[bool, str]:
+    """PASS: dynamic ftrace has entries, both functions are listed and were traced."""
+    if "No functions to be traced" in output:
+        return False, "ftrace: No functions to be traced? (no mcount locations recorded)"
+    entries = ALLOCATING.search(output)
+    if entries is None:
+        return False, "no 'ftrace: allocating N entries' line in dmesg (dynamic ftrace off?)"
+    if int(entries.group(1)) == 0:
+        return False, "ftrace allocated 0 entries: no mcount locations recorded"
+    listed = " ".join(_section(output, "listed"))
+    missing = [f for f in (CORE_FUNCTION, modules.EXPORTED) if f not in listed]
+    if missing:
+        where = {CORE_FUNCTION: "vmlinux", modules.EXPORTED: "module ltoboot_probe"}
+        return False, f"{entries.group(0)}, but " + ", ".join(
+            f"{f} ({where[f]})" for f in missing) + " not in available_filter_functions"
+    traced = " ".join(_section(output, "traced"))
+    untraced = [f for f in (CORE_FUNCTION, modules.EXPORTED) if f" {f} <-" not in f" {traced}"]
+    if untraced:
+        return False, "the function tracer did not record " + ", ".join(untraced)
+    return True, f"{entries.group(0)}; {CORE_FUNCTION} and {modules.EXPORTED} " \
+        "[ltoboot_probe] listed and traced"
+
+
+@check("ftrace", "dynamic ftrace has entries; the function tracer records a vmlinux and a "
+       "module function (objtool mcount, patchable function entries)")
+def ftrace(guest: Guest, kernel: Kernel) -> CheckResult:
+    modules.probe_modules(kernel)
+    r = guest.run(ftrace_script(modules.GUEST_DIR), timeout=20)
+    ok, summary = evaluate_ftrace(r.output)
+    return CheckResult("ftrace", ok, summary, r.output.strip())
