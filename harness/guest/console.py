@@ -27,6 +27,11 @@ FATAL = ("cfi", "panic", "bug", "oops")
 FAILURE_RES = {kind: re.compile(rx) for kind, rx in FAILURES}
 
 
+def without_time(line: str) -> str:
+    """A kernel line without its printk time stamp."""
+    return re.sub(rf"^{_TS}", "", line.strip())
+
+
 def command_line(cmd: str, tag: str) -> str:
     """The line we type: markers, the command in a subshell (an oops kills it, not PID 1)."""
     return (f"set -o pipefail; printf '%s%s\\n' BEGIN- {tag}; "

@@ -48,6 +48,8 @@ class Guest:
         self.boot_seconds = 0.0
         self.broken: KernelFailure | None = None
         self.warnings: list[str] = []
+        # guests that serve this one's checks (one that LKDTM may crash), closed with it
+        self.companions: dict[str, Guest] = {}
         log.parent.mkdir(parents=True, exist_ok=True)
         self._logf = log.open("w", encoding="utf-8", errors="replace")
         self._logf.write(f"# {shlex.join(argv)}\n")
@@ -143,6 +145,9 @@ class Guest:
         return result
 
     def close(self) -> None:
+        for companion in self.companions.values():
+            companion.close()
+        self.companions.clear()
         if self in _LIVE:
             _LIVE.discard(self)
             try:

@@ -25,7 +25,7 @@ def test_cfi_verdicts() -> None:
     enforced = parse_result("x", "[ 5.1] CFI failure at lkdtm_indirect_call+0x1a/0x30 (target: "
                             "lkdtm_increment_int+0x0/0x10; expected type: 0x7e0c52a5)\r\n"
                             "[ 5.1] Oops: invalid opcode: 0000 [#1]\r\n", 139)
-    assert evaluate_cfi(enforced) == (True, "[ 5.1] CFI failure at lkdtm_indirect_call+0x1a/0x30 "
+    assert evaluate_cfi(enforced) == (True, "CFI failure at lkdtm_indirect_call+0x1a/0x30 "
                                       "(target: lkdtm_increment_int+0x0/0x10; expected type: "
                                       "0x7e0c52a5)")
     permissive = parse_result("x", "[ 5.1] CFI failure at f+0x1/0x2\r\n"

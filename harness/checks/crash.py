@@ -1,0 +1,56 @@
+"""Checks that crash the kernel on purpose (LKDTM's provoke-crash): they share one throwaway
+guest per kernel, booted on first use; each crash is in a subshell of its own, so an oops
+kills that and the guest goes on serving the next. The main guest is never touched."""
+
+from __future__ import annotations
+
+from harness.checks.registry import CheckResult, check
+from harness.guest import boot
+from harness.guest.console import CommandResult, without_time
+from harness.guest.session import Guest
+from harness.kernel.model import Kernel
+
+TRIGGER = "/sys/kernel/debug/provoke-crash/DIRECT"
+RETURNED = "FAIL: func returned"  # LKDTM's execute_location() when the bad call came back
+# the fault each arch reports for executing a non-executable page
+NX_FAULTS = ("kernel tried to execute NX-protected page",
+             "Unable to handle kernel execute from non-executable memory")
+
+
+def victim(guest: Guest, kernel: Kernel) -> Guest:
+    """The throwaway guest for `guest`'s kernel; a new one if the last crash broke it."""
+    v = guest.companions.get("crash")
+    if v is None or v.broken is not None:
+        if v is not None:
+            v.close()
+        v = boot.boot(kernel, accel_mode=guest.accel, label=f"{guest.label}-crash",
+                      log_dir=guest.log.parent)
+        guest.companions["crash"] = v
+    return v
+
+
+def provoke(guest: Guest, kernel: Kernel, test: str) -> CommandResult:
+    return victim(guest, kernel).run(f"echo {test} > {TRIGGER}", allow_kernel_errors=True)
+
+
+def evaluate_exec_rodata(r: CommandResult) -> tuple[bool, str]:
+    """Enforced: executing LKDTM's function in .rodata faulted and did not come back."""
+    text = "\n".join([r.output, *r.kernel_lines])
+    if "No such file" in text or "can't create" in text:
+        return False, f"LKDTM is not built in ({TRIGGER} missing)"
+    if RETURNED in text:
+        return False, "rodata is executable: LKDTM EXEC_RODATA ran the function in .rodata " \
+            f"and it returned ({RETURNED})"
+    nx = [line for line in r.kernel_lines if any(f in line for f in NX_FAULTS)]
+    faults = [line for kind, line in r.events if kind in ("oops", "bug")]
+    if nx or faults:
+        return True, without_time((nx or faults)[0])
+    return False, "no fault reported for LKDTM EXEC_RODATA"
+
+
+@check("lkdtm_rodata", "LKDTM EXEC_RODATA: executing from .rodata faults (on a throwaway "
+       "guest)")
+def lkdtm_rodata(guest: Guest, kernel: Kernel) -> CheckResult:
+    r = provoke(guest, kernel, "EXEC_RODATA")
+    ok, summary = evaluate_exec_rodata(r)
+    return CheckResult("lkdtm_rodata", ok, summary, "\n".join(r.kernel_lines[-25:]))
