@@ -34,6 +34,11 @@ class Arch:
     # otherwise the version is searched as "Linux version ..." in the image
     image_version_ptr_at: int | None = None
     qemu_extra: tuple[str, ...] = ()  # more QEMU options this machine needs
+    tcg_machine_options: str = ""  # -M options under TCG only (KVM hosts may lack them)
+    cmdline_extra: tuple[str, ...] = ()  # kernel command line for what the checks exercise
+    efi_firmware: str = ""  # UEFI firmware for an EFI-stub boot (-bios), if checked
+    efi_machine_options: str = ""  # -M options for that boot
+    efi_firmware_package: str = ""
 
 
 ARCHES: dict[str, Arch] = {
@@ -77,6 +82,12 @@ ARCHES: dict[str, Arch] = {
             fragment="arm64.config",
             artifact_images=("Image.gz", "Image"),
             image_magic=b"ARM\x64", image_magic_at=0x38,  # Documentation/arm64/booting.rst
+            # EL2 for KVM's nVHE hyp code (kvm_nvhe check): costs nothing measurable on TCG
+            tcg_machine_options="virtualization=on", cmdline_extra=("kvm-arm.mode=nvhe",),
+            efi_firmware="/usr/share/qemu-efi-aarch64/QEMU_EFI.fd",
+            efi_firmware_package="qemu-efi-aarch64",
+            # no ACPI tables from QEMU: the firmware then hands the kernel the device tree
+            efi_machine_options="acpi=off",
         ),
     )
 }

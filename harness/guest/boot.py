@@ -13,13 +13,14 @@ from filelock import FileLock
 from harness import cache
 from harness.arch import get_arch
 from harness.errors import KernelFailure, LtobootError
-from harness.guest import accel, modules, qemu
+from harness.guest import accel, modules, qemu, tools
 from harness.guest.initramfs import build_initramfs
 from harness.guest.session import Guest
 from harness.kernel import toolchain
 from harness.kernel.model import Kernel
 from harness.progress import say
 
+FIRMWARE_SECONDS = 5.0  # what UEFI firmware adds to a boot under KVM (TCG: about 6 s)
 BOOT_TIMEOUT = 15.0  # seconds to the shell under KVM; TCG multiplies by the arch's slowdown
 
 
@@ -31,45 +32,56 @@ def boot_log(label: str, log_dir: Path | None = None) -> Path:
 
 def start(kernel: Kernel, accel_name: str, *, initrd: Path | None, extra_cmdline: Sequence[str],
           timeout: float | None = None, label: str | None = None,
-          log_dir: Path | None = None) -> Guest:
+          log_dir: Path | None = None, firmware: str = "") -> Guest:
     arch = get_arch(kernel.arch)
     scale = 1.0 if accel_name == "kvm" else arch.tcg_slowdown
     argv = qemu.qemu_argv(arch, kernel.image, initrd, qemu.kernel_cmdline(arch, extra_cmdline),
-                          accel=accel_name)
+                          accel=accel_name, firmware=firmware)
     name = label or kernel.label
     guest = Guest(argv, boot_log(name, log_dir), label=name, accel=accel_name,
                   timeout_scale=scale)
     say(f"booting {name} ({accel_name}): {shlex.join(argv)}; console log: {guest.log}")
-    guest.wait_ready(timeout if timeout is not None else BOOT_TIMEOUT * scale)
+    guest.wait_ready((timeout if timeout is not None else BOOT_TIMEOUT * scale)
+                     + (FIRMWARE_SECONDS * scale if firmware else 0))
     return guest
 
 
 def guest_files(kernel: Kernel) -> dict[str, Path]:
-    """Files our checks need in the guest: the probe modules, when they can be built (a check
-    that needs them reports why they are missing)."""
+    """Files our checks need in the guest: our static programs and the probe modules, when
+    they can be built (a check that needs them reports why they are missing)."""
+    files: dict[str, Path] = {}
+    try:
+        files[f"{modules.GUEST_DIR}/{tools.VDSO}"] = tools.guest_tool(kernel, tools.VDSO)
+    except LtobootError as e:
+        say(f"{kernel.label}: no {tools.VDSO} in the guest: {str(e).splitlines()[0]}")
     if kernel.build_dir is None:  # prebuilt: an altered copy of its own test_module.ko
         bad = modules.shipped_badcrc(kernel)
-        return {f"{modules.GUEST_DIR}/{bad[0].name}": bad[0]} if bad else {}
+        return files | ({f"{modules.GUEST_DIR}/{bad[0].name}": bad[0]} if bad else {})
     try:
         probe = modules.probe_modules(kernel)
     except LtobootError as e:
         say(f"{kernel.label}: no probe modules in the guest: {str(e).splitlines()[0]}")
-        return {}
-    return {f"{modules.GUEST_DIR}/{f.name}": f for f in probe.files()}
+        return files
+    return files | {f"{modules.GUEST_DIR}/{f.name}": f for f in probe.files()}
 
 
 def boot(kernel: Kernel, *, accel_mode: str = "auto", init: Path | None = None,
          extra_cmdline: Sequence[str] = (), timeout: float | None = None,
          with_initramfs: bool = True, label: str | None = None,
-         log_dir: Path | None = None) -> Guest:
-    """A guest booted to our shell. Raises KernelFailure (kernel's fault) or InfraError."""
+         log_dir: Path | None = None, firmware: str = "") -> Guest:
+    """A guest booted to our shell (through `firmware` if given, else QEMU loads the kernel
+    itself). Raises KernelFailure (kernel's fault) or InfraError."""
     arch = get_arch(kernel.arch)
     toolchain.require([(arch.qemu, arch.qemu_package)])
     initrd = build_initramfs(kernel, init, guest_files(kernel)) if with_initramfs else None
+
+    def go(accel_name: str, limit: float | None) -> Guest:
+        return start(kernel, accel_name, initrd=initrd, extra_cmdline=extra_cmdline,
+                     timeout=limit, label=label, log_dir=log_dir, firmware=firmware)
+
     decision = accel.decide(arch, accel_mode, kernel.key)
     if decision.accel is not None:
-        guest = start(kernel, decision.accel, initrd=initrd, extra_cmdline=extra_cmdline,
-                      timeout=timeout, label=label, log_dir=log_dir)
+        guest = go(decision.accel, timeout)
         guest.accel_reason = decision.reason
         return guest
     with FileLock(str(accel.probe_record(arch)) + ".lock"):
@@ -77,10 +89,9 @@ def boot(kernel: Kernel, *, accel_mode: str = "auto", init: Path | None = None,
         if decision.accel is not None:
             return boot(kernel, accel_mode=accel_mode, init=init, extra_cmdline=extra_cmdline,
                         timeout=timeout, with_initramfs=with_initramfs, label=label,
-                        log_dir=log_dir)
+                        log_dir=log_dir, firmware=firmware)
         try:
-            guest = start(kernel, "kvm", initrd=initrd, extra_cmdline=extra_cmdline,
-                          timeout=accel.PROBE_TIMEOUT, label=label, log_dir=log_dir)
+            guest = go("kvm", accel.PROBE_TIMEOUT)
         except KernelFailure as e:
             kvm_failure, kind = f"{e.kind}: {e.summary} (log {e.log})", e.kind
         else:
@@ -88,8 +99,7 @@ def boot(kernel: Kernel, *, accel_mode: str = "auto", init: Path | None = None,
             guest.accel_reason = "KVM: probe booted this guest"
             return guest
         say(f"KVM did not boot {kernel.label} ({kvm_failure}); falling back to TCG")
-        guest = start(kernel, "tcg", initrd=initrd, extra_cmdline=extra_cmdline,
-                      timeout=timeout, label=label, log_dir=log_dir)
+        guest = go("tcg", timeout)
         # A verdict on the host only when QEMU itself failed under KVM and the same kernel
         # then booted under TCG; a kernel that fails under KVM alone is that kernel's story.
         if accel.host_failure(kind):

@@ -14,19 +14,26 @@ def kernel_cmdline(arch: Arch, extra: Sequence[str] = ()) -> str:
     # panic=-1 with -no-reboot: a panic ends QEMU at once instead of waiting for a timeout.
     # initcall_debug lines are KERN_DEBUG: into the (large enough) buffer, not the console.
     return " ".join([f"console={arch.console}", "panic=-1", "initcall_debug",
-                     "log_buf_len=1M", f"ltoboot.loglevel={READY_LOGLEVEL}", *extra])
+                     "log_buf_len=1M", f"ltoboot.loglevel={READY_LOGLEVEL}",
+                     *arch.cmdline_extra, *extra])
 
 
 def qemu_argv(arch: Arch, kernel: Path, initrd: Path | None, append: str, *, accel: str = "tcg",
-              memory_mb: int = 512, smp: int = 1) -> list[str]:
+              memory_mb: int = 512, smp: int = 1, firmware: str = "") -> list[str]:
+    """The whole QEMU command line. `firmware`: boot through it (UEFI: the EFI stub runs)."""
+    machine = arch.machine
+    if accel == "tcg" and arch.tcg_machine_options:
+        machine += f",{arch.tcg_machine_options}"
+    if firmware and arch.efi_machine_options:
+        machine += f",{arch.efi_machine_options}"
     argv = [
-        arch.qemu, "-M", arch.machine, "-accel", accel,
+        arch.qemu, "-M", machine, "-accel", accel,
         "-cpu", "host" if accel == "kvm" else arch.tcg_cpu,
         "-m", str(memory_mb), "-smp", str(smp),
         "-nodefaults", "-display", "none", "-no-reboot",
         # The console on stdio; signal=off so a ^C typed at it reaches the guest, not QEMU.
         "-chardev", "stdio,id=console,signal=off", "-serial", "chardev:console",
-        *arch.qemu_extra, "-kernel", str(kernel),
+        *arch.qemu_extra, *(["-bios", firmware] if firmware else []), "-kernel", str(kernel),
     ]
     if initrd is not None:
         argv += ["-initrd", str(initrd)]

@@ -111,7 +111,8 @@ TEST_LLVM = ("14",)
 def debian_packages(llvm: str = DEFAULT_LLVM) -> list[str]:
     """Every Debian package ltoboot and its tests need on a host, QEMU for each arch of the
     table included."""
-    qemu = sorted({a.qemu_package for a in ARCHES.values()})
+    qemu = sorted({a.qemu_package for a in ARCHES.values()}
+                  | {a.efi_firmware_package for a in ARCHES.values() if a.efi_firmware_package})
     tools = sorted({pkg for v in (llvm, *TEST_LLVM) for _, pkg in llvm_tools(v)})
     return [*qemu, *tools, DEFAULT_SOURCE_PACKAGE, *TEST_SOURCE_PACKAGES, *BASE_PACKAGES]
 
