@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from types import FrameType
 
-from harness import bisect, cache, checks, matrix, pipeline, proc
+from harness import bisect, cache, checks, coverage, matrix, pipeline, proc
 from harness.arch import PREFERRED
 from harness.errors import BuildError, InfraError, KernelFailure, LtobootError, UsageError
 from harness.kernel.model import BuildSpec, lto_mode
@@ -46,10 +46,22 @@ def cmd_run(args: argparse.Namespace) -> int:
         reports.append(rep)
         print(render(rep), flush=True)
         print(flush=True)
+    if args.coverage:
+        print(f"series coverage: {coverage.SERIES}")
+        for line in coverage.verdicts((r.label, c.name, c.verdict)
+                                      for r in reports for c in r.results):
+            print(f"  {line}")
+        print()
     ok = all(r.passed for r in reports)
     print(f"ltoboot: {'all passed' if ok else 'FAILED'}: "
           + ", ".join(f"{r.label} {'ok' if r.passed else 'failed'}" for r in reports))
     return EXIT_OK if ok else EXIT_FAILED
+
+
+def cmd_coverage(args: argparse.Namespace) -> int:
+    print(f"{coverage.SERIES}, on Linux 6.1:\n")
+    print(coverage.markdown(), end="")
+    return EXIT_OK
 
 
 def _list(value: str, what: str) -> list[str]:
@@ -163,7 +175,12 @@ def parser() -> argparse.ArgumentParser:
     run.add_argument("--initcalls", action="store_true",
                      help="also build a non-LTO kernel per arch and compare initcall order "
                      "and durations with it (one more build per arch)")
+    run.add_argument("--coverage", action="store_true",
+                     help="also print, per patch of the LTO series, the verdicts that cover it")
     run.set_defaults(func=cmd_run)
+    cov = sub.add_parser("coverage", help="what covers each patch of the LTO series "
+                         "(run-time check, build outputs, build-only) and its broken build")
+    cov.set_defaults(func=cmd_coverage)
     tb = sub.add_parser("tested-by", help="boot every arch, run every check, print an "
                         "email-ready Tested-by block (none when anything failed)")
     add_kernel_options(tb)

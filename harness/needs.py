@@ -30,12 +30,21 @@ CHECKS: dict[str, Needs] = {
     "test_module": Needs({**MODULES, "RUNTIME_TESTING_MENU": "y", "TEST_LKM": "m"}),
     "lto_elf_note": Needs(),
     "llvm_symbols": Needs({**MODULES, "KALLSYMS": "y", "KALLSYMS_ALL": "y", "KPROBES": "y"}),
+    "build_outputs": Needs(),
     "symvers_crcs": Needs({**MODULES, "MODVERSIONS": "y"}),
     "probe_modules": Needs(dict(MODULES), build_dir=True),
     "modversions": Needs({**MODULES, "MODVERSIONS": "y"}),
+    # dynamic ftrace; our probe module's function is one of those traced
+    "ftrace": Needs({**MODULES, "FTRACE": "y", "FUNCTION_TRACER": "y", "DYNAMIC_FTRACE": "y"},
+                    build_dir=True),
+    "vdso": Needs(),
+    "kvm_nvhe": Needs({"VIRTUALIZATION": "y", "KVM": "y"}, arches=("arm64",)),
+    "pci_fixups": Needs({"PCI": "y"}, arches=("x86_64",)),
     # kCFI (CONFIG_CFI_CLANG since Linux 6.1) needs clang's -fsanitize=kcfi: clang 16
     "cfi": Needs({"DEBUG_FS": "y", "LKDTM": "y", "CFI_CLANG": "y"}, min_clang=16,
                  feature="kCFI"),
+    "lkdtm_rodata": Needs({"DEBUG_FS": "y", "LKDTM": "y"}),
+    "efi_stub": Needs({"EFI": "y"}, arches=("arm64",)),
     "dmesg_clean": Needs(),
 }
 

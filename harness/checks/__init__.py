@@ -12,7 +12,8 @@ from harness.checks.basic import LTO_GREP, lto_config_as, proc_version
 from harness.checks.registry import CHECKS, Check, CheckResult, check, run_check, run_checks
 
 # Registration order is run and report order; dmesg is judged last, after what the others did.
-for _module in ("basic", "lto", "modules", "cfi", "dmesg"):
+for _module in ("basic", "lto", "build_outputs", "modules", "ftrace", "vdso", "kvm", "pci",
+                "cfi", "crash", "efi", "dmesg"):
     importlib.import_module(f"harness.checks.{_module}")
 
 __all__ = ["CHECKS", "LTO_GREP", "Check", "CheckResult", "check", "lto_config_as",

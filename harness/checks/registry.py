@@ -21,6 +21,10 @@ class CheckResult:
     evidence: str = ""  # what the guest printed that the verdict rests on
     skipped: bool = False  # could not run on this kernel (passed is then True)
 
+    @property
+    def verdict(self) -> str:
+        return "SKIP" if self.skipped else "PASS" if self.passed else "FAIL"
+
 
 @dataclass(frozen=True)
 class Check:

@@ -82,6 +82,52 @@ def kallsyms_inexact(tree: Path) -> None:
                     "\t\tret = strcmp(name, namebuf);", count=1)
 
 
+def vdso_lto(tree: Path) -> None:
+    # the vDSO compiled with the kernel's LTO flags again: the series' 23/28 (arm64) and 26/28
+    # (x86_64) take them out
+    x86 = tree / "arch/x86/entry/vdso/Makefile"
+    replace_in_copy(x86, "KBUILD_CFLAGS := $(filter-out $(CC_FLAGS_LTO) ",
+                    "KBUILD_CFLAGS := $(filter-out ", count=1)
+    replace_in_copy(tree / "arch/arm64/kernel/vdso/Makefile",
+                    "\t\t\t\t$(CC_FLAGS_LTO) $(CC_FLAGS_CFI) \\\n",
+                    "\t\t\t\t$(CC_FLAGS_CFI) \\\n")
+
+
+def mcount_unrecorded(tree: Path) -> None:
+    # objtool runs on vmlinux.o (and LTO'd modules) without --mcount: no __mcount_loc, so
+    # dynamic ftrace finds no call sites on x86_64, where clang has no -mrecord-mcount
+    replace_in_copy(tree / "scripts/Makefile.lib",
+                    "objtool-args-$(CONFIG_FTRACE_MCOUNT_USE_OBJTOOL)\t+= --mcount\n", "")
+
+
+def module_entries_unmerged(tree: Path) -> None:
+    # a module's per-function __patchable_function_entries sections (SHF_LINK_ORDER, so the
+    # partial link keeps them apart) are no longer merged: the loader sees the first only
+    replace_in_copy(tree / "scripts/module.lds.S",
+                    "\t__patchable_function_entries : { *(__patchable_function_entries) }\n", "")
+
+
+def rodata_executable(tree: Path) -> None:
+    # LKDTM's rodata.o is copied without moving its function into .rodata: it stays
+    # executable, as when LTO turned rodata.o into bitcode that objcopy could not rework
+    replace_in_copy(tree / "drivers/misc/lkdtm/Makefile",
+                    "--rename-section .noinstr.text=.rodata,alloc,readonly,load,contents",
+                    "--strip-debug")
+
+
+def hyp_sections_narrowed(tree: Path) -> None:
+    # the nVHE hyp sections take NAME only, not LTO's per-function NAME.* sections: those
+    # land in the kernel's own .text, outside what EL2 maps
+    replace_in_copy(tree / "arch/arm64/include/asm/hyp_image.h", "*(NAME NAME##.*)",
+                    "*(NAME)")
+
+
+def import_limit_dropped(tree: Path) -> None:
+    # ThinLTO imports (inlines across files) without the kernel's limit: "kbuild: lto: limit
+    # inlining" undone; the kernel still works, only bigger, so the build outputs tell
+    replace_in_copy(tree / "Makefile", "KBUILD_LDFLAGS += -mllvm -import-instr-limit=5\n", "")
+
+
 @dataclass(frozen=True)
 class Variant:
     name: str
@@ -103,6 +149,17 @@ VARIANTS: dict[str, Variant] = {v.name: v for v in (
             "names (Linux < 6.11, which strips them)", patch=kallsyms_unstripped),
     Variant("kallsyms-inexact", "kallsyms compares names without their .llvm.<hash> (Linux "
             ">= 6.11, which matches exactly)", patch=kallsyms_inexact),
+    Variant("mcount-unrecorded", "objtool no longer records mcount call sites (no --mcount)",
+            patch=mcount_unrecorded),
+    Variant("module-entries-unmerged", "module.lds.S no longer merges a module's "
+            "__patchable_function_entries", patch=module_entries_unmerged),
+    Variant("rodata-executable", "LKDTM's rodata function stays in executable text",
+            patch=rodata_executable),
+    Variant("hyp-sections-narrowed", "the nVHE hyp linker script misses LTO's per-function "
+            "sections", patch=hyp_sections_narrowed),
+    Variant("import-limit-dropped", "ThinLTO links without -import-instr-limit",
+            patch=import_limit_dropped),
+    Variant("vdso-lto", "the vDSO is compiled with the kernel's LTO flags", patch=vdso_lto),
     Variant("cfi-permissive", "CFI violations are reported but not stopped",
             config={"CFI_PERMISSIVE": "y"}),
 )}

@@ -46,8 +46,7 @@ def render(rep: KernelReport) -> str:
     width = max((len(r.name) for r in rep.results), default=0)
     lines.append("checks:")
     for r in rep.results:
-        verdict = "SKIP" if r.skipped else "PASS" if r.passed else "FAIL"
-        lines.append(f"  {verdict}  {r.name:<{width}}  {r.summary}")
+        lines.append(f"  {r.verdict}  {r.name:<{width}}  {r.summary}")
         if r.evidence and (not r.passed or r.name == "initcall_order") \
                 and r.name not in ("proc_version", "lto_config"):
             lines += [f"        | {e}" for e in r.evidence.splitlines()[-30:]]

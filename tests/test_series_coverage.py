@@ -1,0 +1,49 @@
+"""The checks for what the LTO series fixed outside kbuild (harness/coverage.py), each shown
+failing on a real kernel broken that way: an incremental variant of the default build, booted.
+That they pass on the default kernels is tests/test_checks.py."""
+
+from __future__ import annotations
+
+import pytest
+
+from harness.checks import run_check
+from harness.kernel.variants import build_variant
+from harness.pytest_plugin.fixtures import Guests, Kernels
+
+pytestmark = pytest.mark.boot
+
+X86, ARM = pytest.mark.xdist_group("x86_64-thin"), pytest.mark.xdist_group("arm64-thin")
+
+
+@pytest.mark.parametrize(("arch", "variant", "check", "says"), [
+    # 05-08/28, 11/28: no mcount call sites, so no dynamic ftrace and objtool without --mcount
+    pytest.param("x86_64", "mcount-unrecorded", "ftrace", "No functions to be traced",
+                 marks=X86),
+    pytest.param("x86_64", "mcount-unrecorded", "build_outputs",
+                 "objtool on vmlinux.o without --mcount", marks=X86),
+    # 22/28: a module's call sites partly lost
+    pytest.param("arm64", "module-entries-unmerged", "ftrace",
+                 "not in available_filter_functions", marks=ARM),
+    # 12/28
+    pytest.param("x86_64", "import-limit-dropped", "build_outputs",
+                 "no -import-instr-limit in the vmlinux.o link", marks=X86),
+    # 21/28: the function meant for .rodata runs
+    pytest.param("x86_64", "rodata-executable", "lkdtm_rodata", "rodata is executable",
+                 marks=X86),
+    pytest.param("x86_64", "rodata-executable", "build_outputs", "outside .rodata",
+                 marks=X86),
+    # 23/28, 26/28
+    pytest.param("x86_64", "vdso-lto", "vdso", "the vDSO does not export", marks=X86),
+    pytest.param("arm64", "vdso-lto", "vdso", "the vDSO does not export", marks=ARM),
+    # 24/28
+    pytest.param("arm64", "hyp-sections-narrowed", "kvm_nvhe", "KVM did not initialize",
+                 marks=ARM),
+])
+def test_broken_build_fails_its_check(arch: str, variant: str, check: str, says: str,
+                                      kernels: Kernels, guests: Guests) -> None:
+    base = kernels.get(arch=arch)
+    assert run_check(check, guests.get(base), base).passed  # the same check, unbroken
+    broken = build_variant(base, variant)
+    result = run_check(check, guests.get(broken), broken)
+    assert not result.passed, f"{result.summary}\n{result.evidence}"
+    assert says in result.summary, f"{result.summary}\n{result.evidence}"
