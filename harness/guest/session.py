@@ -44,7 +44,8 @@ class Guest:
         self.argv, self.log, self.label, self.accel = argv, log, label, accel
         self.timeout_scale = timeout_scale
         self.accel_reason = ""
-        self.release = ""
+        self.release = ""  # set when the shell is ready
+        self.ready_timeout = 0.0  # for ready(), when nobody waited yet
         self.boot_seconds = 0.0
         self.broken: KernelFailure | None = None
         self.warnings: list[str] = []
@@ -60,7 +61,10 @@ class Guest:
             timeout=None, preexec_fn=die_with_parent(), dimensions=(50, 250),
         )
         self.child.logfile_read = self._logf  # nothing is read before the first expect
-        # pexpect's default pauses on close add ~0.2s to every guest; QEMU needs none.
+        # pexpect's default pauses on close add ~0.2s to every guest; QEMU needs none. Nor
+        # does it need the 50 ms pexpect sleeps before every send: that was half of each
+        # command's round trip (0.09 s -> 0.04 s on arm64 under TCG).
+        self.child.delaybeforesend = None
         for obj in (self.child, self.child.ptyproc):
             obj.delayafterclose, obj.delayafterterminate = 0.0, 0.05
         _LIVE.add(self)
@@ -88,6 +92,17 @@ class Guest:
         return f"QEMU exited (status {code})"
 
     # -- boot -------------------------------------------------------------------------------
+    def console(self) -> str:
+        """Everything the console printed so far (the log, flushed)."""
+        self._logf.flush()
+        return self.log.read_text(errors="replace")
+
+    def ready(self) -> Guest:
+        """Wait for the shell of a guest started without waiting (boot.start(wait=False))."""
+        if not self.release:
+            self.wait_ready(self.ready_timeout)
+        return self
+
     def wait_ready(self, timeout: float) -> None:
         deadline = time.monotonic() + timeout
         patterns = [re.compile(console.READY_RE), *console.FAILURE_RES.values(),
