@@ -25,14 +25,31 @@ def vmlinux_o_command(build_dir: Path) -> str | None:
     return m.group(1) if m else None
 
 
-def rodata_placement(system_map: str) -> tuple[bool, str] | None:
-    """Whether RODATA_FUNCTION lies between __start_rodata and __end_rodata, or None when the
-    kernel has no such function (no LKDTM)."""
+def _addresses(system_map: str, names: tuple[str, ...]) -> dict[str, tuple[int, str]]:
     where: dict[str, tuple[int, str]] = {}
     for line in system_map.splitlines():
         parts = line.split()
-        if len(parts) == 3 and parts[2] in (RODATA_FUNCTION, "__start_rodata", "__end_rodata"):
+        if len(parts) == 3 and parts[2] in names:
             where[parts[2]] = (int(parts[0], 16), parts[1])
+    return where
+
+
+def mcount_locations(system_map: str) -> tuple[bool, str] | None:
+    """Whether vmlinux has ftrace call sites between __start_mcount_loc and __stop_mcount_loc
+    (None: no such symbols)."""
+    where = _addresses(system_map, ("__start_mcount_loc", "__stop_mcount_loc"))
+    if len(where) != 2:
+        return None
+    size = where["__stop_mcount_loc"][0] - where["__start_mcount_loc"][0]
+    if size <= 0:
+        return False, "no ftrace call sites in vmlinux: __start_mcount_loc == __stop_mcount_loc"
+    return True, f"{size // 8} ftrace call sites in vmlinux's mcount_loc table"
+
+
+def rodata_placement(system_map: str) -> tuple[bool, str] | None:
+    """Whether RODATA_FUNCTION lies between __start_rodata and __end_rodata, or None when the
+    kernel has no such function (no LKDTM)."""
+    where = _addresses(system_map, (RODATA_FUNCTION, "__start_rodata", "__end_rodata"))
     if RODATA_FUNCTION not in where:
         return None
     addr, kind = where[RODATA_FUNCTION]
@@ -62,10 +79,23 @@ def evaluate_build_outputs(command: str | None, config: Mapping[str, str], arch:
             limit = re.search(r"-import-instr-limit=(\d+)", command)
             facts.append((limit is not None, f"ThinLTO import limit {limit.group(0)}" if limit
                           else "no -import-instr-limit in the vmlinux.o link"))
+    if config.get("FTRACE_MCOUNT_RECORD") == "y":
+        sites = mcount_locations(system_map)
+        if sites is not None:
+            facts.append(sites)
     placed = rodata_placement(system_map)
     if placed is not None:
         facts.append(placed)
     return facts
+
+
+def objtool_warnings(build_log: Path | None) -> list[str]:
+    """What objtool said about vmlinux.o while building: a decoding error (such as "can't
+    find switch jump table") makes it skip its later passes, --mcount included, silently."""
+    if build_log is None or not build_log.is_file():
+        return []
+    return [line.strip() for line in build_log.read_text(errors="replace").splitlines()
+            if "vmlinux.o: warning: objtool:" in line]
 
 
 @check("build_outputs", "objtool ran on vmlinux.o (with --mcount for ftrace), the ThinLTO "
@@ -81,7 +111,8 @@ def build_outputs(guest: Guest, kernel: Kernel) -> CheckResult:
                             f"no {RODATA_FUNCTION} in System.map")
     bad = [fact for ok, fact in facts if not ok]
     evidence = "\n".join(filter(None, [f"vmlinux.o: {command}" if command else "",
-                                       *[fact for _, fact in facts]]))
+                                       *[fact for _, fact in facts],
+                                       *objtool_warnings(kernel.build_log)]))
     if bad:
         return CheckResult("build_outputs", False, "; ".join(bad), evidence)
     return CheckResult("build_outputs", True, "; ".join(fact for _, fact in facts), evidence)

@@ -25,7 +25,8 @@ def evaluate_cfi(r: CommandResult) -> tuple[bool, str]:
     return False, "no CFI failure reported for LKDTM CFI_FORWARD_PROTO"
 
 
-@check("cfi", "LKDTM CFI_FORWARD_PROTO is stopped by a CFI failure (on a throwaway guest)")
+@check("cfi", "LKDTM CFI_FORWARD_PROTO is stopped by a CFI failure (on a throwaway guest)",
+       companion="crash")
 def cfi(guest: Guest, kernel: Kernel) -> CheckResult:
     r = provoke(guest, kernel, "CFI_FORWARD_PROTO")
     ok, summary = evaluate_cfi(r)

@@ -4,7 +4,7 @@ kills that and the guest goes on serving the next. The main guest is never touch
 
 from __future__ import annotations
 
-from harness.checks.registry import CheckResult, check
+from harness.checks.registry import COMPANIONS, CheckResult, check, companion
 from harness.guest import boot
 from harness.guest.console import CommandResult, without_time
 from harness.guest.session import Guest
@@ -17,20 +17,12 @@ NX_FAULTS = ("kernel tried to execute NX-protected page",
              "Unable to handle kernel execute from non-executable memory")
 
 
-def victim(guest: Guest, kernel: Kernel) -> Guest:
-    """The throwaway guest for `guest`'s kernel; a new one if the last crash broke it."""
-    v = guest.companions.get("crash")
-    if v is None or v.broken is not None:
-        if v is not None:
-            v.close()
-        v = boot.boot(kernel, accel_mode=guest.accel, label=f"{guest.label}-crash",
-                      log_dir=guest.log.parent)
-        guest.companions["crash"] = v
-    return v
-
-
 def provoke(guest: Guest, kernel: Kernel, test: str) -> CommandResult:
-    return victim(guest, kernel).run(f"echo {test} > {TRIGGER}", allow_kernel_errors=True)
+    return companion(guest, kernel, "crash").run(f"echo {test} > {TRIGGER}",
+                                                 allow_kernel_errors=True)
+
+
+COMPANIONS["crash"] = lambda guest, kernel: boot.companion(guest, kernel, "crash")
 
 
 def evaluate_exec_rodata(r: CommandResult) -> tuple[bool, str]:
@@ -49,7 +41,7 @@ def evaluate_exec_rodata(r: CommandResult) -> tuple[bool, str]:
 
 
 @check("lkdtm_rodata", "LKDTM EXEC_RODATA: executing from .rodata faults (on a throwaway "
-       "guest)")
+       "guest)", companion="crash")
 def lkdtm_rodata(guest: Guest, kernel: Kernel) -> CheckResult:
     r = provoke(guest, kernel, "EXEC_RODATA")
     ok, summary = evaluate_exec_rodata(r)

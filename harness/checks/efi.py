@@ -8,7 +8,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from harness.arch import get_arch
-from harness.checks.registry import CheckResult, check
+from harness.checks.registry import COMPANIONS, CheckResult, check, companion
 from harness.errors import InfraError
 from harness.guest import boot
 from harness.guest.session import Guest
@@ -25,20 +25,23 @@ def evaluate_efi_stub(console: str, sysfs_listing: str) -> tuple[bool, str]:
     return True, f"{BOOTING}; /sys/firmware/efi: {' '.join(sorted(sysfs_listing.split()))}"
 
 
-@check("efi_stub", "booted by UEFI firmware through the EFI stub; /sys/firmware/efi present "
-       "(on a guest of its own)")
-def efi_stub(guest: Guest, kernel: Kernel) -> CheckResult:
+def _start(guest: Guest, kernel: Kernel) -> Guest:
     arch = get_arch(kernel.arch)
     if not Path(arch.efi_firmware).is_file():
         raise InfraError(f"UEFI firmware {arch.efi_firmware} is missing: run ./setup.sh or "
                          f"apt-get install {arch.efi_firmware_package}")
-    efi = boot.boot(kernel, accel_mode=guest.accel, label=f"{guest.label}-efi",
-                    log_dir=guest.log.parent, firmware=arch.efi_firmware)
-    try:
-        listing = efi.run("ls /sys/firmware/efi").output
-    finally:
-        efi.close()
-    console = efi.log.read_text(errors="replace")
+    return boot.companion(guest, kernel, "efi", firmware=arch.efi_firmware)
+
+
+COMPANIONS["efi"] = _start
+
+
+@check("efi_stub", "booted by UEFI firmware through the EFI stub; /sys/firmware/efi present "
+       "(on a guest of its own)", companion="efi")
+def efi_stub(guest: Guest, kernel: Kernel) -> CheckResult:
+    efi = companion(guest, kernel, "efi")
+    listing = efi.run("ls /sys/firmware/efi").output
+    console = efi.console()
     ok, summary = evaluate_efi_stub(console, listing)
     stub = [line.strip() for line in console.splitlines() if "EFI stub" in line
             or "efi: " in line]

@@ -34,7 +34,7 @@ def evaluate_kvm_nvhe(dmesg: str, accel: str) -> tuple[bool, str]:
 @check("kvm_nvhe", "arm64: started at EL2, KVM's nVHE hyp code initialized "
        "(kvm-arm.mode=nvhe)")
 def kvm_nvhe(guest: Guest, kernel: Kernel) -> CheckResult:
-    out = guest.run("dmesg").output
+    out = guest.run("dmesg | grep -E 'started at EL|kvm \\[|[Hh]yp|KVM'").output
     ok, summary = evaluate_kvm_nvhe(out, guest.accel)
     evidence = "\n".join(line for line in out.splitlines() if KVM_LINES.search(line))
     return CheckResult("kvm_nvhe", ok, summary, evidence[-3000:])

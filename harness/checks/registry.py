@@ -31,19 +31,43 @@ class Check:
     name: str
     description: str
     run: Callable[[Guest, Kernel], CheckResult]
+    companion: str = ""  # the kind of extra guest it runs on (COMPANIONS), if any
 
 
 CHECKS: dict[str, Check] = {}
+# How to start each kind of companion guest, without waiting for it: (main guest, kernel)
+COMPANIONS: dict[str, Callable[[Guest, Kernel], Guest]] = {}
 
 
-def check(name: str, description: str) -> Callable[[Callable[[Guest, Kernel], CheckResult]],
-                                                   Callable[[Guest, Kernel], CheckResult]]:
+def check(name: str, description: str, companion: str = ""
+          ) -> Callable[[Callable[[Guest, Kernel], CheckResult]],
+                        Callable[[Guest, Kernel], CheckResult]]:
     def register(fn: Callable[[Guest, Kernel], CheckResult]
                  ) -> Callable[[Guest, Kernel], CheckResult]:
-        CHECKS[name] = Check(name, description, fn)
+        CHECKS[name] = Check(name, description, fn, companion)
         return fn
 
     return register
+
+
+def companion(guest: Guest, kernel: Kernel, kind: str) -> Guest:
+    """The ready companion guest of this kind; a new one if there is none yet or the last
+    crash broke it."""
+    other = guest.companions.get(kind)
+    if other is None or other.broken is not None:
+        if other is not None:
+            other.close()
+        other = COMPANIONS[kind](guest, kernel)
+    return other.ready()
+
+
+def start_companions(guest: Guest, kernel: Kernel, names: Iterable[str]) -> None:
+    """Start the companions the checks `names` will run on, so that they boot while the main
+    guest serves the other checks (the machine has a core to spare for them)."""
+    kinds = {CHECKS[n].companion for n in names if CHECKS[n].companion and why_skip(n, kernel)
+             is None}
+    for kind in sorted(kinds - set(guest.companions)):
+        COMPANIONS[kind](guest, kernel)
 
 
 _CONFIGS: dict[str, dict[str, str]] = {}
@@ -86,4 +110,6 @@ def run_check(name: str, guest: Guest, kernel: Kernel) -> CheckResult:
 
 def run_checks(guest: Guest, kernel: Kernel, names: Iterable[str] | None = None
                ) -> list[CheckResult]:
-    return [run_check(n, guest, kernel) for n in (names or CHECKS)]
+    todo = list(names or CHECKS)
+    start_companions(guest, kernel, todo)
+    return [run_check(n, guest, kernel) for n in todo]

@@ -32,7 +32,8 @@ def boot_log(label: str, log_dir: Path | None = None) -> Path:
 
 def start(kernel: Kernel, accel_name: str, *, initrd: Path | None, extra_cmdline: Sequence[str],
           timeout: float | None = None, label: str | None = None,
-          log_dir: Path | None = None, firmware: str = "") -> Guest:
+          log_dir: Path | None = None, firmware: str = "", wait: bool = True) -> Guest:
+    """Start QEMU; wait for the shell unless `wait` is False (then Guest.ready() does)."""
     arch = get_arch(kernel.arch)
     scale = 1.0 if accel_name == "kvm" else arch.tcg_slowdown
     argv = qemu.qemu_argv(arch, kernel.image, initrd, qemu.kernel_cmdline(arch, extra_cmdline),
@@ -41,8 +42,19 @@ def start(kernel: Kernel, accel_name: str, *, initrd: Path | None, extra_cmdline
     guest = Guest(argv, boot_log(name, log_dir), label=name, accel=accel_name,
                   timeout_scale=scale)
     say(f"booting {name} ({accel_name}): {shlex.join(argv)}; console log: {guest.log}")
-    guest.wait_ready((timeout if timeout is not None else BOOT_TIMEOUT * scale)
-                     + (FIRMWARE_SECONDS * scale if firmware else 0))
+    guest.ready_timeout = (timeout if timeout is not None else BOOT_TIMEOUT * scale) \
+        + (FIRMWARE_SECONDS * scale if firmware else 0)
+    return guest.ready() if wait else guest
+
+
+def companion(main: Guest, kernel: Kernel, kind: str, *, firmware: str = "") -> Guest:
+    """Start, without waiting, another guest of `main`'s kernel and accelerator that serves
+    some of its checks (one they may crash, one booted through firmware); closed with main."""
+    initrd = build_initramfs(kernel, None, guest_files(kernel))
+    guest = start(kernel, main.accel, initrd=initrd, extra_cmdline=(),
+                  label=f"{main.label}-{kind}", log_dir=main.log.parent, firmware=firmware,
+                  wait=False)
+    main.companions[kind] = guest
     return guest
 
 

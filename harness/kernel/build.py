@@ -112,7 +112,8 @@ def _defines_all(wanted: dict[str, str], defined: frozenset[str], spec: BuildSpe
         return
     where = f"Linux {src.version} ({spec.arch}, {src.description})"
     for f in reversed(extra):
-        mine = kconfig.undefined(kconfig.parse(f.read_text()), defined)
+        mine = kconfig.undefined(kconfig.follow_renames(kconfig.parse(f.read_text()), defined),
+                                 defined)
         if mine:
             raise UsageError(f"config fragment {f} asks for "
                              + ", ".join(f"CONFIG_{s}" for s in mine)
@@ -144,7 +145,8 @@ def plan(spec: BuildSpec) -> Plan:
     defined = kconfig.defined_symbols(src.tree, arch.src_arch, src.identity)
     options, left_out = needs.build_options(tc.major, tc.clang_version, arch=arch.name,
                                             lto=spec.lto, defined=defined, version=src.version)
-    wanted = kconfig.wanted_options(arch.fragment, spec.lto, extra, options)
+    wanted = kconfig.follow_renames(
+        kconfig.wanted_options(arch.fragment, spec.lto, extra, options), defined)
     _defines_all(wanted, defined, spec, src, extra)
     key = cache.content_key({
         "recipe": RECIPE, "source": src.identity, "config": wanted, "clang": tc.clang_version,

@@ -78,6 +78,24 @@ def wanted_options(arch_fragment: str, lto: str, extra: Iterable[Path] = (),
     return merge(texts)
 
 
+# Kconfig symbols renamed upstream, old name -> new name (the Linux release that renamed them):
+# a fragment may use either, the build asks for the one the source defines.
+RENAMED = {
+    "RETPOLINE": "MITIGATION_RETPOLINE",  # 6.9
+    "RETHUNK": "MITIGATION_RETHUNK",  # 6.9
+}
+
+
+def follow_renames(wanted: Mapping[str, str], defined: frozenset[str]) -> dict[str, str]:
+    """`wanted` with each renamed symbol under the name this source defines."""
+    either = {**RENAMED, **{new: old for old, new in RENAMED.items()}}
+    out: dict[str, str] = {}
+    for sym, value in wanted.items():
+        other = either.get(sym)
+        out[other if sym not in defined and other in defined else sym] = value
+    return out
+
+
 _DEFINED: dict[tuple[str, str], frozenset[str]] = {}
 
 

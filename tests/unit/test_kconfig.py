@@ -28,3 +28,11 @@ def test_wanted_options_carry_lto_mode_and_arch_console() -> None:
     assert thin["MODVERSIONS"] == "y" and thin["IKCONFIG_PROC"] == "y"
     none = kconfig.wanted_options("arm64.config", "none")
     assert none["LTO_NONE"] == "y" and "LTO_CLANG_THIN" not in none
+
+
+def test_renamed_symbols_follow_the_source() -> None:
+    old, new = frozenset({"RETPOLINE"}), frozenset({"MITIGATION_RETPOLINE"})
+    assert kconfig.follow_renames({"RETPOLINE": "y", "PRINTK": "y"}, new) == \
+        {"MITIGATION_RETPOLINE": "y", "PRINTK": "y"}
+    assert kconfig.follow_renames({"MITIGATION_RETPOLINE": "y"}, old) == {"RETPOLINE": "y"}
+    assert kconfig.follow_renames({"RETPOLINE": "y"}, old) == {"RETPOLINE": "y"}
