@@ -56,7 +56,7 @@ PATCHES: tuple[Patch, ...] = (
     Patch(12, "kbuild: lto: limit inlining", BUILD_OUTPUTS, ("build_outputs",),
           ("import-limit-dropped",), "ThinLTO only: -import-instr-limit on the vmlinux.o link"),
     Patch(13, "kbuild: lto: merge module sections", RUN_TIME, ("probe_modules",),
-          ("modules-unmerged", "module-entries-unmerged")),
+          ("modules-unmerged",)),
     Patch(14, "kbuild: lto: remove duplicate dependencies from .mod files", BUILD_ONLY,
           note="our M= modules build and pass modpost"),
     Patch(15, "init: lto: ensure initcall ordering", RUN_TIME, ("initcall_order",),
@@ -75,7 +75,8 @@ PATCHES: tuple[Patch, ...] = (
     Patch(21, "drivers/misc/lkdtm: disable LTO for rodata.o", RUN_TIME,
           ("lkdtm_rodata", "build_outputs"), ("rodata-executable",)),
     Patch(22, "arm64: export CC_USING_PATCHABLE_FUNCTION_ENTRY", RUN_TIME, ("ftrace",),
-          ("module-entries-unmerged",), "arm64; not in the seed's copy of the list"),
+          ("notrace-ignored",), "arm64: notrace sched_clock is not traceable; not in the "
+          "seed's copy of the list"),
     Patch(23, "arm64: vdso: disable LTO", RUN_TIME, ("vdso",), ("vdso-lto",), "arm64"),
     Patch(24, "KVM: arm64: disable LTO for the nVHE directory", RUN_TIME, ("kvm_nvhe",),
           ("hyp-sections-narrowed",),

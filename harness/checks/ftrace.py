@@ -17,6 +17,10 @@ from harness.kernel.model import Kernel
 
 TRACEFS = "/sys/kernel/tracing"
 CORE_FUNCTION = "version_proc_show"  # fs/proc/version.c; runs on `cat /proc/version`
+# notrace on every arch (kernel/time/sched_clock.c, arch/x86/kernel/tsc.c): never traceable.
+# On arm64 notrace means patchable_function_entry(0, 0), which needs the compiler flag's
+# define where every file sees it: the series' 22/28
+NOTRACE_FUNCTION = "sched_clock"
 ALLOCATING = re.compile(r"ftrace: allocating (\d+) entries in (\d+) pages")
 
 
@@ -29,8 +33,8 @@ def ftrace_script(module_dir: str) -> str:
         f"mount -t tracefs nodev {t} 2>/dev/null",
         "dmesg | grep -E 'ftrace: (allocating|No functions)'",
         f"insmod {probe}",
-        f"echo \"== listed\"; grep -E '^({CORE_FUNCTION}|{modules.EXPORTED})( |$)' "
-        f"{t}/available_filter_functions",
+        f"echo \"== listed\"; grep -E '^({CORE_FUNCTION}|{modules.EXPORTED}|{NOTRACE_FUNCTION})"
+        f"( |$)' {t}/available_filter_functions",
         f"echo {CORE_FUNCTION} > {t}/set_ftrace_filter",
         f"echo {modules.EXPORTED} >> {t}/set_ftrace_filter",
         f"echo function > {t}/current_tracer",
@@ -67,12 +71,15 @@ def evaluate_ftrace(output: str) -> tuple[bool, str]:
         where = {CORE_FUNCTION: "vmlinux", modules.EXPORTED: "module ltoboot_probe"}
         return False, f"{entries.group(0)}, but " + ", ".join(
             f"{f} ({where[f]})" for f in missing) + " not in available_filter_functions"
+    if NOTRACE_FUNCTION in listed.split():
+        return False, f"{NOTRACE_FUNCTION} is notrace but listed in available_filter_functions:" \
+            " notrace does not keep functions out of ftrace"
     traced = " ".join(_section(output, "traced"))
     untraced = [f for f in (CORE_FUNCTION, modules.EXPORTED) if f" {f} <-" not in f" {traced}"]
     if untraced:
         return False, "the function tracer did not record " + ", ".join(untraced)
     return True, f"{entries.group(0)}; {CORE_FUNCTION} and {modules.EXPORTED} " \
-        "[ltoboot_probe] listed and traced"
+        f"[ltoboot_probe] listed and traced, notrace {NOTRACE_FUNCTION} not listed"
 
 
 @check("ftrace", "dynamic ftrace has entries; the function tracer records a vmlinux and a "

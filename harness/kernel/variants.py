@@ -100,11 +100,13 @@ def mcount_unrecorded(tree: Path) -> None:
                     "objtool-args-$(CONFIG_FTRACE_MCOUNT_USE_OBJTOOL)\t+= --mcount\n", "")
 
 
-def module_entries_unmerged(tree: Path) -> None:
-    # a module's per-function __patchable_function_entries sections (SHF_LINK_ORDER, so the
-    # partial link keeps them apart) are no longer merged: the loader sees the first only
-    replace_in_copy(tree / "scripts/module.lds.S",
-                    "\t__patchable_function_entries : { *(__patchable_function_entries) }\n", "")
+def notrace_ignored(tree: Path) -> None:
+    # arm64 without -DCC_USING_PATCHABLE_FUNCTION_ENTRY where every file sees it: notrace
+    # falls back to no_instrument_function, which -fpatchable-function-entry ignores, so
+    # notrace functions become traceable (what "arm64: export CC_USING_PATCHABLE_FUNCTION_ENTRY"
+    # fixed)
+    replace_in_copy(tree / "arch/arm64/Makefile",
+                    "  KBUILD_CPPFLAGS += -DCC_USING_PATCHABLE_FUNCTION_ENTRY\n", "")
 
 
 def rodata_executable(tree: Path) -> None:
@@ -151,8 +153,8 @@ VARIANTS: dict[str, Variant] = {v.name: v for v in (
             ">= 6.11, which matches exactly)", patch=kallsyms_inexact),
     Variant("mcount-unrecorded", "objtool no longer records mcount call sites (no --mcount)",
             patch=mcount_unrecorded),
-    Variant("module-entries-unmerged", "module.lds.S no longer merges a module's "
-            "__patchable_function_entries", patch=module_entries_unmerged),
+    Variant("notrace-ignored", "arm64's notrace no longer keeps functions out of ftrace",
+            patch=notrace_ignored),
     Variant("rodata-executable", "LKDTM's rodata function stays in executable text",
             patch=rodata_executable),
     Variant("hyp-sections-narrowed", "the nVHE hyp linker script misses LTO's per-function "

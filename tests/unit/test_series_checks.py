@@ -39,6 +39,9 @@ def test_ftrace_verdicts() -> None:
     assert evaluate_ftrace(untraced) == (False, "the function tracer did not record "
                                          "version_proc_show, ltoboot_probe_value")
     assert not evaluate_ftrace("== listed\n")[0]  # no dynamic ftrace at all
+    traceable = FTRACE_OK.replace("== traced", "sched_clock\n== traced")
+    ok, why = evaluate_ftrace(traceable)
+    assert not ok and why.startswith("sched_clock is notrace but listed")
 
 
 VDSO_X86 = """vdso 0x00007ffd6a5f9000
