@@ -6,7 +6,9 @@
 Sections (median of --runs each; the suite of --suite-runs, default --runs):
   boot    raw QEMU to our init's ready marker vs the harness's boot to a usable shell: same
           kernel, initramfs and argv (target ratio <= 1.10)
-  checks  all checks of one kernel on one booted guest: time beyond the boot
+  checks  all checks of one kernel on one booted guest: time beyond the boot, per check (the
+          companion guests some checks run on start first and boot meanwhile, as in a run)
+  run     a warm `ltoboot run` (both arches, every check), end to end, as a user types it
   build   plain `make M=... modules` of our probe modules vs the harness building the same
           key into a scratch cache (target 1.00); a kernel build is the same code path
           (cache.publish + make), minutes long: --kernel-build adds one pair of those
@@ -32,6 +34,7 @@ from typing import Any
 
 from harness import cache, checks
 from harness.arch import get_arch
+from harness.checks.registry import start_companions
 from harness.guest import boot, modules, qemu
 from harness.guest.initramfs import build_initramfs
 from harness.kernel import kbuild, toolchain
@@ -39,7 +42,7 @@ from harness.kernel.model import BuildSpec, Kernel
 from harness.kernel.obtain import obtain
 
 ROOT = Path(__file__).resolve().parent.parent
-SECTIONS = ("boot", "checks", "build", "cache", "suite")
+SECTIONS = ("boot", "checks", "run", "build", "cache", "suite")
 
 
 def median_of(runs: int, measure: Callable[[], float]) -> tuple[float, list[float]]:
@@ -89,6 +92,7 @@ def bench_checks(kernel: Kernel, runs: int) -> dict[str, Any]:
     def once() -> float:
         guest = boot.boot(kernel, accel_mode="tcg")
         t = time.monotonic()
+        start_companions(guest, kernel, list(checks.CHECKS))
         for name in checks.CHECKS:
             c = time.monotonic()
             result = checks.run_check(name, guest, kernel)
@@ -207,6 +211,21 @@ def bench_suite(runs: int) -> dict[str, Any]:
             "n_auto_runs": auto_all, "n_1_runs": one_all}
 
 
+def bench_run(runs: int) -> dict[str, Any]:
+    exe = Path(sys.executable).with_name("ltoboot")
+
+    def once() -> float:
+        t = time.monotonic()
+        done = subprocess.run([str(exe), "run"], capture_output=True, text=True)
+        if done.returncode != 0:
+            raise RuntimeError(f"ltoboot run failed ({done.returncode}):\n{done.stdout[-3000:]}")
+        return time.monotonic() - t
+
+    once()  # warm: everything built and cached
+    total, all_runs = median_of(runs, once)
+    return {"warm_run_s": total, "runs": all_runs}
+
+
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--runs", type=int, default=5)
@@ -235,9 +254,10 @@ def main() -> int:
     if "checks" in only:
         out["checks"] = {a: bench_checks(k, args.runs) for a, k in kernels.items()}
         for a, r in out["checks"].items():
-            cfi = r["per_check_s"].get("cfi", 0.0)
+            slow = sorted(r["per_check_s"].items(), key=lambda kv: -kv[1])[:5]
             show(f"checks {a:7}  {r['checks']} checks, {r['beyond_boot_s']:.2f} s "
-                         f"beyond the boot (cfi's own sacrificial boot: {cfi:.2f} s)")
+                 "beyond the boot; slowest: "
+                 + ", ".join(f"{n} {v:.2f}" for n, v in slow))
     first = kernels[arches[0]]
     if "build" in only:
         out["build"] = [bench_module_build(first, args.runs)]
@@ -250,6 +270,9 @@ def main() -> int:
         out["cache"] = bench_cache_hit(BuildSpec(arch=arches[0]), args.runs)
         show(f"cache hit {arches[0]}: {out['cache']['hit_ms']:.1f} ms, "
                      f"make started {out['cache']['make_started']} times")
+    if "run" in only:
+        out["run"] = bench_run(args.runs)
+        show(f"run warm `ltoboot run` (both arches, every check): {out['run']['warm_run_s']:.1f} s")
     if "suite" in only:
         out["suite"] = bench_suite(args.suite_runs or args.runs)
         r = out["suite"]

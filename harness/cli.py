@@ -41,8 +41,7 @@ def specs(args: argparse.Namespace) -> list[BuildSpec]:
 def cmd_run(args: argparse.Namespace) -> int:
     names = pipeline.check_names(args.check)
     reports = []
-    for spec in specs(args):
-        rep = pipeline.check_kernel(spec, args.accel, names, args.initcalls)
+    for rep in pipeline.check_kernels(specs(args), args.accel, names, args.initcalls):
         reports.append(rep)
         print(render(rep), flush=True)
         print(flush=True)
@@ -104,7 +103,7 @@ def cmd_tested_by(args: argparse.Namespace) -> int:
         raise UsageError("tested-by needs --name and --email (or git config user.name and "
                          "user.email)")
     names = pipeline.check_names(args.check)
-    reports = [pipeline.check_kernel(spec, args.accel, names) for spec in specs(args)]
+    reports = list(pipeline.check_kernels(specs(args), args.accel, names))
     facts = facts_for_tested_by(reports, name, email)
     if args.format == "json":
         print(json.dumps(facts, indent=2))

@@ -7,7 +7,9 @@ report (build failed, boot failed, a check failed), never as exceptions.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Sequence
+import threading
+from collections.abc import Iterator, Sequence
+from concurrent.futures import Future
 
 from harness import checks
 from harness.checks import initcall_order
@@ -38,6 +40,31 @@ def check_kernel(spec: BuildSpec, accel: str, names: Sequence[str] | None,
         rep.error = f"build failed: {e}"
         return rep
     return check_obtained(rep, spec, accel, names, initcalls)
+
+
+def check_kernels(specs: Sequence[BuildSpec], accel: str, names: Sequence[str] | None,
+                  initcalls: bool = False) -> Iterator[KernelReport]:
+    """Several kernels checked side by side, their reports in the order of `specs`. Each
+    kernel has a thread: its guests are single-threaded QEMUs, so on a machine with a core to
+    spare the arches boot and check at once (builds still take turns on the machine lock).
+    The threads are daemons: an interrupted run does not wait for them, and the exit handlers
+    end their QEMU and make processes."""
+    if len(specs) < 2:
+        yield from (check_kernel(s, accel, names, initcalls) for s in specs)
+        return
+    futures: list[Future[KernelReport]] = [Future() for _ in specs]
+
+    def work(future: Future[KernelReport], spec: BuildSpec) -> None:
+        try:
+            future.set_result(check_kernel(spec, accel, names, initcalls))
+        except BaseException as e:  # handed to the main thread, which raises it
+            future.set_exception(e)
+
+    for future, spec in zip(futures, specs, strict=True):
+        threading.Thread(target=work, args=(future, spec), daemon=True,
+                         name=f"ltoboot-{spec.label}").start()
+    for future in futures:
+        yield future.result()
 
 
 def check_obtained(rep: KernelReport, spec: BuildSpec, accel: str,
