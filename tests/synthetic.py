@@ -3,6 +3,9 @@ must not wait for a build (image parsing, bad-input and tool-failure paths)."""
 
 from __future__ import annotations
 
+import subprocess
+from pathlib import Path
+
 from harness.arch import ARCHES
 
 
@@ -22,3 +25,35 @@ def arm64(payload: bytes = b"") -> bytes:
     data = bytearray(0x100)
     data[a.image_magic_at:a.image_magic_at + 4] = a.image_magic
     return bytes(data) + b"Linux version 6.1.192 (ltoboot@ltoboot) (clang)" + payload
+
+
+def kconfig_defining_everything() -> str:
+    """A Kconfig file that defines every symbol an ltoboot build may ask for, on any arch and
+    LTO mode: a fake tree passes the kernel-source check and fails where the test wants."""
+    from harness.kernel import kconfig
+    from harness.kernel.model import LTO_MODES
+
+    symbols: set[str] = set()
+    for arch in ARCHES.values():
+        for lto in LTO_MODES:
+            symbols |= set(kconfig.wanted_options(arch.fragment, lto))
+    return "".join(f"config {s}\n\tbool\n" for s in sorted(symbols))
+
+
+def fake_tree(path: Path, git: bool = False) -> Path:
+    """A "kernel tree" with a top Makefile and a Kconfig, nothing to build (optionally a git
+    repository of four commits)."""
+    path.mkdir()
+    (path / "Makefile").write_text("VERSION = 6\nPATCHLEVEL = 1\nSUBLEVEL = 0\n")
+    (path / "Kconfig").write_text(kconfig_defining_everything())
+    if git:
+        def g(*args: str) -> None:
+            subprocess.run(["git", "-C", str(path), *args], check=True, capture_output=True)
+        g("init", "-q", "-b", "main")
+        g("config", "user.email", "t@example.org")
+        g("config", "user.name", "T")
+        for i in range(4):
+            (path / "NOTES").write_text(f"{i}\n")
+            g("add", "-A")
+            g("commit", "-q", "-m", f"c{i}")
+    return path

@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 
 from tests.processes import default_sigint, wait_for
+from tests.synthetic import fake_tree
 
 SIGNALS = {"SIGINT": signal.SIGINT, "SIGTERM": signal.SIGTERM}
 
@@ -54,23 +55,6 @@ class SlowMake:
             return run.communicate(timeout=60)[0]
         finally:
             run.kill()
-
-
-def fake_tree(path: Path, git: bool = False) -> Path:
-    path.mkdir()
-    (path / "Makefile").write_text("VERSION = 6\nPATCHLEVEL = 1\nSUBLEVEL = 0\n")
-    (path / "Kconfig").write_text("")
-    if git:
-        def g(*args: str) -> None:
-            subprocess.run(["git", "-C", str(path), *args], check=True, capture_output=True)
-        g("init", "-q", "-b", "main")
-        g("config", "user.email", "t@example.org")
-        g("config", "user.name", "T")
-        for i in range(4):
-            (path / "NOTES").write_text(f"{i}\n")
-            g("add", "-A")
-            g("commit", "-q", "-m", f"c{i}")
-    return path
 
 
 def ltoboot(argv: list[str], env: dict[str, str]) -> subprocess.Popen[str]:

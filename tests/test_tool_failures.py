@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.synthetic import arm64, x86
+from tests.synthetic import arm64, fake_tree, x86
 
 THIN = "CONFIG_LTO_CLANG=y\nCONFIG_LTO_CLANG_THIN=y\n# CONFIG_LTO_NONE is not set\n"
 
@@ -55,14 +55,6 @@ def prebuilt(tmp: Path, arch: str, modules: bool = False) -> Path:
     return d / name
 
 
-def fake_tree(tmp: Path) -> Path:
-    tree = tmp / "linux"
-    tree.mkdir()
-    (tree / "Makefile").write_text("VERSION = 6\nPATCHLEVEL = 1\nSUBLEVEL = 0\n")
-    (tree / "Kconfig").write_text("")
-    return tree
-
-
 def one_clear_line(got: subprocess.CompletedProcess[str], status: int, *words: str) -> None:
     text = got.stdout + got.stderr
     assert "Traceback" not in text, text
@@ -81,7 +73,7 @@ def test_toolchain_that_cannot_say_its_version(tmp_path: Path, tool: str) -> Non
 
 def test_make_that_fails_is_the_build_failing(tmp_path: Path) -> None:
     got = ltoboot(tmp_path, "make", "run", "--arch", "x86_64",
-                  "--kernel-src", str(fake_tree(tmp_path)))
+                  "--kernel-src", str(fake_tree(tmp_path / "linux")))
     assert "Traceback" not in got.stdout + got.stderr
     assert got.returncode == 1, got.stdout + got.stderr
     assert "build failed: build x86_64-thin: make tinyconfig failed (exit 3)" in got.stdout
