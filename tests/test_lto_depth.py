@@ -10,7 +10,7 @@ import re
 
 import pytest
 
-from harness.checks import run_check
+from harness.checks import run_check, run_checks
 from harness.checks.initcall_report import compare_guests
 from harness.kernel.variants import build_variant
 from harness.pytest_plugin.fixtures import Guests, Kernels
@@ -42,6 +42,17 @@ def test_reversed_initcall_order_is_caught(kernels: Kernels, guests: Guests,
     assert any(d.what == "table" for d in c.divergences)
     assert any(d.what == "runtime" for d in c.divergences)
     assert "differs" in c.summary() and "level" in c.summary()
+
+
+def test_every_check_passes_or_skips_on_the_non_lto_kernel(kernels: Kernels, guests: Guests,
+                                                           primary_arch: str) -> None:
+    """No false verdicts on the other side: the same tree and config without LTO is a correct
+    kernel too (its PCI fixups name the hooks, objtool runs per object, no .llvm. names)."""
+    none = kernels.get(arch=primary_arch, lto="none")
+    results = run_checks(guests.get(none), none)
+    bad = [f"{r.name}: {r.summary}\n{r.evidence}" for r in results if not r.passed]
+    assert not bad, "\n".join(bad)
+    assert {r.name for r in results if r.skipped} <= {"kvm_nvhe", "efi_stub", "pci_fixups"}
 
 
 def test_lto_evidence_on_a_non_lto_kernel(kernels: Kernels, guests: Guests,
