@@ -7,7 +7,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 from harness import needs
-from harness.errors import KernelFailure, LtobootError, NotApplicable
+from harness.errors import InfraError, KernelFailure, LtobootError, NotApplicable
 from harness.guest.session import Guest
 from harness.kernel import kconfig
 from harness.kernel.model import Kernel
@@ -101,6 +101,8 @@ def run_check(name: str, guest: Guest, kernel: Kernel) -> CheckResult:
         return CheckResult(name, False, f"{e.kind}: {e.summary}", e.excerpt)
     except NotApplicable as e:
         return CheckResult(name, True, f"skipped: {e}", skipped=True)
+    except InfraError:  # the machine's fault (a missing tool or firmware): no verdict at all
+        raise
     except LtobootError as e:  # e.g. the probe modules did not build
         return CheckResult(name, False, str(e).splitlines()[0], str(e))
     except Exception as e:  # the guest answered what the check did not expect: its evidence

@@ -124,6 +124,20 @@ def hyp_sections_narrowed(tree: Path) -> None:
                     "*(NAME)")
 
 
+def efi_stub_lto(tree: Path) -> None:
+    # the EFI stub compiled with LTO flags again, undoing "efi/libstub: disable LTO"
+    replace_in_copy(tree / "drivers/firmware/efi/libstub/Makefile",
+                    "KBUILD_CFLAGS := $(filter-out $(CC_FLAGS_LTO), $(KBUILD_CFLAGS))\n", "")
+
+
+def pci_fixups_unstubbed(tree: Path) -> None:
+    # PCI fixup entries name the static hooks from inline asm even under LTO, as before "PCI:
+    # Fix PREL32 relocations for LTO" (LTO may rename or drop what only the asm names)
+    replace_in_copy(tree / "include/linux/pci.h",
+                    "#ifdef CONFIG_LTO_CLANG\n#define __DECLARE_PCI_FIXUP_SECTION",
+                    "#if 0 /* ltoboot */\n#define __DECLARE_PCI_FIXUP_SECTION")
+
+
 def import_limit_dropped(tree: Path) -> None:
     # ThinLTO imports (inlines across files) without the kernel's limit: "kbuild: lto: limit
     # inlining" undone; the kernel still works, only bigger, so the build outputs tell
@@ -159,6 +173,9 @@ VARIANTS: dict[str, Variant] = {v.name: v for v in (
             patch=rodata_executable),
     Variant("hyp-sections-narrowed", "the nVHE hyp linker script misses LTO's per-function "
             "sections", patch=hyp_sections_narrowed),
+    Variant("efi-stub-lto", "the EFI stub is compiled with LTO flags", patch=efi_stub_lto),
+    Variant("pci-fixups-unstubbed", "PCI fixup entries name the static hooks directly under "
+            "LTO", patch=pci_fixups_unstubbed),
     Variant("import-limit-dropped", "ThinLTO links without -import-instr-limit",
             patch=import_limit_dropped),
     Variant("vdso-lto", "the vDSO is compiled with the kernel's LTO flags", patch=vdso_lto),

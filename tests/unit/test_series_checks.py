@@ -151,3 +151,22 @@ def test_rodata_placement() -> None:
     ok, fact = rodata_placement(in_text)  # type: ignore[misc]
     assert not ok and "outside .rodata" in fact
     assert rodata_placement("ffffffff81400000 D __start_rodata\n") is None  # no LKDTM
+
+
+def test_a_machine_problem_inside_a_check_is_no_verdict(monkeypatch: pytest.MonkeyPatch
+                                                        ) -> None:
+    from harness.checks import registry
+    from harness.errors import BuildError, InfraError
+
+    def machine(guest: object, kernel: object) -> registry.CheckResult:
+        raise InfraError("UEFI firmware x is missing: run ./setup.sh")
+
+    def kernel_side(guest: object, kernel: object) -> registry.CheckResult:
+        raise BuildError("probe modules did not build")
+
+    monkeypatch.setitem(registry.CHECKS, "t1", registry.Check("t1", "", machine))
+    monkeypatch.setitem(registry.CHECKS, "t2", registry.Check("t2", "", kernel_side))
+    with pytest.raises(InfraError):
+        registry.run_check("t1", None, None)  # type: ignore[arg-type]
+    got = registry.run_check("t2", None, None)  # type: ignore[arg-type]
+    assert got.verdict == "FAIL" and got.summary == "probe modules did not build"
