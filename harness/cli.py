@@ -47,8 +47,9 @@ def cmd_run(args: argparse.Namespace) -> int:
         print(flush=True)
     if args.coverage:
         print(f"series coverage: {coverage.SERIES}")
-        for line in coverage.verdicts((r.label, c.name, c.verdict)
-                                      for r in reports for c in r.results):
+        for line in coverage.verdicts((r.label, r.kernel.arch, c.name, c.verdict)
+                                      for r in reports if r.kernel is not None
+                                      for c in r.results):
             print(f"  {line}")
         print()
     ok = all(r.passed for r in reports)
