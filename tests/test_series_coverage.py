@@ -33,6 +33,10 @@ X86, ARM = pytest.mark.xdist_group("x86_64-thin"), pytest.mark.xdist_group("arm6
                  marks=X86),
     pytest.param("x86_64", "rodata-executable", "build_outputs", "outside .rodata",
                  marks=X86),
+    # 17/28: the entries name the static hooks from asm; these two run anyway (ThinLTO kept
+    # their names), so what fails is the mechanism LTO needs, not yet the boot
+    pytest.param("x86_64", "pci-fixups-unstubbed", "pci_fixups",
+                 "called without an __UNIQUE_ID_ stub", marks=X86),
     # 23/28, 26/28
     pytest.param("x86_64", "vdso-lto", "vdso", "the vDSO does not export", marks=X86),
     pytest.param("arm64", "vdso-lto", "vdso", "the vDSO does not export", marks=ARM),
