@@ -34,9 +34,8 @@ CHECKS: dict[str, Needs] = {
     "symvers_crcs": Needs({**MODULES, "MODVERSIONS": "y"}),
     "probe_modules": Needs(dict(MODULES), build_dir=True),
     "modversions": Needs({**MODULES, "MODVERSIONS": "y"}),
-    # dynamic ftrace; our probe module's function is one of those traced
-    "ftrace": Needs({**MODULES, "FTRACE": "y", "FUNCTION_TRACER": "y", "DYNAMIC_FTRACE": "y"},
-                    build_dir=True),
+    # dynamic ftrace; with a build directory our probe module's function is traced too
+    "ftrace": Needs({**MODULES, "FTRACE": "y", "FUNCTION_TRACER": "y", "DYNAMIC_FTRACE": "y"}),
     "vdso": Needs(),
     "kvm_nvhe": Needs({"VIRTUALIZATION": "y", "KVM": "y"}, arches=("arm64",)),
     "pci_fixups": Needs({"PCI": "y"}, arches=("x86_64",)),

@@ -24,26 +24,27 @@ NOTRACE_FUNCTION = "sched_clock"
 ALLOCATING = re.compile(r"ftrace: allocating (\d+) entries in (\d+) pages")
 
 
-def ftrace_script(module_dir: str) -> str:
-    """One guest command: mount tracefs, look for our functions, trace both of them while
-    `cat /proc/version` and loading ltoboot_user (which calls ltoboot_probe_value) run."""
+def ftrace_script(module_dir: str | None) -> str:
+    """One guest command: mount tracefs, look for our functions, trace them while
+    `cat /proc/version` and (with our modules) loading ltoboot_user, which calls
+    ltoboot_probe_value, run."""
     t = TRACEFS
-    probe, user = f"{module_dir}/{modules.PROBE}", f"{module_dir}/{modules.USER}"
+    traced = [CORE_FUNCTION] + ([modules.EXPORTED] if module_dir else [])
+    load = [f"insmod {module_dir}/{modules.PROBE}"] if module_dir else []
     return "; ".join([
         f"mount -t tracefs nodev {t} 2>/dev/null",
         "dmesg | grep -E 'ftrace: (allocating|No functions)'",
-        f"insmod {probe}",
-        f"echo \"== listed\"; grep -E '^({CORE_FUNCTION}|{modules.EXPORTED}|{NOTRACE_FUNCTION})"
-        f"( |$)' {t}/available_filter_functions",
-        f"echo {CORE_FUNCTION} > {t}/set_ftrace_filter",
-        f"echo {modules.EXPORTED} >> {t}/set_ftrace_filter",
+        *load,
+        f"echo \"== listed\"; grep -E '^({'|'.join([*traced, NOTRACE_FUNCTION])})( |$)' "
+        f"{t}/available_filter_functions",
+        f"echo '{' '.join(traced)}' > {t}/set_ftrace_filter",
         f"echo function > {t}/current_tracer",
         "cat /proc/version > /dev/null",
-        f"insmod {user}",
+        *([f"insmod {module_dir}/{modules.USER}"] if module_dir else []),
         f"echo 0 > {t}/tracing_on",  # stop; a tracer change would empty the buffer
-        f"echo \"== traced\"; grep -E ' ({CORE_FUNCTION}|{modules.EXPORTED}) <-' {t}/trace",
+        f"echo \"== traced\"; grep -E ' ({'|'.join(traced)}) <-' {t}/trace",
         f"echo nop > {t}/current_tracer; echo > {t}/set_ftrace_filter; echo 1 > {t}/tracing_on",
-        "rmmod ltoboot_user; rmmod ltoboot_probe",
+        *(["rmmod ltoboot_user; rmmod ltoboot_probe"] if module_dir else []),
     ])
 
 
@@ -56,9 +57,10 @@ def _section(output: str, name: str) -> list[str]:
             if x.strip()]
 
 
-def evaluate_ftrace(output: str) -> tuple[bool, str]:
-    """PASS: dynamic ftrace has entries, both functions are listed and were traced, the
-    notrace one is not listed. A FAIL names every problem seen."""
+def evaluate_ftrace(output: str, with_module: bool = True) -> tuple[bool, str]:
+    """PASS: dynamic ftrace has entries, our functions (vmlinux's, and the module's when it
+    was loaded) are listed and were traced, the notrace one is not listed. A FAIL names every
+    problem seen."""
     if "No functions to be traced" in output:
         return False, "ftrace: No functions to be traced? (no mcount locations recorded)"
     entries = ALLOCATING.search(output)
@@ -68,7 +70,9 @@ def evaluate_ftrace(output: str) -> tuple[bool, str]:
         return False, "ftrace allocated 0 entries: no mcount locations recorded"
     problems = []
     listed = _section(output, "listed")
-    where = {CORE_FUNCTION: "vmlinux", modules.EXPORTED: "module ltoboot_probe"}
+    where = {CORE_FUNCTION: "vmlinux"}
+    if with_module:
+        where[modules.EXPORTED] = "module ltoboot_probe"
     missing = [f for f in where if not any(line.split()[0] == f for line in listed)]
     if missing:
         problems.append(", ".join(f"{f} ({where[f]})" for f in missing)
@@ -82,14 +86,18 @@ def evaluate_ftrace(output: str) -> tuple[bool, str]:
         problems.append("the function tracer did not record " + ", ".join(untraced))
     if problems:
         return False, f"{entries.group(0)}, but " + "; ".join(problems)
-    return True, f"{entries.group(0)}; {CORE_FUNCTION} and {modules.EXPORTED} " \
-        f"[ltoboot_probe] listed and traced, notrace {NOTRACE_FUNCTION} not listed"
+    names = f"{CORE_FUNCTION} and {modules.EXPORTED} [ltoboot_probe]" if with_module else \
+        f"{CORE_FUNCTION} (no build directory: no module of ours)"
+    return True, f"{entries.group(0)}; {names} listed and traced, notrace " \
+        f"{NOTRACE_FUNCTION} not listed"
 
 
 @check("ftrace", "dynamic ftrace has entries; the function tracer records a vmlinux and a "
        "module function (objtool mcount, patchable function entries)")
 def ftrace(guest: Guest, kernel: Kernel) -> CheckResult:
-    modules.probe_modules(kernel)
-    r = guest.run(ftrace_script(modules.GUEST_DIR), timeout=20)
-    ok, summary = evaluate_ftrace(r.output)
+    with_module = kernel.build_dir is not None
+    if with_module:
+        modules.probe_modules(kernel)
+    r = guest.run(ftrace_script(modules.GUEST_DIR if with_module else None), timeout=20)
+    ok, summary = evaluate_ftrace(r.output, with_module)
     return CheckResult("ftrace", ok, summary, r.output.strip())

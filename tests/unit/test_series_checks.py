@@ -8,7 +8,7 @@ import pytest
 from harness.checks.build_outputs import evaluate_build_outputs, rodata_placement
 from harness.checks.crash import evaluate_exec_rodata
 from harness.checks.efi import evaluate_efi_stub
-from harness.checks.ftrace import evaluate_ftrace
+from harness.checks.ftrace import evaluate_ftrace, ftrace_script
 from harness.checks.kvm import evaluate_kvm_nvhe
 from harness.checks.pci import evaluate_pci_fixups
 from harness.checks.vdso import evaluate_vdso
@@ -177,3 +177,14 @@ def test_a_machine_problem_inside_a_check_is_no_verdict(monkeypatch: pytest.Monk
         registry.run_check("t1", None, None)  # type: ignore[arg-type]
     got = registry.run_check("t2", None, None)  # type: ignore[arg-type]
     assert got.verdict == "FAIL" and got.summary == "probe modules did not build"
+
+
+def test_ftrace_without_our_modules() -> None:
+    vmlinux_only = "\n".join(line for line in FTRACE_OK.splitlines()
+                             if "ltoboot_probe_value" not in line)
+    ok, why = evaluate_ftrace(vmlinux_only, with_module=False)
+    assert ok and "no build directory" in why
+    assert not evaluate_ftrace(vmlinux_only)[0]
+    script = ftrace_script(None)
+    assert "insmod" not in script and "rmmod" not in script
+    assert "echo 'version_proc_show' >" in script
