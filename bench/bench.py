@@ -71,11 +71,13 @@ def raw_boot(argv: list[str]) -> float:
 def bench_boot(kernel: Kernel, runs: int) -> dict[str, Any]:
     initrd = build_initramfs(kernel, None, boot.guest_files(kernel))
     arch = get_arch(kernel.arch)
-    argv = qemu.qemu_argv(arch, kernel.image, initrd, qemu.kernel_cmdline(arch))
+    firmware = boot.default_firmware(kernel)  # the same way in: UEFI for arm64
+    argv = qemu.qemu_argv(arch, kernel.image, initrd, qemu.kernel_cmdline(arch),
+                          firmware=firmware)
 
     def harness() -> float:
         t = time.monotonic()
-        guest = boot.start(kernel, "tcg", initrd=initrd, extra_cmdline=())
+        guest = boot.start(kernel, "tcg", initrd=initrd, extra_cmdline=(), firmware=firmware)
         elapsed = time.monotonic() - t
         guest.close()
         return elapsed

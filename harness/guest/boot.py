@@ -20,7 +20,7 @@ from harness.kernel import toolchain
 from harness.kernel.model import Kernel
 from harness.progress import say
 
-FIRMWARE_SECONDS = 5.0  # what UEFI firmware adds to a boot under KVM (TCG: about 6 s)
+FIRMWARE_SECONDS = 5.0  # what UEFI firmware may add to a boot under KVM (TCG: about 1 s)
 BOOT_TIMEOUT = 15.0  # seconds to the shell under KVM; TCG multiplies by the arch's slowdown
 
 
@@ -41,6 +41,7 @@ def start(kernel: Kernel, accel_name: str, *, initrd: Path | None, extra_cmdline
     name = label or kernel.label
     guest = Guest(argv, boot_log(name, log_dir), label=name, accel=accel_name,
                   timeout_scale=scale)
+    guest.firmware = firmware
     say(f"booting {name} ({accel_name}): {shlex.join(argv)}; console log: {guest.log}")
     guest.ready_timeout = (timeout if timeout is not None else BOOT_TIMEOUT * scale) \
         + (FIRMWARE_SECONDS * scale if firmware else 0)
@@ -49,7 +50,8 @@ def start(kernel: Kernel, accel_name: str, *, initrd: Path | None, extra_cmdline
 
 def companion(main: Guest, kernel: Kernel, kind: str, *, firmware: str = "") -> Guest:
     """Start, without waiting, another guest of `main`'s kernel and accelerator that serves
-    some of its checks (one they may crash, one booted through firmware); closed with main."""
+    some of its checks (one they may crash); closed with main. QEMU loads its kernel itself
+    unless `firmware` is given."""
     initrd = build_initramfs(kernel, None, guest_files(kernel))
     guest = start(kernel, main.accel, initrd=initrd, extra_cmdline=(),
                   label=f"{main.label}-{kind}", log_dir=main.log.parent, firmware=firmware,
@@ -77,13 +79,31 @@ def guest_files(kernel: Kernel) -> dict[str, Path]:
     return files | {f"{modules.GUEST_DIR}/{f.name}": f for f in probe.files()}
 
 
+def default_firmware(kernel: Kernel) -> str:
+    """The firmware a kernel's main boot goes through: the arch's UEFI firmware when the
+    kernel has an EFI stub (CONFIG_EFI) and the firmware is installed (else QEMU loads the
+    kernel itself, and efi_stub says why it cannot judge)."""
+    arch = get_arch(kernel.arch)
+    if not arch.efi_firmware or "CONFIG_EFI=y" not in kernel.config.read_text(errors="replace"
+                                                                             ).splitlines():
+        return ""
+    if not Path(arch.efi_firmware).is_file():
+        say(f"{kernel.label}: not booting through UEFI: {arch.efi_firmware} is missing "
+            f"(apt-get install {arch.efi_firmware_package})")
+        return ""
+    return arch.efi_firmware
+
+
 def boot(kernel: Kernel, *, accel_mode: str = "auto", init: Path | None = None,
          extra_cmdline: Sequence[str] = (), timeout: float | None = None,
          with_initramfs: bool = True, label: str | None = None,
-         log_dir: Path | None = None, firmware: str = "") -> Guest:
-    """A guest booted to our shell (through `firmware` if given, else QEMU loads the kernel
-    itself). Raises KernelFailure (kernel's fault) or InfraError."""
+         log_dir: Path | None = None, firmware: str | None = None) -> Guest:
+    """A guest booted to our shell, through `firmware` (by default the arch's UEFI firmware
+    for a kernel with an EFI stub: its boot exercises the stub at no extra boot; "" to have
+    QEMU load the kernel itself). Raises KernelFailure (kernel's fault) or InfraError."""
     arch = get_arch(kernel.arch)
+    if firmware is None:
+        firmware = default_firmware(kernel)
     toolchain.require([(arch.qemu, arch.qemu_package)])
     initrd = build_initramfs(kernel, init, guest_files(kernel)) if with_initramfs else None
 

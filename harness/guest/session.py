@@ -46,6 +46,7 @@ class Guest:
         self.accel_reason = ""
         self.release = ""  # set when the shell is ready
         self.ready_timeout = 0.0  # for ready(), when nobody waited yet
+        self.firmware = ""  # what booted the kernel ("": QEMU loaded it itself)
         self.boot_seconds = 0.0
         self.broken: KernelFailure | None = None
         self.warnings: list[str] = []
