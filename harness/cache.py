@@ -44,6 +44,13 @@ def cache_root() -> Path:
     return root
 
 
+def scratch_root() -> Path:
+    """Where temporary work goes (removed when done): inside the cache, never elsewhere."""
+    path = cache_root() / "scratch"
+    path.mkdir(exist_ok=True)
+    return path
+
+
 def content_key(parts: Mapping[str, object]) -> str:
     """A short stable hash of every input that determines an artifact."""
     blob = json.dumps(parts, sort_keys=True, separators=(",", ":")).encode()

@@ -14,14 +14,17 @@ from collections.abc import Sequence
 from pathlib import Path
 from types import FrameType
 
-from harness import bisect, cache, checks, coverage, matrix, pipeline, proc
+from harness import bisect, cache, checks, coverage, matrix, pipeline, proc, series
 from harness.arch import PREFERRED
 from harness.errors import BuildError, InfraError, KernelFailure, LtobootError, UsageError
 from harness.kernel.model import BuildSpec, lto_mode
 from harness.kernel.source import DEFAULT_TARBALL
 from harness.options import KERNEL_OPTIONS, kernel_specs, split_arches
+from harness.progress import say
+from harness.reports import reply
 from harness.reports.tested_by import facts_for_tested_by, render_tested_by
 from harness.reports.text import render
+from harness.series import Series
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERNAL = 0, 1, 2, 3
 
@@ -35,7 +38,7 @@ def add_kernel_options(p: argparse.ArgumentParser) -> None:
 
 def specs(args: argparse.Namespace) -> list[BuildSpec]:
     return kernel_specs(args.arch, args.lto, args.llvm, args.kernel_src, args.fragment,
-                        args.kernel)
+                        args.kernel, args.base_config)
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -97,19 +100,68 @@ def git_identity(key: str) -> str:
     return proc.run(["git", "config", key], what=f"reading git's {key}", ok=(0, 1)).strip()
 
 
+def _series_specs(args: argparse.Namespace, work: Path) -> tuple[list[BuildSpec], Series,
+                                                                  dict[str, object]]:
+    """--series: the series read and applied onto --base of --kernel-src, in the cache; the
+    specs build the patched tree."""
+    if args.kernel:
+        raise UsageError("--series is applied to a source tree and built: drop --kernel")
+    if not args.kernel_src:
+        raise UsageError("--series needs --kernel-src TREE, the git repository to apply it to")
+    s = series.read(Path(args.series), work)
+    say(f"series \"{s.name}\": {len(s.patches)} patches, ordered by {s.ordered_by}"
+        + (f"; replying to {s.reply_to.message_id}" if s.reply_to.message_id else
+           "; no Message-ID to reply to"))
+    applied = series.apply(s, Path(args.kernel_src), args.base)
+    args.kernel_src = str(applied.tree)
+    info = {**series.describe(s), "base": applied.base, "applied": applied.description,
+            "base_described": applied.base_described}
+    return specs(args), s, info
+
+
+def _write_reply(path: Path, text: str) -> None:
+    try:
+        cache.write_atomic(path, text)
+    except OSError as e:
+        raise UsageError(f"--reply {path}: cannot write it ({e.strerror}): give a writable "
+                         "path") from None
+
+
 def cmd_tested_by(args: argparse.Namespace) -> int:
     name = args.name or git_identity("user.name")
     email = args.email or git_identity("user.email")
     if not name or not email:
         raise UsageError("tested-by needs --name and --email (or git config user.name and "
                          "user.email)")
+    if args.reply and not args.series:
+        raise UsageError("--reply writes the answer to a mailed series: give --series too")
     names = pipeline.check_names(args.check)
-    reports = list(pipeline.check_kernels(specs(args), args.accel, names))
+    mailed: Series | None = None
+    info: dict[str, object] = {}
+    with tempfile.TemporaryDirectory(prefix="series-", dir=cache.scratch_root()) as work:
+        todo = specs(args)
+        if args.series:
+            todo, mailed, info = _series_specs(args, Path(work))
+    reports = list(pipeline.check_kernels(todo, args.accel, names))
     facts = facts_for_tested_by(reports, name, email)
+    message = ""
+    if mailed is not None:
+        facts["series"] = info
+        if facts["passed"]:
+            message = reply.reply(mailed, facts, name, email)
+            facts["reply"] = message
     if args.format == "json":
         print(json.dumps(facts, indent=2))
     else:
         print(render_tested_by(facts))
+        if message:
+            print(f"\n--- the reply (send it as is: git send-email FILE, mutt -H FILE) ---\n"
+                  f"{message}", end="")
+    if message and args.reply:
+        _write_reply(Path(args.reply), message)
+        print(f"ltoboot: reply written to {args.reply}", file=sys.stderr)
+    elif mailed is not None and not facts["passed"]:
+        print("ltoboot: not every check passed: no Tested-by, no reply", file=sys.stderr)
     return EXIT_OK if facts["passed"] else EXIT_FAILED
 
 
@@ -187,6 +239,14 @@ def parser() -> argparse.ArgumentParser:
     tb.add_argument("--name", help="your name (default: git config user.name)")
     tb.add_argument("--email", help="your email (default: git config user.email)")
     tb.add_argument("--format", choices=("text", "json"), default="text")
+    tb.add_argument("--series", metavar="FILE",
+                    help="a mailed series (mbox, or a directory of git format-patch files, "
+                    "cover letter included) to apply onto --kernel-src at --base, then test")
+    tb.add_argument("--base", default="HEAD", metavar="REF",
+                    help="the commit of --kernel-src to apply --series onto (default: HEAD)")
+    tb.add_argument("--reply", metavar="FILE",
+                    help="write the Tested-by reply (RFC 5322, for git send-email or mutt -H) "
+                    "to FILE when every check passed")
     tb.set_defaults(func=cmd_tested_by)
     st = sub.add_parser("bisect-step", help="a `git bisect run` step for the checked-out "
                         "commit: 0 good, 1 bad, 125 skip (does not build)")

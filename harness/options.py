@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 from harness.arch import ARCH_NAMES, get_arch
@@ -26,6 +27,10 @@ KERNEL_OPTIONS: tuple[tuple[str, dict[str, Any]], ...] = (
                 "help": "LLVM version suffix, as in LLVM=-19 (default: 19)"}),
     ("--fragment", {"action": "append", "default": [], "metavar": "FILE",
                     "help": "extra Kconfig fragment (repeatable)"}),
+    ("--config", {"default": "tinyconfig", "dest": "base_config",
+                  "metavar": "tinyconfig|defconfig|FILE",
+                  "help": "the base config our fragments and the LTO mode go on top of "
+                          "(default: tinyconfig)"}),
     ("--accel", {"default": "auto", "choices": ("auto", "kvm", "tcg"),
                  "help": "accelerator; auto uses KVM only where a probe booted a guest"}),
 )
@@ -40,14 +45,28 @@ def split_arches(value: str | None) -> list[str]:
     return sorted(set(names), key=names.index)
 
 
+def base_config(value: str) -> str:
+    """--config: tinyconfig, defconfig, or a file (as an absolute path)."""
+    if value in ("tinyconfig", "defconfig"):
+        return value
+    path = Path(value).expanduser()
+    if not path.is_file():
+        raise UsageError(f"--config {value}: no such file; give tinyconfig, defconfig or a "
+                         "kernel .config")
+    return str(path.resolve())
+
+
 def kernel_specs(arch: str | None, lto: str, llvm: str, kernel_src: str | None,
-                 fragments: Sequence[str], prebuilt: Sequence[str]) -> list[BuildSpec]:
+                 fragments: Sequence[str], prebuilt: Sequence[str],
+                 config: str = "tinyconfig") -> list[BuildSpec]:
     """The kernels the options ask for: one build per --arch, or one per --kernel."""
     if not prebuilt:
+        base = base_config(config)
         return [BuildSpec(arch=a, lto=lto, llvm=llvm, kernel_src=kernel_src,
-                          fragments=tuple(fragments)) for a in split_arches(arch)]
-    if kernel_src or fragments:
-        raise UsageError("--kernel takes a prebuilt kernel: drop --kernel-src and --fragment")
+                          fragments=tuple(fragments), config=base) for a in split_arches(arch)]
+    if kernel_src or fragments or config != "tinyconfig":
+        raise UsageError("--kernel takes a prebuilt kernel: drop --kernel-src, --fragment and "
+                         "--config")
     arches = split_arches(arch) if arch else None
     if arches is not None and len(arches) != len(prebuilt):
         raise UsageError("with --kernel, give --arch one architecture per --kernel, or leave it "

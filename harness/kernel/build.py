@@ -16,20 +16,48 @@ from harness.kernel.model import MODROOT, BuildSpec, Kernel, lto_mode
 from harness.progress import duration, say
 
 RECIPE = 1  # bump when the build procedure changes what it produces
+BASE_TARGETS = ("tinyconfig", "defconfig")  # --config values that are kbuild targets
 
 
-def _previous_steps(index: Path, label: str, version: str, compiler: str) -> int:
-    """Step count of the newest earlier build of the same arch, LTO mode, kernel version and
-    compiler, for a percentage (0: none known)."""
-    best, newest = 0, 0.0
+def _previous_build(index: Path, label: str, version: str, compiler: str,
+                    base: str) -> tuple[int, float]:
+    """(steps, seconds) of the newest earlier build of the same arch, LTO mode, kernel version,
+    compiler and base config, for a percentage and the time left ((0, 0): none known)."""
+    best, newest = (0, 0.0), 0.0
     for ref in index.glob(f"{label}-*.json"):
         record = json.loads(ref.read_text())
-        if (record.get("version"), record.get("compiler")) != (version, compiler):
+        if (record.get("version"), record.get("compiler"), record.get("base", "tinyconfig")) \
+                != (version, compiler, base):
             continue
         mtime = ref.stat().st_mtime
         if mtime > newest:
-            newest, best = mtime, int(record.get("steps", 0))
+            newest = mtime
+            best = (int(record.get("steps", 0)), float(record.get("build_seconds") or 0.0))
     return best
+
+
+def base_config(spec: BuildSpec) -> str:
+    """The base config as the cache and the build history name it: tinyconfig, defconfig or
+    file:<sha256> (what the file says, not where it is)."""
+    if spec.config in BASE_TARGETS:
+        return spec.config
+    return f"file:{cache.file_sha256(Path(spec.config))}"
+
+
+def _base_file(spec: BuildSpec) -> Path:
+    """--config FILE, checked: a kernel .config (text with CONFIG_ lines)."""
+    path = Path(spec.config).expanduser()
+    if not path.is_file():
+        raise UsageError(f"--config {spec.config}: no such file; give tinyconfig, defconfig or "
+                         "a kernel .config")
+    try:
+        text = path.read_text()
+    except UnicodeDecodeError:
+        text = ""
+    if not kconfig.parse(text):
+        raise UsageError(f"--config {spec.config} is not a kernel config (no CONFIG_ lines): "
+                         "give tinyconfig, defconfig or a .config file")
+    return path
 
 
 def entry_dir(src: source.KernelSource, label: str, key: str, root: Path) -> Path:
@@ -43,21 +71,38 @@ def entry_dir(src: source.KernelSource, label: str, key: str, root: Path) -> Pat
 
 def compile_kernel(out: Path, spec: BuildSpec, src: source.KernelSource,
                    tc: toolchain.Toolchain, wanted: dict[str, str], key: str, log: Path,
-                   expected_steps: int = 0) -> Kernel:
+                   expected: tuple[int, float] = (0, 0.0),
+                   optional: frozenset[str] = frozenset()) -> Kernel:
     """Configure and build in `out`, incrementally when it already holds a build; the config
-    is tinyconfig (first time) + `wanted`, verified. Writes the metadata; returns the kernel."""
+    is the base (--config: tinyconfig, defconfig or a file; first time only) + `wanted`,
+    verified. On a base other than tinyconfig, `optional` options (what checks need) may fail
+    to stick: those checks SKIP. Writes the metadata; returns the kernel."""
     arch = get_arch(spec.arch)
     out.mkdir(exist_ok=True)
-    make = kbuild.Kbuild(src.tree, out, arch, tc.llvm, log, spec.label, expected_steps)
-    say(f"building {spec.label} from {src.description} with {tc.clang_version}; log: {log}")
+    make = kbuild.Kbuild(src.tree, out, arch, tc.llvm, log, spec.label, *expected)
+    say(f"building {spec.label} from {src.description} with {tc.clang_version}"
+        + ("" if spec.config == "tinyconfig" else f" on --config {spec.config}")
+        + f"; log: {log}")
+    extra: dict[str, str] = {}
     with kbuild.machine_lock(spec.label):
         started = time.monotonic()  # build time, not time spent waiting for the lock
         config = out / ".config"
         if not config.exists():
-            make("tinyconfig")
+            if spec.config in BASE_TARGETS:
+                make(spec.config)
+            else:
+                shutil.copyfile(_base_file(spec), config)
+                make("olddefconfig")
+        before = kconfig.parse(config.read_text())
         config.write_text(kconfig.apply(config.read_text(), wanted))
         make("olddefconfig")
-        problems = kconfig.not_stuck(wanted, kconfig.parse(config.read_text()))
+        after = kconfig.parse(config.read_text())
+        problems = kconfig.not_stuck(wanted, after)
+        if spec.config != "tinyconfig":
+            dropped = {s for s in wanted if s in optional and after.get(s, "n") != wanted[s]}
+            problems = kconfig.not_stuck({s: v for s, v in wanted.items() if s not in dropped},
+                                         after)
+            extra = added_to_base(spec.config, before, wanted, after, dropped)
         if problems:
             raise BuildError(f"build {spec.label}: Kconfig dropped options we asked for: "
                              + "; ".join(problems), log=log)
@@ -75,7 +120,7 @@ def compile_kernel(out: Path, spec: BuildSpec, src: source.KernelSource,
         config=out / ".config", system_map=out / "System.map", modules=modroot, build_dir=out,
         source_tree=src.tree, compiler=tc.clang_version, linker=tc.lld_version,
         llvm_major=tc.major, source=src.description, key=key, build_log=log,
-        build_seconds=round(seconds, 1), steps=make.steps,
+        build_seconds=round(seconds, 1), steps=make.steps, extra=extra,
     )
     kernel.save(out)
     say(f"built {spec.label} ({release}) in {duration(seconds)}, {make.steps} steps")
@@ -83,12 +128,25 @@ def compile_kernel(out: Path, spec: BuildSpec, src: source.KernelSource,
 
 
 def _do_build(out: Path, spec: BuildSpec, src: source.KernelSource, tc: toolchain.Toolchain,
-              wanted: dict[str, str], key: str, root: Path) -> None:
+              wanted: dict[str, str], key: str, root: Path, optional: frozenset[str]) -> None:
     out.mkdir()
     (root / "logs").mkdir(exist_ok=True)
     log = root / "logs" / f"build-{spec.label}-{key[:12]}-{time.strftime('%Y%m%d-%H%M%S')}.log"
     compile_kernel(out, spec, src, tc, wanted, key, log,
-                   _previous_steps(root / "index", spec.label, src.version, tc.clang_version))
+                   _previous_build(root / "index", spec.label, src.version, tc.clang_version,
+                                   base_config(spec)), optional)
+
+
+def added_to_base(base: str, before: dict[str, str], wanted: dict[str, str],
+                  after: dict[str, str], dropped: set[str]) -> dict[str, str]:
+    """What the build put on top of a tester's base config, for the report: the options it
+    changed and those of the checks' it could not add (those checks SKIP)."""
+    added = [f"CONFIG_{s}={v}" for s, v in wanted.items()
+             if before.get(s, "n") != v and s not in dropped]
+    return {"config_base": base if base in BASE_TARGETS else Path(base).name,
+            "config_added": " ".join(added),
+            "config_not_added": " ".join(f"CONFIG_{s}={wanted[s]} (got: {after.get(s, 'n')})"
+                                         for s in sorted(dropped))}
 
 
 @dataclass(frozen=True)
@@ -101,6 +159,7 @@ class Plan:
     wanted: dict[str, str]
     key: str
     left_out: dict[str, str]  # checks whose options this toolchain cannot give, and why
+    optional: frozenset[str]  # what only the checks need (may fail to stick on --config)
 
 
 def _defines_all(wanted: dict[str, str], defined: frozenset[str], spec: BuildSpec,
@@ -148,11 +207,18 @@ def plan(spec: BuildSpec) -> Plan:
     wanted = kconfig.follow_renames(
         kconfig.wanted_options(arch.fragment, spec.lto, extra, options), defined)
     _defines_all(wanted, defined, spec, src, extra)
-    key = cache.content_key({
+    parts: dict[str, object] = {
         "recipe": RECIPE, "source": src.identity, "config": wanted, "clang": tc.clang_version,
         "lld": tc.lld_version, "arch": arch.name, "lto": spec.lto,
-    })
-    return Plan(spec, src, tc, wanted, key, left_out)
+    }
+    if spec.config != "tinyconfig":
+        if spec.config not in BASE_TARGETS:
+            _base_file(spec)
+        parts["base"] = base_config(spec)
+    optional = frozenset(options) - set(kconfig.wanted_options(arch.fragment, spec.lto, extra,
+                                                               {}))
+    return Plan(spec, src, tc, wanted, cache.content_key(parts), left_out,
+                frozenset(kconfig.follow_renames({s: "" for s in optional}, defined)))
 
 
 def build_kernel(spec: BuildSpec) -> Kernel:
@@ -163,13 +229,14 @@ def build_kernel(spec: BuildSpec) -> Kernel:
             say(f"{spec.label}: not asking for what check {check} needs: {why} (it will SKIP)")
     root = cache.cache_root()
     entry = cache.publish(entry_dir(p.src, spec.label, p.key, root),
-                          lambda tmp: _do_build(tmp, spec, p.src, p.tc, p.wanted, p.key, root))
+                          lambda tmp: _do_build(tmp, spec, p.src, p.tc, p.wanted, p.key, root,
+                                                p.optional))
     kernel = Kernel.load(entry)
-    _index(root, kernel, entry)
+    _index(root, kernel, entry, base_config(spec))
     return kernel
 
 
-def _index(root: Path, kernel: Kernel, entry: Path) -> None:
+def _index(root: Path, kernel: Kernel, entry: Path, base: str) -> None:
     """A small record per build under <cache>/index/, wherever the build directory lives."""
     ref = root / "index" / f"{kernel.label}-{kernel.key}.json"
     if not ref.exists():
@@ -177,4 +244,5 @@ def _index(root: Path, kernel: Kernel, entry: Path) -> None:
         cache.write_atomic(ref, json.dumps({"entry": str(entry), "steps": kernel.steps,
                                             "build_seconds": kernel.build_seconds,
                                             "version": kernel.release,
-                                            "compiler": kernel.compiler}))
+                                            "compiler": kernel.compiler,
+                                            "base": base}))

@@ -60,10 +60,11 @@ class Kbuild:
     """Runs make steps of one build, all into one log, with periodic progress lines."""
 
     def __init__(self, tree: Path, out: Path, arch: Arch, llvm: str, log: Path, label: str,
-                 expected_steps: int = 0) -> None:
+                 expected_steps: int = 0, expected_seconds: float = 0.0) -> None:
         self.tree, self.out, self.arch, self.llvm = tree, out, arch, llvm
         self.log, self.label = log, label
         self.expected, self.steps = expected_steps, 0
+        self.expected_seconds = expected_seconds  # the last build of this config took
         self.tail: deque[str] = deque(maxlen=40)
 
     def __call__(self, *targets: str, jobs: int = 1, module_dir: Path | None = None,
@@ -113,4 +114,7 @@ class Kbuild:
         if self.expected:
             pct = min(99, 100 * self.steps // self.expected)
             done = f"{self.steps}/{self.expected} steps ({pct}%)"
+            if self.expected_seconds:  # the same config built before: how long it took then
+                left, before = self.expected_seconds * (1 - pct / 100), self.expected_seconds
+                done += f", about {duration(left)} left (last time {duration(before)})"
         say(f"building {self.label}: {done}, {duration(elapsed)}: {current[:60]}")

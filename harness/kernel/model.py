@@ -70,6 +70,7 @@ class BuildSpec:
     kernel_src: str | None = None
     fragments: tuple[str, ...] = ()
     prebuilt: str | None = None  # --kernel: a kernel built elsewhere (kernel/prebuilt.py)
+    config: str = "tinyconfig"  # --config: the base, tinyconfig, defconfig or a file's path
 
     @property
     def label(self) -> str:

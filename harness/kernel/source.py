@@ -8,7 +8,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from harness import cache, proc
+from harness import cache, proc, series
 from harness.errors import InfraError, UsageError
 from harness.kernel.toolchain import DEFAULT_SOURCE_PACKAGE
 from harness.progress import say
@@ -99,6 +99,11 @@ def resolve(spec: str | os.PathLike[str] | None) -> KernelSource:
         raise UsageError(f"--kernel-src {spec}: no such file or directory")
     if not (path / "Makefile").is_file() or not (path / "Kconfig").is_file():
         raise UsageError(f"--kernel-src {spec}: not a kernel source tree (no Makefile/Kconfig)")
+    applied = series.marker(path)
+    if applied is not None:  # a series applied by `tested-by --series`: the cache's own tree
+        return KernelSource(tree=path, identity=applied["identity"],
+                            description=applied["description"], version=makefile_version(path),
+                            git=False, owned=True)
     identity, desc = tree_identity(path)
     return KernelSource(tree=path, identity=identity, description=desc,
                         version=makefile_version(path), git=(path / ".git").exists())

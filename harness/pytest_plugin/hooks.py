@@ -12,7 +12,7 @@ from harness import progress
 from harness.arch import PREFERRED
 from harness.errors import KernelFailure
 from harness.kernel.model import SERVED, BuildSpec
-from harness.options import KERNEL_OPTIONS, kernel_specs, split_arches
+from harness.options import KERNEL_OPTIONS, base_config, kernel_specs, split_arches
 
 # Saved before pytest captures fd 2, so build progress reaches the terminal (xdist workers too).
 _PROGRESS_FD = os.dup(2)
@@ -30,7 +30,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 def base_spec(config: pytest.Config, arch: str) -> BuildSpec:
     return BuildSpec(arch=arch, lto=config.getoption("lto"), llvm=config.getoption("llvm"),
                      kernel_src=config.getoption("kernel_src"),
-                     fragments=tuple(config.getoption("fragment")))
+                     fragments=tuple(config.getoption("fragment")),
+                     config=base_config(config.getoption("base_config")))
 
 
 _SPECS = pytest.StashKey[tuple[BuildSpec, ...]]()
@@ -43,7 +44,7 @@ def selected_specs(config: pytest.Config) -> list[BuildSpec]:
         config.stash[_SPECS] = tuple(kernel_specs(
             config.getoption("arch"), config.getoption("lto"), config.getoption("llvm"),
             config.getoption("kernel_src"), config.getoption("fragment"),
-            config.getoption("kernel")))
+            config.getoption("kernel"), config.getoption("base_config")))
     specs: tuple[BuildSpec, ...] = config.stash[_SPECS]
     return list(specs)
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from harness.checks import LTO_GREP
 from harness.kernel.model import lto_title
-from harness.reports.text import KernelReport
+from harness.reports.text import KernelReport, config_lines
 
 
 def facts_for_tested_by(reports: list[KernelReport], name: str, email: str) -> dict[str, object]:
@@ -30,6 +30,7 @@ def facts_for_tested_by(reports: list[KernelReport], name: str, email: str) -> d
                         "summary": c.summary,
                         **({} if c.passed else {"evidence": c.evidence})} for c in r.results],
             "console_log": r.console_log,
+            "config": config_lines(r.kernel) if r.kernel else [],
         } for r in reports],
     }
 
@@ -44,6 +45,7 @@ def render_tested_by(facts: dict[str, object]) -> str:
         status = "all checks passed" if a["passed"] else "FAILED"
         boot = f", booted in {a['boot_seconds']:.1f}s ({a['accel']})" if a["boot_seconds"] else ""
         lines.append(f"{a['arch']}, {lto_title(a['lto'])}{boot}: {status}")
+        lines += a.get("config", [])
         if a["proc_version"]:
             lines += ["# cat /proc/version", a["proc_version"]]
         if a["lto_config"]:

@@ -28,6 +28,19 @@ class KernelReport:
         return next((r.evidence for r in self.results if r.name == check), "")
 
 
+def config_lines(k: Kernel) -> list[str]:
+    """What the build added to a tester's base config (--config), and what it could not."""
+    if "config_base" not in k.extra:
+        return []
+    added = k.extra.get("config_added", "").split()
+    lines = [f"config: {k.extra['config_base']}, with {len(added)} options added by ltoboot"
+             + (f": {' '.join(added)}" if added else "")]
+    if k.extra.get("config_not_added"):
+        lines.append(f"config: could not add {k.extra['config_not_added']} (the checks that "
+                     "need them SKIP)")
+    return lines
+
+
 def render(rep: KernelReport) -> str:
     k = rep.kernel
     head = f"== {rep.label}"
@@ -36,6 +49,7 @@ def render(rep: KernelReport) -> str:
     lines = [head + " =="]
     if k is not None:
         lines.append(f"source: {k.source}")
+        lines += config_lines(k)
     if rep.error:
         lines += ["FAILED before any check could run:", rep.error]
         return "\n".join(lines)

@@ -1,0 +1,339 @@
+"""A mailed patch series: read it (an mbox or a directory of `git format-patch` files), put it
+in order, and apply it with `git am` onto a base commit of the tester's tree, in the cache.
+
+Ordering: b4 (the kernel community's tool) when every message carries a Message-ID, as mailed
+series do: it rebuilds the thread, keeps the newest revision and collects the trailers, offline
+from the file. Files straight from `git format-patch` (no `--thread`) have no Message-IDs; then
+the `[PATCH vN k/n]` numbers order them, the newest revision wins.
+
+Applying never touches the tester's tree, branch or index: a clone that borrows the tree's
+objects (`git clone --shared`) is checked out at the base in a temporary cache entry, the
+series goes in with `git am`, and the entry (the patched tree, without .git) is renamed into
+place only when every patch applied. A patch that does not apply is one error naming it, and
+nothing is left behind.
+"""
+
+from __future__ import annotations
+
+import email
+import email.policy
+import email.utils
+import hashlib
+import json
+import mailbox
+import os
+import re
+import shutil
+import subprocess
+import sys
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from harness import cache, proc
+from harness.errors import UsageError
+from harness.progress import say
+
+RECIPE = 1  # bump when applying produces a different tree from the same inputs
+MARKER = "series.json"  # beside the patched tree in its cache entry
+_NUMBER = re.compile(r"\[[^\]]*?\b(?:v(\d+)\s+)?(\d+)/(\d+)\s*\]")
+_VERSION = re.compile(r"\[[^\]]*?\bv(\d+)\b[^\]]*\]")
+_PATCH_TAG = re.compile(r"^\s*\[[^\]]*\]\s*")
+# A fixed identity and dates make `git am` give the same commits for the same base and series
+_AM_ENV = {"GIT_COMMITTER_NAME": "ltoboot", "GIT_COMMITTER_EMAIL": "ltoboot@localhost",
+           "GIT_COMMITTER_DATE": "1970-01-01T00:00:00+00:00"}
+
+
+@dataclass(frozen=True)
+class Mail:
+    subject: str
+    sender: str  # the From header
+    to: str
+    cc: str
+    date: str
+    message_id: str  # with its <>, or "" when the message has none
+    references: str
+    body: str  # the text part
+
+    @property
+    def title(self) -> str:
+        """The subject without its [PATCH ...] tag."""
+        return _PATCH_TAG.sub("", self.subject)
+
+    @property
+    def number(self) -> str:
+        """`k/n` as the subject numbers it ("1/1" for a lone patch)."""
+        m = _NUMBER.search(self.subject)
+        return f"{m.group(2)}/{m.group(3)}" if m else "1/1"
+
+
+@dataclass(frozen=True)
+class Series:
+    cover: Mail | None
+    patches: tuple[Mail, ...]
+    mbox: bytes  # the patches, in order, ready for `git am`
+    ordered_by: str  # "b4 0.16.0" or "the [PATCH k/n] numbers"
+
+    @property
+    def reply_to(self) -> Mail:
+        """What a Tested-by answers: the cover letter, or the first patch without one."""
+        return self.cover or self.patches[0]
+
+    @property
+    def name(self) -> str:
+        return self.reply_to.title if self.cover else self.patches[0].subject
+
+
+def _text(msg: email.message.Message) -> str:
+    part = msg
+    if msg.is_multipart():
+        part = next((p for p in msg.walk() if p.get_content_type() == "text/plain"), msg)
+    payload = part.get_payload(decode=True)
+    if not isinstance(payload, bytes):
+        return ""
+    return payload.decode(part.get_content_charset() or "utf-8", errors="replace")
+
+
+def _header(msg: email.message.Message, name: str) -> str:
+    value = msg.get(name)
+    return " ".join(str(value).split()) if value is not None else ""
+
+
+def _mail(msg: email.message.Message) -> Mail:
+    return Mail(subject=_header(msg, "Subject"), sender=_header(msg, "From"),
+                to=_header(msg, "To"), cc=_header(msg, "Cc"), date=_header(msg, "Date"),
+                message_id=_header(msg, "Message-ID"), references=_header(msg, "References"),
+                body=_text(msg))
+
+
+def _is_patch(mail: Mail) -> bool:
+    return not mail.subject.lower().startswith("re:") and bool(
+        re.search(r"^diff --git a/|^--- \S.*\n\+\+\+ \S", mail.body, re.M))
+
+
+def _is_cover(mail: Mail) -> bool:
+    m = _NUMBER.search(mail.subject)
+    return m is not None and int(m.group(2)) == 0 \
+        and not mail.subject.lower().startswith("re:")
+
+
+def _messages(path: Path) -> list[tuple[email.message.Message, bytes]]:
+    """Every message in an mbox file or a directory of patch files (sorted by name)."""
+    if path.is_dir():
+        files = sorted(p for p in path.iterdir() if p.is_file() and not p.name.startswith("."))
+    elif path.is_file():
+        files = [path]
+    else:
+        raise UsageError(f"--series {path}: no such file or directory")
+    found: list[tuple[email.message.Message, bytes]] = []
+    for f in files:
+        raw = f.read_bytes()
+        if raw.startswith(b"From "):
+            box = mailbox.mbox(f, create=False)
+            try:
+                for key in box.iterkeys():
+                    found.append((box.get_message(key), box.get_bytes(key, from_=True)))
+            finally:
+                box.close()
+        elif re.match(rb"^[A-Za-z-]+:", raw):  # one message without an mbox From line
+            found.append((email.message_from_bytes(raw, policy=email.policy.compat32),
+                          b"From ltoboot Thu Jan  1 00:00:00 1970\n" + raw))
+    return found
+
+
+def _b4_version() -> str | None:
+    exe = _b4()
+    if exe is None:
+        return None
+    out = proc.run([exe, "--version"], what="asking b4 for its version", ok=range(256))
+    return f"b4 {out.strip()}" if out.strip() else "b4"
+
+
+def _b4() -> str | None:
+    here = Path(sys.executable).parent / "b4"  # installed with ltoboot, in the same venv
+    return str(here) if here.is_file() else shutil.which("b4")
+
+
+def _with_b4(messages: list[tuple[email.message.Message, bytes]], work: Path, path: Path,
+             version: str) -> tuple[bytes, bytes | None]:
+    """b4 am over the messages, offline: (the am-ready mbox, the cover letter or None)."""
+    exe = _b4()
+    assert exe is not None
+    whole = work / "input.mbox"
+    whole.write_bytes(b"".join(raw if raw.endswith(b"\n") else raw + b"\n"
+                               for _, raw in messages))
+    out = work / "b4"
+    env = {**os.environ, "HOME": str(work), "XDG_CONFIG_HOME": str(work / "config"),
+           "XDG_CACHE_HOME": str(work / "cache"), "XDG_DATA_HOME": str(work / "data")}
+    with proc.running([exe, "--offline-mode", "--no-stdin", "--quiet", "am", "--no-cache",
+                       "--use-local-mbox", str(whole), "--outdir", str(out),
+                       "--mbox-name", "series"], stdout=subprocess.PIPE,
+                      stderr=subprocess.STDOUT, cwd=work, env=env) as p:
+        said, _ = p.communicate()
+    mbx = out / "series.mbx"
+    if p.returncode != 0 or not mbx.is_file():
+        last = [line for line in str(said).splitlines() if line.strip()][-1:] or ["no output"]
+        raise UsageError(f"--series {path}: {version} found no series to apply ({last[0]}): "
+                         "give the mbox of one patch series (cover letter included)")
+    cover = out / "series.cover"
+    return mbx.read_bytes(), cover.read_bytes() if cover.is_file() else None
+
+
+def _newest(mails: list[Mail]) -> list[Mail]:
+    def version(m: Mail) -> int:
+        v = _VERSION.search(m.subject)
+        return int(v.group(1)) if v else 1
+
+    newest = max((version(m) for m in mails), default=1)
+    return [m for m in mails if version(m) == newest]
+
+
+def read(path: Path, work: Path) -> Series:
+    """The series in `path`, in order, its am-ready mbox written under `work` (scratch)."""
+    messages = _messages(path)
+    mails = [(_mail(msg), raw) for msg, raw in messages]
+    if not any(_is_patch(m) for m, _ in mails):
+        raise UsageError(f"--series {path}: no patch in it (no message with a diff): give an "
+                         "mbox or a directory of `git format-patch` files")
+    version = _b4_version()
+    if version and all(m.message_id for m, _ in mails):
+        mbx, cover_raw = _with_b4(messages, work, path, version)
+        patches = tuple(_mail(msg) for msg, _ in _messages_of(mbx, work))
+        cover_id = _mail(email.message_from_bytes(cover_raw)).message_id if cover_raw else ""
+        # b4's cover keeps no To/Cc: the original message has them
+        cover = next((m for m, _ in mails if cover_id and m.message_id == cover_id), None)
+        return _checked(Series(cover, patches, mbx, version), path)
+    numbered = _newest([m for m, _ in mails if _is_patch(m) or _is_cover(m)])
+    raw_of = {id(m): raw for m, raw in mails}
+    cover = next((m for m in numbered if _is_cover(m)), None)
+    patches = tuple(sorted((m for m in numbered if _is_patch(m) and not _is_cover(m)),
+                           key=lambda m: int(m.number.split("/")[0])))
+    mbox = b"".join(raw_of[id(m)] if raw_of[id(m)].endswith(b"\n") else raw_of[id(m)] + b"\n"
+                    for m in patches)
+    return _checked(Series(cover, patches, mbox, "the [PATCH k/n] numbers"), path)
+
+
+def _messages_of(mbox: bytes, work: Path) -> list[tuple[email.message.Message, bytes]]:
+    f = work / "ordered.mbox"
+    f.write_bytes(mbox)
+    return _messages(f)
+
+
+def _checked(series: Series, path: Path) -> Series:
+    """Refuse a series with patches missing or twice: it cannot be what was mailed."""
+    if not series.patches:
+        raise UsageError(f"--series {path}: no patch in it: give an mbox or a directory of "
+                         "`git format-patch` files")
+    numbers = [p.number for p in series.patches]
+    total = int(numbers[0].split("/")[1])
+    want = [f"{k}/{total}" for k in range(1, total + 1)]
+    have = [f"{int(a)}/{int(b)}" for a, b in (n.split("/") for n in numbers)]
+    if have != want:
+        missing = sorted(set(want) - set(have), key=lambda n: int(n.split("/")[0]))
+        raise UsageError(f"--series {path}: the series is not whole: "
+                         + (f"{', '.join(missing)} missing" if missing else
+                            f"patches {', '.join(have)}, expected 1..{total} once each")
+                         + "; give every patch of it (b4 mbox MSGID fetches a whole thread)")
+    return series
+
+
+@dataclass(frozen=True)
+class Applied:
+    tree: Path  # the patched tree, in the cache
+    base: str  # the commit it was applied onto
+    base_described: str  # as git describe names it
+    description: str  # "TREE at DESCRIBE + N patches of <name>"
+    key: str
+
+
+def _git(repo: Path, *args: str, what: str) -> str:
+    return proc.run(["git", "-C", str(repo), *args], what=what, error=UsageError).strip()
+
+
+def _am_failure(output: str, series: Series) -> str:
+    """What a failed `git am` says, as one line naming the patch N/M, its subject and file."""
+    m = re.search(r"^Patch failed at (\d+) ", output, re.M)
+    index = int(m.group(1)) - 1 if m else 0
+    patch = series.patches[min(index, len(series.patches) - 1)]
+    file = re.search(r"^error: patch failed: (\S+?):(\d+)$", output, re.M)
+    other = re.search(r"^error: (\S+): (does not exist in index|already exists in working "
+                      r"directory|does not match index)$", output, re.M)
+    if file:
+        where = f"{file.group(1)} (at line {file.group(2)})"
+    elif other:
+        where = f"{other.group(1)} ({other.group(2)})"
+    else:
+        last = [line for line in output.splitlines() if line.startswith("error:")][-1:]
+        where = last[0].removeprefix("error: ") if last else "git am gave no reason"
+    return f"patch {patch.number} \"{patch.title}\" does not apply: {where}"
+
+
+def _apply_into(tmp: Path, repo: Path, base: str, series: Series, record: dict[str, str]) -> None:
+    tmp.mkdir()
+    tree = tmp / "tree"
+    say(f"applying {len(series.patches)} patches onto {record['base_described']} "
+        f"in a scratch tree ({tmp.parent})")
+    proc.run(["git", "clone", "--quiet", "--shared", "--no-checkout", str(repo), str(tree)],
+             what=f"cloning {repo} (borrowing its objects) for the series")
+    proc.run(["git", "-C", str(tree), "checkout", "--quiet", "--detach", base],
+             what=f"checking out {base[:12]} in the scratch tree")
+    mbox = tmp / "series.mbx"
+    mbox.write_bytes(series.mbox)
+    env = {**os.environ, **_AM_ENV}
+    with proc.running(["git", "-C", str(tree), "am", "--quiet", "--keep-cr",
+                       "--committer-date-is-author-date", str(mbox)],
+                      stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env) as p:
+        output, _ = p.communicate()
+    if p.returncode != 0:
+        raise UsageError(f"--series: {_am_failure(str(output), series)} onto "
+                         f"{record['base_described']}; nothing was applied anywhere "
+                         "(rebase the series or give --base)")
+    record["head"] = _git(tree, "rev-parse", "HEAD", what="reading the applied series")
+    shutil.rmtree(tree / ".git")  # borrows the tester's objects: the tree stands alone
+    mbox.unlink()
+    (tmp / MARKER).write_text(json.dumps(record, indent=2))
+
+
+def apply(series: Series, repo: Path, base: str) -> Applied:
+    """`series` applied onto `base` of the git tree `repo`: a cache entry, made once."""
+    repo = repo.resolve()
+    if not (repo / ".git").exists():
+        raise UsageError(f"--series needs --kernel-src to be a git repository to apply it to; "
+                         f"{repo} is not one")
+    commit = proc.run(["git", "-C", str(repo), "rev-parse", "--verify", "--quiet",
+                       f"{base}^{{commit}}"], what=f"resolving --base {base}", ok=range(256))
+    if not re.fullmatch(r"[0-9a-f]{40,64}\n?", commit):
+        raise UsageError(f"--base {base} is not a commit of {repo}: give a branch, tag or "
+                         "commit of it")
+    commit = commit.strip()
+    described = proc.run(["git", "-C", str(repo), "describe", "--always", "--tags", commit],
+                         what="describing the base", ok=range(256)).strip() or commit[:12]
+    key = cache.content_key({"recipe": RECIPE, "base": commit,
+                             "mbox": hashlib.sha256(series.mbox).hexdigest()})
+    description = (f"{repo} at {described} + {len(series.patches)} patch"
+                   f"{'es' if len(series.patches) != 1 else ''} of \"{series.name}\"")
+    record = {"repo": str(repo), "base": commit, "base_described": described,
+              "description": description, "ordered_by": series.ordered_by,
+              "identity": f"series:{key}"}
+    entry = cache.publish(cache.cache_root() / "series" / key,
+                          lambda tmp: _apply_into(tmp, repo, commit, series, record))
+    return Applied(tree=entry / "tree", base=commit, base_described=described,
+                   description=description, key=key)
+
+
+def marker(tree: Path) -> dict[str, str] | None:
+    """The record of a patched tree this module made (source.resolve names it by it)."""
+    f = tree.parent / MARKER
+    try:
+        if f.is_file() and tree.parent.parent == cache.cache_root() / "series":
+            return dict(json.loads(f.read_text()))
+    except (OSError, ValueError):
+        return None
+    return None
+
+
+def describe(series: Series) -> dict[str, object]:
+    """The series as data, for --format json."""
+    return {"name": series.name, "ordered_by": series.ordered_by,
+            "cover": asdict(series.cover) | {"body": ""} if series.cover else None,
+            "patches": [f"{p.number} {p.title}" for p in series.patches]}
+
