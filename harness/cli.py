@@ -109,7 +109,8 @@ def _series_specs(args: argparse.Namespace, work: Path) -> tuple[list[BuildSpec]
     if not args.kernel_src:
         raise UsageError("--series needs --kernel-src TREE, the git repository to apply it to")
     s = series.read(Path(args.series), work)
-    say(f"series \"{s.name}\": {len(s.patches)} patches, ordered by {s.ordered_by}"
+    n = len(s.patches)
+    say(f"series \"{s.name}\": {n} patch{'' if n == 1 else 'es'}, ordered by {s.ordered_by}"
         + (f"; replying to {s.reply_to.message_id}" if s.reply_to.message_id else
            "; no Message-ID to reply to"))
     applied = series.apply(s, Path(args.kernel_src), args.base)

@@ -80,7 +80,7 @@ class Series:
 
     @property
     def name(self) -> str:
-        return self.reply_to.title if self.cover else self.patches[0].subject
+        return self.reply_to.title
 
 
 def _text(msg: email.message.Message) -> str:

@@ -33,7 +33,8 @@ def config_lines(k: Kernel) -> list[str]:
     if "config_base" not in k.extra:
         return []
     added = k.extra.get("config_added", "").split()
-    lines = [f"config: {k.extra['config_base']}, with {len(added)} options added by ltoboot"
+    lines = [f"config: {k.extra['config_base']}, with {len(added)} option"
+             f"{'' if len(added) == 1 else 's'} added by ltoboot"
              + (f": {' '.join(added)}" if added else "")]
     if k.extra.get("config_not_added"):
         lines.append(f"config: could not add {k.extra['config_not_added']} (the checks that "

@@ -1,0 +1,167 @@
+"""`ltoboot tested-by --series` end to end: a series made with `git format-patch
+--cover-letter` on a real kernel repository, applied, built on the tester's own config, booted,
+checked and answered with a reply mail; a series that does not apply; the tester's tree
+untouched either way."""
+
+from __future__ import annotations
+
+import email
+import email.policy
+import email.utils
+import hashlib
+import inspect
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from harness import cache
+from harness.kernel import kconfig
+from harness.kernel.model import Kernel
+from harness.kernel.variants import _copy_tree, replace_in_copy
+from harness.pytest_plugin.fixtures import Kernels
+
+pytestmark = [pytest.mark.boot, pytest.mark.ltoboot_group("series")]
+
+DEBIAN_BLOCK = "# Debian packaging: ignore everything at the top level"
+GREETING = "ltoboot: the tested series is applied"
+ENV = {"GIT_AUTHOR_NAME": "Sam Sender", "GIT_AUTHOR_EMAIL": "sam@example.org",
+       "GIT_COMMITTER_NAME": "Sam Sender", "GIT_COMMITTER_EMAIL": "sam@example.org",
+       "GIT_AUTHOR_DATE": "2026-01-01T00:00:00+00:00",
+       "GIT_COMMITTER_DATE": "2026-01-01T00:00:00+00:00"}
+
+
+def _git(repo: Path, *args: str) -> str:
+    return subprocess.run(["git", "-C", str(repo), *args], check=True, capture_output=True,
+                          text=True, env={**os.environ, **ENV}).stdout.strip()
+
+
+def _commit(repo: Path, message: str, path: str, old: str, new: str) -> None:
+    replace_in_copy(repo / path, old, new, count=1)  # a new inode: the cached tree stays
+    _git(repo, "commit", "-q", "-a", "-m", message)
+
+
+def _make_repo(repo: Path, base: Kernel) -> None:
+    """A kernel repository (the default tree, hard-linked), the series sent from a branch of
+    it as `git format-patch --cover-letter --thread` files in repo/.git/ltoboot-series, and
+    a branch `conflict` onto which patch 2/2 does not apply."""
+    assert base.source_tree is not None
+    _copy_tree(base.source_tree, repo)
+    gitignore = (repo / ".gitignore").read_text()
+    assert DEBIAN_BLOCK in gitignore  # else nothing at the top level would be committed
+    replace_in_copy(repo / ".gitignore", gitignore[gitignore.index(DEBIAN_BLOCK):], "")
+    _git(repo, "init", "-q", "-b", "master")
+    _git(repo, "add", "-A")
+    _git(repo, "commit", "-q", "-m", "Linux 6.1 from Debian's linux-source-6.1")
+    _git(repo, "tag", "v6.1-debian")
+    _git(repo, "checkout", "-q", "-b", "series")
+    _commit(repo, "init: say that the series is applied", "init/main.c",
+            "\tint ret;\n\n\t/*\n\t * Wait until kthreadd is all set-up.",
+            f"\tint ret;\n\n\tpr_notice(\"{GREETING}\\n\");\n\n\t/*\n"
+            "\t * Wait until kthreadd is all set-up.")
+    _commit(repo, "docs: name the series in the README", "README", "Linux kernel\n",
+            "Linux kernel (with the tested series)\n")
+    out = repo / ".git" / "ltoboot-series"
+    _git(repo, "format-patch", "-q", "--cover-letter", "--thread", "-o", str(out),
+         "--to", "Maintainer <maint@example.org>", "--cc", "linux-kbuild@example.org",
+         "v6.1-debian..series")
+    cover = next(out.glob("0000-*"))
+    cover.write_text(cover.read_text()
+                     .replace("*** SUBJECT HERE ***", "Greet from init")
+                     .replace("*** BLURB HERE ***", "This series makes init greet the tester.\n"
+                              "It also names itself in the README."))
+    _git(repo, "checkout", "-q", "-b", "conflict", "v6.1-debian")
+    _commit(repo, "docs: someone else's README title", "README", "Linux kernel\n",
+            "Linux kernel (elsewhere)\n")
+    _git(repo, "checkout", "-q", "master")
+
+
+@pytest.fixture(scope="module")
+def series_repo(kernels: Kernels) -> Path:
+    base = kernels.get(arch="x86_64")
+    recipe = hashlib.sha256(inspect.getsource(_make_repo).encode()).hexdigest()[:12]
+    entry = cache.cache_root() / "test-repos" / f"series-{base.key}-{recipe}"
+    return cache.publish(entry, lambda tmp: _make_repo(tmp, base))
+
+
+def _state(repo: Path) -> dict[str, str]:
+    """What a tester would not want changed: HEAD, branch, index, work tree, worktrees."""
+    return {"head": _git(repo, "rev-parse", "HEAD"),
+            "branch": _git(repo, "symbolic-ref", "HEAD"),
+            "status": _git(repo, "status", "--porcelain"),
+            "index": _git(repo, "diff", "--cached", "--stat"),
+            "worktrees": _git(repo, "worktree", "list", "--porcelain"),
+            "readme": (repo / "README").read_text()[:40]}
+
+
+def _ltoboot(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "harness.cli", *args], capture_output=True,
+                          text=True, stdin=subprocess.DEVNULL)
+
+
+def test_series_is_applied_built_on_the_testers_config_booted_and_answered(
+        series_repo: Path, kernels: Kernels, tmp_path: Path,
+        request: pytest.FixtureRequest) -> None:
+    base = kernels.get(arch="x86_64")
+    # the tester's own config: ours, without LKDTM (ltoboot adds it back) and with a
+    # LOCALVERSION that shows in /proc/version
+    mine = kconfig.parse(base.config.read_text())
+    mine["LKDTM"] = "n"
+    mine["LOCALVERSION"] = '"-tester"'
+    config = tmp_path / "tester.config"
+    config.write_text(kconfig.render(mine))
+    before = _state(series_repo)
+    reply_file = tmp_path / "reply.eml"
+    r = _ltoboot("tested-by", "--series", str(series_repo / ".git" / "ltoboot-series"),
+                 "--kernel-src", str(series_repo), "--base", "v6.1-debian", "--arch", "x86_64",
+                 "--config", str(config), "--reply", str(reply_file), "--name", "Tess Tester",
+                 "--email", "tess@example.org", "--accel", request.config.getoption("accel"))
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert _state(series_repo) == before
+    assert "series \"Greet from init\": 2 patches, ordered by b4" in r.stderr
+    assert "config: tester.config, with 1 option added by ltoboot: CONFIG_LKDTM=y" \
+        in r.stdout, r.stdout
+    msg = email.message_from_string(reply_file.read_text(), policy=email.policy.default)
+    cover = next((series_repo / ".git" / "ltoboot-series").glob("0000-*"))
+    sent = email.message_from_string(cover.read_text(), policy=email.policy.default)
+    assert msg["Subject"] == "Re: [PATCH 0/2] Greet from init"
+    assert msg["In-Reply-To"] == sent["Message-ID"] and msg["References"] == sent["Message-ID"]
+    assert email.utils.parseaddr(msg["To"])[1] == "sam@example.org"
+    assert [a for _, a in email.utils.getaddresses([msg["Cc"]])] == [
+        "maint@example.org", "linux-kbuild@example.org"]
+    body = msg.get_content()
+    assert "> This series makes init greet the tester.\n" in body
+    assert "\nTested-by: Tess Tester <tess@example.org>\n" in body
+    assert "\n# cat /proc/version\nLinux version 6.1.192-tester " in body
+    assert "clang version" in body and "LLD" in body
+    assert "# zgrep 'LTO[_=]' /proc/config.gz\n# CONFIG_LTO_NONE is not set" in body
+    assert "x86_64: " in body and "checks passed" in body and "ThinLTO" in body
+    assert msg.get_content() in r.stdout  # printed as well as written
+    facts = json.loads(_ltoboot(
+        "tested-by", "--series", str(series_repo / ".git" / "ltoboot-series"),
+        "--kernel-src", str(series_repo), "--base", "v6.1-debian", "--arch", "x86_64",
+        "--config", str(config), "--name", "T", "--email", "t@example.org", "--format", "json",
+        "--check", "proc_version").stdout)  # the same tree and config: the cached kernel
+    console = Path(facts["arches"][0]["console_log"]).read_text(errors="replace")
+    assert GREETING in console  # the series really is in the kernel that booted
+
+
+def test_series_that_does_not_apply_names_the_patch_and_leaves_nothing(
+        series_repo: Path, tmp_path: Path) -> None:
+    before = _state(series_repo)
+    entries = set((cache.cache_root() / "series").glob("*"))
+    r = _ltoboot("tested-by", "--series", str(series_repo / ".git" / "ltoboot-series"),
+                 "--kernel-src", str(series_repo), "--base", "conflict", "--arch", "x86_64",
+                 "--reply", str(tmp_path / "reply.eml"), "--name", "T", "--email", "t@e.org")
+    assert r.returncode == 2, r.stdout + r.stderr
+    error = [line for line in r.stderr.splitlines() if line.startswith("ltoboot: error:")]
+    assert len(error) == 1 and "patch 2/2 \"docs: name the series in the README\" does not " \
+        "apply: README" in error[0], r.stderr
+    assert not (tmp_path / "reply.eml").exists()
+    assert _state(series_repo) == before
+    left = {p for p in set((cache.cache_root() / "series").glob("*")) - entries
+            if not p.name.endswith((".lock", ".failed.json"))}
+    assert not left  # no half-applied tree, no temporary
