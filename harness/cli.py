@@ -82,14 +82,19 @@ def cmd_matrix(args: argparse.Namespace) -> int:
     todo = matrix.cells(args.kernel_src or [str(DEFAULT_TARBALL)], _list(args.llvm, "--llvm"),
                         split_arches(args.arch), ltos)
 
+    finished: list[matrix.Cell] = []
+
     def done(cell: matrix.Cell) -> None:
         print("  ".join(matrix.row(cell)), flush=True)
+        finished.append(cell)
+        if args.json:  # after every cell: a matrix cut short keeps what it measured
+            cache.write_atomic(Path(args.json),
+                               json.dumps(matrix.as_json(finished), indent=2) + "\n")
 
     print("  ".join(matrix.HEADER), flush=True)
     cells = matrix.run(todo, args.accel, names, done)
     print("\n" + matrix.table(cells), flush=True)
     if args.json:
-        Path(args.json).write_text(json.dumps(matrix.as_json(cells), indent=2) + "\n")
         print(f"ltoboot: matrix as JSON: {args.json}")
     if any(c.status in ("failed", "build failed", "boot failed") for c in cells):
         return EXIT_FAILED
