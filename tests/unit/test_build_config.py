@@ -1,0 +1,64 @@
+"""The tester's base config (--config) and the build history behind the time-left estimate."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from harness.errors import UsageError
+from harness.kernel import build, kbuild
+from harness.kernel.model import BuildSpec
+
+
+def test_what_was_added_to_a_base_and_what_could_not_be() -> None:
+    before = {"LTO_NONE": "y", "MODULES": "y", "LKDTM": "n"}
+    wanted = {"LTO_CLANG_THIN": "y", "MODULES": "y", "LKDTM": "y", "CFI_CLANG": "y"}
+    after = {"LTO_CLANG_THIN": "y", "MODULES": "y", "LKDTM": "y"}
+    got = build.added_to_base("/home/t/my.config", before, wanted, after, {"CFI_CLANG"})
+    assert got == {"config_base": "my.config",
+                   "config_added": "CONFIG_LTO_CLANG_THIN=y CONFIG_LKDTM=y",
+                   "config_not_added": "CONFIG_CFI_CLANG=y (got: n)"}
+
+
+def test_a_base_config_file_is_named_by_its_content(tmp_path: Path) -> None:
+    a, b = tmp_path / "a.config", tmp_path / "b.config"
+    a.write_text("CONFIG_MODULES=y\n")
+    b.write_text("CONFIG_MODULES=y\n")
+    assert build.base_config(BuildSpec("x86_64", config=str(a))) == \
+        build.base_config(BuildSpec("x86_64", config=str(b))) != "tinyconfig"
+    assert build.base_config(BuildSpec("x86_64")) == "tinyconfig"
+    junk = tmp_path / "junk"
+    junk.write_bytes(b"\x00\x01 not a config")
+    with pytest.raises(UsageError, match="is not a kernel config"):
+        build._base_file(BuildSpec("x86_64", config=str(junk)))
+
+
+def test_time_left_comes_from_the_last_build_of_the_same_config(tmp_path: Path) -> None:
+    def record(name: str, base: str | None, steps: int, seconds: float) -> None:
+        r = {"version": "6.1.192", "compiler": "clang 19", "steps": steps,
+             "build_seconds": seconds}
+        if base is not None:
+            r["base"] = base
+        (tmp_path / name).write_text(json.dumps(r))
+
+    record("x86_64-thin-aaa.json", None, 1299, 187.0)  # before --config: tinyconfig
+    record("x86_64-thin-bbb.json", "file:123", 5000, 900.0)
+    assert build._previous_build(tmp_path, "x86_64-thin", "6.1.192", "clang 19",
+                                 "tinyconfig") == (1299, 187.0)
+    assert build._previous_build(tmp_path, "x86_64-thin", "6.1.192", "clang 19",
+                                 "file:123") == (5000, 900.0)
+    assert build._previous_build(tmp_path, "x86_64-thin", "6.1.192", "clang 19",
+                                 "defconfig") == (0, 0.0)
+    said: list[str] = []
+    from harness import progress
+    previous = progress.set_sink(said.append)
+    try:
+        make = kbuild.Kbuild(tmp_path, tmp_path, None, "19", tmp_path / "log",  # type: ignore
+                             "x86_64-thin", 1000, 200.0)
+        make.steps = 500
+        make._report(90.0, "CC init/main.o")
+    finally:
+        progress.set_sink(previous)
+    assert "500/1000 steps (50%), about 1m40s left (last time 3m20s)" in said[0]
