@@ -56,34 +56,50 @@ class Kernels:
 
 
 class Guests:
-    """One booted guest per kernel in this worker; a boot failure is remembered and repeated."""
+    """One booted guest per kernel in this worker; a boot failure is remembered and repeated.
+
+    At most MAX_LIVE guests run at once: an idle TCG guest still costs 2-3 % of a core (its
+    timer ticks), and a session boots dozens (every variant), which slowed a cold run's
+    builds by a third. Booting one more closes the least recently used, which is booted again
+    if a later test asks for it (a second or two)."""
+
+    MAX_LIVE = 4  # a test uses two at once (a kernel and its reference), never more
 
     def __init__(self, accel: str) -> None:
         self.accel = accel
         self._guests: dict[str, Guest | KernelFailure] = {}
-        self._extra: list[Guest] = []
+        self._live: list[Guest] = []  # least recently used first
+
+    def _admit(self, g: Guest) -> Guest:
+        while len(self._live) >= self.MAX_LIVE:
+            old = self._live.pop(0)
+            self._guests = {k: v for k, v in self._guests.items() if v is not old}
+            old.close()
+        self._live.append(g)
+        return g
 
     def get(self, kernel: Kernel) -> Guest:
         if kernel.key not in self._guests:
             try:
-                self._guests[kernel.key] = boot.boot(kernel, accel_mode=self.accel)
+                self._guests[kernel.key] = self._admit(boot.boot(kernel, accel_mode=self.accel))
             except KernelFailure as e:
                 self._guests[kernel.key] = e
         got = self._guests[kernel.key]
         if isinstance(got, KernelFailure):
             raise got
+        self._live.remove(got)
+        self._live.append(got)  # used now: the last to go
         return got
 
     def boot(self, kernel: Kernel, **kwargs: Any) -> Guest:
-        """A private guest (special command line or init), closed at the end of the session."""
-        g = boot.boot(kernel, accel_mode=self.accel, **kwargs)
-        self._extra.append(g)
-        return g
+        """A private guest (special command line or init), closed when MAX_LIVE newer ones
+        have booted or at the end of the session."""
+        return self._admit(boot.boot(kernel, accel_mode=self.accel, **kwargs))
 
     def close(self) -> None:
-        for g in [*self._extra, *self._guests.values()]:
-            if isinstance(g, Guest):
-                g.close()
+        for g in self._live:
+            g.close()
+        self._live.clear()
 
 
 @pytest.fixture(scope="session")
