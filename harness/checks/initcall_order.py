@@ -20,7 +20,9 @@ LEVELS = ("early", "0", "0s", "1", "1s", "2", "2s", "3", "3s", "4", "4s", "5", "
 _LEVEL = r"((?:early|rootfs|con|[0-9])s?)"
 _TABLE = re.compile(rf"^[0-9a-f]+ \S __initcall__kmod_\S*?__\d+_\d+_(.*){_LEVEL}$")
 _STUB = re.compile(rf"^__initstub__kmod_\S*?__\d+_\d+_(.*){_LEVEL}$")
-_CALLING = re.compile(r"calling  (\S+?)\+0x[0-9a-f]+/0x[0-9a-f]+ @ \d+")
+# At the start of the message: a device's "pci 0000:00:00.0: calling  quirk_...", from the PCI
+# fixups that initcall_debug also traces, is not an initcall
+_CALLING = re.compile(r"(?:^|\] )calling  (\S+?)\+0x[0-9a-f]+/0x[0-9a-f]+ @ \d+")
 _RETURNED = re.compile(
     r"initcall (\S+?)\+0x[0-9a-f]+/0x[0-9a-f]+ returned (-?\d+) after (\d+) usecs")
 
