@@ -137,7 +137,8 @@ def test_series_is_applied_built_on_the_testers_config_booted_and_answered(
     assert "\nTested-by: Tess Tester <tess@example.org>\n" in body
     assert "\n# cat /proc/version\nLinux version 6.1.192-tester " in body
     assert "clang version" in body and "LLD" in body
-    assert "# zgrep 'LTO[_=]' /proc/config.gz\n# CONFIG_LTO_NONE is not set" in body
+    assert "# zgrep 'LTO[_=]' /proc/config.gz\nCONFIG_LTO=y\n" in body
+    assert "\n# CONFIG_LTO_NONE is not set\n" in body and "\nCONFIG_LTO_CLANG_THIN=y\n" in body
     assert "x86_64: " in body and "checks passed" in body and "ThinLTO" in body
     assert msg.get_content() in r.stdout  # printed as well as written
     facts = json.loads(_ltoboot(
