@@ -14,6 +14,7 @@ import hashlib
 import json
 import os
 import shutil
+import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator, Mapping
@@ -28,12 +29,19 @@ from harness.progress import say
 RUN_ID_ENV = "LTOBOOT_RUN_ID"
 
 
+_USABLE: set[Path] = set()  # roots this process has written to
+
+
 def cache_root() -> Path:
-    """The cache directory ($LTOBOOT_CACHE, default ~/.cache/ltoboot), created and writable."""
+    """The cache directory ($LTOBOOT_CACHE, default ~/.cache/ltoboot), created and writable
+    (tried once per process and root; the probe file is the thread's own, as the arches of a
+    run ask from threads of their own at once)."""
     root = Path(os.environ.get("LTOBOOT_CACHE") or Path.home() / ".cache" / "ltoboot")
+    if root in _USABLE and root.is_dir():
+        return root
     try:
         root.mkdir(parents=True, exist_ok=True)
-        probe = root / f".write-test-{os.getpid()}"
+        probe = root / f".write-test-{os.getpid()}-{threading.get_ident()}"
         probe.write_bytes(b"")
         probe.unlink()
     except OSError as e:
@@ -41,6 +49,7 @@ def cache_root() -> Path:
             f"cache directory {root} is not usable ({e.strerror}): "
             "set LTOBOOT_CACHE to a writable directory with free space"
         ) from None
+    _USABLE.add(root)
     return root
 
 

@@ -81,6 +81,32 @@ def test_unwritable_cache_is_one_clear_error(tmp_path: Path,
         cache.cache_root()
 
 
+def test_threads_asking_for_the_cache_at_once_all_get_it(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The arches of a run ask from threads of one process: one thread's write probe must not
+    be another's (it once was: "cache directory ... is not usable (No such file or
+    directory)")."""
+    import threading
+
+    errors: list[BaseException] = []
+
+    def ask() -> None:
+        try:
+            for _ in range(200):
+                getattr(cache, "_USABLE", set()).clear()  # ask anew each time
+                cache.cache_root()
+        except BaseException as e:
+            errors.append(e)
+
+    monkeypatch.setenv("LTOBOOT_CACHE", str(tmp_path / "cache"))
+    threads = [threading.Thread(target=ask) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors, errors[0]
+
+
 def test_remembered_hash_follows_the_file(tmp_path: Path,
                                           monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("LTOBOOT_CACHE", str(tmp_path / "cache"))
