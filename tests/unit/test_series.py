@@ -7,6 +7,7 @@ import email
 import email.policy
 import email.utils
 import os
+import re
 import subprocess
 from pathlib import Path
 
@@ -195,3 +196,41 @@ def test_no_reply_for_a_failed_run(repo: Path, tmp_path: Path) -> None:
     s = series.read(format_patch(repo, tmp_path / "sent"), tmp_path)
     with pytest.raises(AssertionError):
         reply.reply(s, {**FACTS, "passed": False}, "Tess", "tess@example.org")
+
+
+EVIL = """From 0000000000000000000000000000000000000000 Mon Sep 17 00:00:00 2001
+From: Eve <eve@example.org>
+Date: Thu, 1 Jan 2026 00:00:00 +0000
+Subject: [PATCH] evil: {what}
+
+---
+diff --git a/{path} b/{path}
+new file mode 100755
+index 0000000..1111111
+--- /dev/null
++++ b/{path}
+@@ -0,0 +1,2 @@
++#!/bin/sh
++touch {mark}
+--
+2.39.5
+"""
+
+
+@pytest.mark.parametrize(("what", "path", "says"), [
+    ("a hook", ".git/hooks/post-applypatch", "invalid path '.git/hooks/post-applypatch'"),
+    ("an escape", "../../escape", "invalid path '../../escape'"),
+])
+def test_a_patch_reaching_outside_the_tree_is_refused(
+        repo: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, what: str, path: str,
+        says: str) -> None:
+    """A mailed patch is hostile until applied: nothing lands outside the scratch tree."""
+    monkeypatch.setenv("LTOBOOT_CACHE", str(tmp_path / "cache"))
+    mark = tmp_path / "pwned"
+    patch = tmp_path / "evil.patch"
+    patch.write_text(EVIL.format(what=what, path=path, mark=mark))
+    with pytest.raises(UsageError, match=rf"patch 1/1 \"evil: {what}\" does not apply: .*"
+                       + re.escape(says)):
+        series.apply(series.read(patch, tmp_path), repo, "HEAD")
+    assert not mark.exists() and not (tmp_path / "escape").exists()
+    assert not (tmp_path / "cache" / "escape").exists()
