@@ -76,7 +76,8 @@ def _step_kernel(tree: Path, spec: BuildSpec, p: Plan, key: str, log: Path) -> K
         out = build_dir(tree, spec)
         with cache.locked(out.with_name(out.name + ".lock"), f"waiting for {out}"):
             try:
-                kernel = compile_kernel(out, spec, p.src, p.tc, p.wanted, key, log)
+                kernel = compile_kernel(out, spec, p.src, p.tc, p.wanted, key, log,
+                                        optional=p.optional)
             except BuildError as e:
                 if COMPILE_ERROR.search(e.tail):  # not a transient failure (OOM, disk, signal)
                     entry.parent.mkdir(parents=True, exist_ok=True)

@@ -19,7 +19,7 @@ from harness.arch import PREFERRED
 from harness.errors import BuildError, InfraError, KernelFailure, LtobootError, UsageError
 from harness.kernel.model import BuildSpec, lto_mode
 from harness.kernel.source import DEFAULT_TARBALL
-from harness.options import KERNEL_OPTIONS, kernel_specs, split_arches
+from harness.options import KERNEL_OPTIONS, base_config, kernel_specs, split_arches
 from harness.progress import say
 from harness.reports import reply
 from harness.reports.tested_by import facts_for_tested_by, render_tested_by
@@ -182,7 +182,8 @@ def _bisect_spec(args: argparse.Namespace) -> BuildSpec:
         raise UsageError("--runs takes a number of boots, 1 or more")
     return BuildSpec(arch=arches[0], lto=args.lto, llvm=args.llvm,
                      kernel_src=str(Path(args.kernel_src or ".").resolve()),
-                     fragments=tuple(str(Path(f).resolve()) for f in args.fragment))
+                     fragments=tuple(str(Path(f).resolve()) for f in args.fragment),
+                     config=base_config(args.base_config))
 
 
 def cmd_bisect_step(args: argparse.Namespace) -> int:
@@ -207,7 +208,7 @@ def cmd_bisect(args: argparse.Namespace) -> int:
     assert spec.kernel_src is not None
     step_argv = ["--arch", spec.arch, "--lto", spec.lto, "--llvm", spec.llvm,
                  "--kernel-src", spec.kernel_src, "--accel", args.accel,
-                 "--runs", str(args.runs)]
+                 "--runs", str(args.runs), "--config", spec.config]
     for f in spec.fragments:
         step_argv += ["--fragment", f]
     for n in args.check:
