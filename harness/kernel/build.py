@@ -83,29 +83,9 @@ def compile_kernel(out: Path, spec: BuildSpec, src: source.KernelSource,
     say(f"building {spec.label} from {src.description} with {tc.clang_version}"
         + ("" if spec.config == "tinyconfig" else f" on --config {spec.config}")
         + f"; log: {log}")
-    extra: dict[str, str] = {}
     with kbuild.machine_lock(spec.label):
         started = time.monotonic()  # build time, not time spent waiting for the lock
-        config = out / ".config"
-        if not config.exists():
-            if spec.config in BASE_TARGETS:
-                make(spec.config)
-            else:
-                shutil.copyfile(_base_file(spec), config)
-                make("olddefconfig")
-        before = kconfig.parse(config.read_text())
-        config.write_text(kconfig.apply(config.read_text(), wanted))
-        make("olddefconfig")
-        after = kconfig.parse(config.read_text())
-        problems = kconfig.not_stuck(wanted, after)
-        if spec.config != "tinyconfig":
-            dropped = {s for s in wanted if s in optional and after.get(s, "n") != wanted[s]}
-            problems = kconfig.not_stuck({s: v for s, v in wanted.items() if s not in dropped},
-                                         after)
-            extra = added_to_base(spec.config, before, wanted, after, dropped)
-        if problems:
-            raise BuildError(f"build {spec.label}: Kconfig dropped options we asked for: "
-                             + "; ".join(problems), log=log)
+        extra = configure(out, spec, make, wanted, optional, log)
         make(jobs=kbuild.jobs())
         modroot: Path | None = None
         if wanted.get("MODULES") == "y":
@@ -125,6 +105,33 @@ def compile_kernel(out: Path, spec: BuildSpec, src: source.KernelSource,
     kernel.save(out)
     say(f"built {spec.label} ({release}) in {duration(seconds)}, {make.steps} steps")
     return kernel
+
+
+def configure(out: Path, spec: BuildSpec, make: kbuild.Kbuild, wanted: dict[str, str],
+              optional: frozenset[str], log: Path) -> dict[str, str]:
+    """out/.config: the base (first time only) + `wanted`, verified. What did not stick is a
+    BuildError, except, on a base other than tinyconfig, `optional` options (what only checks
+    need): those are returned as not added (their checks SKIP), with what was added."""
+    config = out / ".config"
+    if not config.exists():
+        if spec.config in BASE_TARGETS:
+            make(spec.config)
+        else:
+            shutil.copyfile(_base_file(spec), config)
+            make("olddefconfig")
+    before = kconfig.parse(config.read_text())
+    config.write_text(kconfig.apply(config.read_text(), wanted))
+    make("olddefconfig")
+    after = kconfig.parse(config.read_text())
+    dropped: set[str] = set()
+    if spec.config != "tinyconfig":
+        dropped = {s for s in wanted if s in optional and after.get(s, "n") != wanted[s]}
+    problems = kconfig.not_stuck({s: v for s, v in wanted.items() if s not in dropped}, after)
+    if problems:
+        raise BuildError(f"build {spec.label}: Kconfig dropped options we asked for: "
+                         + "; ".join(problems), log=log)
+    return {} if spec.config == "tinyconfig" else \
+        added_to_base(spec.config, before, wanted, after, dropped)
 
 
 def _do_build(out: Path, spec: BuildSpec, src: source.KernelSource, tc: toolchain.Toolchain,
