@@ -8,7 +8,7 @@ from typing import Any
 
 from harness.arch import ARCH_NAMES, get_arch
 from harness.errors import UsageError
-from harness.kernel.model import LTO_MODES, BuildSpec
+from harness.kernel.model import BASE_TARGETS, LTO_MODES, BuildSpec
 
 KERNEL_OPTIONS: tuple[tuple[str, dict[str, Any]], ...] = (
     ("--arch", {"default": None,
@@ -47,7 +47,7 @@ def split_arches(value: str | None) -> list[str]:
 
 def base_config(value: str) -> str:
     """--config: tinyconfig, defconfig, or a file (as an absolute path)."""
-    if value in ("tinyconfig", "defconfig"):
+    if value in BASE_TARGETS:
         return value
     path = Path(value).expanduser()
     if not path.is_file():

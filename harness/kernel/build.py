@@ -12,11 +12,10 @@ from harness import cache, needs
 from harness.arch import get_arch
 from harness.errors import BuildError, UsageError
 from harness.kernel import kbuild, kconfig, source, toolchain
-from harness.kernel.model import MODROOT, BuildSpec, Kernel, lto_mode
+from harness.kernel.model import BASE_TARGETS, MODROOT, BuildSpec, Kernel, lto_mode
 from harness.progress import duration, say
 
 RECIPE = 1  # bump when the build procedure changes what it produces
-BASE_TARGETS = ("tinyconfig", "defconfig")  # --config values that are kbuild targets
 
 
 def _previous_build(index: Path, label: str, version: str, compiler: str,

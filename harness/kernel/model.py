@@ -60,6 +60,9 @@ META = "ltoboot-meta.json"  # in a kernel's directory, written last: the Kernel 
 MODROOT = "ltoboot-modroot"  # INSTALL_MOD_PATH, in a kernel's directory
 
 
+BASE_TARGETS = ("tinyconfig", "defconfig")  # --config values that are kbuild targets
+
+
 @dataclass(frozen=True)
 class BuildSpec:
     """What the user asked for; everything else is derived."""
