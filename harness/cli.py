@@ -17,13 +17,17 @@ from types import FrameType
 from harness import bisect, cache, checks, coverage, matrix, pipeline, proc, series
 from harness.arch import PREFERRED
 from harness.errors import BuildError, InfraError, KernelFailure, LtobootError, UsageError
-from harness.kernel.model import BuildSpec, lto_mode
+from harness.kernel.model import BuildSpec, Kernel, lto_mode
+from harness.kernel.obtain import obtain
 from harness.kernel.source import DEFAULT_TARBALL
+from harness.lava import export as lava_export
+from harness.lava import local as lava_local
+from harness.lava import verdicts
 from harness.options import KERNEL_OPTIONS, base_config, kernel_specs, split_arches
 from harness.progress import say
-from harness.reports import reply
+from harness.reports import junit, reply
 from harness.reports.tested_by import facts_for_tested_by, render_tested_by
-from harness.reports.text import render
+from harness.reports.text import KernelReport, render
 from harness.series import Series
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERNAL = 0, 1, 2, 3
@@ -55,10 +59,53 @@ def cmd_run(args: argparse.Namespace) -> int:
                                       for c in r.results):
             print(f"  {line}")
         print()
+    return finish(reports, args.junit)
+
+
+def finish(reports: Sequence[KernelReport], junit_path: str | None) -> int:
+    """The last line of a run, its JUnit when asked for, and its exit status."""
+    if junit_path:
+        junit.write(reports, Path(junit_path))
+        print(f"ltoboot: JUnit: {junit_path}")
     ok = all(r.passed for r in reports)
     print(f"ltoboot: {'all passed' if ok else 'FAILED'}: "
           + ", ".join(f"{r.label} {'ok' if r.passed else 'failed'}" for r in reports))
     return EXIT_OK if ok else EXIT_FAILED
+
+
+def _obtained(args: argparse.Namespace) -> tuple[list[Kernel], list[KernelReport]]:
+    """The kernels the options name, built or fetched; reports of those that did not build."""
+    kernels, failed = [], []
+    for spec in specs(args):
+        try:
+            kernels.append(obtain(spec))
+        except BuildError as e:
+            failed.append(KernelReport(label=spec.label, error=f"build failed: {e}"))
+    return kernels, failed
+
+
+def cmd_lava_export(args: argparse.Namespace) -> int:
+    names = pipeline.check_names(args.check)
+    kernels, failed = _obtained(args)
+    for rep in failed:
+        print(render(rep) + "\n", flush=True)
+    lava_export.export(kernels, Path(args.out), names=names, artifact_url=args.artifact_url)
+    return EXIT_FAILED if failed else EXIT_OK
+
+
+def cmd_lava_run(args: argparse.Namespace) -> int:
+    names = pipeline.check_names(args.check)
+    lava_local.require()
+    kernels, reports = _obtained(args)
+    with tempfile.TemporaryDirectory(dir=cache.scratch_root(), prefix="lava-export-") as tmp:
+        jobs = lava_export.export(kernels, Path(tmp) / "jobs", names=names)
+        logs = lava_local.run(jobs, parallel=args.parallel)
+        for k in kernels:
+            rep = verdicts.kernel_report(k, [j for j in jobs if j.kernel is k], logs,
+                                         names or list(checks.CHECKS))
+            reports.append(rep)
+            print(render(rep) + "\n", flush=True)
+    return finish(reports, args.junit)
 
 
 def cmd_coverage(args: argparse.Namespace) -> int:
@@ -236,6 +283,7 @@ def parser() -> argparse.ArgumentParser:
                      "and durations with it (one more build per arch)")
     run.add_argument("--coverage", action="store_true",
                      help="also print, per patch of the LTO series, the verdicts that cover it")
+    run.add_argument("--junit", metavar="FILE", help="also write the verdicts as JUnit XML")
     run.set_defaults(func=cmd_run)
     cov = sub.add_parser("coverage", help="what covers each patch of the LTO series "
                          "(run-time check, build outputs, build-only) and its broken build")
@@ -272,6 +320,25 @@ def parser() -> argparse.ArgumentParser:
                     help="run only these checks (repeatable)")
     mx.add_argument("--json", metavar="FILE", help="also write the cells as JSON")
     mx.set_defaults(func=cmd_matrix)
+    lava = sub.add_parser("lava", help="the same checks as LAVA jobs: export them, or run "
+                          "them here with LAVA's dispatcher")
+    lsub = lava.add_subparsers(dest="lava_command", required=True)
+    lx = lsub.add_parser("export", help="write each kernel's LAVA jobs (and the files they "
+                         "fetch) into a new directory")
+    add_kernel_options(lx)
+    lx.add_argument("--out", required=True, metavar="DIR", help="a new or empty directory")
+    lx.add_argument("--artifact-url", metavar="URL",
+                    help="where DIR will be served (http or https); the jobs fetch kernel "
+                    "and initramfs from there (default: file:// URLs into DIR, for this "
+                    "machine)")
+    lx.set_defaults(func=cmd_lava_export)
+    lr = lsub.add_parser("run", help="run the LAVA jobs here with lava-run (root), judge "
+                         "them with our checks, print the report")
+    add_kernel_options(lr)
+    lr.add_argument("--parallel", type=int, default=os.cpu_count() or 1, metavar="N",
+                    help="jobs at once (default: the number of cores)")
+    lr.add_argument("--junit", metavar="FILE", help="also write the verdicts as JUnit XML")
+    lr.set_defaults(func=cmd_lava_run)
     bi = sub.add_parser("bisect", help="bisect a kernel git tree between --good and --bad "
                         "with bisect-step; report the first bad commit")
     add_bisect_options(bi)

@@ -68,24 +68,59 @@ def kallsyms_exact(release: str) -> bool | None:
     return None if m is None else (int(m.group(1)), int(m.group(2))) >= KALLSYMS_EXACT_SINCE
 
 
+def kprobe_cmd(symbol: str) -> str:
+    return (f"insmod {modules.GUEST_DIR}/{modules.PROBE} lookup={symbol} && "
+            f"rmmod ltoboot_probe; dmesg | grep -F 'kprobe {symbol} at' | tail -1")
+
+
 def kprobe(guest: Guest, symbol: str) -> int | None:
     """Where a kprobe on `symbol` (registered by our probe module) lands, None if it fails."""
-    r = guest.run(f"insmod {modules.GUEST_DIR}/{modules.PROBE} lookup={symbol} && "
-                  f"rmmod ltoboot_probe; dmesg | grep -F 'kprobe {symbol} at' | tail -1")
-    got = re.search(r"at ([0-9a-f]+)$", r.output.strip())
+    got = re.search(r"at ([0-9a-f]+)$", guest.run(kprobe_cmd(symbol)).output.strip())
     return int(got.group(1), 16) if got else None
 
 
+def kallsyms_cmd(symbol: str) -> str:
+    return f"grep -F ' {symbol}' /proc/kallsyms"
+
+
 def kallsyms_address(guest: Guest, symbol: str) -> int | None:
-    out = guest.run(f"grep -F ' {symbol}' /proc/kallsyms").output.split()
+    out = guest.run(kallsyms_cmd(symbol)).output.split()
     return int(out[0], 16) if out and re.fullmatch(r"[0-9a-f]+", out[0]) else None
 
 
+COUNT_CMD = "grep -c '[.]llvm[.]' /proc/kallsyms"
+CANDIDATES = 8  # promoted functions tried, in System.map order, until one is found
+
+
+def lookup_candidates(kernel: Kernel) -> tuple[bool, list[tuple[str, str]]] | None:
+    """(kallsyms matches exactly, the (plain, full) names to look up), or None when the
+    lookup cannot be checked on this kernel (the reason is in llvm_symbols)."""
+    exact = kallsyms_exact(kernel.release)
+    if kernel.lto != "thin" or kernel.system_map is None or exact is None \
+            or not Path(kernel.system_map).is_file() or kernel.build_dir is None:
+        return None
+    return exact, promoted_functions(kernel.system_map.read_text())[:CANDIDATES]
+
+
+def llvm_symbols_plan(kernel: Kernel) -> list[str]:
+    """Every command llvm_symbols may type, in its order (what it types depends on what the
+    guest printed: it stops at the first name found)."""
+    found = lookup_candidates(kernel)
+    cmds = [COUNT_CMD]
+    if found is not None:
+        exact, candidates = found
+        for plain, full in candidates:
+            cmds += [kallsyms_cmd(full), kprobe_cmd(full if exact else plain)]
+            cmds += [kprobe_cmd(plain)] if exact else []
+    return cmds
+
+
 @check("llvm_symbols", "ThinLTO: kallsyms has .llvm.<hash> names, and a kprobe finds them by "
-       "the name their kernel looks them up by (the C name before 6.11, the full one since)")
+       "the name their kernel looks them up by (the C name before 6.11, the full one since)",
+       plan=llvm_symbols_plan)
 def llvm_symbols(guest: Guest, kernel: Kernel) -> CheckResult:
     name = "llvm_symbols"
-    r = guest.run("grep -c '[.]llvm[.]' /proc/kallsyms")
+    r = guest.run(COUNT_CMD)
     if not r.output.strip().isdigit():
         return CheckResult(name, False, "cannot count names in /proc/kallsyms", r.output)
     count = int(r.output.strip())
@@ -108,7 +143,9 @@ def llvm_symbols(guest: Guest, kernel: Kernel) -> CheckResult:
     modules.probe_modules(kernel)  # the guest's copy of ltoboot_probe.ko comes from here
     by = "full" if exact else "plain"
     tried = []
-    for plain, full in promoted_functions(kernel.system_map.read_text())[:8]:
+    found = lookup_candidates(kernel)
+    assert found is not None  # the same conditions as above
+    for plain, full in found[1]:
         addr = kallsyms_address(guest, full)
         got = kprobe(guest, full if exact else plain)
         if addr is not None and got == addr:

@@ -32,6 +32,9 @@ class Check:
     description: str
     run: Callable[[Guest, Kernel], CheckResult]
     companion: str = ""  # the kind of extra guest it runs on (COMPANIONS), if any
+    # the commands it types, for a check whose later commands depend on what the guest
+    # printed (harness/lava/plan.py records the others by running them)
+    plan: Callable[[Kernel], list[str]] | None = None
 
 
 CHECKS: dict[str, Check] = {}
@@ -39,12 +42,14 @@ CHECKS: dict[str, Check] = {}
 COMPANIONS: dict[str, Callable[[Guest, Kernel], Guest]] = {}
 
 
-def check(name: str, description: str, companion: str = ""
-          ) -> Callable[[Callable[[Guest, Kernel], CheckResult]],
-                        Callable[[Guest, Kernel], CheckResult]]:
-    def register(fn: Callable[[Guest, Kernel], CheckResult]
-                 ) -> Callable[[Guest, Kernel], CheckResult]:
-        CHECKS[name] = Check(name, description, fn, companion)
+CheckFn = Callable[[Guest, Kernel], CheckResult]
+
+
+def check(name: str, description: str, companion: str = "",
+          plan: Callable[[Kernel], list[str]] | None = None
+          ) -> Callable[[CheckFn], CheckFn]:
+    def register(fn: CheckFn) -> CheckFn:
+        CHECKS[name] = Check(name, description, fn, companion, plan)
         return fn
 
     return register

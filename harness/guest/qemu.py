@@ -10,10 +10,12 @@ from harness.arch import Arch
 READY_LOGLEVEL = 4  # console loglevel once booted: KERN_ERR and worse still reach the console
 
 
-def kernel_cmdline(arch: Arch, extra: Sequence[str] = ()) -> str:
-    # panic=-1 with -no-reboot: a panic ends QEMU at once instead of waiting for a timeout.
+def kernel_cmdline(arch: Arch, extra: Sequence[str] = (), *, panic: bool = True) -> str:
+    # panic=-1 with -no-reboot: a panic ends QEMU at once instead of waiting for a timeout
+    # (not under LAVA: panic=False; it takes the end of QEMU for an infrastructure error).
     # initcall_debug lines are KERN_DEBUG: into the (large enough) buffer, not the console.
-    return " ".join([f"console={arch.console}", "panic=-1", "initcall_debug",
+    return " ".join([f"console={arch.console}", *(["panic=-1"] if panic else []),
+                     "initcall_debug",
                      "log_buf_len=1M", f"ltoboot.loglevel={READY_LOGLEVEL}",
                      *arch.cmdline_extra, *extra])
 

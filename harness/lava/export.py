@@ -1,0 +1,147 @@
+"""`ltoboot lava export`: a kernel's LAVA jobs and the files they fetch, in one directory.
+
+Per kernel: the main job (every check that does not crash the guest, in our order) and one
+job per crash check. The directory holds, per kernel, the boot image and our initramfs (the
+kernel's modules, our probe modules and tools in it), named in the jobs by `--artifact-url`
+BASE + their path in the directory (publish the directory there), or by file:// when the jobs
+run on this machine. Each job is checked against LAVA's own schema (strict) when lava_common
+is installed.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote, urlsplit
+
+import yaml
+
+from harness.arch import get_arch
+from harness.errors import InfraError, UsageError
+from harness.guest import boot
+from harness.guest.initramfs import build_initramfs
+from harness.kernel.model import Kernel
+from harness.lava import job, plan
+from harness.progress import say
+
+SYSTEM_PYTHON = "/usr/bin/python3"  # Debian's, where lava-dispatcher's modules live
+_VALIDATE = """
+import sys, yaml
+from lava_common.schemas import validate
+for path in sys.argv[1:]:
+    try:
+        validate(yaml.safe_load(open(path)), strict=True)
+    except Exception as e:
+        print(f"{path}: {e}")
+"""
+
+
+@dataclass(frozen=True, eq=False)  # one job is one job: hashed by identity
+class Job:
+    kernel: Kernel
+    name: str  # "" for the main job, else the crash check it runs
+    path: Path
+    plans: tuple[plan.CheckPlan, ...]
+    firmware: str
+
+    @property
+    def label(self) -> str:
+        return self.kernel.label + (f"-{self.name}" if self.name else "")
+
+    def definition(self) -> dict[str, Any]:
+        loaded: dict[str, Any] = yaml.safe_load(self.path.read_text())
+        return loaded
+
+
+def artifact_base(value: str | None) -> str | None:
+    """--artifact-url: an http(s) URL (the directory's place on a web server)."""
+    if value is None:
+        return None
+    parts = urlsplit(value)
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        raise UsageError(f"--artifact-url {value}: not an http(s) URL; give where the export "
+                         "directory will be served, e.g. https://example.org/ltoboot/")
+    return value.rstrip("/") + "/"
+
+
+def _url(base: str | None, out: Path, rel: Path) -> str:
+    """Where a job fetches the file `rel` of the export directory `out`."""
+    return f"{base}{quote(rel.as_posix())}" if base else (out / rel).as_uri()
+
+
+def _write(tmp: Path, kernel: Kernel, names: Sequence[str] | None, base: str | None,
+           final: Path) -> list[tuple[str, Path, tuple[plan.CheckPlan, ...], str]]:
+    """Write one kernel's files and jobs below tmp (they will live at `final`)."""
+    arch = get_arch(kernel.arch)
+    firmware = boot.default_firmware(kernel)
+    the_plan = plan.make(kernel, names, firmware=firmware)
+    folder = tmp / kernel.label
+    folder.mkdir(parents=True)
+    image = folder / Path(arch.image).name
+    shutil.copyfile(kernel.image, image)
+    initrd = folder / "initramfs.cpio"
+    shutil.copyfile(build_initramfs(kernel, None, boot.guest_files(kernel)), initrd)
+    written = []
+    for name in the_plan.jobs():
+        plans = tuple(p for p in (the_plan.on("") if not name else
+                                  [c for c in the_plan.checks if c.check == name])
+                      if p.commands)
+        title = f"ltoboot {kernel.label} {kernel.release}" + (f" {name}" if name else "")
+        definition = job.definition(
+            name=title, arch=arch, firmware=firmware, plans=plans,
+            kernel_url=_url(base, final, image.relative_to(tmp)),
+            initrd_url=_url(base, final, initrd.relative_to(tmp)),
+            metadata={"ltoboot.kernel": kernel.key, "ltoboot.job": name or "main"})
+        path = folder / f"job{'-' + name if name else ''}.yaml"
+        path.write_text(yaml.safe_dump(definition, sort_keys=False, width=1000))
+        written.append((name, path, plans, firmware))
+    return written
+
+
+def export(kernels: Sequence[Kernel], out: Path, *, names: Sequence[str] | None = None,
+           artifact_url: str | None = None) -> list[Job]:
+    """Write the jobs of `kernels` into `out` (new or empty), all at once: into a temporary
+    sibling first, renamed into place when complete."""
+    base = artifact_base(artifact_url)
+    out = out.absolute()
+    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+        raise UsageError(f"{out} exists and is not an empty directory: give a new --out")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(f".tmp-{out.name}-{os.getpid()}")
+    shutil.rmtree(tmp, ignore_errors=True)
+    try:
+        written = [(k, *w) for k in kernels for w in _write(tmp, k, names, base, out)]
+        validate([path for _, _, path, _, _ in written])
+        if out.exists():
+            out.rmdir()
+        os.rename(tmp, out)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    jobs = [Job(k, n, out / p.relative_to(tmp), pl, f) for k, n, p, pl, f in written]
+    say(f"LAVA jobs: {len(jobs)} in {out}: " + ", ".join(j.path.relative_to(out).as_posix()
+                                                         for j in jobs))
+    return jobs
+
+
+def validate(paths: Sequence[Path]) -> bool:
+    """Check the jobs with LAVA's schema, strict (what a server does on submission); False
+    when lava_common is not installed (said once), InfraError naming a job it refuses."""
+    if not paths:
+        return True
+    try:
+        r = subprocess.run([SYSTEM_PYTHON, "-c", _VALIDATE, *map(str, paths)],
+                           capture_output=True, text=True, timeout=120, check=False)
+    except (OSError, subprocess.TimeoutExpired) as e:
+        raise InfraError(f"cannot run {SYSTEM_PYTHON} to validate the LAVA jobs: {e}") from None
+    if "No module named 'lava_common'" in r.stderr:
+        say("LAVA jobs not validated: lava_common is missing (apt-get install lava-dispatcher)")
+        return False
+    if r.returncode != 0 or r.stdout.strip():
+        why = (r.stdout.strip() or r.stderr.strip()).splitlines()[-1]
+        raise InfraError(f"a LAVA job fails LAVA's schema (a bug in ltoboot): {why}")
+    return True

@@ -1,0 +1,99 @@
+"""LAVA job definitions, as one pure function of the kernel's facts and the plan.
+
+The job boots QEMU like our own argv does (same machine, CPU, firmware and kernel command
+line, minus panic=-1, which LAVA would take for an infrastructure error), deploys kernel and
+initramfs to tmpfs (LAVA adds its test runner into the cpio: `overlays: {lava: true}`) and
+runs one `lava-test-case` per check, whose command is that check's framed commands.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from harness.arch import Arch
+from harness.guest import qemu
+from harness.lava.plan import CheckPlan
+
+PROMPT = "/ # "  # busybox ash's prompt for root in our initramfs
+# Arches whose qemu.jinja2 branch sets -machine and -cpu from the job context; the others
+# get them through extra_options
+TEMPLATE_SETS_MACHINE = ("arm64",)
+TIMEOUTS = {"deploy": 5, "boot": 5, "test": 15, "job": 30}  # minutes, TCG on 2 cores
+
+
+def machine_options(arch: Arch, firmware: str) -> str:
+    machine = arch.machine
+    if arch.tcg_machine_options:
+        machine += f",{arch.tcg_machine_options}"
+    if firmware and arch.efi_machine_options:
+        machine += f",{arch.efi_machine_options}"
+    return machine
+
+
+def context(arch: Arch, firmware: str) -> dict[str, Any]:
+    """The job context qemu.jinja2 renders the device from: TCG (no_kvm: else the template
+    adds -enable-kvm -cpu host), our machine and CPU, the firmware."""
+    extra = ["-no-reboot", "-smp 1", *arch.qemu_extra, *([f"-bios {firmware}"] if firmware
+                                                         else [])]
+    ctx: dict[str, Any] = {"arch": arch.name, "no_kvm": True, "memory": 512}
+    if arch.name in TEMPLATE_SETS_MACHINE:
+        ctx |= {"machine": machine_options(arch, firmware), "cpu": arch.tcg_cpu}
+    else:
+        extra = [f"-machine {machine_options(arch, firmware)}", f"-cpu {arch.tcg_cpu}",
+                 *extra]
+    ctx["extra_options"] = extra
+    return ctx
+
+
+def step(plan: CheckPlan) -> str:
+    """One test shell step: lava-test-case runs `eval "$*"` on its --shell argument."""
+    script = plan.script().replace("'", "'\"'\"'")
+    return f"lava-test-case {plan.check} --shell '{script}'"
+
+
+def definition(*, name: str, arch: Arch, kernel_url: str, initrd_url: str, firmware: str,
+               plans: Sequence[CheckPlan], metadata: dict[str, str]) -> dict[str, Any]:
+    append = qemu.kernel_cmdline(arch, panic=False)
+    return {
+        "device_type": "qemu",
+        "job_name": name,
+        "timeouts": {"job": {"minutes": TIMEOUTS["job"]},
+                     "connection": {"minutes": 2}},
+        "priority": "medium",
+        "visibility": "public",
+        "context": context(arch, firmware),
+        "metadata": metadata,
+        "actions": [
+            {"deploy": {
+                "to": "tmpfs",
+                "timeout": {"minutes": TIMEOUTS["deploy"]},
+                "images": {
+                    "kernel": {"url": kernel_url,
+                               "image_arg": f"-kernel {{kernel}} -append \"{append}\""},
+                    "ramdisk": {"url": initrd_url, "image_arg": "-initrd {ramdisk}",
+                                "format": "cpio.newc", "overlays": {"lava": True}},
+                }}},
+            {"boot": {
+                "method": "qemu",
+                "media": "tmpfs",
+                "timeout": {"minutes": TIMEOUTS["boot"]},
+                "prompts": [PROMPT],
+            }},
+            {"test": {
+                "timeout": {"minutes": TIMEOUTS["test"]},
+                "definitions": [{
+                    "from": "inline",
+                    "name": "ltoboot",
+                    "path": "inline/ltoboot.yaml",
+                    "repository": {
+                        "metadata": {"format": "Lava-Test Test Definition 1.0",
+                                     "name": "ltoboot",
+                                     "description": "ltoboot's checks: framed commands, "
+                                     "judged by ltoboot from this log"},
+                        "run": {"steps": [step(p) for p in plans]},
+                    },
+                }],
+            }},
+        ],
+    }

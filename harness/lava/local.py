@@ -1,0 +1,109 @@
+"""`ltoboot lava run`: exported jobs run on this machine by LAVA's own dispatcher, lava-run.
+
+lava-run needs a device file: rendered here from LAVA's qemu.jinja2 (it ships in lava-server;
+when that is not installed, the templates are taken from Debian's lava-server package into
+the cache) with the job's context, as a server would render it. Each job gets its own job id
+(lava-run's work directory is named after it) and output directory; several run at once.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import tempfile
+import time
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+from harness import cache, proc
+from harness.errors import InfraError, UsageError
+from harness.kernel import toolchain
+from harness.lava.export import SYSTEM_PYTHON, Job
+from harness.progress import say
+
+TEMPLATE_DIRS = (Path("/etc/lava-server/dispatcher-config/device-types"),
+                 Path("/usr/share/lava-server/device-types"))
+TEMPLATES_PACKAGE = "lava-server"
+_RENDER = """
+import json, sys, jinja2
+env = jinja2.Environment(loader=jinja2.FileSystemLoader([sys.argv[1]]), autoescape=False,
+                         trim_blocks=True)
+print(env.from_string("{% extends 'qemu.jinja2' %}\\n").render(**json.loads(sys.argv[2])))
+"""
+DISPATCHER = "dispatcher_ip: 127.0.0.1\n"  # no default route needed
+MARGIN = 120.0  # seconds past the job's own timeout before we end lava-run
+
+
+def _fetch_templates(tmp: Path) -> None:
+    with tempfile.TemporaryDirectory(dir=cache.scratch_root()) as work:
+        proc.run(["apt-get", "download", TEMPLATES_PACKAGE], cwd=Path(work),
+                 what=f"downloading Debian's {TEMPLATES_PACKAGE} for LAVA's device templates")
+        deb = next(Path(work).glob(f"{TEMPLATES_PACKAGE}_*.deb"))
+        proc.run(["dpkg-deb", "-x", str(deb), f"{work}/x"], what=f"unpacking {deb.name}")
+        shutil.copytree(Path(work, "x/usr/share/lava-server/device-types"), tmp)
+
+
+def templates() -> Path:
+    """LAVA's device-type templates: lava-server's, else a copy from its Debian package."""
+    for d in TEMPLATE_DIRS:
+        if (d / "qemu.jinja2").is_file():
+            return d
+    return cache.publish(cache.cache_root() / "tools" / "lava-device-types", _fetch_templates)
+
+
+def render_device(context: dict[str, object], template_dir: Path) -> str:
+    r = subprocess.run([SYSTEM_PYTHON, "-c", _RENDER, str(template_dir), json.dumps(context)],
+                       capture_output=True, text=True, timeout=60, check=False)
+    if r.returncode != 0:
+        why = (r.stderr.strip().splitlines() or ["no output"])[-1]
+        raise InfraError(f"cannot render LAVA's qemu device from {template_dir}: {why} "
+                         "(apt-get install lava-dispatcher)")
+    return r.stdout
+
+
+def require() -> None:
+    if os.geteuid() != 0:
+        raise UsageError("lava-run must run as root: run `ltoboot lava run` as root (sudo)")
+    toolchain.require([("lava-run", "lava-dispatcher")])
+
+
+def lava_log_path(job: Job) -> Path:
+    d = cache.cache_root() / "logs" / "lava"
+    d.mkdir(parents=True, exist_ok=True)
+    stamp = f"{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}-{time.monotonic_ns()}"
+    return d / f"{job.label}-{stamp}.log"
+
+
+def run_one(job: Job, job_id: str, template_dir: Path) -> Path:
+    """Run one job with lava-run; its log (lava-run's output) is kept, its path returned."""
+    definition = job.definition()
+    log = lava_log_path(job)
+    limit = definition["timeouts"]["job"]["minutes"] * 60 + MARGIN
+    with tempfile.TemporaryDirectory(dir=cache.scratch_root(), prefix="lava-") as work:
+        device, dispatcher = Path(work, "device.yaml"), Path(work, "dispatcher.yaml")
+        device.write_text(render_device(definition["context"], template_dir))
+        dispatcher.write_text(DISPATCHER)
+        argv = ["lava-run", "--job-id", job_id, "--output-dir", f"{work}/out",
+                "--device", str(device), "--dispatcher", str(dispatcher), str(job.path)]
+        say(f"LAVA job {job.label} (lava-run, job id {job_id}); log: {log}")
+        with log.open("w") as f, proc.running(argv, stdout=f, stderr=subprocess.STDOUT) as p:
+            try:
+                p.wait(timeout=limit)
+            except subprocess.TimeoutExpired:
+                raise InfraError(f"lava-run of {job.label} did not end within {limit:.0f}s; "
+                                 f"log: {log}") from None
+    return log
+
+
+def run(jobs: Sequence[Job], parallel: int = 2) -> dict[Job, Path]:
+    """Run every job, `parallel` at a time; their logs by job."""
+    require()
+    template_dir = templates()
+    base = f"{os.getpid()}{int(time.time()) % 100000:05d}"
+    with ThreadPoolExecutor(max_workers=max(1, parallel)) as pool:
+        futures = {j: pool.submit(run_one, j, f"{base}{i:03d}", template_dir)
+                   for i, j in enumerate(jobs)}
+        return {j: f.result() for j, f in futures.items()}

@@ -1,0 +1,69 @@
+"""From LAVA job logs to our report: the checks themselves, run on replays of the jobs.
+
+How a job ended decides what can be said. A job that finished: every check is judged by its
+own function from the framed answers. A job that did not finish (LAVA: Incomplete) with a
+kernel failure on its console (panic, oops, BUG, CFI failure) is the kernel's: the boot or
+the check it stopped in fails, with that line. Any other unfinished job is LAVA's or the
+lab's problem: one line, no verdict on the kernel (InfraError).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import cast
+
+from harness.checks import registry
+from harness.errors import InfraError
+from harness.guest import console
+from harness.guest.session import Guest
+from harness.kernel.model import Kernel
+from harness.lava import log as lavalog
+from harness.lava.export import Job
+from harness.lava.replay import ReplayGuest
+from harness.reports.text import KernelReport
+
+
+def _fatal(text: str) -> tuple[str, str] | None:
+    return next(((k, line) for k, line in console.classify(text) if k in console.FATAL), None)
+
+
+def replay(job: Job, log: lavalog.JobLog, path: Path) -> ReplayGuest:
+    """The job's guest as the checks see it; InfraError when LAVA failed the job for a
+    reason that is not the kernel's."""
+    text = log.console
+    if not log.finished and _fatal(text) is None:
+        raise InfraError(f"LAVA job {job.label} did not finish: {log.error}; log: {path}")
+    return ReplayGuest(text, job.plans, log=path, label=job.label, accel="tcg",
+                       firmware=job.firmware, complete=log.finished)
+
+
+def kernel_report(kernel: Kernel, jobs: Sequence[Job], logs: Mapping[Job, Path],
+                  names: Sequence[str]) -> KernelReport:
+    """The report of one kernel from its jobs' logs, as `ltoboot run` would print it."""
+    rep = KernelReport(label=kernel.label, kernel=kernel, accel="tcg",
+                       accel_reason="LAVA's qemu device (no_kvm: TCG)")
+    parsed = {j: lavalog.parse(logs[j].read_text(errors="replace")) for j in jobs}
+    main = next((j for j in jobs if not j.name), None)
+    if main is None:
+        raise InfraError(f"no main LAVA job for {kernel.label}")
+    mlog = parsed[main]
+    rep.console_log = str(logs[main])
+    text = mlog.console
+    if re.search(console.READY_RE, text) is None:
+        fatal = _fatal(text)
+        if fatal is None:
+            raise InfraError(f"LAVA job {main.label} did not reach our shell: {mlog.error}; "
+                             f"log: {logs[main]}")
+        rep.error = f"boot failed: {fatal[0]}: {fatal[1]} (LAVA log: {logs[main]})"
+        return rep
+    rep.boot_seconds = mlog.seconds_to("LTOBOOT-READY")
+    guest = replay(main, mlog, logs[main])
+    crash = {j.name: j for j in jobs if j.name}
+    for name in names:
+        if name in crash:
+            guest.companions[registry.CHECKS[name].companion] = replay(
+                crash[name], parsed[crash[name]], logs[crash[name]])
+        rep.results.append(registry.run_check(name, cast(Guest, guest), kernel))
+    return rep
