@@ -106,6 +106,9 @@ BASE_PACKAGES = ("busybox-static", "flex", "bison", "bc", "libelf-dev", "libssl-
 # kernel source and Debian 12's default clang, the oldest of the matrix.
 TEST_SOURCE_PACKAGES = ("linux-source-6.12",)
 TEST_LLVM = ("14",)
+# `ltoboot lava run` and its tests (tests/test_lava.py): LAVA's dispatcher, lava-run, with the
+# schema its server checks jobs against (lava_common)
+LAVA_PACKAGES = ("lava-dispatcher",)
 
 
 def debian_packages(llvm: str = DEFAULT_LLVM) -> list[str]:
@@ -114,7 +117,8 @@ def debian_packages(llvm: str = DEFAULT_LLVM) -> list[str]:
     qemu = sorted({a.qemu_package for a in ARCHES.values()}
                   | {a.efi_firmware_package for a in ARCHES.values() if a.efi_firmware_package})
     tools = sorted({pkg for v in (llvm, *TEST_LLVM) for _, pkg in llvm_tools(v)})
-    return [*qemu, *tools, DEFAULT_SOURCE_PACKAGE, *TEST_SOURCE_PACKAGES, *BASE_PACKAGES]
+    return [*qemu, *tools, DEFAULT_SOURCE_PACKAGE, *TEST_SOURCE_PACKAGES, *BASE_PACKAGES,
+            *LAVA_PACKAGES]
 
 
 def foreign_deb_arches(host_machine: str) -> list[str]:

@@ -11,6 +11,7 @@ is installed.
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 from collections.abc import Sequence
@@ -80,7 +81,8 @@ def _write(tmp: Path, kernel: Kernel, names: Sequence[str] | None, base: str | N
     arch = get_arch(kernel.arch)
     firmware = boot.default_firmware(kernel)
     the_plan = plan.make(kernel, names, firmware=firmware)
-    folder = tmp / kernel.label
+    # a plain name: LAVA takes file:// URLs as they are, without undoing %-escapes
+    folder = tmp / re.sub(r"[^A-Za-z0-9._-]", "_", kernel.label)
     folder.mkdir(parents=True)
     image = folder / Path(arch.image).name
     shutil.copyfile(kernel.image, image)

@@ -45,9 +45,13 @@ class JobLog:
     def error(self) -> str:
         """Why the job did not finish, in one line (LAVA's error_msg, else its last error)."""
         job = self.result("job") or {}
-        msg = job.get("extra", {}).get("error_msg") if isinstance(job.get("extra"), dict) \
-            else None
-        return str(msg or (self.errors[-1] if self.errors else "no result for the job"))
+        extra = job.get("extra")
+        msg = job.get("error_msg") or (extra.get("error_msg") if isinstance(extra, dict)
+                                       else None) or (
+            self.errors[-1] if self.errors else "the log has no result for the job")
+        lines = [line.strip() for line in str(msg).replace("\r", "").splitlines()
+                 if line.strip()]
+        return lines[0] if lines else "no error message"
 
     def seconds_to(self, text: str, since_case: str = "execute-qemu") -> float | None:
         """From the result `since_case` to the first target line holding `text`."""

@@ -56,7 +56,8 @@ def kernel_report(kernel: Kernel, jobs: Sequence[Job], logs: Mapping[Job, Path],
         if fatal is None:
             raise InfraError(f"LAVA job {main.label} did not reach our shell: {mlog.error}; "
                              f"log: {logs[main]}")
-        rep.error = f"boot failed: {fatal[0]}: {fatal[1]} (LAVA log: {logs[main]})"
+        rep.error = f"boot failed: {fatal[0]}: {console.without_time(fatal[1])} " \
+            f"(LAVA log: {logs[main]})"
         return rep
     rep.boot_seconds = mlog.seconds_to("LTOBOOT-READY")
     guest = replay(main, mlog, logs[main])

@@ -17,7 +17,7 @@ STAGES: tuple[tuple[str, ...], ...] = (
     ("harness.guest",),
     ("harness.checks",),
     ("harness.reports",),
-    ("harness.pipeline", "harness.bisect", "harness.options", "harness.matrix"),
+    ("harness.pipeline", "harness.bisect", "harness.options", "harness.matrix", "harness.lava"),
     ("harness.cli", "harness.pytest_plugin"),
 )
 

@@ -1,0 +1,82 @@
+"""The checks as LAVA jobs, run for real by LAVA's dispatcher (lava-run) on our cached kernels:
+the same verdicts as our own boot on both arches, and broken kernels fail through LAVA too."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+import pytest
+
+from harness import cache
+from harness.checks import CHECKS, run_checks
+from harness.kernel.model import Kernel
+from harness.kernel.variants import build_variant
+from harness.lava import export, local, verdicts
+from harness.pytest_plugin.fixtures import Guests, Kernels
+from harness.reports.text import KernelReport
+
+pytestmark = [
+    pytest.mark.boot,
+    pytest.mark.skipif(shutil.which("lava-run") is None or os.geteuid() != 0,
+                       reason="needs lava-dispatcher (./setup.sh installs it) and root"),
+]
+
+
+def lava_reports(kernels: list[Kernel], tmp_path: Path) -> list[KernelReport]:
+    jobs = export.export(kernels, tmp_path / "jobs")
+    logs = local.run(jobs, parallel=2)
+    return [verdicts.kernel_report(k, [j for j in jobs if j.kernel is k], logs, list(CHECKS))
+            for k in kernels]
+
+
+@pytest.mark.parametrize("arch", [pytest.param("x86_64", marks=pytest.mark.xdist_group(
+    "x86_64-thin")), pytest.param("arm64", marks=pytest.mark.xdist_group("arm64-thin"))])
+def test_lava_gives_the_verdicts_of_our_own_boot(arch: str, kernels: Kernels, guests: Guests,
+                                                  tmp_path: Path) -> None:
+    kernel = kernels.get(arch=arch)
+    (rep,) = lava_reports([kernel], tmp_path)
+    ours = run_checks(guests.get(kernel), kernel)
+    assert [(r.name, r.verdict) for r in rep.results] == [(r.name, r.verdict) for r in ours]
+    assert rep.passed, "\n".join(f"{r.verdict} {r.name}: {r.summary}" for r in rep.results)
+    assert rep.boot_seconds is not None and rep.console_log.endswith(".log")
+    by_name = {r.name: r for r in rep.results}
+    assert "clang version" in by_name["proc_version"].evidence
+    assert by_name["cfi"].summary.startswith("CFI failure at")  # its own job, crashed on purpose
+
+
+@pytest.mark.xdist_group("x86_64-thin")
+def test_broken_kernels_fail_through_lava(kernels: Kernels, primary_arch: str,
+                                          tmp_path: Path) -> None:
+    base = kernels.get(arch=primary_arch)
+    unchecked = build_variant(base, "versions-unchecked")  # modversions: main job
+    executable = build_variant(base, "rodata-executable")  # lkdtm_rodata: a crash job
+    reps = lava_reports([unchecked, executable], tmp_path)
+    failed = [{r.name for r in rep.results if not r.passed} for rep in reps]
+    assert "modversions" in failed[0], reps[0].results
+    assert "lkdtm_rodata" in failed[1], reps[1].results
+    lkdtm = next(r for r in reps[1].results if r.name == "lkdtm_rodata")
+    assert "rodata is executable" in lkdtm.summary
+
+
+@pytest.mark.xdist_group("x86_64-thin")
+def test_lava_run_command_report_junit_and_status(kernels: Kernels, primary_arch: str,
+                                                  tmp_path: Path) -> None:
+    kernels.get(arch=primary_arch)  # built by the session (the command finds it cached)
+    xml = tmp_path / "lava.xml"
+    r = subprocess.run([sys.executable, "-m", "harness.cli", "lava", "run", "--arch",
+                        primary_arch, "--check", "proc_version", "--check", "cfi",
+                        "--junit", str(xml)], capture_output=True, text=True, timeout=600,
+                       env={**os.environ, "LTOBOOT_CACHE": str(cache.cache_root())})
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "PASS  proc_version" in r.stdout and "PASS  cfi" in r.stdout
+    assert r.stdout.rstrip().splitlines()[-1] == f"ltoboot: all passed: {primary_arch}-thin ok"
+    cases = ET.parse(xml).getroot().findall("testsuite/testcase")
+    assert [c.get("name") for c in cases] == ["proc_version", "cfi"]
+    scratch = cache.scratch_root()
+    assert not [p for p in scratch.iterdir() if p.name.startswith("lava-")], \
+        "lava run left its scratch directories"

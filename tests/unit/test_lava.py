@@ -1,0 +1,253 @@
+"""LAVA jobs: the framing survives LAVA's test shell, plans list what checks type, replays of
+recorded job logs are judged by the checks themselves, and a job LAVA failed is never a
+kernel verdict unless the kernel's own console says so."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import tempfile
+import xml.etree.ElementTree as ET
+from pathlib import Path
+from typing import Any, cast
+
+import pytest
+
+from harness.arch import ARCHES
+from harness.checks import CHECKS, CheckResult, registry
+from harness.checks import lto as lto_check
+from harness.errors import InfraError, KernelFailure
+from harness.guest import modules
+from harness.guest.session import Guest
+from harness.kernel.model import Kernel
+from harness.lava import export, job, plan, verdicts
+from harness.lava import log as lavalog
+from harness.lava.replay import ReplayGuest, answers
+from harness.reports import junit
+from harness.reports.text import KernelReport
+
+CFI_CMD = "echo CFI_FORWARD_PROTO > /sys/kernel/debug/provoke-crash/DIRECT"
+
+
+def fake_kernel(tmp_path: Path, *, release: str = "6.1.192", system_map: str = "",
+                arch: str = "x86_64") -> Kernel:
+    config = tmp_path / ".config"
+    config.write_text("CONFIG_LTO_CLANG_THIN=y\n")
+    smap = tmp_path / "System.map"
+    smap.write_text(system_map)
+    return Kernel(arch=arch, lto="thin", release=release, image=tmp_path / "bzImage",
+                  config=config, system_map=smap, modules=None, build_dir=tmp_path,
+                  source_tree=None, compiler="Debian clang version 19.1.7", linker="LLD",
+                  llvm_major=19, source="test", key="k1")
+
+
+def run_steps(plans: list[plan.CheckPlan]) -> str:
+    """The steps as LAVA's run.sh runs them in our guest: busybox sh, and a lava-test-case
+    script that evals its --shell argument (lava_test_shell/lava-test-case)."""
+    with tempfile.TemporaryDirectory() as d:
+        case = Path(d, "lava-test-case")
+        case.write_text('#!/usr/bin/env -S busybox sh\nshift; shift; eval "$*"\n')
+        case.chmod(0o755)
+        script = "\n".join(job.step(p) for p in plans)
+        return subprocess.run(["busybox", "sh", "-c", script], capture_output=True, text=True,
+                              check=True, env={**os.environ, "PATH": f"{d}:/usr/bin:/bin"}
+                              ).stdout
+
+
+def test_steps_survive_lava_test_case_quoting() -> None:
+    cmds = ["echo 'single' \"double\" $((1 + 2)) \\$HOME", "printf 'a|b\\n'; false",
+            "grep -c '[.]llvm[.]' /dev/null"]
+    p = plan.CheckPlan("x", tuple(plan.Command(plan.tag("k", "x", i), c)
+                                  for i, c in enumerate(cmds)))
+    got = answers(run_steps([p]), p.commands)
+    assert [a.cmd for a in got] == cmds
+    results = [a.result for a in got]
+    assert all(r is not None for r in results)
+    r0, r1, r2 = cast(list[Any], results)
+    assert r0.output == "single double 3 $HOME" and r0.ok
+    assert r1.output == "a|b" and r1.status == 1
+    assert r2.output == "0" and r2.status == 1
+
+
+def test_tags_are_stable_and_apart() -> None:
+    assert plan.tag("k", "cfi", 0) == plan.tag("k", "cfi", 0)
+    assert len({plan.tag("k", "cfi", 0), plan.tag("k", "cfi", 1), plan.tag("k2", "cfi", 0),
+                plan.tag("k", "vdso", 0)}) == 4
+
+
+def test_recorder_lists_a_checks_commands_in_order(tmp_path: Path) -> None:
+    k = fake_kernel(tmp_path)
+    cmds, where = plan.recorded("test_module", k, "")
+    assert where == "" and cmds[0] == "modprobe test_module" and cmds[-1] == "cat /proc/modules"
+    assert len(cmds) == 5
+    cmds, where = plan.recorded("cfi", k, "")
+    assert (cmds, where) == ([CFI_CMD], "crash")
+
+
+SYSTEM_MAP = "\n".join([
+    "ffffffff81000000 T _stext",
+    "ffffffff81000100 t alpha.llvm.111",
+    "ffffffff81000200 t beta.llvm.222",
+    "ffffffff81000300 t gamma.llvm.333",
+]) + "\n"
+
+
+@pytest.mark.parametrize(("release", "per"), [("6.1.192", 2), ("6.12.117", 3)])
+def test_llvm_symbols_plan_has_every_candidate(tmp_path: Path, release: str, per: int) -> None:
+    k = fake_kernel(tmp_path, release=release, system_map=SYSTEM_MAP)
+    cmds = lto_check.llvm_symbols_plan(k)
+    assert cmds[0] == lto_check.COUNT_CMD
+    assert len(cmds) == 1 + 3 * per
+
+
+def replayed(kernel: Kernel, name: str, outputs: dict[str, str]) -> CheckResult:
+    """Check `name` judged from a console where each planned command printed outputs[cmd]
+    (run for real through sh, framed as in a job)."""
+    cmds, _ = plan.recorded(name, kernel, "")
+    p = plan.CheckPlan(name, tuple(plan.Command(plan.tag(kernel.key, name, i), c)
+                                   for i, c in enumerate(cmds)))
+    # the same tags, each command replaced by one that prints its answer
+    fake = [plan.CheckPlan(name, tuple(plan.Command(c.tag, "printf '%s' "
+                                                    + _q(outputs.get(c.cmd, "")))
+                                       for c in p.commands))]
+    text = run_steps(fake)
+    guest = ReplayGuest(text, [p], log=Path("/dev/null"), label="t", accel="tcg", firmware="",
+                        complete=True)
+    return registry.CHECKS[name].run(cast(Guest, guest), kernel)
+
+
+def _q(s: str) -> str:
+    return "'" + s.replace("'", "'\"'\"'") + "'"
+
+
+def test_replay_finds_the_answers_past_a_failed_candidate(tmp_path: Path,
+                                                          monkeypatch: pytest.MonkeyPatch
+                                                          ) -> None:
+    monkeypatch.setattr(modules, "probe_modules", lambda kernel: None)
+    k = fake_kernel(tmp_path, system_map=SYSTEM_MAP)
+    out = {lto_check.COUNT_CMD: "3",
+           lto_check.kallsyms_cmd("alpha.llvm.111"): "ffffffff81000100 t alpha.llvm.111",
+           lto_check.kallsyms_cmd("beta.llvm.222"): "ffffffff81000200 t beta.llvm.222",
+           lto_check.kprobe_cmd("beta"): "[ 1.0] ltoboot_probe: kprobe beta at ffffffff81000200"}
+    r = replayed(k, "llvm_symbols", out)
+    assert r.passed and "kprobe on beta found beta.llvm.222" in r.summary, r.summary
+
+
+def test_replay_of_a_kernel_that_lost_the_lookup_fails(tmp_path: Path,
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(modules, "probe_modules", lambda kernel: None)
+    k = fake_kernel(tmp_path, system_map=SYSTEM_MAP)
+    r = replayed(k, "llvm_symbols", {lto_check.COUNT_CMD: "3"})
+    assert not r.passed and "none could be found by its plain name" in r.summary
+
+
+def test_recorded_cfi_job_is_judged_by_the_cfi_check(recorded: Path, tmp_path: Path) -> None:
+    path = recorded / "lava" / "x86_64-thin-cfi.log"
+    parsed = lavalog.parse(path.read_text())
+    assert parsed.finished
+    tag = re.search(r"BEGIN-(L[0-9a-f]+)", parsed.console)
+    assert tag is not None
+    p = plan.CheckPlan("cfi", (plan.Command(tag.group(1), CFI_CMD),), "crash")
+    crash = ReplayGuest(parsed.console, [p], log=path, label="cfi", accel="tcg", firmware="",
+                        complete=True)
+    main = ReplayGuest("", [], log=path, label="main", accel="tcg", firmware="", complete=True)
+    main.companions["crash"] = crash
+    r = CHECKS["cfi"].run(cast(Guest, main), fake_kernel(tmp_path))
+    assert r.passed, r.summary
+    assert r.summary.startswith("CFI failure at lkdtm_indirect_call"), r.summary
+
+
+def test_a_command_the_job_never_ran(tmp_path: Path) -> None:
+    done = ReplayGuest("", [], log=tmp_path / "l", label="j", accel="tcg", firmware="",
+                       complete=True)
+    with pytest.raises(InfraError, match="did not run 'cat /proc/version'"):
+        done.run("cat /proc/version")
+    stopped = ReplayGuest("", [], log=tmp_path / "l", label="j", accel="tcg", firmware="",
+                          complete=False)
+    with pytest.raises(KernelFailure, match="stopped before"):
+        stopped.run("cat /proc/version")
+
+
+def _report(recorded: Path, tmp_path: Path, name: str) -> KernelReport:
+    k = fake_kernel(tmp_path)
+    j = export.Job(k, "", tmp_path / "job.yaml", (), "")
+    return verdicts.kernel_report(k, [j], {j: recorded / "lava" / name}, ["proc_version"])
+
+
+def test_a_kernel_panic_in_a_lava_boot_is_the_kernels(recorded: Path, tmp_path: Path) -> None:
+    rep = _report(recorded, tmp_path, "x86_64-boot-panic.log")
+    assert not rep.passed
+    assert rep.error.startswith("boot failed: panic: Kernel panic - not syncing: Requested "
+                                "init /nonexistent failed"), rep.error
+
+
+def test_a_job_lava_could_not_run_is_no_verdict(recorded: Path, tmp_path: Path) -> None:
+    with pytest.raises(InfraError) as e:
+        _report(recorded, tmp_path, "x86_64-missing-kernel.log")
+    assert "Image file '/nonexistent/bzImage' does not exist" in str(e.value)
+    assert "\n" not in str(e.value)
+
+
+def test_job_definition_boots_like_our_argv() -> None:
+    x86 = job.context(ARCHES["x86_64"], "")
+    assert x86["no_kvm"] is True and "-machine q35" in x86["extra_options"]
+    arm = job.context(ARCHES["arm64"], "/fw.fd")
+    assert arm["machine"] == "virt,virtualization=on,acpi=off" and arm["cpu"] == "max"
+    assert "-bios /fw.fd" in arm["extra_options"]
+    d = job.definition(name="n", arch=ARCHES["arm64"], kernel_url="https://x/Image",
+                       initrd_url="https://x/i.cpio", firmware="", plans=[], metadata={})
+    kernel = d["actions"][0]["deploy"]["images"]["kernel"]
+    assert "panic=-1" not in kernel["image_arg"] and "console=ttyAMA0" in kernel["image_arg"]
+    assert d["actions"][0]["deploy"]["images"]["ramdisk"]["overlays"] == {"lava": True}
+
+
+@pytest.mark.skipif(not Path(export.SYSTEM_PYTHON).is_file(), reason="no Debian python3")
+def test_job_passes_lavas_strict_schema(tmp_path: Path) -> None:
+    p = plan.CheckPlan("proc_version", (plan.Command("Labc", "cat /proc/version"),))
+    d = job.definition(name="n", arch=ARCHES["x86_64"], kernel_url="https://x/bzImage",
+                       initrd_url="https://x/i.cpio", firmware="", plans=[p], metadata={})
+    good, bad = tmp_path / "good.yaml", tmp_path / "bad.yaml"
+    import yaml
+    good.write_text(yaml.safe_dump(d))
+    if not export.validate([good]):
+        pytest.skip("lava_common is not installed (apt-get install lava-dispatcher)")
+    d["actions"][0]["deploy"]["images"]["kernel"]["no_such_key"] = 1
+    bad.write_text(yaml.safe_dump(d))
+    with pytest.raises(InfraError, match="fails LAVA's schema"):
+        export.validate([bad])
+
+
+def test_artifact_url_must_be_http() -> None:
+    assert export.artifact_base("https://lab.example/x") == "https://lab.example/x/"
+    for bad in ("file:///etc", "ftp://h/x", "https://", "../x"):
+        with pytest.raises(Exception, match="not an http"):
+            export.artifact_base(bad)
+
+
+def test_junit_has_a_case_per_check_and_reasons(tmp_path: Path) -> None:
+    reps = [KernelReport("a", results=[CheckResult("p", True, "ok"),
+                                       CheckResult("s", True, "skipped: why", skipped=True),
+                                       CheckResult("f", False, "broken", "evidence")]),
+            KernelReport("b", error="build failed: x")]
+    path = tmp_path / "j.xml"
+    junit.write(reps, path)
+    root = ET.parse(path).getroot()
+    suites = root.findall("testsuite")
+    assert [s.get("failures") for s in suites] == ["1", "1"]
+    skipped = suites[0].find("testcase[@name='s']/skipped")
+    failure = suites[0].find("testcase[@name='f']/failure")
+    assert skipped is not None and skipped.get("message") == "skipped: why"
+    assert failure is not None and failure.text == "evidence"
+
+
+def test_no_lava_run_without_the_dispatcher(monkeypatch: pytest.MonkeyPatch) -> None:
+    from harness.lava import local
+    if shutil.which("lava-run") is None:
+        monkeypatch.setattr("os.geteuid", lambda: 0)
+        with pytest.raises(InfraError, match="apt-get install lava-dispatcher"):
+            local.require()
+    monkeypatch.setattr("os.geteuid", lambda: 1000)
+    with pytest.raises(Exception, match="must run as root"):
+        local.require()
