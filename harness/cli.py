@@ -10,7 +10,7 @@ import signal
 import sys
 import tempfile
 import traceback
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from types import FrameType
 
@@ -22,6 +22,7 @@ from harness.kernel.obtain import obtain
 from harness.kernel.source import DEFAULT_TARBALL
 from harness.lava import export as lava_export
 from harness.lava import local as lava_local
+from harness.lava import server as lava_server
 from harness.lava import verdicts
 from harness.options import KERNEL_OPTIONS, base_config, kernel_specs, split_arches
 from harness.progress import say
@@ -94,12 +95,26 @@ def cmd_lava_export(args: argparse.Namespace) -> int:
 
 
 def cmd_lava_run(args: argparse.Namespace) -> int:
-    names = pipeline.check_names(args.check)
     lava_local.require()
+    return _lava_jobs(args, lambda jobs: lava_local.run(jobs, parallel=args.parallel))
+
+
+def cmd_lava_submit(args: argparse.Namespace) -> int:
+    server = lava_server.Server.connect(args.server, lava_server.token(args.identity))
+    say(f"LAVA server {server.url}: version {server.version()}")  # before any build
+    return _lava_jobs(args, lambda jobs: lava_server.run(jobs, server, args.wait))
+
+
+def _lava_jobs(args: argparse.Namespace,
+               execute: Callable[[list[lava_export.Job]], dict[lava_export.Job, Path]]) -> int:
+    """Export the kernels' jobs, have `execute` run them, judge them: the report, JUnit and
+    exit status of `ltoboot run`."""
+    names = pipeline.check_names(args.check)
     kernels, reports = _obtained(args)
     with tempfile.TemporaryDirectory(dir=cache.scratch_root(), prefix="lava-export-") as tmp:
-        jobs = lava_export.export(kernels, Path(tmp) / "jobs", names=names)
-        logs = lava_local.run(jobs, parallel=args.parallel)
+        jobs = lava_export.export(kernels, Path(args.out or Path(tmp) / "jobs"), names=names,
+                                  artifact_url=getattr(args, "artifact_url", None))
+        logs = execute(jobs)
         for k in kernels:
             rep = verdicts.kernel_report(k, [j for j in jobs if j.kernel is k], logs,
                                          names or list(checks.CHECKS))
@@ -338,7 +353,27 @@ def parser() -> argparse.ArgumentParser:
     lr.add_argument("--parallel", type=int, default=os.cpu_count() or 1, metavar="N",
                     help="jobs at once (default: the number of cores)")
     lr.add_argument("--junit", metavar="FILE", help="also write the verdicts as JUnit XML")
+    lr.add_argument("--out", help=argparse.SUPPRESS)
     lr.set_defaults(func=cmd_lava_run)
+    ls = lsub.add_parser("submit", help="submit the LAVA jobs to a LAVA server, wait for "
+                         "them, judge them with our checks, print the report")
+    add_kernel_options(ls)
+    ls.add_argument("--server", required=True, metavar="URL",
+                    help="the LAVA server, e.g. https://lava.example.org/")
+    ls.add_argument("--identity", default="default", metavar="NAME",
+                    help="lavacli identity whose token to use when LAVA_TOKEN is not set "
+                    "(~/.config/lavacli.yaml; default: default)")
+    ls.add_argument("--artifact-url", metavar="URL",
+                    help="where --out will be served (http or https) for the lab to fetch "
+                    "kernel and initramfs (default: file:// URLs: only for a worker on this "
+                    "machine)")
+    ls.add_argument("--out", metavar="DIR",
+                    help="write the jobs and their files here, to publish at --artifact-url "
+                    "(default: a scratch directory, removed at the end)")
+    ls.add_argument("--wait", type=float, default=60.0, metavar="MINUTES",
+                    help="how long to wait for the jobs, queue included (default: 60)")
+    ls.add_argument("--junit", metavar="FILE", help="also write the verdicts as JUnit XML")
+    ls.set_defaults(func=cmd_lava_submit)
     bi = sub.add_parser("bisect", help="bisect a kernel git tree between --good and --bad "
                         "with bisect-step; report the first bad commit")
     add_bisect_options(bi)
