@@ -251,3 +251,32 @@ def test_no_lava_run_without_the_dispatcher(monkeypatch: pytest.MonkeyPatch) -> 
     monkeypatch.setattr("os.geteuid", lambda: 1000)
     with pytest.raises(Exception, match="must run as root"):
         local.require()
+
+
+def test_server_urls_and_tokens(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from harness.lava import server
+    assert server.base_url("https://lava.example.org") == "https://lava.example.org/"
+    assert server.base_url("https://lava.example.org/RPC2") == "https://lava.example.org/"
+    assert server.base_url("http://h:8000/lava/api/v0.2/") == "http://h:8000/lava/"
+    with pytest.raises(Exception, match="not an http"):
+        server.base_url("lava.example.org")
+    config = tmp_path / "lavacli.yaml"
+    config.write_text("default:\n  uri: https://h/RPC2\n  username: u\n  token: t1\n"
+                      "lab:\n  uri: https://l/RPC2\n  token: t2\n")
+    monkeypatch.delenv("LAVA_TOKEN", raising=False)
+    assert server.token("default", config) == "t1"
+    assert server.token("lab", config) == "t2"
+    assert server.token("nope", config) is None
+    monkeypatch.setenv("LAVA_TOKEN", "env")
+    assert server.token("lab", config) == "env"
+
+
+def test_an_unreachable_server_is_one_line(monkeypatch: pytest.MonkeyPatch) -> None:
+    import tenacity
+
+    from harness.lava import server
+    monkeypatch.setattr(server.Server._request.retry, "wait",
+                        tenacity.wait_none())
+    s = server.Server.connect("http://127.0.0.1:9/", "t")
+    with pytest.raises(InfraError, match=r"http://127.0.0.1:9/ is unreachable \(.*5 tries"):
+        s.version()
