@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import subprocess
 import sys
+import time
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
@@ -80,3 +82,42 @@ def test_lava_run_command_report_junit_and_status(kernels: Kernels, primary_arch
     scratch = cache.scratch_root()
     assert not [p for p in scratch.iterdir() if p.name.startswith("lava-")], \
         "lava run left its scratch directories"
+
+
+def _lava_processes() -> list[str]:
+    found = []
+    for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
+        try:
+            text = cmdline.read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:
+            continue
+        if "/dispatcher/tmp/" in text or text.startswith("lava-run"):
+            found.append(text[:120])
+    return found
+
+
+@pytest.mark.xdist_group("x86_64-thin")
+def test_interrupted_lava_run_leaves_no_lava_run_or_qemu(kernels: Kernels, primary_arch: str
+                                                         ) -> None:
+    kernels.get(arch=primary_arch)
+    p = subprocess.Popen([sys.executable, "-m", "harness.cli", "lava", "run", "--arch",
+                          primary_arch, "--check", "proc_version", "--check", "cfi"],
+                         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                         env={**os.environ, "LTOBOOT_CACHE": str(cache.cache_root())})
+    try:
+        deadline = time.monotonic() + 120
+        while not any("qemu-system" in c for c in _lava_processes()):
+            assert p.poll() is None and time.monotonic() < deadline, "no LAVA QEMU started"
+            time.sleep(0.2)
+        p.send_signal(signal.SIGTERM)
+        started = time.monotonic()
+        assert p.wait(timeout=30) == 130
+        assert time.monotonic() - started < 15
+        assert "interrupted" in (p.stderr.read() if p.stderr else "")
+    finally:
+        if p.poll() is None:
+            p.kill()
+    # other tests' lava-run jobs may run at the same time on another worker: ours are gone
+    # when no job of this process's id prefix is left
+    mine = str(p.pid)
+    assert not [c for c in _lava_processes() if f"tmp/{mine}" in c or f"job: {mine}" in c]

@@ -11,8 +11,10 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
 import subprocess
 import tempfile
+import threading
 import time
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -77,8 +79,23 @@ def lava_log_path(job: Job) -> Path:
     return d / f"{job.label}-{stamp}.log"
 
 
-def run_one(job: Job, job_id: str, template_dir: Path) -> Path:
-    """Run one job with lava-run; its log (lava-run's output) is kept, its path returned."""
+def _end_leftovers(job_id: str) -> None:
+    """End what lava-run started for job `job_id` and left behind: QEMU runs in a session of
+    its own (pexpect's pty), out of the reach of our process group; its command line names
+    the job's work directory."""
+    mark = f"/dispatcher/tmp/{job_id}/".encode()
+    for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
+        try:
+            if mark in cmdline.read_bytes():
+                os.kill(int(cmdline.parent.name), signal.SIGKILL)
+        except (OSError, ValueError):
+            continue
+
+
+def run_one(job: Job, job_id: str, template_dir: Path, stop: threading.Event) -> Path:
+    """Run one job with lava-run; its log (lava-run's output) is kept, its path returned.
+    When `stop` is set (the harness is interrupted), lava-run is ended (SIGTERM: it cancels
+    the job and ends its QEMU; SIGKILL after a grace period) and what it left is ended."""
     definition = job.definition()
     log = lava_log_path(job)
     limit = definition["timeouts"]["job"]["minutes"] * 60 + MARGIN
@@ -89,21 +106,36 @@ def run_one(job: Job, job_id: str, template_dir: Path) -> Path:
         argv = ["lava-run", "--job-id", job_id, "--output-dir", f"{work}/out",
                 "--device", str(device), "--dispatcher", str(dispatcher), str(job.path)]
         say(f"LAVA job {job.label} (lava-run, job id {job_id}); log: {log}")
-        with log.open("w") as f, proc.running(argv, stdout=f, stderr=subprocess.STDOUT) as p:
-            try:
-                p.wait(timeout=limit)
-            except subprocess.TimeoutExpired:
-                raise InfraError(f"lava-run of {job.label} did not end within {limit:.0f}s; "
-                                 f"log: {log}") from None
+        deadline = time.monotonic() + limit
+        try:
+            with log.open("w") as f, proc.running(argv, stdout=f,
+                                                  stderr=subprocess.STDOUT) as p:
+                while p.poll() is None:
+                    if stop.is_set():
+                        raise InfraError(f"lava-run of {job.label} ended: interrupted")
+                    if time.monotonic() > deadline:
+                        raise InfraError(f"lava-run of {job.label} did not end within "
+                                         f"{limit:.0f}s; log: {log}")
+                    time.sleep(0.2)
+        finally:
+            _end_leftovers(job_id)
     return log
 
 
 def run(jobs: Sequence[Job], parallel: int = 2) -> dict[Job, Path]:
-    """Run every job, `parallel` at a time; their logs by job."""
+    """Run every job, `parallel` at a time; their logs by job. Interrupted, no further job
+    starts and the running ones are ended before this returns."""
     require()
     template_dir = templates()
     base = f"{os.getpid()}{int(time.time()) % 100000:05d}"
-    with ThreadPoolExecutor(max_workers=max(1, parallel)) as pool:
-        futures = {j: pool.submit(run_one, j, f"{base}{i:03d}", template_dir)
+    stop = threading.Event()
+    pool = ThreadPoolExecutor(max_workers=max(1, parallel))
+    try:
+        futures = {j: pool.submit(run_one, j, f"{base}{i:03d}", template_dir, stop)
                    for i, j in enumerate(jobs)}
         return {j: f.result() for j, f in futures.items()}
+    except BaseException:
+        stop.set()
+        raise
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
