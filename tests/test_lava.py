@@ -121,3 +121,25 @@ def test_interrupted_lava_run_leaves_no_lava_run_or_qemu(kernels: Kernels, prima
     # when no job of this process's id prefix is left
     mine = str(p.pid)
     assert not [c for c in _lava_processes() if f"tmp/{mine}" in c or f"job: {mine}" in c]
+
+
+@pytest.mark.xdist_group("x86_64-thin")
+def test_an_exported_folder_is_a_prebuilt_kernel_lava_checks_too(kernels: Kernels,
+                                                                 primary_arch: str,
+                                                                 tmp_path: Path) -> None:
+    """The export folder is TuxMake's layout: the kernel read back from it (no build
+    directory, as from someone else's build) passes through LAVA, what needs the build
+    directory SKIPs with the reason."""
+    from harness.kernel import prebuilt
+    from harness.kernel.model import BuildSpec
+    jobs = export.export([kernels.get(arch=primary_arch)], tmp_path / "first",
+                         names=["proc_version"])
+    folder = jobs[0].path.parent
+    assert {"config", "System.map", "modules.tar.xz", "metadata.json"} <= \
+        {p.name for p in folder.iterdir()}
+    theirs = prebuilt.resolve(BuildSpec(arch=primary_arch, prebuilt=str(folder)))
+    assert theirs.build_dir is None
+    (rep,) = lava_reports([theirs], tmp_path / "again")
+    assert rep.passed, [(r.name, r.verdict, r.summary) for r in rep.results]
+    probe = next(r for r in rep.results if r.name == "probe_modules")
+    assert probe.skipped and "build directory" in probe.summary

@@ -1,8 +1,9 @@
 """`ltoboot lava export`: a kernel's LAVA jobs and the files they fetch, in one directory.
 
 Per kernel: the main job (every check that does not crash the guest, in our order) and one
-job per crash check. The directory holds, per kernel, the boot image and our initramfs (the
-kernel's modules, our probe modules and tools in it), named in the jobs by `--artifact-url`
+job per crash check. The directory holds, per kernel, the kernel in TuxMake's layout, the
+boot image and our initramfs (the kernel's modules, our probe modules and tools in it), named
+in the jobs by `--artifact-url`
 BASE + their path in the directory (publish the directory there), or by file:// when the jobs
 run on this machine. Each job is checked against LAVA's own schema (strict) when lava_common
 is installed.
@@ -26,6 +27,7 @@ from harness.arch import get_arch
 from harness.errors import InfraError, UsageError
 from harness.guest import boot
 from harness.guest.initramfs import build_initramfs
+from harness.kernel import artifacts
 from harness.kernel.model import Kernel
 from harness.lava import job, plan
 from harness.progress import say
@@ -83,9 +85,12 @@ def _write(tmp: Path, kernel: Kernel, names: Sequence[str] | None, base: str | N
     the_plan = plan.make(kernel, names, firmware=firmware)
     # a plain name: LAVA takes file:// URLs as they are, without undoing %-escapes
     folder = tmp / re.sub(r"[^A-Za-z0-9._-]", "_", kernel.label)
-    folder.mkdir(parents=True)
-    image = folder / Path(arch.image).name
-    shutil.copyfile(kernel.image, image)
+    # the kernel in TuxMake's layout (image, config, System.map, modules.tar.xz, metadata):
+    # the published folder is also what `ltoboot run --kernel URL` checks
+    shutil.copytree(artifacts.export(kernel), folder)
+    image = folder / Path(arch.image).name  # what QEMU boots (arm64's Image.gz is beside it)
+    if not image.exists():
+        shutil.copyfile(kernel.image, image)
     initrd = folder / "initramfs.cpio"
     shutil.copyfile(build_initramfs(kernel, None, boot.guest_files(kernel)), initrd)
     written = []
