@@ -280,3 +280,13 @@ def test_an_unreachable_server_is_one_line(monkeypatch: pytest.MonkeyPatch) -> N
     s = server.Server.connect("http://127.0.0.1:9/", "t")
     with pytest.raises(InfraError, match=r"http://127.0.0.1:9/ is unreachable \(.*5 tries"):
         s.version()
+
+
+def test_a_job_with_nothing_to_type_still_boots_and_tests() -> None:
+    p = plan.Plan("k", [plan.CheckPlan("cfi", (plan.Command("Lx", CFI_CMD),), "crash"),
+                        plan.CheckPlan("build_outputs", ())])
+    assert p.jobs() == ["", "cfi"]  # the main job boots even when only a crash check types
+    d = job.definition(name="n", arch=ARCHES["x86_64"], kernel_url="https://x/bzImage",
+                       initrd_url="https://x/i.cpio", firmware="", plans=[], metadata={})
+    steps = d["actions"][2]["test"]["definitions"][0]["repository"]["run"]["steps"]
+    assert steps == [job.BOOTED]  # LAVA's overlay fails without a test ("nothing to open")
