@@ -290,3 +290,10 @@ def test_a_job_with_nothing_to_type_still_boots_and_tests() -> None:
                        initrd_url="https://x/i.cpio", firmware="", plans=[], metadata={})
     steps = d["actions"][2]["test"]["definitions"][0]["repository"]["run"]["steps"]
     assert steps == [job.BOOTED]  # LAVA's overlay fails without a test ("nothing to open")
+
+
+def test_export_refuses_a_directory_with_something_in_it(tmp_path: Path) -> None:
+    (tmp_path / "keep.txt").write_text("mine")
+    with pytest.raises(Exception, match="not an empty directory"):
+        export.export([], tmp_path)
+    assert [p.name for p in tmp_path.iterdir()] == ["keep.txt"]
