@@ -9,6 +9,7 @@ Sections (median of --runs each; the suite of --suite-runs, default --runs):
   checks  all checks of one kernel on one booted guest: time beyond the boot, per check (the
           companion guests some checks run on start first and boot meanwhile, as in a run)
   run     a warm `ltoboot run` (both arches, every check), end to end, as a user types it
+  lava    the same as LAVA jobs, `ltoboot lava run` (lava-run; root): what LAVA adds
   build   plain `make M=... modules` of our probe modules vs the harness building the same
           key into a scratch cache (target 1.00); a kernel build is the same code path
           (cache.publish + make), minutes long: --kernel-build adds one pair of those
@@ -42,7 +43,7 @@ from harness.kernel.model import BuildSpec, Kernel
 from harness.kernel.obtain import obtain
 
 ROOT = Path(__file__).resolve().parent.parent
-SECTIONS = ("boot", "checks", "run", "build", "cache", "suite")
+SECTIONS = ("boot", "checks", "run", "lava", "build", "cache", "suite")
 
 
 def median_of(runs: int, measure: Callable[[], float]) -> tuple[float, list[float]]:
@@ -213,14 +214,16 @@ def bench_suite(runs: int) -> dict[str, Any]:
             "n_auto_runs": auto_all, "n_1_runs": one_all}
 
 
-def bench_run(runs: int) -> dict[str, Any]:
+def bench_run(runs: int, *command: str) -> dict[str, Any]:
     exe = Path(sys.executable).with_name("ltoboot")
+    argv = [str(exe), *(command or ("run",))]
 
     def once() -> float:
         t = time.monotonic()
-        done = subprocess.run([str(exe), "run"], capture_output=True, text=True)
+        done = subprocess.run(argv, capture_output=True, text=True)
         if done.returncode != 0:
-            raise RuntimeError(f"ltoboot run failed ({done.returncode}):\n{done.stdout[-3000:]}")
+            raise RuntimeError(f"{' '.join(argv[1:])} failed ({done.returncode}):\n"
+                               f"{done.stdout[-3000:]}")
         return time.monotonic() - t
 
     once()  # warm: everything built and cached
@@ -275,6 +278,10 @@ def main() -> int:
     if "run" in only:
         out["run"] = bench_run(args.runs)
         show(f"run warm `ltoboot run` (both arches, every check): {out['run']['warm_run_s']:.1f} s")
+    if "lava" in only:
+        out["lava"] = bench_run(args.runs, "lava", "run")
+        show(f"lava warm `ltoboot lava run` (both arches, every check, 6 jobs): "
+             f"{out['lava']['warm_run_s']:.1f} s")
     if "suite" in only:
         out["suite"] = bench_suite(args.suite_runs or args.runs)
         r = out["suite"]
