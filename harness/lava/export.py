@@ -93,6 +93,10 @@ def _write(tmp: Path, kernel: Kernel, names: Sequence[str] | None, base: str | N
         shutil.copyfile(kernel.image, image)
     initrd = folder / "initramfs.cpio"
     shutil.copyfile(build_initramfs(kernel, None, boot.guest_files(kernel)), initrd)
+    firmware_url = ""
+    if firmware:  # the lab boots through the same UEFI firmware, fetched with the kernel
+        shutil.copyfile(firmware, folder / Path(firmware).name)
+        firmware_url = _url(base, final, (folder / Path(firmware).name).relative_to(tmp))
     written = []
     for name in the_plan.jobs():
         plans = tuple(p for p in (the_plan.on("") if not name else
@@ -100,7 +104,7 @@ def _write(tmp: Path, kernel: Kernel, names: Sequence[str] | None, base: str | N
                       if p.commands)
         title = f"ltoboot {kernel.label} {kernel.release}" + (f" {name}" if name else "")
         definition = job.definition(
-            name=title, arch=arch, firmware=firmware, plans=plans,
+            name=title, arch=arch, firmware_url=firmware_url, plans=plans,
             kernel_url=_url(base, final, image.relative_to(tmp)),
             initrd_url=_url(base, final, initrd.relative_to(tmp)),
             metadata={"ltoboot.kernel": kernel.key, "ltoboot.job": name or "main"})

@@ -23,26 +23,25 @@ BOOTED = "lava-test-case booted --shell uname -r"
 TIMEOUTS = {"deploy": 5, "boot": 5, "test": 15, "job": 30}  # minutes, TCG on 2 cores
 
 
-def machine_options(arch: Arch, firmware: str) -> str:
+def machine_options(arch: Arch, efi: bool) -> str:
     machine = arch.machine
     if arch.tcg_machine_options:
         machine += f",{arch.tcg_machine_options}"
-    if firmware and arch.efi_machine_options:
+    if efi and arch.efi_machine_options:
         machine += f",{arch.efi_machine_options}"
     return machine
 
 
-def context(arch: Arch, firmware: str) -> dict[str, Any]:
+def context(arch: Arch, efi: bool) -> dict[str, Any]:
     """The job context qemu.jinja2 renders the device from: TCG (no_kvm: else the template
-    adds -enable-kvm -cpu host), our machine and CPU, the firmware."""
-    extra = ["-no-reboot", "-smp 1", *arch.qemu_extra, *([f"-bios {firmware}"] if firmware
-                                                         else [])]
+    adds -enable-kvm -cpu host), our machine (with its UEFI options when booted through
+    firmware) and CPU."""
+    extra = ["-no-reboot", "-smp 1", *arch.qemu_extra]
     ctx: dict[str, Any] = {"arch": arch.name, "no_kvm": True, "memory": 512}
     if arch.name in TEMPLATE_SETS_MACHINE:
-        ctx |= {"machine": machine_options(arch, firmware), "cpu": arch.tcg_cpu}
+        ctx |= {"machine": machine_options(arch, efi), "cpu": arch.tcg_cpu}
     else:
-        extra = [f"-machine {machine_options(arch, firmware)}", f"-cpu {arch.tcg_cpu}",
-                 *extra]
+        extra = [f"-machine {machine_options(arch, efi)}", f"-cpu {arch.tcg_cpu}", *extra]
     ctx["extra_options"] = extra
     return ctx
 
@@ -53,9 +52,14 @@ def step(plan: CheckPlan) -> str:
     return f"lava-test-case {plan.check} --shell '{script}'"
 
 
-def definition(*, name: str, arch: Arch, kernel_url: str, initrd_url: str, firmware: str,
-               plans: Sequence[CheckPlan], metadata: dict[str, str]) -> dict[str, Any]:
+def definition(*, name: str, arch: Arch, kernel_url: str, initrd_url: str,
+               firmware_url: str, plans: Sequence[CheckPlan], metadata: dict[str, str]
+               ) -> dict[str, Any]:
+    """`firmware_url`: UEFI firmware the job fetches like the kernel and boots through
+    (-bios), so that a lab's worker needs none of its own; "": QEMU loads the kernel."""
     append = qemu.kernel_cmdline(arch, panic=False)
+    firmware = {"firmware": {"url": firmware_url, "image_arg": "-bios {firmware}"}} \
+        if firmware_url else {}
     return {
         "device_type": "qemu",
         "job_name": name,
@@ -63,7 +67,7 @@ def definition(*, name: str, arch: Arch, kernel_url: str, initrd_url: str, firmw
                      "connection": {"minutes": 2}},
         "priority": "medium",
         "visibility": "public",
-        "context": context(arch, firmware),
+        "context": context(arch, bool(firmware_url)),
         "metadata": metadata,
         "actions": [
             {"deploy": {
@@ -74,6 +78,7 @@ def definition(*, name: str, arch: Arch, kernel_url: str, initrd_url: str, firmw
                                "image_arg": f"-kernel {{kernel}} -append \"{append}\""},
                     "ramdisk": {"url": initrd_url, "image_arg": "-initrd {ramdisk}",
                                 "format": "cpio.newc", "overlays": {"lava": True}},
+                    **firmware,
                 }}},
             {"boot": {
                 "method": "qemu",
