@@ -302,3 +302,16 @@ def test_export_refuses_a_directory_with_something_in_it(tmp_path: Path) -> None
     with pytest.raises(Exception, match="not an empty directory"):
         export.export([], tmp_path)
     assert [p.name for p in tmp_path.iterdir()] == ["keep.txt"]
+
+
+def test_server_logs_parse_like_lava_run_output(recorded: Path) -> None:
+    """A server gives the log as a YAML list ("- {...}" lines); lava-run prints the same
+    mappings one per line; both have YAML's non-specific tags (`! "372"`)."""
+    text = (recorded / "lava" / "x86_64-thin-cfi.log").read_text()
+    plain, listed = lavalog.parse(text), lavalog.parse(
+        "".join(f"- {line}\n" for line in text.splitlines()))
+    assert plain.console == listed.console and plain.results == listed.results
+    assert '! "' in text  # the tagged values are there, and read
+    case = plain.result("cfi", "0_ltoboot")
+    assert case is not None and str(case["starttc"]).isdigit()
+    assert plain.finished and plain.seconds_to("LTOBOOT-READY") is not None
