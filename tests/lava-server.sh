@@ -42,10 +42,16 @@ start() { # name, command...: a process in a session of its own, its pid kept
 	echo $! >"$STATE/$name.pid"
 }
 
-down() {
+down() { # each is a session of its own: SIGTERM to the group, SIGKILL after 10 s
 	for name in worker scheduler gunicorn; do
 		if running "$name"; then
-			kill -- "-$(cat "$STATE/$name.pid")" 2>/dev/null || kill "$(cat "$STATE/$name.pid")"
+			pid=$(cat "$STATE/$name.pid")
+			kill -- "-$pid" 2>/dev/null || kill "$pid"
+			for _ in $(seq 50); do
+				kill -0 -- "-$pid" 2>/dev/null || break
+				sleep 0.2
+			done
+			kill -KILL -- "-$pid" 2>/dev/null || true
 			say "stopped $name"
 		fi
 		rm -f "$STATE/$name.pid"
