@@ -9,11 +9,13 @@ same message instead of trying again.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import hashlib
 import json
 import os
 import shutil
+import tempfile
 import threading
 import time
 import uuid
@@ -41,7 +43,7 @@ def cache_root() -> Path:
         return root
     try:
         root.mkdir(parents=True, exist_ok=True)
-        probe = root / f".write-test-{os.getpid()}-{threading.get_ident()}"
+        probe = root / unique_name(".write-test-")
         probe.write_bytes(b"")
         probe.unlink()
     except OSError as e:
@@ -114,10 +116,24 @@ def _failure_path(entry: Path) -> Path:
     return entry.with_name(f".{entry.name}.failed.json")
 
 
-def write_atomic(path: Path, data: str) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(data)
-    os.replace(tmp, path)
+def unique_name(prefix: str) -> str:
+    """A name no other call makes: the arches of a run are threads of one process, and runs
+    share the cache, so neither the pid nor the thread alone is enough."""
+    return f"{prefix}{os.getpid()}-{threading.get_ident()}-{uuid.uuid4().hex[:12]}"
+
+
+def write_atomic(path: Path, data: str | bytes, mode: int = 0o644) -> None:
+    """Write `path` whole or not at all: a temporary of this call's own beside it, renamed."""
+    fd, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data.encode() if isinstance(data, str) else data)
+        os.chmod(name, mode)
+        os.replace(name, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(name)
+        raise
 
 
 def _remove(path: Path) -> None:
@@ -168,7 +184,7 @@ def _produce(entry: Path, produce: Callable[[Path], None]) -> None:
     # Anything temporary left here was abandoned by a killed producer: never trust it.
     for stale in entry.parent.glob(f".tmp-{entry.name}-*"):
         _remove(stale)
-    tmp = entry.with_name(f".tmp-{entry.name}-{os.getpid()}")
+    tmp = entry.with_name(unique_name(f".tmp-{entry.name}-"))
     try:
         produce(tmp)
         os.rename(tmp, entry)

@@ -20,7 +20,6 @@ import json
 import os
 import shutil
 import time
-import uuid
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import unquote, urlparse
@@ -233,7 +232,7 @@ def _fetch_current(url: str, policy: Policy) -> Path:
                 headers["If-None-Match"] = known["etag"]
             if known.get("last_modified"):
                 headers["If-Modified-Since"] = known["last_modified"]
-        tmp = record.parent.parent / f".tmp-url-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+        tmp = record.parent.parent / cache.unique_name(".tmp-url-")
         tmp.mkdir()
         try:
             started = time.monotonic()

@@ -23,6 +23,7 @@ from urllib.parse import quote, urlsplit
 
 import yaml
 
+from harness import cache
 from harness.arch import get_arch
 from harness.errors import InfraError, UsageError
 from harness.guest import boot
@@ -123,7 +124,7 @@ def export(kernels: Sequence[Kernel], out: Path, *, names: Sequence[str] | None 
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise UsageError(f"{out} exists and is not an empty directory: give a new --out")
     out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f".tmp-{out.name}-{os.getpid()}")
+    tmp = out.with_name(cache.unique_name(f".tmp-{out.name}-"))
     shutil.rmtree(tmp, ignore_errors=True)
     try:
         written = [(k, *w) for k in kernels for w in _write(tmp, k, names, base, out)]

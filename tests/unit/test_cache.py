@@ -121,3 +121,45 @@ def test_remembered_hash_follows_the_file(tmp_path: Path,
     f.write_bytes(b"two")  # same size, new content, even with the old mtime back
     os.utime(f, ns=(stamp.st_atime_ns, stamp.st_mtime_ns))
     assert cache.file_sha256_remembered(f) == cache.file_sha256(f)
+
+
+def _write_many(target: str, text: str, rounds: int) -> None:
+    import threading
+
+    errors: list[BaseException] = []
+
+    def write() -> None:
+        try:
+            for _ in range(rounds):
+                cache.write_atomic(Path(target), text)
+        except BaseException as e:
+            errors.append(e)
+
+    threads = [threading.Thread(target=write) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    if errors:
+        raise errors[0]
+
+
+def test_threads_and_processes_writing_one_target_at_once(tmp_path: Path) -> None:
+    """write_atomic's temporary is the call's own: the arches' threads of one run once
+    recorded the same tarball hash at once and removed each other's temporary
+    (FileNotFoundError on the rename, the run ended with an internal error)."""
+    target = tmp_path / "hashes" / "same.json"
+    target.parent.mkdir()
+    ctx = multiprocessing.get_context("fork")
+    procs = [ctx.Process(target=_write_many, args=(str(target), f"writer {i}\n" * 100, 300))
+             for i in range(3)]
+    for p in procs:
+        p.start()
+    _write_many(str(target), "writer main\n" * 100, 300)
+    for p in procs:
+        p.join(60)
+    assert [p.exitcode for p in procs] == [0, 0, 0]
+    text = target.read_text()  # whole: one writer's text, never a mix or half
+    assert text in {f"writer {w}\n" * 100 for w in ("main", "0", "1", "2")}
+    assert [p.name for p in target.parent.iterdir()] == ["same.json"]  # no temporary left
+    assert oct(target.stat().st_mode & 0o777) == oct(0o644)
