@@ -17,6 +17,7 @@ from types import FrameType
 from harness import bisect, cache, checks, coverage, matrix, pipeline, proc, series
 from harness.arch import PREFERRED
 from harness.errors import BuildError, InfraError, KernelFailure, LtobootError, UsageError
+from harness.kernel import source
 from harness.kernel.model import BuildSpec, Kernel, lto_mode
 from harness.kernel.obtain import obtain
 from harness.kernel.source import DEFAULT_TARBALL
@@ -175,10 +176,12 @@ def _series_specs(args: argparse.Namespace, work: Path) -> tuple[list[BuildSpec]
         raise UsageError("--series is applied to a source tree and built: drop --kernel")
     if not args.kernel_src:
         raise UsageError("--series needs --kernel-src TREE, the git repository to apply it to")
+    source.require_tree(Path(args.kernel_src), "--kernel-src")
     s = series.read(Path(args.series), work)
     n = len(s.patches)
+    answered = [m.message_id for m in s.answered if m.message_id]
     say(f"series \"{s.name}\": {n} patch{'' if n == 1 else 'es'}, ordered by {s.ordered_by}"
-        + (f"; replying to {s.reply_to.message_id}" if s.reply_to.message_id else
+        + (f"; replying to {', '.join(answered)}" if answered else
            "; no Message-ID to reply to"))
     applied = series.apply(s, Path(args.kernel_src), args.base)
     args.kernel_src = str(applied.tree)
@@ -201,6 +204,7 @@ def cmd_tested_by(args: argparse.Namespace) -> int:
     if not name or not email:
         raise UsageError("tested-by needs --name and --email (or git config user.name and "
                          "user.email)")
+    reply.check_identity(name, email)
     if args.reply and not args.series:
         raise UsageError("--reply writes the answer to a mailed series: give --series too")
     names = pipeline.check_names(args.check)

@@ -15,9 +15,10 @@ nothing is left behind.
 
 from __future__ import annotations
 
+import codecs
 import email
+import email.message
 import email.policy
-import email.utils
 import hashlib
 import json
 import mailbox
@@ -33,20 +34,50 @@ from harness import cache, proc
 from harness.errors import UsageError
 from harness.progress import say
 
-RECIPE = 1  # bump when applying produces a different tree from the same inputs
+RECIPE = 2  # bump when applying produces a different tree from the same inputs
 MARKER = "series.json"  # beside the patched tree in its cache entry
-_NUMBER = re.compile(r"\[[^\]]*?\b(?:v(\d+)\s+)?(\d+)/(\d+)\s*\]")
-_VERSION = re.compile(r"\[[^\]]*?\bv(\d+)\b[^\]]*\]")
-_PATCH_TAG = re.compile(r"^\s*\[[^\]]*\]\s*")
+_REPLY = re.compile(r"^\s*(?:(?:re|aw|fwd?)\s*:\s*)+", re.I)
+_TAGS = re.compile(r"^\s*\[([^\]]*)\]\s*")
+_COUNTER = re.compile(r"^0*(\d+)/0*(\d+)$")
+_REVISION = re.compile(r"^(?:patch)?v(\d+)$", re.I)
 # A fixed identity and dates make `git am` give the same commits for the same base and series
 _AM_ENV = {"GIT_COMMITTER_NAME": "ltoboot", "GIT_COMMITTER_EMAIL": "ltoboot@localhost",
            "GIT_COMMITTER_DATE": "1970-01-01T00:00:00+00:00"}
 
 
 @dataclass(frozen=True)
+class Subject:
+    """A subject parsed once, as b4's LoreSubject does: `Re: [RFC PATCHv2 3/5] x: y` is a
+    reply, revision 2, counter 3 of 5, title `x: y`."""
+
+    reply: bool
+    revision: int
+    counter: int
+    expected: int
+    numbered: bool
+    title: str
+
+    @classmethod
+    def parse(cls, subject: str) -> Subject:
+        rest = " ".join(subject.split())
+        m = _REPLY.match(rest)
+        reply = m is not None
+        rest = rest[m.end():] if m else rest
+        revision, counter, expected, numbered = 1, 1, 1, False
+        while (tag := _TAGS.match(rest)) is not None:
+            for word in tag.group(1).replace(",", " ").split():
+                if (c := _COUNTER.match(word)) is not None:
+                    counter, expected, numbered = int(c.group(1)), int(c.group(2)), True
+                elif (v := _REVISION.match(word)) is not None:
+                    revision = int(v.group(1))
+            rest = rest[tag.end():]
+        return cls(reply, revision, counter, expected, numbered, rest.strip())
+
+
+@dataclass(frozen=True)
 class Mail:
-    subject: str
-    sender: str  # the From header
+    subject: str  # decoded, Unicode
+    sender: str  # the From header, decoded
     to: str
     cc: str
     date: str
@@ -55,15 +86,19 @@ class Mail:
     body: str  # the text part
 
     @property
+    def parsed(self) -> Subject:
+        return Subject.parse(self.subject)
+
+    @property
     def title(self) -> str:
         """The subject without its [PATCH ...] tag."""
-        return _PATCH_TAG.sub("", self.subject)
+        return self.parsed.title
 
     @property
     def number(self) -> str:
         """`k/n` as the subject numbers it ("1/1" for a lone patch)."""
-        m = _NUMBER.search(self.subject)
-        return f"{m.group(2)}/{m.group(3)}" if m else "1/1"
+        p = self.parsed
+        return f"{p.counter}/{p.expected}"
 
 
 @dataclass(frozen=True)
@@ -74,13 +109,42 @@ class Series:
     ordered_by: str  # "b4 0.16.0" or "the [PATCH k/n] numbers"
 
     @property
-    def reply_to(self) -> Mail:
-        """What a Tested-by answers: the cover letter, or the first patch without one."""
-        return self.cover or self.patches[0]
+    def answered(self) -> tuple[Mail, ...]:
+        """What a Tested-by answers: the cover letter (b4 gives its trailers to every patch),
+        or, without one, every patch (a reply counts for the message it answers alone)."""
+        return (self.cover,) if self.cover else self.patches
 
     @property
     def name(self) -> str:
-        return self.reply_to.title
+        return self.answered[0].title
+
+    def key(self) -> str:
+        """What the patches change, in order: commit messages without their trailers and the
+        diffs, so the series saved again with new trailers (or beside our own reply) is the
+        same series."""
+        return hashlib.sha256("\0".join(_content(p) for p in self.patches).encode()) \
+            .hexdigest()
+
+
+_TRAILER = re.compile(r"^[A-Za-z][A-Za-z0-9-]*:\s+\S")
+
+
+def _content(mail: Mail) -> str:
+    body = mail.body.replace("\r\n", "\n")
+    message, _, rest = body.partition("\n---\n")
+    diff_at = re.search(r"^diff --git |^--- \S", body, re.M)
+    diff = body[diff_at.start():] if diff_at else rest
+    diff = re.split(r"^-- $", diff, maxsplit=1, flags=re.M)[0]  # the signature
+    kept = [line.rstrip() for line in message.splitlines() if not _TRAILER.match(line)]
+    return "\n".join([mail.title, *kept, "\0", *(line.rstrip() for line in diff.splitlines())])
+
+
+def _charset(name: str | None) -> str:
+    """A charset Python knows: mail says unknown-8bit, x-unknown and worse."""
+    try:
+        return codecs.lookup(name or "utf-8").name
+    except LookupError:
+        return "utf-8"
 
 
 def _text(msg: email.message.Message) -> str:
@@ -90,12 +154,20 @@ def _text(msg: email.message.Message) -> str:
     payload = part.get_payload(decode=True)
     if not isinstance(payload, bytes):
         return ""
-    return payload.decode(part.get_content_charset() or "utf-8", errors="replace")
+    return payload.decode(_charset(part.get_content_charset()), errors="replace")
 
 
 def _header(msg: email.message.Message, name: str) -> str:
-    value = msg.get(name)
+    """A header decoded to Unicode (RFC 2047 words and raw UTF-8 alike), on one line."""
+    try:
+        value = msg.get(name)
+    except Exception:  # mail from the world: its raw header beats a traceback
+        value = next((v for k, v in msg.raw_items() if k.lower() == name.lower()), None)
     return " ".join(str(value).split()) if value is not None else ""
+
+
+def _parse(raw: bytes) -> email.message.Message:
+    return email.message_from_bytes(raw, policy=email.policy.default)
 
 
 def _mail(msg: email.message.Message) -> Mail:
@@ -106,14 +178,13 @@ def _mail(msg: email.message.Message) -> Mail:
 
 
 def _is_patch(mail: Mail) -> bool:
-    return not mail.subject.lower().startswith("re:") and bool(
-        re.search(r"^diff --git a/|^--- \S.*\n\+\+\+ \S", mail.body, re.M))
+    return not mail.parsed.reply and bool(
+        re.search(r"^diff --git a/|^--- \S.*\r?\n\+\+\+ \S", mail.body, re.M))
 
 
 def _is_cover(mail: Mail) -> bool:
-    m = _NUMBER.search(mail.subject)
-    return m is not None and int(m.group(2)) == 0 \
-        and not mail.subject.lower().startswith("re:")
+    p = mail.parsed
+    return p.numbered and p.counter == 0 and not p.reply
 
 
 def _messages(path: Path) -> list[tuple[email.message.Message, bytes]]:
@@ -131,11 +202,11 @@ def _messages(path: Path) -> list[tuple[email.message.Message, bytes]]:
             box = mailbox.mbox(f, create=False)
             try:
                 for key in box.iterkeys():
-                    found.append((box.get_message(key), box.get_bytes(key, from_=True)))
+                    found.append((_parse(box.get_bytes(key)), box.get_bytes(key, from_=True)))
             finally:
                 box.close()
         elif re.match(rb"^[A-Za-z-]+:", raw):  # one message without an mbox From line
-            found.append((email.message_from_bytes(raw, policy=email.policy.compat32),
+            found.append((_parse(raw),
                           b"From ltoboot Thu Jan  1 00:00:00 1970\n" + raw))
     return found
 
@@ -179,12 +250,8 @@ def _with_b4(messages: list[tuple[email.message.Message, bytes]], work: Path, pa
 
 
 def _newest(mails: list[Mail]) -> list[Mail]:
-    def version(m: Mail) -> int:
-        v = _VERSION.search(m.subject)
-        return int(v.group(1)) if v else 1
-
-    newest = max((version(m) for m in mails), default=1)
-    return [m for m in mails if version(m) == newest]
+    newest = max((m.parsed.revision for m in mails), default=1)
+    return [m for m in mails if m.parsed.revision == newest]
 
 
 def read(path: Path, work: Path) -> Series:
@@ -197,16 +264,19 @@ def read(path: Path, work: Path) -> Series:
     version = _b4_version()
     if version and all(m.message_id for m, _ in mails):
         mbx, cover_raw = _with_b4(messages, work, path, version)
-        patches = tuple(_mail(msg) for msg, _ in _messages_of(mbx, work))
-        cover_id = _mail(email.message_from_bytes(cover_raw)).message_id if cover_raw else ""
-        # b4's cover keeps no To/Cc: the original message has them
-        cover = next((m for m, _ in mails if cover_id and m.message_id == cover_id), None)
+        # b4 rewrites what it writes (no To/Cc, trailers added): a reply answers the message
+        # as it was mailed, so each is the original of the same Message-ID
+        mailed = {m.message_id: m for m, _ in mails}
+        patches = tuple(mailed.get(p.message_id, p)
+                        for p in (_mail(msg) for msg, _ in _messages_of(mbx, work)))
+        cover_id = _mail(_parse(cover_raw)).message_id if cover_raw else ""
+        cover = mailed.get(cover_id) if cover_id else None
         return _checked(Series(cover, patches, mbx, version), path)
     numbered = _newest([m for m, _ in mails if _is_patch(m) or _is_cover(m)])
     raw_of = {id(m): raw for m, raw in mails}
     cover = next((m for m in numbered if _is_cover(m)), None)
     patches = tuple(sorted((m for m in numbered if _is_patch(m) and not _is_cover(m)),
-                           key=lambda m: int(m.number.split("/")[0])))
+                           key=lambda m: m.parsed.counter))
     mbox = b"".join(raw_of[id(m)] if raw_of[id(m)].endswith(b"\n") else raw_of[id(m)] + b"\n"
                     for m in patches)
     return _checked(Series(cover, patches, mbox, "the [PATCH k/n] numbers"), path)
@@ -223,10 +293,9 @@ def _checked(series: Series, path: Path) -> Series:
     if not series.patches:
         raise UsageError(f"--series {path}: no patch in it: give an mbox or a directory of "
                          "`git format-patch` files")
-    numbers = [p.number for p in series.patches]
-    total = int(numbers[0].split("/")[1])
+    total = series.patches[0].parsed.expected
     want = [f"{k}/{total}" for k in range(1, total + 1)]
-    have = [f"{int(a)}/{int(b)}" for a, b in (n.split("/") for n in numbers)]
+    have = [p.number for p in series.patches]
     if have != want:
         missing = sorted(set(want) - set(have), key=lambda n: int(n.split("/")[0]))
         raise UsageError(f"--series {path}: the series is not whole: "
@@ -279,7 +348,8 @@ def _apply_into(tmp: Path, repo: Path, base: str, series: Series, record: dict[s
     mbox = tmp / "series.mbx"
     mbox.write_bytes(series.mbox)
     env = {**os.environ, **_AM_ENV}
-    with proc.running(["git", "-C", str(tree), "am", "--quiet", "--keep-cr",
+    # no --keep-cr: mail arrives with CRLF line ends that the patched files never had
+    with proc.running(["git", "-C", str(tree), "am", "--quiet",
                        "--committer-date-is-author-date", str(mbox)],
                       stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env) as p:
         output, _ = p.communicate()
@@ -308,7 +378,7 @@ def apply(series: Series, repo: Path, base: str) -> Applied:
     described = proc.run(["git", "-C", str(repo), "describe", "--always", "--tags", commit],
                          what="describing the base", ok=range(256)).strip() or commit[:12]
     key = cache.content_key({"recipe": RECIPE, "base": commit,
-                             "mbox": hashlib.sha256(series.mbox).hexdigest()})
+                             "patches": series.key()})
     description = (f"{repo} at {described} + {len(series.patches)} patch"
                    f"{'es' if len(series.patches) != 1 else ''} of \"{series.name}\"")
     record = {"repo": str(repo), "base": commit, "base_described": described,
@@ -335,5 +405,6 @@ def describe(series: Series) -> dict[str, object]:
     """The series as data, for --format json."""
     return {"name": series.name, "ordered_by": series.ordered_by,
             "cover": asdict(series.cover) | {"body": ""} if series.cover else None,
+            "answered": [m.message_id for m in series.answered],
             "patches": [f"{p.number} {p.title}" for p in series.patches]}
 

@@ -88,6 +88,13 @@ def tree_identity(tree: Path) -> tuple[str, str]:
     return f"tree:{h.hexdigest()}", f"{tree} (tree, {h.hexdigest()[:12]})"
 
 
+def require_tree(path: Path, what: str) -> None:
+    """Refuse a directory that is not a kernel source tree, naming what the user gave."""
+    if not (path / "Makefile").is_file() or not (path / "Kconfig").is_file():
+        raise UsageError(f"{what}: not a kernel source tree (no Makefile/Kconfig): give the "
+                         "top directory of a Linux source tree")
+
+
 def resolve(spec: str | os.PathLike[str] | None) -> KernelSource:
     """A kernel source from a tree, a tarball, or (None) the embedded Debian default."""
     if spec is None:
@@ -97,8 +104,7 @@ def resolve(spec: str | os.PathLike[str] | None) -> KernelSource:
         return from_tarball(path)
     if not path.is_dir():
         raise UsageError(f"--kernel-src {spec}: no such file or directory")
-    if not (path / "Makefile").is_file() or not (path / "Kconfig").is_file():
-        raise UsageError(f"--kernel-src {spec}: not a kernel source tree (no Makefile/Kconfig)")
+    require_tree(path, f"--kernel-src {spec}")
     applied = series.marker(path)
     if applied is not None:  # a series applied by `tested-by --series`: the cache's own tree
         return KernelSource(tree=path, identity=applied["identity"],

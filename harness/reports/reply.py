@@ -1,5 +1,6 @@
 """The Tested-by reply to a mailed series: an RFC 5322 message a tester sends as is
-(`git send-email FILE`, `mutt -H FILE`), threaded under the cover letter, in the shape of the
+(`git send-email FILE`, `mutt -H FILE`), threaded under the cover letter (or, without one,
+one message under each patch, in one mbox), to everyone the series went to, in the shape of the
 project's seed mail: the cover's first lines quoted, the trailer, then per arch the evidence
 (`/proc/version`, the LTO lines of `/proc/config.gz`) and a one-line summary."""
 
@@ -7,13 +8,17 @@ from __future__ import annotations
 
 import email.policy
 import email.utils
+import re
+import unicodedata
 from email.message import EmailMessage
 
 from harness.checks import LTO_GREP
+from harness.errors import UsageError
 from harness.kernel.model import lto_title
-from harness.series import Mail, Series
+from harness.series import Mail, Series, Subject
 
 QUOTED_LINES = 6  # of the cover letter's text, as a tester quotes the opening
+_POLICY = email.policy.default.clone(linesep="\n", max_line_length=78, mangle_from_=True)
 
 
 def _quote(body: str) -> list[str]:
@@ -60,8 +65,7 @@ def summary_line(arch: dict[str, object], compiler: str) -> str:
             f"{lto_title(str(arch['lto']))}, {compiler}")
 
 
-def reply_body(series: Series, facts: dict[str, object]) -> str:
-    mail = series.reply_to
+def reply_body(mail: Mail, facts: dict[str, object]) -> str:
     who = email.utils.parseaddr(mail.sender)[0] or mail.sender
     arches = facts["arches"]
     assert isinstance(arches, list)
@@ -84,24 +88,49 @@ def reply_body(series: Series, facts: dict[str, object]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def reply(series: Series, facts: dict[str, object], name: str, addr: str) -> str:
-    """The whole message, headers and body, for a run whose every check passed."""
-    assert facts["passed"], "no Tested-by for a run that failed"
-    mail = series.reply_to
-    msg = EmailMessage(policy=email.policy.default.clone(linesep="\n", max_line_length=78))
+_ADDR = re.compile(r"[^@\s<>\",;()\[\]\\]+@[^@\s<>\",;()\[\]\\]+\.[^@\s<>\",;()\[\]\\.]+")
+
+
+def check_identity(name: str, addr: str) -> None:
+    """The tester's name and address as a Tested-by and a From header need them: refused
+    before anything is built, with the fix."""
+    if not name.strip() or any(unicodedata.category(c).startswith("C") for c in name):
+        raise UsageError(f"--name {name!r}: give your name on one line, as in "
+                         "--name 'Tess Tester'")
+    if not _ADDR.fullmatch(addr):
+        raise UsageError(f"--email {addr!r}: not an address; give it bare, as in "
+                         "--email tess@example.org")
+
+
+def _message(mail: Mail, series: Series, facts: dict[str, object], name: str,
+             addr: str) -> EmailMessage:
+    msg = EmailMessage(policy=_POLICY)
     msg["From"] = email.utils.formataddr((name, addr))
     to, cc = _recipients(mail, addr)
     if to:
         msg["To"] = to
     if cc:
         msg["Cc"] = cc
-    subject = mail.subject
-    msg["Subject"] = subject if subject.lower().startswith("re:") else f"Re: {subject}"
+    msg["Subject"] = mail.subject if Subject.parse(mail.subject).reply else f"Re: {mail.subject}"
     if mail.message_id:
         msg["In-Reply-To"] = mail.message_id
         msg["References"] = " ".join(r for r in (mail.references, mail.message_id) if r)
     msg["Date"] = email.utils.formatdate(localtime=True)
     msg["Message-ID"] = email.utils.make_msgid("ltoboot", addr.rpartition("@")[2] or None)
-    body = reply_body(series, facts)
+    body = reply_body(mail, facts)
     msg.set_content(body, cte="7bit" if body.isascii() else "8bit")
-    return msg.as_string()
+    return msg
+
+
+def reply(series: Series, facts: dict[str, object], name: str, addr: str) -> str:
+    """The whole reply, for a run whose every check passed: one message to the cover letter,
+    or, for a series without one, an mbox of one message per patch (b4 takes a reply's
+    trailer for the message it answers alone). Headers RFC 2047 encoded, the body 8bit."""
+    assert facts["passed"], "no Tested-by for a run that failed"
+    check_identity(name, addr)
+    messages = [_message(m, series, facts, name, addr) for m in series.answered]
+    if len(messages) == 1:
+        return messages[0].as_bytes().decode()
+    # an mbox, as git format-patch writes one (git send-email sends each message)
+    return "".join(f"From ltoboot Mon Sep 17 00:00:00 2001\n{m.as_bytes().decode()}\n"
+                   for m in messages)

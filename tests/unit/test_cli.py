@@ -51,6 +51,8 @@ def test_a_failed_series_run_writes_no_reply_and_no_trailer(
     failed = KernelReport(label="x86_64-thin", results=[CheckResult("cfi", False, "broken")])
     monkeypatch.setattr(pipeline, "check_kernels", lambda *a, **k: iter([failed]))
     reply_file = tmp_path / "reply.eml"
+    for name in ("Makefile", "Kconfig"):  # what makes --kernel-src a kernel tree
+        (tmp_path / name).write_text("")
     assert main(["tested-by", "--series", "s.mbox", "--kernel-src", str(tmp_path), "--arch",
                  "x86_64", "--name", "T", "--email", "t@e.org", "--reply", str(reply_file)]) == 1
     out = capsys.readouterr()
