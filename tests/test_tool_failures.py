@@ -138,3 +138,27 @@ def test_a_kernel_src_file_that_is_no_tarball_is_bad_input(tmp_path: Path) -> No
     notes.write_text("not a kernel\n")
     one_clear_line(bad_input(tmp_path, "run", "--arch", "x86_64", "--kernel-src", str(notes)),
                    2, "unpacking notes.txt", "tar -xf")
+
+
+@pytest.mark.parametrize(("body", "signal_name"), [
+    # the OOM killer ends ld.lld linking vmlinux.o; make reports the recipe Killed
+    ("echo '  LD      vmlinux.o'; echo 'make[1]: *** [Makefile:1234: vmlinux_o] Killed' >&2;"
+     " exit 2", "SIGKILL"),
+    ("echo 'clang: error: unable to execute command: Segmentation fault' >&2; "
+     "echo 'make[2]: *** [scripts/Makefile.build:250: init/main.o] Error 254' >&2; exit 2",
+     "SIGSEGV"),
+    ("kill -9 $$", "SIGKILL"),  # make itself
+])
+def test_a_build_tool_killed_by_a_signal_is_the_machines_not_the_kernels(
+        tmp_path: Path, body: str, signal_name: str) -> None:
+    """A tool killed from outside (the OOM killer, most often) says nothing about the kernel:
+    exit 2 naming the signal and the likely cause, never "build failed" (exit 1), which
+    bisect would take for skip and tested-by for a series that does not build."""
+    (tmp_path / "bin").mkdir()
+    make = tmp_path / "bin" / "make"
+    make.write_text(f"#!/bin/sh\n{body}\n")
+    make.chmod(0o755)
+    got = ltoboot(tmp_path, "true-never-used", "run", "--arch", "x86_64",
+                  "--kernel-src", str(fake_tree(tmp_path / "linux")))
+    one_clear_line(got, 2, f"died of {signal_name}", "out of memory", "build log:")
+    assert "build failed" not in got.stdout

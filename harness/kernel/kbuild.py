@@ -12,6 +12,7 @@ import os
 import queue
 import re
 import shlex
+import signal
 import threading
 import time
 from collections import deque
@@ -20,7 +21,7 @@ from pathlib import Path
 
 from harness import cache, proc
 from harness.arch import Arch
-from harness.errors import BuildError
+from harness.errors import BuildError, InfraError
 from harness.progress import duration, say
 
 _KBUILD_STEP = re.compile(r"^  [A-Z][A-Z0-9_]{1,8} +\S")
@@ -54,6 +55,36 @@ def machine_lock(label: str) -> Iterator[None]:
     locks.mkdir(exist_ok=True)
     with cache.locked(locks / "make.lock", f"building {label}: waiting for another build"):
         yield
+
+
+_SIGNALS = {"Killed": "SIGKILL", "Segmentation fault": "SIGSEGV", "Aborted": "SIGABRT",
+            "Bus error": "SIGBUS", "Terminated": "SIGTERM"}
+# make's words for a recipe that died of a signal, a shell's exit status 128+N for one, and
+# clang's driver's for a compiler or linker it started
+_DIED = re.compile(r"\*\*\* \[[^\]]*\] (?P<name>" + "|".join(_SIGNALS) + r")\b"
+                   r"|\*\*\* \[[^\]]*\] Error (?P<status>1(?:29|3[0-9]|4[0-9]))\b"
+                   r"|error: unable to execute command: (?P<exec>" + "|".join(_SIGNALS) + r")"
+                   r"|(?:clang|ld\.lld)\S*: error: .*(?:failed due to signal|crashed)")
+
+
+def died_of_signal(rc: int, tail: Sequence[str]) -> str | None:
+    """The signal a build tool died of (make itself, or a compiler, linker or shell it ran),
+    as its name; None when the build failed by itself."""
+    if rc < 0:
+        return signal.Signals(-rc).name
+    for line in tail:
+        m = _DIED.search(line)
+        if m is None:
+            continue
+        if m.group("name") or m.group("exec"):
+            return _SIGNALS[m.group("name") or m.group("exec")]
+        if m.group("status"):
+            try:
+                return signal.Signals(int(m.group("status")) - 128).name
+            except ValueError:
+                return f"signal {int(m.group('status')) - 128}"
+        return "a signal (the compiler or linker crashed)"
+    return None
 
 
 class Kbuild:
@@ -106,6 +137,12 @@ class Kbuild:
             rc = p.wait()
         if rc != 0:
             what = " ".join(targets) or "(all)"
+            signal_name = died_of_signal(rc, self.tail)
+            if signal_name:  # the machine's doing, not the kernel's: no verdict, no skip
+                raise InfraError(
+                    f"build {self.label}: make {what}: a tool died of {signal_name}; likely out "
+                    "of memory (the OOM killer ends LTO links first: free memory, or give the "
+                    f"machine more) or killed from outside; build log: {self.log}")
             raise BuildError(f"build {self.label}: make {what} failed (exit {rc})",
                              log=self.log, tail="\n".join(self.tail))
 
