@@ -143,3 +143,31 @@ def test_an_exported_folder_is_a_prebuilt_kernel_lava_checks_too(kernels: Kernel
     assert rep.passed, [(r.name, r.verdict, r.summary) for r in rep.results]
     probe = next(r for r in rep.results if r.name == "probe_modules")
     assert probe.skipped and "build directory" in probe.summary
+
+
+@pytest.mark.xdist_group("x86_64-thin")
+def test_a_job_boots_exactly_what_was_exported(kernels: Kernels, primary_arch: str,
+                                               tmp_path: Path) -> None:
+    """file:// URLs LAVA opens (a space and non-ASCII in the path), the folder named by the
+    kernel's key, and every deployed file pinned by its sha256sum: a file changed after the
+    export is refused by LAVA itself, and that is no verdict on the kernel."""
+    from harness.arch import get_arch
+    from harness.errors import InfraError
+
+    kernel = kernels.get(arch=primary_arch)
+    jobs = export.export([kernel], tmp_path / "lab dir Jörg" / "jobs", names=["proc_version"])
+    folder = jobs[0].path.parent
+    assert folder.name.endswith(kernel.key)
+    images = jobs[0].definition()["actions"][0]["deploy"]["images"]
+    assert all(len(i["sha256sum"]) == 64 for i in images.values()), images
+    (rep,) = [verdicts.kernel_report(kernel, jobs, local.run(jobs, parallel=1),
+                                     ["proc_version"])]
+    assert rep.passed, [(r.name, r.verdict, r.summary) for r in rep.results]
+    image = folder / Path(get_arch(primary_arch).image).name
+    data = bytearray(image.read_bytes())
+    data[-1] ^= 1  # another kernel's file at the same URL, as far as LAVA can tell
+    image.write_bytes(bytes(data))
+    logs = local.run(jobs, parallel=1)
+    with pytest.raises(InfraError, match="sha256") as e:
+        verdicts.kernel_report(kernel, jobs, logs, ["proc_version"])
+    assert "\n" not in str(e.value)

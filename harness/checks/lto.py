@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import shlex
 from collections import Counter
 from pathlib import Path
 
@@ -69,8 +70,10 @@ def kallsyms_exact(release: str) -> bool | None:
 
 
 def kprobe_cmd(symbol: str) -> str:
-    return (f"insmod {modules.GUEST_DIR}/{modules.PROBE} lookup={symbol} && "
-            f"rmmod ltoboot_probe; dmesg | grep -F 'kprobe {symbol} at' | tail -1")
+    # names come from System.map, which we did not write: quoted, whatever they hold
+    return (f"insmod {modules.GUEST_DIR}/{modules.PROBE} lookup={shlex.quote(symbol)} && "
+            f"rmmod ltoboot_probe; dmesg | grep -F {shlex.quote(f'kprobe {symbol} at')} "
+            "| tail -1")
 
 
 def kprobe(guest: Guest, symbol: str) -> int | None:
@@ -80,7 +83,7 @@ def kprobe(guest: Guest, symbol: str) -> int | None:
 
 
 def kallsyms_cmd(symbol: str) -> str:
-    return f"grep -F ' {symbol}' /proc/kallsyms"
+    return f"grep -F {shlex.quote(' ' + symbol)} /proc/kallsyms"
 
 
 def kallsyms_address(guest: Guest, symbol: str) -> int | None:

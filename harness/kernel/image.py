@@ -41,6 +41,31 @@ def _version(data: bytes, arch: Arch) -> str | None:
     return text.split(" ")[0] or None
 
 
+_UTS_VERSION = re.compile(r"\s(#\d+\S*(?:\s.*)?)$")
+
+
+def build_identity(banner: str) -> tuple[str, str] | None:
+    """(release, UTS_VERSION: "#1 SMP PREEMPT <date>") from /proc/version or an image's
+    version string: what tells one build of a release from another."""
+    text = banner.strip().removeprefix("Linux version ")
+    release = text.split(" ", 1)[0]
+    m = _UTS_VERSION.search(text)
+    return (release, m.group(1).strip()) if release and m else None
+
+
+def banner(data: bytes, arch: Arch) -> str | None:
+    """The version string an (unwrapped) image carries: x86's setup header points at its
+    kernel_version; elsewhere linux_banner, "Linux version ...", is in the image itself."""
+    if arch.image_version_ptr_at is not None:
+        at = arch.image_version_ptr_at
+        ptr = int.from_bytes(data[at:at + 2], "little")
+        if ptr and 0x200 + ptr < len(data):
+            return data[0x200 + ptr:0x200 + ptr + 300].split(b"\0")[0].decode(errors="replace")
+        return None
+    m = re.search(rb"Linux version [^\n\0]+", data)
+    return m.group(0).decode(errors="replace") if m else None
+
+
 def unwrap(data: bytes) -> bytes:
     """The image itself: Image.gz is gunzipped, anything else is returned as it is."""
     if data.startswith(GZIP_MAGIC):

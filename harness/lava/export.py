@@ -63,19 +63,40 @@ class Job:
 
 
 def artifact_base(value: str | None) -> str | None:
-    """--artifact-url: an http(s) URL (the directory's place on a web server)."""
+    """--artifact-url: an http(s) URL (the directory's place on a web server); the files'
+    names are added to it, so a ?query or #fragment (a signed URL) cannot be kept."""
     if value is None:
         return None
-    parts = urlsplit(value)
-    if parts.scheme not in ("http", "https") or not parts.netloc:
+    try:
+        parts = urlsplit(value.strip())
+        parts.port  # noqa: B018 -- parses the port: 'https://[::1/' raises here
+    except ValueError as e:
+        raise UsageError(f"--artifact-url: not a URL ({e}); give where the export directory "
+                         "will be served, e.g. https://example.org/ltoboot/") from None
+    if parts.scheme not in ("http", "https") or not parts.hostname:
         raise UsageError(f"--artifact-url {value}: not an http(s) URL; give where the export "
                          "directory will be served, e.g. https://example.org/ltoboot/")
-    return value.rstrip("/") + "/"
+    if parts.username is not None or parts.password is not None:
+        raise UsageError("--artifact-url: the URL carries user:password@ (not shown), which "
+                         "every job would carry to the lab; serve the files without it")
+    if parts.query or parts.fragment:
+        raise UsageError(f"--artifact-url {value}: has a ?query or #fragment, which the files' "
+                         "names would be added after; give the directory's plain URL")
+    return value.strip().rstrip("/") + "/"
+
+
+def file_url(path: Path) -> str:
+    """A file:// URL LAVA opens: it takes the URL's path as it is, without undoing
+    %-escapes, so spaces and non-ASCII names stay as they are; '?' and '#' cannot."""
+    if "?" in str(path) or "#" in str(path):
+        raise UsageError(f"{path}: LAVA cannot open a file:// URL whose path has '?' or '#'; "
+                         "give --out (or LTOBOOT_CACHE) a path without them")
+    return f"file://{path}"
 
 
 def _url(base: str | None, out: Path, rel: Path) -> str:
     """Where a job fetches the file `rel` of the export directory `out`."""
-    return f"{base}{quote(rel.as_posix())}" if base else (out / rel).as_uri()
+    return f"{base}{quote(rel.as_posix())}" if base else file_url(out / rel)
 
 
 def _write(tmp: Path, kernel: Kernel, names: Sequence[str] | None, base: str | None,
@@ -84,8 +105,9 @@ def _write(tmp: Path, kernel: Kernel, names: Sequence[str] | None, base: str | N
     arch = get_arch(kernel.arch)
     firmware = boot.default_firmware(kernel)
     the_plan = plan.make(kernel, names, firmware=firmware)
-    # a plain name: LAVA takes file:// URLs as they are, without undoing %-escapes
-    folder = tmp / re.sub(r"[^A-Za-z0-9._-]", "_", kernel.label)
+    # a plain name, with the kernel's key: a lab's folder of another kernel (an earlier
+    # export at the same URL) is never this one's
+    folder = tmp / re.sub(r"[^A-Za-z0-9._-]", "_", f"{kernel.label}-{kernel.key}")
     # the kernel in TuxMake's layout (image, config, System.map, modules.tar.xz, metadata):
     # the published folder is also what `ltoboot run --kernel URL` checks
     shutil.copytree(artifacts.export(kernel), folder)
@@ -94,10 +116,16 @@ def _write(tmp: Path, kernel: Kernel, names: Sequence[str] | None, base: str | N
         shutil.copyfile(kernel.image, image)
     initrd = folder / "initramfs.cpio"
     shutil.copyfile(build_initramfs(kernel, None, boot.guest_files(kernel)), initrd)
-    firmware_url = ""
+    firmware_url = firmware_sum = ""
     if firmware:  # the lab boots through the same UEFI firmware, fetched with the kernel
-        shutil.copyfile(firmware, folder / Path(firmware).name)
-        firmware_url = _url(base, final, (folder / Path(firmware).name).relative_to(tmp))
+        copied = folder / Path(firmware).name
+        shutil.copyfile(firmware, copied)
+        firmware_url = _url(base, final, copied.relative_to(tmp))
+        firmware_sum = cache.file_sha256(copied)
+    # LAVA checks what it downloaded against these: a job boots exactly what was exported
+    sums = {"kernel": cache.file_sha256(image), "ramdisk": cache.file_sha256(initrd),
+            "firmware": firmware_sum}
+    identity = plan.CheckPlan(plan.IDENTITY, (plan.identity_command(kernel.key),))
     written = []
     for name in the_plan.jobs():
         plans = tuple(p for p in (the_plan.on("") if not name else
@@ -105,7 +133,8 @@ def _write(tmp: Path, kernel: Kernel, names: Sequence[str] | None, base: str | N
                       if p.commands)
         title = f"ltoboot {kernel.label} {kernel.release}" + (f" {name}" if name else "")
         definition = job.definition(
-            name=title, arch=arch, firmware_url=firmware_url, plans=plans,
+            name=title, arch=arch, firmware_url=firmware_url,
+            plans=plans if name else (identity, *plans), sha256=sums,
             kernel_url=_url(base, final, image.relative_to(tmp)),
             initrd_url=_url(base, final, initrd.relative_to(tmp)),
             metadata={"ltoboot.kernel": kernel.key, "ltoboot.job": name or "main"})
@@ -121,6 +150,8 @@ def export(kernels: Sequence[Kernel], out: Path, *, names: Sequence[str] | None 
     sibling first, renamed into place when complete."""
     base = artifact_base(artifact_url)
     out = out.absolute()
+    if base is None:
+        file_url(out)
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise UsageError(f"{out} exists and is not an empty directory: give a new --out")
     out.parent.mkdir(parents=True, exist_ok=True)

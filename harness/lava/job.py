@@ -8,7 +8,7 @@ runs one `lava-test-case` per check, whose command is that check's framed comman
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from harness.arch import Arch
@@ -53,13 +53,15 @@ def step(plan: CheckPlan) -> str:
 
 
 def definition(*, name: str, arch: Arch, kernel_url: str, initrd_url: str,
-               firmware_url: str, plans: Sequence[CheckPlan], metadata: dict[str, str]
-               ) -> dict[str, Any]:
+               firmware_url: str, plans: Sequence[CheckPlan], metadata: dict[str, str],
+               sha256: Mapping[str, str] | None = None) -> dict[str, Any]:
     """`firmware_url`: UEFI firmware the job fetches like the kernel and boots through
-    (-bios), so that a lab's worker needs none of its own; "": QEMU loads the kernel."""
+    (-bios), so that a lab's worker needs none of its own; "": QEMU loads the kernel.
+    `sha256`: per image (kernel, ramdisk, firmware), what LAVA checks the download against."""
     append = qemu.kernel_cmdline(arch, panic=False)
-    firmware = {"firmware": {"url": firmware_url, "image_arg": "-bios {firmware}"}} \
-        if firmware_url else {}
+    sums = {k: {"sha256sum": v} for k, v in (sha256 or {}).items() if v}
+    firmware = {"firmware": {"url": firmware_url, "image_arg": "-bios {firmware}",
+                             **sums.get("firmware", {})}} if firmware_url else {}
     return {
         "device_type": "qemu",
         "job_name": name,
@@ -75,9 +77,11 @@ def definition(*, name: str, arch: Arch, kernel_url: str, initrd_url: str,
                 "timeout": {"minutes": TIMEOUTS["deploy"]},
                 "images": {
                     "kernel": {"url": kernel_url,
-                               "image_arg": f"-kernel {{kernel}} -append \"{append}\""},
+                               "image_arg": f"-kernel {{kernel}} -append \"{append}\"",
+                               **sums.get("kernel", {})},
                     "ramdisk": {"url": initrd_url, "image_arg": "-initrd {ramdisk}",
-                                "format": "cpio.newc", "overlays": {"lava": True}},
+                                "format": "cpio.newc", "overlays": {"lava": True},
+                                **sums.get("ramdisk", {})},
                     **firmware,
                 }}},
             {"boot": {

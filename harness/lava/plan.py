@@ -83,6 +83,15 @@ class Plan:
         return [""] + [c.check for c in self.checks if c.companion and not c.skip]
 
 
+IDENTITY = "ltoboot-kernel"  # the main job's first step: which kernel booted
+
+
+def identity_command(kernel_key: str) -> Command:
+    """What the main job types first, so the replay can tell the kernel that booted from the
+    kernel that was exported (a lab's URL may serve another's files)."""
+    return Command(tag(kernel_key, IDENTITY, 0), "cat /proc/version")
+
+
 def tag(kernel_key: str, check: str, index: int) -> str:
     """A marker tag, the same for the same kernel, check and command (export and replay
     make the plan apart), and not text that a command's output would carry."""

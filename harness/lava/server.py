@@ -18,9 +18,11 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import requests
+import requests.auth
 import tenacity
 import yaml
 
+from harness import secrets
 from harness.errors import InfraError, UsageError
 from harness.lava.export import Job
 from harness.lava.local import lava_log_path
@@ -34,20 +36,47 @@ FINISHED = "Finished"
 
 
 def base_url(server: str) -> str:
-    parts = urlsplit(server)
-    if parts.scheme not in ("http", "https") or not parts.netloc:
+    """--server, checked: an http(s) URL without credentials (the token authenticates; a
+    password in the URL would be printed with every job URL and sent as Basic auth)."""
+    try:
+        parts = urlsplit(server.strip())
+        parts.port  # noqa: B018 -- parses the port: 'http://[::1/' or ':x' raise here
+    except ValueError as e:
+        raise UsageError(f"--server: not a URL ({e}); give the LAVA server's URL, e.g. "
+                         "https://lava.example.org/") from None
+    if parts.username is not None or parts.password is not None:
+        raise UsageError("--server: the URL carries user:password@ (not shown); give it "
+                         "without: ltoboot authenticates with a token (LAVA_TOKEN or "
+                         "--identity)")
+    if parts.scheme not in ("http", "https") or not parts.hostname:
         raise UsageError(f"--server {server}: not an http(s) URL of a LAVA server, e.g. "
                          "https://lava.example.org/")
+    if parts.query or parts.fragment:
+        raise UsageError(f"--server {server}: a server URL has no ?query or #fragment; give "
+                         "its base, e.g. https://lava.example.org/")
     path = parts.path.rstrip("/")
     for tail in ("/RPC2", f"/{API}"):  # lavacli's identities name the XML-RPC endpoint
         path = path.removesuffix(tail)
     return f"{parts.scheme}://{parts.netloc}{path}/"
 
 
+def _checked_token(value: str, where: str) -> str | None:
+    """A token as HTTP can carry it: surrounding white space (a newline from `cat`) removed;
+    anything else that is not printable ASCII refused, without showing it."""
+    value = value.strip()
+    if not value:
+        return None
+    secrets.hold(value)
+    if not all(c.isascii() and c.isprintable() and not c.isspace() for c in value):
+        raise UsageError(f"the LAVA token in {where} has white space or control characters "
+                         "inside it (not shown): set it to the token alone")
+    return value
+
+
 def token(identity: str, config: Path = LAVACLI_CONFIG) -> str | None:
     """$LAVA_TOKEN, else the token of lavacli's identity `identity` (~/.config/lavacli.yaml)."""
-    if os.environ.get("LAVA_TOKEN"):
-        return os.environ["LAVA_TOKEN"]
+    if os.environ.get("LAVA_TOKEN", "").strip():
+        return _checked_token(os.environ["LAVA_TOKEN"], "LAVA_TOKEN")
     path = config.expanduser()
     if not path.is_file():
         return None
@@ -58,7 +87,18 @@ def token(identity: str, config: Path = LAVACLI_CONFIG) -> str | None:
             from None
     entry = data.get(identity) if isinstance(data, dict) else None
     value = entry.get("token") if isinstance(entry, dict) else None
-    return str(value) if value else None
+    return _checked_token(str(value), f"{path} ({identity})") if value else None
+
+
+class _TokenAuth(requests.auth.AuthBase):
+    """LAVA's `Authorization: Token ...`, as requests' auth: so no ~/.netrc replaces it."""
+
+    def __init__(self, value: str) -> None:
+        self.value = value
+
+    def __call__(self, r: requests.PreparedRequest) -> requests.PreparedRequest:
+        r.headers["Authorization"] = f"Token {self.value}"
+        return r
 
 
 class _Transient(Exception):
@@ -75,7 +115,7 @@ class Server:
     def connect(cls, server: str, token_value: str | None) -> Server:
         s = requests.Session()
         if token_value:
-            s.headers["Authorization"] = f"Token {token_value}"
+            s.auth = _TokenAuth(token_value)
         return cls(base_url(server), token_value, s)
 
     @tenacity.retry(retry=tenacity.retry_if_exception_type(_Transient),
@@ -102,11 +142,15 @@ class Server:
         return r
 
     def version(self) -> str:
+        """LAVA's version, from its JSON answer: anything else (a login page, a proxy's
+        error, other JSON) is not a LAVA server."""
         r = self.request("GET", f"{API}/system/version/")
-        if r.status_code != 200:
-            raise InfraError(f"{self.url} does not answer like a LAVA server "
-                             f"(GET {API}/system/version/: HTTP {r.status_code})")
-        return str(_json(r).get("version", "?"))
+        version = _json(r).get("version") if r.status_code == 200 else None
+        if not isinstance(version, str) or not version.strip():
+            got = f"HTTP {r.status_code}, {r.headers.get('Content-Type', 'no content type')}"
+            raise InfraError(f"{self.url} is not a LAVA server (GET {API}/system/version/ "
+                             f"gave {got}, not LAVA's version): check --server")
+        return version.strip()
 
     def submit(self, job: Job) -> int:
         r = self.request("POST", f"{API}/jobs/", json={"definition": job.path.read_text()})
@@ -114,6 +158,10 @@ class Server:
         if not ids:
             raise InfraError(f"LAVA server {self.url} refused job {job.label} "
                              f"(HTTP {r.status_code}: {_detail(r)})")
+        if not isinstance(ids, list) or not all(isinstance(i, int) and not isinstance(i, bool)
+                                                and i > 0 for i in ids):
+            raise InfraError(f"LAVA server {self.url} answered job {job.label} with job ids "
+                             f"{str(ids)[:60]!r}, not LAVA's list of numbers: check --server")
         return int(ids[0])
 
     def job(self, job_id: int) -> dict[str, Any]:

@@ -14,14 +14,18 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import cast
 
+from harness.arch import get_arch
 from harness.checks import registry
-from harness.errors import InfraError
+from harness.errors import InfraError, UsageError
 from harness.guest import console
 from harness.guest.session import Guest
+from harness.kernel import image
 from harness.kernel.model import Kernel
 from harness.lava import log as lavalog
+from harness.lava import plan
 from harness.lava.export import Job
 from harness.lava.replay import ReplayGuest
+from harness.lava.replay import answers as replay_answers
 from harness.reports.text import KernelReport
 
 
@@ -37,6 +41,39 @@ def replay(job: Job, log: lavalog.JobLog, path: Path) -> ReplayGuest:
         raise InfraError(f"LAVA job {job.label} did not finish: {log.error}; log: {path}")
     return ReplayGuest(text, job.plans, log=path, label=job.label, accel="tcg",
                        firmware=job.firmware, complete=log.finished)
+
+
+def exported_identity(kernel: Kernel) -> tuple[str, str] | None:
+    """(release, UTS_VERSION) of the exported image, None when the image does not say."""
+    try:
+        data = image.unwrap(kernel.image.read_bytes())
+    except (OSError, UsageError):
+        return None
+    found = image.banner(data, get_arch(kernel.arch))
+    return image.build_identity(found) if found else None
+
+
+def booted_is_exported(kernel: Kernel, job: Job, text: str, log: Path) -> None:
+    """The main job printed the booted kernel's /proc/version first: a kernel other than the
+    exported one (a lab's URL served another's files) is an infrastructure error naming both,
+    never a verdict on this kernel."""
+    found = replay_answers(text, [plan.identity_command(kernel.key)])
+    result = found[0].result if found else None
+    if result is None or not result.ok:
+        raise InfraError(f"LAVA job {job.label} did not say which kernel it booted (no "
+                         f"/proc/version from its first step): export it again; log: {log}")
+    booted = result.output.strip()
+    want = exported_identity(kernel)
+    got = image.build_identity(booted)
+    if want is None:
+        if got is None or got[0] != kernel.release:
+            raise InfraError(f"LAVA job {job.label} booted {booted!r}, not the exported "
+                             f"{kernel.release}; log: {log}")
+        return
+    if got != want:
+        raise InfraError(f"LAVA job {job.label} booted another kernel than the one exported: "
+                         f"{booted!r}, not {want[0]} {want[1]!r} (the lab's URL served other "
+                         f"files: publish --out there again); log: {log}")
 
 
 def kernel_report(kernel: Kernel, jobs: Sequence[Job], logs: Mapping[Job, Path],
@@ -60,6 +97,7 @@ def kernel_report(kernel: Kernel, jobs: Sequence[Job], logs: Mapping[Job, Path],
             f"(LAVA log: {logs[main]})"
         return rep
     rep.boot_seconds = mlog.seconds_to("LTOBOOT-READY")
+    booted_is_exported(kernel, main, text, logs[main])
     guest = replay(main, mlog, logs[main])
     crash = {j.name: j for j in jobs if j.name}
     for name in names:

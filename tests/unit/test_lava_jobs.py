@@ -315,3 +315,49 @@ def test_server_logs_parse_like_lava_run_output(recorded: Path) -> None:
     case = plain.result("cfi", "0_ltoboot")
     assert case is not None and str(case["starttc"]).isdigit()
     assert plain.finished and plain.seconds_to("LTOBOOT-READY") is not None
+
+
+def _booted(tmp_path: Path, k: Kernel, banner: str) -> str:
+    cmd = plan.identity_command(k.key)
+    shown = plan.CheckPlan("x", (plan.Command(cmd.tag, f"echo '{banner}'"),))
+    return run_steps([shown])
+
+
+def test_the_booted_kernel_must_be_the_exported_one(tmp_path: Path) -> None:
+    """The main job's first step prints /proc/version; the replay compares its release and
+    build (UTS_VERSION) with the exported image's: another kernel is an infrastructure error
+    naming both, never a verdict."""
+    from tests.synthetic import x86
+
+    k = fake_kernel(tmp_path)
+    k.image.write_bytes(x86())  # its version string: "6.1.192 (ltoboot@ltoboot) #1"
+    j = export.Job(k, "", tmp_path / "job.yaml", (), "")
+    same = _booted(tmp_path, k, "Linux version 6.1.192 (ltoboot@ltoboot) (clang) #1")
+    verdicts.booted_is_exported(k, j, same, tmp_path / "log")
+    other = _booted(tmp_path, k, "Linux version 6.1.192 (ltoboot@ltoboot) (clang) #2")
+    with pytest.raises(InfraError, match=r"booted another kernel than the one exported: "
+                       r"'Linux version 6\.1\.192 .* #2', not 6\.1\.192 '#1'"):
+        verdicts.booted_is_exported(k, j, other, tmp_path / "log")
+    with pytest.raises(InfraError, match="did not say which kernel it booted"):
+        verdicts.booted_is_exported(k, j, "", tmp_path / "log")
+
+
+def test_every_deployed_file_is_pinned_by_its_sha256() -> None:
+    sums = {"kernel": "a" * 64, "ramdisk": "b" * 64, "firmware": "c" * 64}
+    d = job.definition(name="n", arch=ARCHES["arm64"], kernel_url="https://x/Image",
+                       initrd_url="https://x/i.cpio", firmware_url="https://x/QEMU_EFI.fd",
+                       plans=[], metadata={}, sha256=sums)
+    images = d["actions"][0]["deploy"]["images"]
+    assert {k: v["sha256sum"] for k, v in images.items()} == sums
+
+
+def test_names_from_system_map_are_quoted_in_guest_commands() -> None:
+    import shlex
+
+    evil = "x;reboot -f $(id)"
+    assert shlex.split(lto_check.kallsyms_cmd(evil)) == ["grep", "-F", f" {evil}",
+                                                         "/proc/kallsyms"]
+    words = shlex.split(lto_check.kprobe_cmd(evil))
+    assert f"lookup={evil}" in words and f"kprobe {evil} at" in words
+    # ordinary names type exactly what they did: the LAVA plans of a kernel stay the same
+    assert lto_check.kallsyms_cmd("a.llvm.1") == "grep -F ' a.llvm.1' /proc/kallsyms"
