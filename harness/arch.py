@@ -14,6 +14,7 @@ class Arch:
     name: str  # ltoboot's name, also used in cache keys and test ids
     kernel_arch: str  # ARCH= for kbuild
     src_arch: str  # the directory under arch/ that holds its Kconfig (kbuild's SRCARCH)
+    kconfig_symbol: str  # what a .config of this arch sets: CONFIG_<it>=y
     image: str  # boot image, relative to the O= directory
     qemu: str  # QEMU system emulator binary
     qemu_package: str  # Debian package that ships it
@@ -48,6 +49,7 @@ ARCHES: dict[str, Arch] = {
             name="x86_64",
             kernel_arch="x86_64",
             src_arch="x86",
+            kconfig_symbol="X86_64",
             image="arch/x86/boot/bzImage",
             qemu="qemu-system-x86_64",
             qemu_package="qemu-system-x86",
@@ -69,6 +71,7 @@ ARCHES: dict[str, Arch] = {
             name="arm64",
             kernel_arch="arm64",
             src_arch="arm64",
+            kconfig_symbol="ARM64",
             image="arch/arm64/boot/Image",
             qemu="qemu-system-aarch64",
             qemu_package="qemu-system-arm",

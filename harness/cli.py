@@ -9,12 +9,24 @@ import os
 import signal
 import sys
 import tempfile
+import time
 import traceback
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from types import FrameType
 
-from harness import bisect, cache, checks, coverage, matrix, pipeline, proc, series
+from harness import (
+    bisect,
+    cache,
+    checks,
+    coverage,
+    matrix,
+    options,
+    pipeline,
+    proc,
+    secrets,
+    series,
+)
 from harness.arch import PREFERRED
 from harness.errors import BuildError, InfraError, KernelFailure, LtobootError, UsageError
 from harness.kernel import source
@@ -88,6 +100,7 @@ def _obtained(args: argparse.Namespace) -> tuple[list[Kernel], list[KernelReport
 
 def cmd_lava_export(args: argparse.Namespace) -> int:
     names = pipeline.check_names(args.check)
+    lava_export.artifact_base(args.artifact_url)  # before any build
     kernels, failed = _obtained(args)
     for rep in failed:
         print(render(rep) + "\n", flush=True)
@@ -101,6 +114,12 @@ def cmd_lava_run(args: argparse.Namespace) -> int:
 
 
 def cmd_lava_submit(args: argparse.Namespace) -> int:
+    options.minutes("--wait", args.wait)
+    if args.artifact_url:
+        lava_export.artifact_base(args.artifact_url)
+        if not args.out:
+            raise UsageError("--artifact-url names where --out will be served: give --out DIR "
+                             "too, and publish DIR there before the jobs run")
     server = lava_server.Server.connect(args.server, lava_server.token(args.identity))
     say(f"LAVA server {server.url}: version {server.version()}")  # before any build
     return _lava_jobs(args, lambda jobs: lava_server.run(jobs, server, args.wait))
@@ -142,8 +161,10 @@ def cmd_matrix(args: argparse.Namespace) -> int:
     ltos = _list(args.lto, "--lto")
     for m in ltos:
         lto_mode(m)
+    arches = split_arches(args.arch)
+    config = base_config(args.base_config, arches)
     todo = matrix.cells(args.kernel_src or [str(DEFAULT_TARBALL)], _list(args.llvm, "--llvm"),
-                        split_arches(args.arch), ltos)
+                        arches, ltos)
 
     finished: list[matrix.Cell] = []
 
@@ -155,7 +176,7 @@ def cmd_matrix(args: argparse.Namespace) -> int:
                                json.dumps(matrix.as_json(finished), indent=2) + "\n")
 
     print("  ".join(matrix.HEADER), flush=True)
-    cells = matrix.run(todo, args.accel, names, done)
+    cells = matrix.run(todo, args.accel, names, done, config=config)
     print("\n" + matrix.table(cells), flush=True)
     if args.json:
         print(f"ltoboot: matrix as JSON: {args.json}")
@@ -249,7 +270,7 @@ def _bisect_spec(args: argparse.Namespace) -> BuildSpec:
     return BuildSpec(arch=arches[0], lto=args.lto, llvm=args.llvm,
                      kernel_src=str(Path(args.kernel_src or ".").resolve()),
                      fragments=tuple(str(Path(f).resolve()) for f in args.fragment),
-                     config=base_config(args.base_config))
+                     config=base_config(args.base_config, arches))
 
 
 def cmd_bisect_step(args: argparse.Namespace) -> int:
@@ -337,6 +358,9 @@ def parser() -> argparse.ArgumentParser:
     mx.add_argument("--accel", default="auto", choices=("auto", "kvm", "tcg"))
     mx.add_argument("--check", action="append", default=[], metavar="NAME",
                     help="run only these checks (repeatable)")
+    mx.add_argument("--config", default="tinyconfig", dest="base_config",
+                    metavar="tinyconfig|defconfig|FILE",
+                    help="the base config of every cell's kernel (default: tinyconfig)")
     mx.add_argument("--json", metavar="FILE", help="also write the cells as JSON")
     mx.set_defaults(func=cmd_matrix)
     lava = sub.add_parser("lava", help="the same checks as LAVA jobs: export them, or run "
@@ -392,24 +416,31 @@ def _terminate(signum: int, frame: FrameType | None) -> None:
 
 
 def _internal_error(e: BaseException) -> str:
-    """Save the traceback of a harness bug; say where it is, in one line."""
-    crash = Path(tempfile.gettempdir()) / f"ltoboot-crash-{os.getpid()}.txt"
-    with contextlib.suppress(OSError):
-        crash.write_text("".join(traceback.format_exception(e)))
-    return f"ltoboot: internal error: {type(e).__name__}: {e} (a bug in ltoboot; " \
-        f"traceback in {crash})"
+    """Save the traceback of a harness bug (secrets redacted, readable by its owner alone)
+    in the cache's logs; say where it is, in one line."""
+    text = secrets.redact("".join(traceback.format_exception(e)))
+    crash: Path | None = None
+    with contextlib.suppress(OSError, LtobootError):
+        logs = cache.cache_root() / "logs"
+        logs.mkdir(exist_ok=True)
+        crash = logs / f"crash-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}.txt"
+        cache.write_atomic(crash, text, mode=0o600)
+    where = f"traceback in {crash}" if crash else "no traceback saved: the cache is not writable"
+    return secrets.redact(f"ltoboot: internal error: {type(e).__name__}: {e} (a bug in "
+                          f"ltoboot; {where})")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parser().parse_args(argv)
     previous = signal.signal(signal.SIGTERM, _terminate)
     try:
+        options.check_outputs(args)  # a typo in an output path costs no build
         return int(args.func(args))
     except (UsageError, InfraError) as e:
-        print(f"ltoboot: error: {e}", file=sys.stderr)
+        print(secrets.redact(f"ltoboot: error: {e}"), file=sys.stderr)
         return EXIT_USAGE
     except (BuildError, KernelFailure) as e:
-        print(f"ltoboot: failed: {e}", file=sys.stderr)
+        print(secrets.redact(f"ltoboot: failed: {e}"), file=sys.stderr)
         return EXIT_FAILED
     except KeyboardInterrupt:
         print("ltoboot: interrupted", file=sys.stderr)

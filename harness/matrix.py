@@ -59,7 +59,7 @@ def _fill(cell: Cell, rep: KernelReport) -> None:
 
 
 def run(todo: list[Cell], accel: str, names: Sequence[str] | None,
-        done: Callable[[Cell], None] = lambda c: None) -> list[Cell]:
+        done: Callable[[Cell], None] = lambda c: None, config: str = "tinyconfig") -> list[Cell]:
     """Build, boot and check every cell in turn; an error in one cell (a toolchain that is not
     installed) is that cell's, and the others still run."""
     for i, cell in enumerate(todo, 1):
@@ -67,7 +67,7 @@ def run(todo: list[Cell], accel: str, names: Sequence[str] | None,
             f"{cell.lto}")
         started = time.monotonic()
         spec = BuildSpec(arch=cell.arch, lto=cell.lto, llvm=cell.llvm,
-                         kernel_src=cell.kernel_src)
+                         kernel_src=cell.kernel_src, config=config)
         try:
             _fill(cell, pipeline.check_kernel(spec, accel, names))
         except (UsageError, InfraError) as e:

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import math
+import os
+import re
+import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from harness.arch import ARCH_NAMES, get_arch
+from harness.arch import ARCH_NAMES, ARCHES, get_arch
 from harness.errors import UsageError
 from harness.kernel.model import BASE_TARGETS, LTO_MODES, BuildSpec
 
@@ -36,6 +40,69 @@ KERNEL_OPTIONS: tuple[tuple[str, dict[str, Any]], ...] = (
 )
 
 
+def _writable_dir(directory: Path) -> str | None:
+    """Why files cannot be made in `directory` (None: they can): tried, not guessed, since
+    root passes every permission test and /proc refuses all the same."""
+    if not directory.is_dir():
+        return "no such directory"
+    try:
+        fd, name = tempfile.mkstemp(dir=directory, prefix=".ltoboot-probe-")
+        os.close(fd)
+        os.unlink(name)
+    except OSError as e:
+        return e.strerror or str(e)
+    return None
+
+
+def output_file(flag: str, value: str) -> Path:
+    """An output file option (--junit, --json, --reply): checked before anything is built, so
+    a typo does not cost a build and its result."""
+    path = Path(value).expanduser().absolute()
+    if path.is_dir():
+        raise UsageError(f"{flag} {value}: is a directory; give a file name in it")
+    why = _writable_dir(path.parent)
+    if why:
+        raise UsageError(f"{flag} {value}: cannot write in {path.parent} ({why}); give a "
+                         "file in a writable directory")
+    return path
+
+
+def output_dir(flag: str, value: str) -> Path:
+    """A new or empty output directory (--out), in a directory it can be made in."""
+    path = Path(value).expanduser().absolute()
+    if path.exists() and (not path.is_dir() or any(path.iterdir())):
+        raise UsageError(f"{flag} {value}: exists and is not an empty directory; give a new "
+                         "directory")
+    parent = path.parent
+    while not parent.exists() and parent != parent.parent:
+        parent = parent.parent
+    why = _writable_dir(path if path.is_dir() else parent)
+    if why:
+        raise UsageError(f"{flag} {value}: cannot write there ({why}); give a directory "
+                         "you can write")
+    return path
+
+
+OUTPUT_FILES = (("junit", "--junit"), ("json", "--json"), ("reply", "--reply"))
+OUTPUT_DIRS = (("out", "--out"),)
+
+
+def check_outputs(args: object) -> None:
+    """Every output path a command was given, checked before it does anything."""
+    for attr, flag in OUTPUT_FILES:
+        if isinstance(value := getattr(args, attr, None), str):
+            output_file(flag, value)
+    for attr, flag in OUTPUT_DIRS:
+        if isinstance(value := getattr(args, attr, None), str):
+            output_dir(flag, value)
+
+
+def minutes(flag: str, value: float) -> float:
+    if not math.isfinite(value) or value <= 0:
+        raise UsageError(f"{flag} {value}: give a number of minutes above 0")
+    return value
+
+
 def split_arches(value: str | None) -> list[str]:
     names = [a.strip() for a in (value or ",".join(ARCH_NAMES)).split(",") if a.strip()]
     for a in names:
@@ -45,14 +112,26 @@ def split_arches(value: str | None) -> list[str]:
     return sorted(set(names), key=names.index)
 
 
-def base_config(value: str) -> str:
-    """--config: tinyconfig, defconfig, or a file (as an absolute path)."""
+def base_config(value: str, arches: Sequence[str] = ()) -> str:
+    """--config: tinyconfig, defconfig, or a file (as an absolute path); a .config made for
+    another architecture than one of `arches` is refused, naming both."""
     if value in BASE_TARGETS:
         return value
     path = Path(value).expanduser()
     if not path.is_file():
         raise UsageError(f"--config {value}: no such file; give tinyconfig, defconfig or a "
                          "kernel .config")
+    try:
+        text = path.read_text(errors="replace")
+    except OSError as e:
+        raise UsageError(f"--config {value}: cannot read it ({e.strerror})") from None
+    made_for = [a.name for a in ARCHES.values()
+                if re.search(rf"^CONFIG_{a.kconfig_symbol}=y$", text, re.M)]
+    for arch in arches:
+        if made_for and get_arch(arch).name not in made_for:
+            raise UsageError(f"--config {value} is a .config for {made_for[0]} "
+                             f"(CONFIG_{get_arch(made_for[0]).kconfig_symbol}=y), not for "
+                             f"{arch}: give --arch {made_for[0]}, or a .config of {arch}")
     return str(path.resolve())
 
 
@@ -61,7 +140,7 @@ def kernel_specs(arch: str | None, lto: str, llvm: str, kernel_src: str | None,
                  config: str = "tinyconfig") -> list[BuildSpec]:
     """The kernels the options ask for: one build per --arch, or one per --kernel."""
     if not prebuilt:
-        base = base_config(config)
+        base = base_config(config, split_arches(arch))
         return [BuildSpec(arch=a, lto=lto, llvm=llvm, kernel_src=kernel_src,
                           fragments=tuple(fragments), config=base) for a in split_arches(arch)]
     if kernel_src or fragments or config != "tinyconfig":
