@@ -248,8 +248,9 @@ def cmd_tested_by(args: argparse.Namespace) -> int:
     else:
         print(render_tested_by(facts))
         if message:
-            print(f"\n--- the reply (send it as is: git send-email FILE, mutt -H FILE) ---\n"
-                  f"{message}", end="")
+            how = "git send-email FILE, mutt -H FILE" if mailed and mailed.cover else \
+                "one message per patch, in one mbox: git send-email FILE"
+            print(f"\n--- the reply (send it as is: {how}) ---\n{message}", end="")
     if message and args.reply:
         _write_reply(Path(args.reply), message)
         print(f"ltoboot: reply written to {args.reply}", file=sys.stderr)
