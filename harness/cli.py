@@ -24,7 +24,7 @@ from harness import (
     options,
     pipeline,
     proc,
-    secrets,
+    redaction,
     series,
 )
 from harness.arch import PREFERRED
@@ -419,7 +419,7 @@ def _terminate(signum: int, frame: FrameType | None) -> None:
 def _internal_error(e: BaseException) -> str:
     """Save the traceback of a harness bug (secrets redacted, readable by its owner alone)
     in the cache's logs; say where it is, in one line."""
-    text = secrets.redact("".join(traceback.format_exception(e)))
+    text = redaction.redact("".join(traceback.format_exception(e)))
     crash: Path | None = None
     with contextlib.suppress(OSError, LtobootError):
         logs = cache.cache_root() / "logs"
@@ -427,7 +427,7 @@ def _internal_error(e: BaseException) -> str:
         crash = logs / f"crash-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}.txt"
         cache.write_atomic(crash, text, mode=0o600)
     where = f"traceback in {crash}" if crash else "no traceback saved: the cache is not writable"
-    return secrets.redact(f"ltoboot: internal error: {type(e).__name__}: {e} (a bug in "
+    return redaction.redact(f"ltoboot: internal error: {type(e).__name__}: {e} (a bug in "
                           f"ltoboot; {where})")
 
 
@@ -438,10 +438,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         options.check_outputs(args)  # a typo in an output path costs no build
         return int(args.func(args))
     except (UsageError, InfraError) as e:
-        print(secrets.redact(f"ltoboot: error: {e}"), file=sys.stderr)
+        print(redaction.redact(f"ltoboot: error: {e}"), file=sys.stderr)
         return EXIT_USAGE
     except (BuildError, KernelFailure) as e:
-        print(secrets.redact(f"ltoboot: failed: {e}"), file=sys.stderr)
+        print(redaction.redact(f"ltoboot: failed: {e}"), file=sys.stderr)
         return EXIT_FAILED
     except KeyboardInterrupt:
         print("ltoboot: interrupted", file=sys.stderr)

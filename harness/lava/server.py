@@ -22,7 +22,7 @@ import requests.auth
 import tenacity
 import yaml
 
-from harness import secrets
+from harness import redaction
 from harness.errors import InfraError, UsageError
 from harness.lava.export import Job
 from harness.lava.local import lava_log_path
@@ -66,7 +66,7 @@ def _checked_token(value: str, where: str) -> str | None:
     value = value.strip()
     if not value:
         return None
-    secrets.hold(value)
+    redaction.hold(value)
     if not all(c.isascii() and c.isprintable() and not c.isspace() for c in value):
         raise UsageError(f"the LAVA token in {where} has white space or control characters "
                          "inside it (not shown): set it to the token alone")

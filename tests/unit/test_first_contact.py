@@ -16,7 +16,7 @@ from typing import Any, ClassVar
 
 import pytest
 
-from harness import cli, matrix, options, pipeline, secrets
+from harness import cli, matrix, options, pipeline, redaction
 from harness.errors import InfraError, UsageError
 from harness.kernel import obtain as obtain_module
 from harness.lava import export, server
@@ -215,7 +215,7 @@ def test_the_token_goes_as_lavas_header_and_nowhere_else(
 def test_a_crash_is_saved_in_the_cache_for_its_owner_alone_and_redacted(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
         capsys: pytest.CaptureFixture[str]) -> None:
-    secrets.hold(TOKEN)
+    redaction.hold(TOKEN)
 
     def bug(args: object) -> int:
         raise RuntimeError(f"InvalidHeader: 'Token {TOKEN}\\n'")
@@ -223,7 +223,7 @@ def test_a_crash_is_saved_in_the_cache_for_its_owner_alone_and_redacted(
     monkeypatch.setattr(cli, "cmd_coverage", bug)  # parser() binds it when main() runs
     assert cli.main(["coverage"]) == 3
     err = capsys.readouterr().err
-    assert TOKEN not in err and secrets.MASK in err
+    assert TOKEN not in err and redaction.MASK in err
     crash = Path(err.split("traceback in ")[1].split(")")[0])
     assert crash.parent == tmp_path / "cache" / "logs"
     assert stat.S_IMODE(crash.stat().st_mode) == 0o600

@@ -12,7 +12,7 @@ ROOT = Path(harness.__file__).parent
 # Pipeline order; a module may import its own stage or an earlier one, never a later one.
 STAGES: tuple[tuple[str, ...], ...] = (
     ("harness", "harness.errors", "harness.progress", "harness.proc", "harness.arch",
-     "harness.elf", "harness.resources", "harness.cache", "harness.needs", "harness.secrets"),
+     "harness.elf", "harness.resources", "harness.cache", "harness.needs", "harness.redaction"),
     ("harness.kernel",),
     ("harness.guest",),
     ("harness.checks",),
