@@ -40,8 +40,9 @@ from harness.lava import verdicts
 from harness.options import KERNEL_OPTIONS, base_config, kernel_specs, split_arches
 from harness.progress import say
 from harness.reports import junit, reply
+from harness.reports.results import KernelReport, Stage
 from harness.reports.tested_by import facts_for_tested_by, render_tested_by
-from harness.reports.text import KernelReport, render
+from harness.reports.text import render
 from harness.series import Series
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERNAL = 0, 1, 2, 3
@@ -94,7 +95,7 @@ def _obtained(args: argparse.Namespace) -> tuple[list[Kernel], list[KernelReport
         try:
             kernels.append(obtain(spec))
         except BuildError as e:
-            failed.append(KernelReport(label=spec.label, error=f"build failed: {e}"))
+            failed.append(KernelReport(label=spec.label).fail(Stage.BUILD, e))
     return kernels, failed
 
 
@@ -180,9 +181,9 @@ def cmd_matrix(args: argparse.Namespace) -> int:
     print("\n" + matrix.table(cells), flush=True)
     if args.json:
         print(f"ltoboot: matrix as JSON: {args.json}")
-    if any(c.status in ("failed", "build failed", "boot failed") for c in cells):
+    if any(c.status in matrix.KERNEL_FAILED for c in cells):
         return EXIT_FAILED
-    return EXIT_USAGE if any(c.status == "error" for c in cells) else EXIT_OK
+    return EXIT_USAGE if any(c.status is matrix.CellStatus.ERROR for c in cells) else EXIT_OK
 
 
 def git_identity(key: str) -> str:

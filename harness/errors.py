@@ -9,6 +9,7 @@ console excerpt and the log path.
 
 from __future__ import annotations
 
+from enum import StrEnum
 from pathlib import Path
 
 
@@ -47,11 +48,25 @@ class BuildError(LtobootError):
         super().__init__(text)
 
 
-class KernelFailure(LtobootError):
-    """The guest kernel failed: `kind` is one of panic, oops, bug, cfi, warning, hang, exited."""
+class FailureKind(StrEnum):
+    """What the guest kernel did: the console's failure lines, and what the harness saw."""
 
-    def __init__(self, kind: str, summary: str, excerpt: str = "", log: Path | None = None) -> None:
-        self.kind = kind
+    PANIC = "panic"
+    OOPS = "oops"
+    BUG = "bug"
+    CFI = "cfi"
+    WARNING = "warning"
+    HANG = "hang"  # no answer in time
+    EXITED = "exited"  # QEMU ended, or a LAVA job stopped before the command
+    BROKEN = "broken"  # a command on a guest an earlier failure broke
+
+
+class KernelFailure(LtobootError):
+    """The guest kernel failed, as `kind` says (a FailureKind, or its name)."""
+
+    def __init__(self, kind: FailureKind | str, summary: str, excerpt: str = "",
+                 log: Path | None = None) -> None:
+        self.kind = FailureKind(kind)
         self.summary = summary
         self.excerpt = excerpt
         self.log = log

@@ -7,12 +7,21 @@ import itertools
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
+from enum import StrEnum
 
 from harness import pipeline
 from harness.errors import InfraError, UsageError
 from harness.kernel.model import BuildSpec
 from harness.progress import duration, say
-from harness.reports.text import KernelReport
+from harness.reports.results import KernelReport, Stage
+
+
+class CellStatus(StrEnum):
+    PASSED = "passed"
+    FAILED = "failed"  # a check failed
+    BUILD_FAILED = Stage.BUILD.value
+    BOOT_FAILED = Stage.BOOT.value
+    ERROR = "error"  # the cell could not run (the machine's or the input's fault)
 
 
 @dataclass
@@ -23,7 +32,7 @@ class Cell:
     lto: str
     release: str = ""
     compiler: str = ""
-    status: str = ""  # passed, failed, build failed, boot failed, error
+    status: CellStatus | None = None
     passed: int = 0
     failed: int = 0
     skipped: int = 0
@@ -46,7 +55,7 @@ def _fill(cell: Cell, rep: KernelReport) -> None:
         cell.build_seconds = rep.kernel.build_seconds
     cell.boot_seconds = rep.boot_seconds
     if rep.error:
-        cell.status = rep.error.split(":")[0]  # "build failed" / "boot failed"
+        cell.status = CellStatus(rep.failed_at or Stage.BUILD)
         cell.failures = [rep.error.splitlines()[0]]
         return
     cell.passed = sum(r.passed and not r.skipped for r in rep.results)
@@ -55,7 +64,7 @@ def _fill(cell: Cell, rep: KernelReport) -> None:
     cell.failures = [f"{r.name}: {r.summary}" for r in rep.results if not r.passed]
     cell.skips = [f"{r.name}: {r.summary.removeprefix('skipped: ')}" for r in rep.results
                   if r.skipped]
-    cell.status = "passed" if rep.passed else "failed"
+    cell.status = CellStatus.PASSED if rep.passed else CellStatus.FAILED
 
 
 def run(todo: list[Cell], accel: str, names: Sequence[str] | None,
@@ -71,7 +80,7 @@ def run(todo: list[Cell], accel: str, names: Sequence[str] | None,
         try:
             _fill(cell, pipeline.check_kernel(spec, accel, names))
         except (UsageError, InfraError) as e:
-            cell.status, cell.failures = "error", [str(e).splitlines()[0]]
+            cell.status, cell.failures = CellStatus.ERROR, [str(e).splitlines()[0]]
         cell.seconds = round(time.monotonic() - started, 1)
         done(cell)
     return todo
@@ -83,7 +92,7 @@ HEADER = ("kernel", "clang", "arch", "lto", "status", "pass", "fail", "skip", "b
 def row(c: Cell) -> tuple[str, ...]:
     kernel = c.release or c.kernel_src.rsplit("/", 1)[-1]
     clang = c.compiler.split("version ")[-1].split()[0] if c.compiler else c.llvm
-    return (kernel, clang, c.arch, c.lto, c.status, str(c.passed), str(c.failed),
+    return (kernel, clang, c.arch, c.lto, str(c.status or ""), str(c.passed), str(c.failed),
             str(c.skipped), duration(c.build_seconds) if c.build_seconds else "-",
             f"{c.boot_seconds:.1f}s" if c.boot_seconds else "-")
 
@@ -97,6 +106,9 @@ def table(done: list[Cell]) -> str:
     notes = [f"  {row(c)[0]} clang {row(c)[1]} {c.arch} {c.lto}: {why}"
              for c in done for why in [*c.failures, *(f"SKIP {s}" for s in c.skips)]]
     return "\n".join(lines + (["", "notes:", *notes] if notes else []))
+
+
+KERNEL_FAILED = (CellStatus.FAILED, CellStatus.BUILD_FAILED, CellStatus.BOOT_FAILED)
 
 
 def as_json(done: list[Cell]) -> list[dict[str, object]]:

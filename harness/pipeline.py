@@ -19,7 +19,7 @@ from harness.guest import boot
 from harness.guest.session import Guest
 from harness.kernel.model import BuildSpec, Kernel
 from harness.kernel.obtain import obtain
-from harness.reports.text import KernelReport
+from harness.reports.results import KernelReport, Stage
 
 
 def check_names(names: Sequence[str]) -> list[str] | None:
@@ -37,8 +37,7 @@ def check_kernel(spec: BuildSpec, accel: str, names: Sequence[str] | None,
     try:
         rep.kernel = obtain(spec)
     except BuildError as e:
-        rep.error = f"build failed: {e}"
-        return rep
+        return rep.fail(Stage.BUILD, e)
     return check_obtained(rep, spec, accel, names, initcalls)
 
 
@@ -80,7 +79,7 @@ def check_obtained(rep: KernelReport, spec: BuildSpec, accel: str,
         if initcalls:
             rep.results.append(compare_initcalls(spec, rep.kernel, guest, accel))
     except KernelFailure as e:
-        rep.error = f"boot failed: {e}"
+        rep.fail(Stage.BOOT, e)
     finally:
         if guest is not None:
             guest.close()

@@ -20,7 +20,7 @@ from harness.kernel.model import Kernel
 from harness.kernel.variants import build_variant
 from harness.lava import export, local, verdicts
 from harness.pytest_plugin.fixtures import Guests, Kernels
-from harness.reports.text import KernelReport
+from harness.reports.results import KernelReport
 
 pytestmark = [
     pytest.mark.boot,

@@ -16,7 +16,8 @@ from harness.checks import run_check, run_checks
 from harness.cli import main
 from harness.kernel.variants import build_variant
 from harness.pytest_plugin.fixtures import Guests, Kernels
-from harness.reports.text import KernelReport, render
+from harness.reports.results import KernelReport
+from harness.reports.text import render
 
 LINUX_6_12 = "/usr/src/linux-source-6.12.tar.xz"
 

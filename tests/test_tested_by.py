@@ -8,8 +8,8 @@ from harness.kernel.model import BuildSpec
 from harness.kernel.variants import build_variant
 from harness.pipeline import check_obtained
 from harness.pytest_plugin.fixtures import Kernels
+from harness.reports.results import KernelReport
 from harness.reports.tested_by import facts_for_tested_by, render_tested_by
-from harness.reports.text import KernelReport
 
 pytestmark = [pytest.mark.boot, pytest.mark.ltoboot_group()]
 

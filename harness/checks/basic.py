@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 
 from harness.checks.registry import CheckResult, check
-from harness.guest.session import Guest
+from harness.guest.protocol import GuestProtocol
 from harness.kernel import kconfig
 from harness.kernel.model import LTO_MODES, Kernel, lto_of_config, lto_title
 
@@ -51,25 +51,25 @@ def module_listed(proc_modules: str, name: str) -> bool:
 
 # -- checks ----------------------------------------------------------------------------------
 @check("proc_version", "/proc/version names the clang and LLD that built the kernel")
-def proc_version(guest: Guest, kernel: Kernel) -> CheckResult:
+def proc_version(guest: GuestProtocol, kernel: Kernel) -> CheckResult:
     out = guest.run("cat /proc/version").output.strip()
     ok, summary = evaluate_proc_version(out, kernel.llvm_major)
     return CheckResult("proc_version", ok, summary, out)
 
 
-def lto_config_as(guest: Guest, want: str) -> CheckResult:
+def lto_config_as(guest: GuestProtocol, want: str) -> CheckResult:
     r = guest.run("zcat /proc/config.gz | grep 'LTO[_=]'")
     ok, summary = evaluate_lto_config(r.output, want)
     return CheckResult("lto_config", ok, summary, r.output.strip())
 
 
 @check("lto_config", "/proc/config.gz has the LTO settings of the mode asked for")
-def lto_config(guest: Guest, kernel: Kernel) -> CheckResult:
+def lto_config(guest: GuestProtocol, kernel: Kernel) -> CheckResult:
     return lto_config_as(guest, kernel.lto)
 
 
 @check("test_module", "lib/test_module.ko loads (Hello, world), is listed, and unloads")
-def test_module(guest: Guest, kernel: Kernel) -> CheckResult:
+def test_module(guest: GuestProtocol, kernel: Kernel) -> CheckResult:
     name = "test_module"
     load = guest.run(f"modprobe {name}")
     if not load.ok:

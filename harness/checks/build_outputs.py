@@ -11,7 +11,7 @@ from pathlib import Path
 
 from harness.checks.registry import CheckResult, check, kernel_config
 from harness.errors import NotApplicable
-from harness.guest.session import Guest
+from harness.guest.protocol import GuestProtocol
 from harness.kernel.model import Kernel
 
 RODATA_FUNCTION = "lkdtm_rodata_do_nothing"
@@ -100,7 +100,7 @@ def objtool_warnings(build_log: Path | None) -> list[str]:
 
 @check("build_outputs", "objtool ran on vmlinux.o (with --mcount for ftrace), the ThinLTO "
        "import limit was passed, LKDTM's rodata function is in .rodata")
-def build_outputs(guest: Guest, kernel: Kernel) -> CheckResult:
+def build_outputs(guest: GuestProtocol, kernel: Kernel) -> CheckResult:
     command = vmlinux_o_command(kernel.build_dir) if kernel.build_dir is not None else None
     system_map = kernel.system_map.read_text(errors="replace") \
         if kernel.system_map is not None and kernel.system_map.is_file() else ""

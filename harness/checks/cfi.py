@@ -5,7 +5,7 @@ from __future__ import annotations
 from harness.checks.crash import TRIGGER, provoke
 from harness.checks.registry import CheckResult, check
 from harness.guest.console import CommandResult, without_time
-from harness.guest.session import Guest
+from harness.guest.protocol import GuestProtocol
 from harness.kernel.model import Kernel
 
 SURVIVED = "FAIL: survived mismatched prototype function call"
@@ -27,7 +27,7 @@ def evaluate_cfi(r: CommandResult) -> tuple[bool, str]:
 
 @check("cfi", "LKDTM CFI_FORWARD_PROTO is stopped by a CFI failure (on a throwaway guest)",
        companion="crash")
-def cfi(guest: Guest, kernel: Kernel) -> CheckResult:
+def cfi(guest: GuestProtocol, kernel: Kernel) -> CheckResult:
     r = provoke(guest, kernel, "CFI_FORWARD_PROTO")
     ok, summary = evaluate_cfi(r)
     return CheckResult("cfi", ok, summary, "\n".join(r.kernel_lines[-25:]))

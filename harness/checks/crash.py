@@ -7,7 +7,7 @@ from __future__ import annotations
 from harness.checks.registry import COMPANIONS, CheckResult, check, companion
 from harness.guest import boot
 from harness.guest.console import CommandResult, without_time
-from harness.guest.session import Guest
+from harness.guest.protocol import GuestProtocol
 from harness.kernel.model import Kernel
 
 TRIGGER = "/sys/kernel/debug/provoke-crash/DIRECT"
@@ -17,7 +17,7 @@ NX_FAULTS = ("kernel tried to execute NX-protected page",
              "Unable to handle kernel execute from non-executable memory")
 
 
-def provoke(guest: Guest, kernel: Kernel, test: str) -> CommandResult:
+def provoke(guest: GuestProtocol, kernel: Kernel, test: str) -> CommandResult:
     return companion(guest, kernel, "crash").run(f"echo {test} > {TRIGGER}",
                                                  allow_kernel_errors=True)
 
@@ -42,7 +42,7 @@ def evaluate_exec_rodata(r: CommandResult) -> tuple[bool, str]:
 
 @check("lkdtm_rodata", "LKDTM EXEC_RODATA: executing from .rodata faults (on a throwaway "
        "guest)", companion="crash")
-def lkdtm_rodata(guest: Guest, kernel: Kernel) -> CheckResult:
+def lkdtm_rodata(guest: GuestProtocol, kernel: Kernel) -> CheckResult:
     r = provoke(guest, kernel, "EXEC_RODATA")
     ok, summary = evaluate_exec_rodata(r)
     return CheckResult("lkdtm_rodata", ok, summary, "\n".join(r.kernel_lines[-25:]))

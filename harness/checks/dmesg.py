@@ -6,7 +6,7 @@ from __future__ import annotations
 import re
 
 from harness.checks.registry import CheckResult, check
-from harness.guest.session import Guest
+from harness.guest.protocol import GuestProtocol
 from harness.kernel.model import Kernel
 
 DMESG_PROBLEMS = re.compile(r"WARNING:|BUG:|Oops|Call Trace")
@@ -18,7 +18,7 @@ def dmesg_problems(dmesg: str) -> list[str]:
 
 @check("dmesg_clean", "the kernel log has no WARNING, BUG, Oops or Call Trace, after all "
        "other checks")
-def dmesg_clean(guest: Guest, kernel: Kernel) -> CheckResult:
+def dmesg_clean(guest: GuestProtocol, kernel: Kernel) -> CheckResult:
     # filtered in the guest: the whole log is 50 KB that the serial console need not carry
     bad = dmesg_problems(guest.run("dmesg | grep -E 'WARNING:|BUG:|Oops|Call Trace'").output)
     if bad:

@@ -9,7 +9,7 @@ from __future__ import annotations
 from harness.arch import get_arch
 from harness.checks.registry import CheckResult, check
 from harness.errors import NotApplicable
-from harness.guest.session import Guest
+from harness.guest.protocol import GuestProtocol
 from harness.kernel.model import Kernel
 
 BOOTING = "EFI stub: Booting Linux Kernel..."
@@ -24,7 +24,7 @@ def evaluate_efi_stub(console: str, sysfs_listing: str) -> tuple[bool, str]:
 
 
 @check("efi_stub", "booted by UEFI firmware through the EFI stub; /sys/firmware/efi present")
-def efi_stub(guest: Guest, kernel: Kernel) -> CheckResult:
+def efi_stub(guest: GuestProtocol, kernel: Kernel) -> CheckResult:
     if not guest.firmware:
         arch = get_arch(kernel.arch)
         raise NotApplicable(f"the guest was not booted through UEFI firmware ({arch.efi_firmware}"

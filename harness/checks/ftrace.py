@@ -12,7 +12,7 @@ import re
 
 from harness.checks.registry import CheckResult, check
 from harness.guest import modules
-from harness.guest.session import Guest
+from harness.guest.protocol import GuestProtocol
 from harness.kernel.model import Kernel
 
 TRACEFS = "/sys/kernel/tracing"
@@ -94,7 +94,7 @@ def evaluate_ftrace(output: str, with_module: bool = True) -> tuple[bool, str]:
 
 @check("ftrace", "dynamic ftrace has entries; the function tracer records a vmlinux and a "
        "module function (objtool mcount, patchable function entries)")
-def ftrace(guest: Guest, kernel: Kernel) -> CheckResult:
+def ftrace(guest: GuestProtocol, kernel: Kernel) -> CheckResult:
     with_module = kernel.build_dir is not None
     if with_module:
         modules.probe_modules(kernel)

@@ -9,7 +9,7 @@ from pathlib import Path
 from harness import cache
 from harness.checks import initcall_order
 from harness.errors import UsageError
-from harness.guest.session import Guest
+from harness.guest.protocol import GuestProtocol
 from harness.kernel.model import Kernel
 
 
@@ -19,7 +19,8 @@ class InitcallReport:
     directory: Path  # durations.txt, durations.svg, details.txt
 
 
-def compare_guests(lto: tuple[Kernel, Guest], ref: tuple[Kernel, Guest]) -> InitcallReport:
+def compare_guests(lto: tuple[Kernel, GuestProtocol],
+                   ref: tuple[Kernel, GuestProtocol]) -> InitcallReport:
     (k1, g1), (k2, g2) = lto, ref
     for k in (k1, k2):
         if k.system_map is None or not Path(k.system_map).is_file():

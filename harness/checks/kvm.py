@@ -9,7 +9,7 @@ import re
 
 from harness.checks.registry import CheckResult, check
 from harness.errors import NotApplicable
-from harness.guest.session import Guest
+from harness.guest.protocol import GuestProtocol
 from harness.kernel.model import Kernel
 
 STARTED = re.compile(r"CPU: All CPU\(s\) started at (EL\d)")
@@ -33,7 +33,7 @@ def evaluate_kvm_nvhe(dmesg: str, accel: str) -> tuple[bool, str]:
 
 @check("kvm_nvhe", "arm64: started at EL2, KVM's nVHE hyp code initialized "
        "(kvm-arm.mode=nvhe)")
-def kvm_nvhe(guest: Guest, kernel: Kernel) -> CheckResult:
+def kvm_nvhe(guest: GuestProtocol, kernel: Kernel) -> CheckResult:
     out = guest.run("dmesg | grep -E 'started at EL|kvm \\[|[Hh]yp|KVM'").output
     ok, summary = evaluate_kvm_nvhe(out, guest.accel)
     evidence = "\n".join(line for line in out.splitlines() if KVM_LINES.search(line))

@@ -10,7 +10,7 @@ from pathlib import Path
 from harness import elf
 from harness.checks.registry import CheckResult, check
 from harness.guest import modules
-from harness.guest.session import Guest
+from harness.guest.protocol import GuestProtocol
 from harness.kernel.model import Kernel
 
 LINUX_ELFNOTE_LTO_INFO = 0x101  # include/linux/elfnote-lto.h
@@ -30,7 +30,7 @@ def od_bytes(text: str) -> bytes:
 
 
 @check("lto_elf_note", "the Linux LTO note in /sys/kernel/notes agrees with the LTO mode")
-def lto_elf_note(guest: Guest, kernel: Kernel) -> CheckResult:
+def lto_elf_note(guest: GuestProtocol, kernel: Kernel) -> CheckResult:
     r = guest.run("od -An -v -tx1 /sys/kernel/notes")
     if not r.ok:
         return CheckResult("lto_elf_note", False, "cannot read /sys/kernel/notes", r.output)
@@ -76,7 +76,7 @@ def kprobe_cmd(symbol: str) -> str:
             "| tail -1")
 
 
-def kprobe(guest: Guest, symbol: str) -> int | None:
+def kprobe(guest: GuestProtocol, symbol: str) -> int | None:
     """Where a kprobe on `symbol` (registered by our probe module) lands, None if it fails."""
     got = re.search(r"at ([0-9a-f]+)$", guest.run(kprobe_cmd(symbol)).output.strip())
     return int(got.group(1), 16) if got else None
@@ -86,7 +86,7 @@ def kallsyms_cmd(symbol: str) -> str:
     return f"grep -F {shlex.quote(' ' + symbol)} /proc/kallsyms"
 
 
-def kallsyms_address(guest: Guest, symbol: str) -> int | None:
+def kallsyms_address(guest: GuestProtocol, symbol: str) -> int | None:
     out = guest.run(kallsyms_cmd(symbol)).output.split()
     return int(out[0], 16) if out and re.fullmatch(r"[0-9a-f]+", out[0]) else None
 
@@ -121,7 +121,7 @@ def llvm_symbols_plan(kernel: Kernel) -> list[str]:
 @check("llvm_symbols", "ThinLTO: kallsyms has .llvm.<hash> names, and a kprobe finds them by "
        "the name their kernel looks them up by (the C name before 6.11, the full one since)",
        plan=llvm_symbols_plan)
-def llvm_symbols(guest: Guest, kernel: Kernel) -> CheckResult:
+def llvm_symbols(guest: GuestProtocol, kernel: Kernel) -> CheckResult:
     name = "llvm_symbols"
     r = guest.run(COUNT_CMD)
     if not r.output.strip().isdigit():

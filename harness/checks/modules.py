@@ -9,7 +9,7 @@ from harness import elf
 from harness.checks.basic import module_listed
 from harness.checks.registry import CheckResult, check
 from harness.guest import modules
-from harness.guest.session import Guest
+from harness.guest.protocol import GuestProtocol
 from harness.kernel.model import Kernel
 
 SPLIT_SECTION = re.compile(r"^\.(data|rodata|bss)\..+")
@@ -27,7 +27,7 @@ def split_sections(names: list[str]) -> list[str]:
 
 
 @check("symvers_crcs", "Module.symvers of the kernel and of our modules has no zero CRC")
-def symvers_crcs(guest: Guest, kernel: Kernel) -> CheckResult:
+def symvers_crcs(guest: GuestProtocol, kernel: Kernel) -> CheckResult:
     if kernel.build_dir is None:
         return shipped_crcs(kernel)
     texts = {"vmlinux": Path(kernel.build_dir, "Module.symvers"),
@@ -65,7 +65,7 @@ def shipped_crcs(kernel: Kernel) -> CheckResult:
 
 @check("probe_modules", "our M= modules load, link to each other, show up, merge sections, "
        "unload")
-def probe_modules(guest: Guest, kernel: Kernel) -> CheckResult:
+def probe_modules(guest: GuestProtocol, kernel: Kernel) -> CheckResult:
     name, d = "probe_modules", modules.GUEST_DIR
     modules.probe_modules(kernel)
     problems = []
@@ -106,7 +106,7 @@ def probe_modules(guest: Guest, kernel: Kernel) -> CheckResult:
 
 
 @check("modversions", "a module with one altered __versions CRC is refused by the kernel")
-def modversions(guest: Guest, kernel: Kernel) -> CheckResult:
+def modversions(guest: GuestProtocol, kernel: Kernel) -> CheckResult:
     name, d = "modversions", modules.GUEST_DIR
     if kernel.build_dir is None:
         return shipped_modversions(guest, kernel)
@@ -133,7 +133,7 @@ def refused(loaded: bool, log: str, symbol: str, output: str) -> CheckResult:
     return CheckResult("modversions", True, f"refused: {disagrees}")
 
 
-def shipped_modversions(guest: Guest, kernel: Kernel) -> CheckResult:
+def shipped_modversions(guest: GuestProtocol, kernel: Kernel) -> CheckResult:
     bad = modules.shipped_badcrc(kernel)
     if bad is None:
         return CheckResult("modversions", False, f"no build directory and no {modules.SHIPPED} "

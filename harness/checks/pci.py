@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 
 from harness.checks.registry import CheckResult, check
-from harness.guest.session import Guest
+from harness.guest.protocol import GuestProtocol
 from harness.kernel.model import Kernel
 
 CALLING = re.compile(r"pci \S+: calling  (\S+)")
@@ -35,7 +35,7 @@ def evaluate_pci_fixups(dmesg: str, lto: str) -> tuple[bool, str]:
 
 
 @check("pci_fixups", "x86_64 q35: PCI fixups run, through the __UNIQUE_ID_ stubs LTO needs")
-def pci_fixups(guest: Guest, kernel: Kernel) -> CheckResult:
+def pci_fixups(guest: GuestProtocol, kernel: Kernel) -> CheckResult:
     out = guest.run("dmesg | grep -E 'pci .*calling  '").output
     ok, summary = evaluate_pci_fixups(out, kernel.lto)
     return CheckResult("pci_fixups", ok, summary, "\n".join(out.splitlines()[:40]))

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 from harness import needs
 from harness.errors import InfraError, KernelFailure, LtobootError, NotApplicable
-from harness.guest.session import Guest
+from harness.guest.protocol import GuestProtocol
 from harness.kernel import kconfig
 from harness.kernel.model import Kernel
 
@@ -30,7 +30,7 @@ class CheckResult:
 class Check:
     name: str
     description: str
-    run: Callable[[Guest, Kernel], CheckResult]
+    run: Callable[[GuestProtocol, Kernel], CheckResult]
     companion: str = ""  # the kind of extra guest it runs on (COMPANIONS), if any
     # the commands it types, for a check whose later commands depend on what the guest
     # printed (harness/lava/plan.py records the others by running them)
@@ -39,10 +39,10 @@ class Check:
 
 CHECKS: dict[str, Check] = {}
 # How to start each kind of companion guest, without waiting for it: (main guest, kernel)
-COMPANIONS: dict[str, Callable[[Guest, Kernel], Guest]] = {}
+COMPANIONS: dict[str, Callable[[GuestProtocol, Kernel], GuestProtocol]] = {}
 
 
-CheckFn = Callable[[Guest, Kernel], CheckResult]
+CheckFn = Callable[[GuestProtocol, Kernel], CheckResult]
 
 
 def check(name: str, description: str, companion: str = "",
@@ -55,7 +55,7 @@ def check(name: str, description: str, companion: str = "",
     return register
 
 
-def companion(guest: Guest, kernel: Kernel, kind: str) -> Guest:
+def companion(guest: GuestProtocol, kernel: Kernel, kind: str) -> GuestProtocol:
     """The ready companion guest of this kind; a new one if there is none yet or the last
     crash broke it."""
     other = guest.companions.get(kind)
@@ -66,7 +66,7 @@ def companion(guest: Guest, kernel: Kernel, kind: str) -> Guest:
     return other.ready()
 
 
-def start_companions(guest: Guest, kernel: Kernel, names: Iterable[str]) -> None:
+def start_companions(guest: GuestProtocol, kernel: Kernel, names: Iterable[str]) -> None:
     """Start the companions the checks `names` will run on, so that they boot while the main
     guest serves the other checks (the machine has a core to spare for them)."""
     kinds = {CHECKS[n].companion for n in names if CHECKS[n].companion and why_skip(n, kernel)
@@ -94,7 +94,7 @@ def why_skip(name: str, kernel: Kernel) -> str | None:
                        kernel.build_dir is not None, kernel.arch, kernel.lto)
 
 
-def run_check(name: str, guest: Guest, kernel: Kernel) -> CheckResult:
+def run_check(name: str, guest: GuestProtocol, kernel: Kernel) -> CheckResult:
     """Run one check; a kernel failure during it is that check's failure (and breaks the guest).
     A check the kernel lacks what for is SKIP, with the reason, and is not run."""
     reason = why_skip(name, kernel)
@@ -115,7 +115,7 @@ def run_check(name: str, guest: Guest, kernel: Kernel) -> CheckResult:
                            f"{type(e).__name__}: {e}", "".join(traceback.format_exception(e)))
 
 
-def run_checks(guest: Guest, kernel: Kernel, names: Iterable[str] | None = None
+def run_checks(guest: GuestProtocol, kernel: Kernel, names: Iterable[str] | None = None
                ) -> list[CheckResult]:
     todo = list(names or CHECKS)
     start_companions(guest, kernel, todo)

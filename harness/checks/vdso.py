@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from harness.checks.registry import CheckResult, check
 from harness.guest import modules, tools
-from harness.guest.session import Guest
+from harness.guest.protocol import GuestProtocol
 from harness.kernel.model import Kernel
 
 # What each arch's vDSO exports (arch/*/vdso.lds.S version scripts): a vDSO missing one of
@@ -42,7 +42,7 @@ def evaluate_vdso(output: str, arch: str, status: int) -> tuple[bool, str]:
 
 @check("vdso", "the vDSO exports its functions and its clock_gettime agrees with the system "
        "call (a static program, through AT_SYSINFO_EHDR)")
-def vdso(guest: Guest, kernel: Kernel) -> CheckResult:
+def vdso(guest: GuestProtocol, kernel: Kernel) -> CheckResult:
     r = guest.run(f"{modules.GUEST_DIR}/{tools.VDSO}")
     ok, summary = evaluate_vdso(r.output, kernel.arch, r.status)
     return CheckResult("vdso", ok, summary, r.output.strip())

@@ -15,6 +15,7 @@ from harness.arch import get_arch
 from harness.errors import KernelFailure, LtobootError
 from harness.guest import accel, modules, qemu, tools
 from harness.guest.initramfs import build_initramfs
+from harness.guest.protocol import GuestProtocol
 from harness.guest.session import Guest
 from harness.kernel import toolchain
 from harness.kernel.model import Kernel
@@ -48,7 +49,7 @@ def start(kernel: Kernel, accel_name: str, *, initrd: Path | None, extra_cmdline
     return guest.ready() if wait else guest
 
 
-def companion(main: Guest, kernel: Kernel, kind: str, *, firmware: str = "") -> Guest:
+def companion(main: GuestProtocol, kernel: Kernel, kind: str, *, firmware: str = "") -> Guest:
     """Start, without waiting, another guest of `main`'s kernel and accelerator that serves
     some of its checks (one they may crash); closed with main. QEMU loads its kernel itself
     unless `firmware` is given."""

@@ -11,19 +11,21 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
+from harness.errors import FailureKind
+
 READY_RE = r"LTOBOOT-READY (\S+)"
 _TS = r"(?:\[ *\d+\.\d+\] )?"
 
 # (kind, regex) in priority order. Anchored at a line start (after an optional printk time),
 # so a tagged command output line such as dmesg's "|[ 1.2] WARNING: ..." never matches.
-FAILURES: tuple[tuple[str, str], ...] = (
-    ("cfi", rf"(?m)^{_TS}CFI failure at [^\r\n]*"),
-    ("panic", rf"(?m)^{_TS}Kernel panic - not syncing[^\r\n]*"),
-    ("bug", rf"(?m)^{_TS}(?:kernel )?BUG: [^\r\n]*"),
-    ("oops", rf"(?m)^{_TS}(?:Internal error: )?Oops[: ][^\r\n]*"),
-    ("warning", rf"(?m)^{_TS}WARNING: CPU: \d+ PID: \d+ at [^\r\n]*"),
+FAILURES: tuple[tuple[FailureKind, str], ...] = (
+    (FailureKind.CFI, rf"(?m)^{_TS}CFI failure at [^\r\n]*"),
+    (FailureKind.PANIC, rf"(?m)^{_TS}Kernel panic - not syncing[^\r\n]*"),
+    (FailureKind.BUG, rf"(?m)^{_TS}(?:kernel )?BUG: [^\r\n]*"),
+    (FailureKind.OOPS, rf"(?m)^{_TS}(?:Internal error: )?Oops[: ][^\r\n]*"),
+    (FailureKind.WARNING, rf"(?m)^{_TS}WARNING: CPU: \d+ PID: \d+ at [^\r\n]*"),
 )
-FATAL = ("cfi", "panic", "bug", "oops")
+FATAL = (FailureKind.CFI, FailureKind.PANIC, FailureKind.BUG, FailureKind.OOPS)
 FAILURE_RES = {kind: re.compile(rx) for kind, rx in FAILURES}
 
 

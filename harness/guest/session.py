@@ -13,9 +13,10 @@ from typing import Any
 
 import pexpect
 
-from harness.errors import KernelFailure
+from harness.errors import FailureKind, KernelFailure
 from harness.guest import console
 from harness.guest.console import CommandResult
+from harness.guest.protocol import GuestProtocol
 from harness.proc import die_with_parent
 
 _LIVE: set[Guest] = set()
@@ -51,7 +52,7 @@ class Guest:
         self.broken: KernelFailure | None = None
         self.warnings: list[str] = []
         # guests that serve this one's checks (one that LKDTM may crash), closed with it
-        self.companions: dict[str, Guest] = {}
+        self.companions: dict[str, GuestProtocol] = {}
         log.parent.mkdir(parents=True, exist_ok=True)
         self._logf = log.open("w", encoding="utf-8", errors="replace")
         self._logf.write(f"# {shlex.join(argv)}\n")
@@ -140,7 +141,7 @@ class Guest:
         tag = secrets.token_hex(6)
         limit = timeout * self.timeout_scale
         self.child.sendline(console.command_line(cmd, tag))
-        panic = console.FAILURE_RES["panic"]
+        panic = console.FAILURE_RES[FailureKind.PANIC]
         raw, status = "", 0
         for marker in (console.begin_re(tag), console.end_re(tag)):
             i = self.child.expect([re.compile(marker), panic, pexpect.EOF, pexpect.TIMEOUT],

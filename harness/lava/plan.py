@@ -14,23 +14,27 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import os
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from harness.checks import registry
 from harness.errors import KernelFailure
 from harness.guest.console import CommandResult, command_line
+from harness.guest.protocol import GuestProtocol
 from harness.kernel.model import Kernel
 
 
 class Recorder:
     """A guest that runs nothing: it records what a check asks for."""
 
-    def __init__(self, *, accel: str, firmware: str) -> None:
-        self.accel, self.firmware = accel, firmware
+    def __init__(self, *, accel: str, firmware: str, label: str = "recorder") -> None:
+        self.accel, self.firmware, self.label = accel, firmware, label
+        self.log = Path(os.devnull)  # it prints nothing
         self.broken: KernelFailure | None = None
         self.commands: list[str] = []
-        self.companions: dict[str, Recorder] = {}
+        self.companions: dict[str, GuestProtocol] = {}
 
     def run(self, cmd: str, timeout: float = 10.0, *, allow_kernel_errors: bool = False
             ) -> CommandResult:
@@ -108,11 +112,12 @@ def recorded(name: str, kernel: Kernel, firmware: str) -> tuple[list[str], str]:
     main = Recorder(accel="tcg", firmware=firmware)
     where = main
     if check.companion:
-        where = main.companions[check.companion] = Recorder(accel="tcg", firmware="")
+        where = Recorder(accel="tcg", firmware="", label=check.companion)
+        main.companions[check.companion] = where
     # what it recorded until it stopped (NotApplicable, or an answer it could not read) is
     # all it types on such a kernel
     with contextlib.suppress(Exception):
-        check.run(main, kernel)  # type: ignore[arg-type]  # a Recorder stands in for a Guest
+        check.run(main, kernel)
     return where.commands, check.companion
 
 

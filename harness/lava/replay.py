@@ -15,6 +15,7 @@ from pathlib import Path
 from harness.errors import InfraError, KernelFailure
 from harness.guest import console
 from harness.guest.console import CommandResult
+from harness.guest.protocol import GuestProtocol
 from harness.guest.session import log_tail
 from harness.lava.plan import CheckPlan, Command
 
@@ -52,7 +53,7 @@ class ReplayGuest:
         self.text, self.log, self.label = text, log, label
         self.accel, self.firmware, self.complete = accel, firmware, complete
         self.broken: KernelFailure | None = None
-        self.companions: dict[str, ReplayGuest] = {}
+        self.companions: dict[str, GuestProtocol] = {}
         self._answers = answers(text, [c for p in plans for c in p.commands])
         self._next = 0
 

@@ -12,13 +12,11 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import cast
 
 from harness.arch import get_arch
 from harness.checks import registry
 from harness.errors import InfraError, UsageError
 from harness.guest import console
-from harness.guest.session import Guest
 from harness.kernel import image
 from harness.kernel.model import Kernel
 from harness.lava import log as lavalog
@@ -26,7 +24,7 @@ from harness.lava import plan
 from harness.lava.export import Job
 from harness.lava.replay import ReplayGuest
 from harness.lava.replay import answers as replay_answers
-from harness.reports.text import KernelReport
+from harness.reports.results import KernelReport, Stage
 
 
 def _fatal(text: str) -> tuple[str, str] | None:
@@ -93,8 +91,8 @@ def kernel_report(kernel: Kernel, jobs: Sequence[Job], logs: Mapping[Job, Path],
         if fatal is None:
             raise InfraError(f"LAVA job {main.label} did not reach our shell: {mlog.error}; "
                              f"log: {logs[main]}")
-        rep.error = f"boot failed: {fatal[0]}: {console.without_time(fatal[1])} " \
-            f"(LAVA log: {logs[main]})"
+        rep.fail(Stage.BOOT, f"{fatal[0]}: {console.without_time(fatal[1])} "
+                 f"(LAVA log: {logs[main]})")
         return rep
     rep.boot_seconds = mlog.seconds_to("LTOBOOT-READY")
     booted_is_exported(kernel, main, text, logs[main])
@@ -104,5 +102,5 @@ def kernel_report(kernel: Kernel, jobs: Sequence[Job], logs: Mapping[Job, Path],
         if name in crash:
             guest.companions[registry.CHECKS[name].companion] = replay(
                 crash[name], parsed[crash[name]], logs[crash[name]])
-        rep.results.append(registry.run_check(name, cast(Guest, guest), kernel))
+        rep.results.append(registry.run_check(name, guest, kernel))
     return rep

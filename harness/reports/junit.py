@@ -9,7 +9,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from harness import cache
-from harness.reports.text import KernelReport
+from harness.reports.results import KernelReport
 
 
 def document(reports: Sequence[KernelReport], suite: str = "ltoboot") -> str:

@@ -5,7 +5,8 @@ from __future__ import annotations
 
 from harness.checks import LTO_GREP
 from harness.kernel.model import lto_title
-from harness.reports.text import KernelReport, config_lines
+from harness.reports.results import KernelReport
+from harness.reports.text import config_lines
 
 
 def facts_for_tested_by(reports: list[KernelReport], name: str, email: str) -> dict[str, object]:

@@ -2,30 +2,10 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-
-from harness.checks import LTO_GREP, CheckResult
+from harness.checks import LTO_GREP
 from harness.kernel.model import Kernel, lto_title
 from harness.progress import duration
-
-
-@dataclass
-class KernelReport:
-    label: str
-    kernel: Kernel | None = None
-    accel: str = ""
-    accel_reason: str = ""
-    boot_seconds: float | None = None
-    console_log: str = ""
-    results: list[CheckResult] = field(default_factory=list)
-    error: str = ""  # build or boot failure: no checks ran
-
-    @property
-    def passed(self) -> bool:
-        return not self.error and bool(self.results) and all(r.passed for r in self.results)
-
-    def evidence(self, check: str) -> str:
-        return next((r.evidence for r in self.results if r.name == check), "")
+from harness.reports.results import KernelReport
 
 
 def config_lines(k: Kernel) -> list[str]:

@@ -39,7 +39,7 @@ def test_a_failed_series_run_writes_no_reply_and_no_trailer(
     failed check means no Tested-by, no reply file, exit 1."""
     from harness import pipeline, series
     from harness.checks import CheckResult
-    from harness.reports.text import KernelReport
+    from harness.reports.results import KernelReport
 
     monkeypatch.setenv("LTOBOOT_CACHE", str(tmp_path / "cache"))
     mail = series.Mail("[PATCH 1/1] x: y", "A <a@e.org>", "", "", "", "<1@e.org>", "",

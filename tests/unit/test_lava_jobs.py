@@ -20,13 +20,12 @@ from harness.checks import CHECKS, CheckResult, registry
 from harness.checks import lto as lto_check
 from harness.errors import InfraError, KernelFailure
 from harness.guest import modules
-from harness.guest.session import Guest
 from harness.kernel.model import Kernel
 from harness.lava import export, job, plan, verdicts
 from harness.lava import log as lavalog
 from harness.lava.replay import ReplayGuest, answers
 from harness.reports import junit
-from harness.reports.text import KernelReport
+from harness.reports.results import KernelReport
 
 CFI_CMD = "echo CFI_FORWARD_PROTO > /sys/kernel/debug/provoke-crash/DIRECT"
 
@@ -115,7 +114,7 @@ def replayed(kernel: Kernel, name: str, outputs: dict[str, str]) -> CheckResult:
     text = run_steps(fake)
     guest = ReplayGuest(text, [p], log=Path("/dev/null"), label="t", accel="tcg", firmware="",
                         complete=True)
-    return registry.CHECKS[name].run(cast(Guest, guest), kernel)
+    return registry.CHECKS[name].run(guest, kernel)
 
 
 def _q(s: str) -> str:
@@ -154,7 +153,7 @@ def test_recorded_cfi_job_is_judged_by_the_cfi_check(recorded: Path, tmp_path: P
                         complete=True)
     main = ReplayGuest("", [], log=path, label="main", accel="tcg", firmware="", complete=True)
     main.companions["crash"] = crash
-    r = CHECKS["cfi"].run(cast(Guest, main), fake_kernel(tmp_path))
+    r = CHECKS["cfi"].run(main, fake_kernel(tmp_path))
     assert r.passed, r.summary
     assert r.summary.startswith("CFI failure at lkdtm_indirect_call"), r.summary
 

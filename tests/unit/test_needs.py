@@ -48,10 +48,11 @@ def test_skip_reasons() -> None:
 
 def test_matrix_table_counts_and_notes() -> None:
     ok = matrix.Cell("/usr/src/linux-source-6.12.tar.xz", "14", "x86_64", "thin",
-                     release="6.12.117", compiler=CLANG14, status="passed", passed=9,
+                     release="6.12.117", compiler=CLANG14, status=matrix.CellStatus.PASSED,
+                     passed=9,
                      skipped=1, build_seconds=190.0, boot_seconds=1.3,
                      skips=[f"cfi: kCFI needs clang >= 16; built with {CLANG14}"])
-    bad = matrix.Cell("/x.tar.xz", "15", "arm64", "full", status="error",
+    bad = matrix.Cell("/x.tar.xz", "15", "arm64", "full", status=matrix.CellStatus.ERROR,
                       failures=["missing clang-15: run ./setup.sh or apt-get install clang-15"])
     text = matrix.table([ok, bad])
     assert text.splitlines()[2].split() == ["6.12.117", "14.0.6", "x86_64", "thin", "passed",

@@ -4,8 +4,9 @@ from pathlib import Path
 
 from harness.checks import CheckResult
 from harness.kernel.model import Kernel
+from harness.reports.results import KernelReport
 from harness.reports.tested_by import facts_for_tested_by, render_tested_by
-from harness.reports.text import KernelReport, render
+from harness.reports.text import render
 
 VERSION = ("Linux version 6.1.192 (ltoboot@ltoboot) (Debian clang version 19.1.7 (3~deb12u1), "
            "Debian LLD 19.1.7) #1 SMP Mon Nov 23 20:12:23 UTC 2026")
