@@ -10,12 +10,11 @@ records srctree as "..".
 from __future__ import annotations
 
 import dataclasses
-import inspect
 import os
 import shutil
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
+from enum import StrEnum
 from pathlib import Path
 
 from harness import cache, proc
@@ -39,150 +38,196 @@ def replace_in_copy(path: Path, old: str, new: str, count: int = -1) -> None:
     os.replace(tmp, path)
 
 
-def reverse_initcalls(tree: Path) -> None:
-    replace_in_copy(tree / "scripts/generate_initcall_order.pl",
-             "sort { $a <=> $b } keys(%{$initcalls})", "sort { $b <=> $a } keys(%{$initcalls})")
+@dataclass(frozen=True)
+class Edit:
+    """One change to a file of the tree: `old` replaced by `new` (`count` times, -1: all), or,
+    with `old` empty, `new` appended."""
+
+    path: str  # relative to the tree's top
+    old: str
+    new: str
+    count: int = -1
+
+    def apply(self, tree: Path) -> None:
+        f = tree / self.path
+        if self.old:
+            replace_in_copy(f, self.old, self.new, self.count)
+        else:
+            replace_in_copy(f, f.read_text(), f.read_text() + self.new)
 
 
-def unmerged_module_sections(tree: Path) -> None:
-    replace_in_copy(tree / "scripts/module.lds.S", "#ifdef CONFIG_LTO_CLANG", "#if 0 /* ltoboot */")
+class Shown(StrEnum):
+    """How the breakage shows: a check that fails, or the build or the boot that does."""
+
+    CHECK = "check"  # the check fails, its summary saying `says`
+    BUILD = "build"  # the kernel does not build; the build log says `says`
+    BOOT = "boot"  # the guest never reaches its shell; the console says `says`
 
 
-def crcs_lost(tree: Path) -> None:
-    # genksyms still records "#SYMVER <name> <crc>" in each object's .cmd file, modpost no
-    # longer finds them: every export gets CRC 0, the failure "kbuild: lto: fix module
-    # versioning" fixed when LTO objects were bitcode that the CRC step could not read
-    replace_in_copy(tree / "scripts/mod/modpost.c", 'strstr(p, "\\n#SYMVER ")',
-                    'strstr(p, "\\n#SYMVER-lost ")')
-
-
-def versions_unchecked(tree: Path) -> None:
-    replace_in_copy(tree / "kernel/module/version.c", "\t\tgoto bad_version;",
-                    "\t\treturn 1; /* ltoboot: CRC mismatch ignored */")
-
-
-def kallsyms_unstripped(tree: Path) -> None:
-    # kallsyms no longer drops ".llvm.<hash>" before comparing: a static function promoted by
-    # ThinLTO cannot be found by its C name (kprobes on it fail), as before "kallsyms: strip
-    # ThinLTO hashes from static functions"
-    replace_in_copy(tree / "kernel/kallsyms.c", 'res = strstr(s, ".llvm.");',
-                    'res = NULL; /* ltoboot */')
-
-
-def kallsyms_inexact(tree: Path) -> None:
-    # Linux >= 6.11 looks names up exactly; this one compares each name with its .llvm.<hash>
-    # cut off, as a botched backport of the old stripping would: the full name of a promoted
-    # static function is then never found (kprobes on it fail)
-    replace_in_copy(tree / "kernel/kallsyms.c",
-                    "\t\tkallsyms_expand_symbol(off, namebuf, ARRAY_SIZE(namebuf));\n"
-                    "\t\tret = strcmp(name, namebuf);",
-                    "\t\tkallsyms_expand_symbol(off, namebuf, ARRAY_SIZE(namebuf));\n"
-                    "\t\tif (strstr(namebuf, \".llvm.\")) /* ltoboot */\n"
-                    "\t\t\t*strstr(namebuf, \".llvm.\") = 0;\n"
-                    "\t\tret = strcmp(name, namebuf);", count=1)
-
-
-def vdso_lto(tree: Path) -> None:
-    # the vDSO compiled with the kernel's LTO flags again: the series' 23/28 (arm64) and 26/28
-    # (x86_64) take them out
-    x86 = tree / "arch/x86/entry/vdso/Makefile"
-    replace_in_copy(x86, "KBUILD_CFLAGS := $(filter-out $(CC_FLAGS_LTO) ",
-                    "KBUILD_CFLAGS := $(filter-out ", count=1)
-    replace_in_copy(tree / "arch/arm64/kernel/vdso/Makefile",
-                    "\t\t\t\t$(CC_FLAGS_LTO) $(CC_FLAGS_CFI) \\\n",
-                    "\t\t\t\t$(CC_FLAGS_CFI) \\\n")
-
-
-def mcount_unrecorded(tree: Path) -> None:
-    # objtool runs on vmlinux.o (and LTO'd modules) without --mcount: no __mcount_loc, so
-    # dynamic ftrace finds no call sites on x86_64, where clang has no -mrecord-mcount
-    replace_in_copy(tree / "scripts/Makefile.lib",
-                    "objtool-args-$(CONFIG_FTRACE_MCOUNT_USE_OBJTOOL)\t+= --mcount\n", "")
-
-
-def notrace_ignored(tree: Path) -> None:
-    # arm64's sched_clock.c compiled without -DCC_USING_PATCHABLE_FUNCTION_ENTRY: notrace falls
-    # back to no_instrument_function, which -fpatchable-function-entry ignores, so the notrace
-    # sched_clock becomes traceable. Before "arm64: export CC_USING_PATCHABLE_FUNCTION_ENTRY"
-    # every file lacked it; one file shows the same and rebuilds in seconds, not the tree.
-    path = tree / "kernel/time/Makefile"
-    replace_in_copy(path, path.read_text(), path.read_text()
-                    + "CFLAGS_REMOVE_sched_clock.o += -DCC_USING_PATCHABLE_FUNCTION_ENTRY\n")
-
-
-def rodata_executable(tree: Path) -> None:
-    # LKDTM's rodata.o is copied without moving its function into .rodata: it stays
-    # executable, as when LTO turned rodata.o into bitcode that objcopy could not rework
-    replace_in_copy(tree / "drivers/misc/lkdtm/Makefile",
-                    "--rename-section .noinstr.text=.rodata,alloc,readonly,load,contents",
-                    "--strip-debug")
-
-
-def hyp_sections_narrowed(tree: Path) -> None:
-    # the nVHE hyp sections take NAME only, not LTO's per-function NAME.* sections: those
-    # land in the kernel's own .text, outside what EL2 maps
-    replace_in_copy(tree / "arch/arm64/include/asm/hyp_image.h", "*(NAME NAME##.*)",
-                    "*(NAME)")
-
-
-def efi_stub_lto(tree: Path) -> None:
-    # the EFI stub compiled with LTO flags again, undoing "efi/libstub: disable LTO"
-    replace_in_copy(tree / "drivers/firmware/efi/libstub/Makefile",
-                    "KBUILD_CFLAGS := $(filter-out $(CC_FLAGS_LTO), $(KBUILD_CFLAGS))\n", "")
-
-
-def pci_fixups_unstubbed(tree: Path) -> None:
-    # PCI fixup entries name the static hooks from inline asm even under LTO, as before "PCI:
-    # Fix PREL32 relocations for LTO" (LTO may rename or drop what only the asm names)
-    replace_in_copy(tree / "include/linux/pci.h",
-                    "#ifdef CONFIG_LTO_CLANG\n#define __DECLARE_PCI_FIXUP_SECTION",
-                    "#if 0 /* ltoboot */\n#define __DECLARE_PCI_FIXUP_SECTION")
-
-
-def import_limit_dropped(tree: Path) -> None:
-    # ThinLTO imports (inlines across files) without the kernel's limit: "kbuild: lto: limit
-    # inlining" undone; the kernel still works, only bigger, so the build outputs tell
-    replace_in_copy(tree / "Makefile", "KBUILD_LDFLAGS += -mllvm -import-instr-limit=5\n", "")
+@dataclass(frozen=True)
+class Caught:
+    check: str  # the check that catches it (for BUILD and BOOT: the check guarding the fix)
+    says: str  # what its failure says (a part of the summary, log or console)
+    arches: tuple[str, ...] = ()  # where it is shown; empty: on the primary arch
+    shown: Shown = Shown.CHECK
 
 
 @dataclass(frozen=True)
 class Variant:
     name: str
     breaks: str  # what it breaks, for the reader
-    patch: Callable[[Path], None] | None = None
+    why: str = ""  # how, and what upstream fix it undoes
+    edits: tuple[Edit, ...] = ()
     config: dict[str, str] = field(default_factory=dict)
+    caught_by: tuple[Caught, ...] = ()
+    patches: tuple[int, ...] = ()  # the patches of the LTO series (coverage.py) it breaks
+    # shown failing by a test of its own (a comparison, several checks, another kernel),
+    # rather than by the generated one that runs each `caught_by` check
+    own_test: str = ""
+
+    def key(self) -> dict[str, object]:
+        """What the variant is, for its cache key: the edits and the config, as data."""
+        return {"edits": [dataclasses.asdict(e) for e in self.edits], "config": self.config}
 
 
 VARIANTS: dict[str, Variant] = {v.name: v for v in (
     Variant("initcalls-reversed", "generate_initcall_order.pl emits each object's initcalls "
-            "in reverse", patch=reverse_initcalls),
+            "in reverse",
+            edits=(Edit("scripts/generate_initcall_order.pl",
+                        "sort { $a <=> $b } keys(%{$initcalls})",
+                        "sort { $b <=> $a } keys(%{$initcalls})"),),
+            caught_by=(Caught("initcall_order", "differs"),), patches=(15,),
+            own_test="tests/test_lto_depth.py::test_reversed_initcall_order_is_caught"),
     Variant("modules-unmerged", "module.lds.S no longer merges LTO's split sections",
-            patch=unmerged_module_sections),
+            edits=(Edit("scripts/module.lds.S", "#ifdef CONFIG_LTO_CLANG",
+                        "#if 0 /* ltoboot */"),),
+            caught_by=(Caught("probe_modules", "split sections not merged"),), patches=(13,)),
     Variant("crcs-lost", "modpost no longer reads the CRCs genksyms recorded: all are zero",
-            patch=crcs_lost),
+            "genksyms still records \"#SYMVER <name> <crc>\" in each object's .cmd file, "
+            "modpost no longer finds them: every export gets CRC 0, the failure \"kbuild: "
+            "lto: fix module versioning\" fixed when LTO objects were bitcode that the CRC "
+            "step could not read",
+            edits=(Edit("scripts/mod/modpost.c", 'strstr(p, "\\n#SYMVER ")',
+                        'strstr(p, "\\n#SYMVER-lost ")'),),
+            caught_by=(Caught("symvers_crcs", "CRCs are zero"),
+                       Caught("modversions", "lost its CRCs")), patches=(10,),
+            own_test="tests/test_lto_depth.py::test_lost_crcs_are_caught"),
     Variant("versions-unchecked", "the module loader ignores a CRC mismatch",
-            patch=versions_unchecked),
+            edits=(Edit("kernel/module/version.c", "\t\tgoto bad_version;",
+                        "\t\treturn 1; /* ltoboot: CRC mismatch ignored */"),),
+            caught_by=(Caught("modversions", "the module with a wrong CRC for "
+                              "ltoboot_probe_value was loaded"),), patches=(10,),
+            own_test="tests/test_lto_depth.py::test_ignored_crc_mismatch_is_caught"),
     Variant("kallsyms-unstripped", "kallsyms keeps .llvm.<hash> suffixes when looking up "
-            "names (Linux < 6.11, which strips them)", patch=kallsyms_unstripped),
+            "names (Linux < 6.11, which strips them)",
+            "a static function promoted by ThinLTO cannot be found by its C name (kprobes on "
+            "it fail), as before \"kallsyms: strip ThinLTO hashes from static functions\"",
+            edits=(Edit("kernel/kallsyms.c", 'res = strstr(s, ".llvm.");',
+                        "res = NULL; /* ltoboot */"),),
+            caught_by=(Caught("llvm_symbols", "none could be found by its plain name"),)),
     Variant("kallsyms-inexact", "kallsyms compares names without their .llvm.<hash> (Linux "
-            ">= 6.11, which matches exactly)", patch=kallsyms_inexact),
+            ">= 6.11, which matches exactly)",
+            "as a botched backport of the old stripping would: the full name of a promoted "
+            "static function is then never found (kprobes on it fail)",
+            edits=(Edit("kernel/kallsyms.c",
+                        "\t\tkallsyms_expand_symbol(off, namebuf, ARRAY_SIZE(namebuf));\n"
+                        "\t\tret = strcmp(name, namebuf);",
+                        "\t\tkallsyms_expand_symbol(off, namebuf, ARRAY_SIZE(namebuf));\n"
+                        "\t\tif (strstr(namebuf, \".llvm.\")) /* ltoboot */\n"
+                        "\t\t\t*strstr(namebuf, \".llvm.\") = 0;\n"
+                        "\t\tret = strcmp(name, namebuf);", count=1),),
+            caught_by=(Caught("llvm_symbols", "none could be found by its full name"),),
+            own_test="tests/test_support_matrix.py::"
+            "test_6_12_kallsyms_that_is_not_exact_fails_llvm_symbols"),
     Variant("mcount-unrecorded", "objtool no longer records mcount call sites (no --mcount)",
-            patch=mcount_unrecorded),
+            "objtool runs on vmlinux.o (and LTO'd modules) without --mcount: no __mcount_loc, "
+            "so dynamic ftrace finds no call sites on x86_64, where clang has no "
+            "-mrecord-mcount",
+            edits=(Edit("scripts/Makefile.lib",
+                        "objtool-args-$(CONFIG_FTRACE_MCOUNT_USE_OBJTOOL)\t+= --mcount\n", ""),),
+            caught_by=(Caught("ftrace", "No functions to be traced", ("x86_64",)),
+                       Caught("build_outputs", "objtool on vmlinux.o without --mcount",
+                              ("x86_64",))),
+            patches=(5, 7, 8, 11)),
     Variant("notrace-ignored", "arm64's notrace no longer keeps sched_clock out of ftrace",
-            patch=notrace_ignored),
+            "sched_clock.c compiled without -DCC_USING_PATCHABLE_FUNCTION_ENTRY: notrace falls "
+            "back to no_instrument_function, which -fpatchable-function-entry ignores. Before "
+            "\"arm64: export CC_USING_PATCHABLE_FUNCTION_ENTRY\" every file lacked it; one "
+            "file shows the same and rebuilds in seconds, not the tree",
+            edits=(Edit("kernel/time/Makefile", "",
+                        "CFLAGS_REMOVE_sched_clock.o += -DCC_USING_PATCHABLE_FUNCTION_ENTRY\n"),),
+            caught_by=(Caught("ftrace", "sched_clock is notrace yet listed", ("arm64",)),),
+            patches=(22,)),
     Variant("rodata-executable", "LKDTM's rodata function stays in executable text",
-            patch=rodata_executable),
+            "rodata.o is copied without moving its function into .rodata, as when LTO turned "
+            "rodata.o into bitcode that objcopy could not rework",
+            edits=(Edit("drivers/misc/lkdtm/Makefile",
+                        "--rename-section .noinstr.text=.rodata,alloc,readonly,load,contents",
+                        "--strip-debug"),),
+            caught_by=(Caught("lkdtm_rodata", "rodata is executable", ("x86_64",)),
+                       Caught("build_outputs", "outside .rodata", ("x86_64",))),
+            patches=(21,)),
     Variant("hyp-sections-narrowed", "the nVHE hyp linker script misses LTO's per-function "
-            "sections", patch=hyp_sections_narrowed),
-    Variant("efi-stub-lto", "the EFI stub is compiled with LTO flags", patch=efi_stub_lto),
+            "sections",
+            "the nVHE hyp sections take NAME only, not LTO's per-function NAME.* sections: "
+            "those land in the kernel's own .text, outside what EL2 maps; the boot hangs in "
+            "KVM's initialization",
+            edits=(Edit("arch/arm64/include/asm/hyp_image.h", "*(NAME NAME##.*)",
+                        "*(NAME)"),),
+            caught_by=(Caught("kvm_nvhe", "kvm [1]", ("arm64",), Shown.BOOT),),
+            patches=(24,), own_test="tests/test_series_coverage.py::"
+            "test_hyp_code_outside_its_sections_stops_the_boot_in_kvm"),
+    Variant("efi-stub-lto", "the EFI stub is compiled with LTO flags",
+            "undoing \"efi/libstub: disable LTO\": the stub's objects become LLVM bitcode "
+            "that the STUBCPY step (llvm-strip, llvm-objcopy) cannot rework",
+            edits=(Edit("drivers/firmware/efi/libstub/Makefile",
+                        "KBUILD_CFLAGS := $(filter-out $(CC_FLAGS_LTO), $(KBUILD_CFLAGS))\n",
+                        ""),),
+            caught_by=(Caught("efi_stub", "not recognized as a valid object", ("arm64",),
+                              Shown.BUILD),),
+            patches=(20,),
+            own_test="tests/test_series_coverage.py::test_efi_stub_with_lto_flags_does_not_build"),
     Variant("pci-fixups-unstubbed", "PCI fixup entries name the static hooks directly under "
-            "LTO", patch=pci_fixups_unstubbed),
+            "LTO",
+            "the entries name the static hooks from inline asm even under LTO, as before "
+            "\"PCI: Fix PREL32 relocations for LTO\" (LTO may rename or drop what only the asm "
+            "names); these run anyway (ThinLTO kept their names), so what fails is the "
+            "mechanism LTO needs, not yet the boot",
+            edits=(Edit("include/linux/pci.h",
+                        "#ifdef CONFIG_LTO_CLANG\n#define __DECLARE_PCI_FIXUP_SECTION",
+                        "#if 0 /* ltoboot */\n#define __DECLARE_PCI_FIXUP_SECTION"),),
+            caught_by=(Caught("pci_fixups", "called without an __UNIQUE_ID_ stub",
+                              ("x86_64",)),),
+            patches=(17,)),
     Variant("import-limit-dropped", "ThinLTO links without -import-instr-limit",
-            patch=import_limit_dropped),
-    Variant("vdso-lto", "the vDSO is compiled with the kernel's LTO flags", patch=vdso_lto),
+            "\"kbuild: lto: limit inlining\" undone: the kernel still works, only bigger, so "
+            "the build outputs tell",
+            edits=(Edit("Makefile", "KBUILD_LDFLAGS += -mllvm -import-instr-limit=5\n", ""),),
+            caught_by=(Caught("build_outputs", "no -import-instr-limit in the vmlinux.o link",
+                              ("x86_64",)),),
+            patches=(12,)),
+    Variant("vdso-lto", "the vDSO is compiled with the kernel's LTO flags",
+            "the series' 23/28 (arm64) and 26/28 (x86_64) take them out",
+            edits=(Edit("arch/x86/entry/vdso/Makefile",
+                        "KBUILD_CFLAGS := $(filter-out $(CC_FLAGS_LTO) ",
+                        "KBUILD_CFLAGS := $(filter-out ", count=1),
+                   Edit("arch/arm64/kernel/vdso/Makefile",
+                        "\t\t\t\t$(CC_FLAGS_LTO) $(CC_FLAGS_CFI) \\\n",
+                        "\t\t\t\t$(CC_FLAGS_CFI) \\\n")),
+            caught_by=(Caught("vdso", "the vDSO does not export", ("x86_64", "arm64")),),
+            patches=(23, 26)),
     Variant("cfi-permissive", "CFI violations are reported but not stopped",
-            config={"CFI_PERMISSIVE": "y"}),
+            config={"CFI_PERMISSIVE": "y"},
+            caught_by=(Caught("cfi", "CFI not enforced"),)),
 )}
+
+
+def shown_to_fail() -> list[tuple[str, str, Caught]]:
+    """(variant, arch or "" for the primary one, caught) for every check a variant is shown
+    failing by the generated test, sorted (xdist needs one order on every worker)."""
+    return sorted(((v.name, arch, c) for v in VARIANTS.values() if not v.own_test
+                   for c in v.caught_by if c.shown is Shown.CHECK
+                   for arch in (c.arches or ("",))), key=lambda t: (t[0], t[1], t[2].check))
 
 
 def _copy_tree(src: Path, dest: Path) -> None:
@@ -200,8 +245,8 @@ def _build(tmp: Path, base: Kernel, v: Variant, key: str) -> None:
     tree = tmp / base.source_tree.name
     copy_started = time.monotonic()
     _copy_tree(base.source_tree, tree)
-    if v.patch:
-        v.patch(tree)
+    for edit in v.edits:
+        edit.apply(tree)
     out = tree / f".ltoboot-{base.label}-{v.name}"
     proc.run(["cp", "-a", str(base.build_dir), str(out)], what="copying the build directory",
              error=InfraError)
@@ -247,9 +292,7 @@ def build_variant(base: Kernel, name: str) -> Kernel:
             or base.build_dir.parent != base.source_tree:
         raise UsageError(f"{base.label}: variants need a kernel built by ltoboot from a tree it "
                          "owns (the default tarball)")
-    key = cache.content_key({"recipe": RECIPE, "base": base.key, "variant": name,
-                             "config": v.config,
-                             "patch": inspect.getsource(v.patch) if v.patch else ""})
+    key = cache.content_key({"recipe": RECIPE, "base": base.key, "variant": name, **v.key()})
     entry = cache.publish(cache.cache_root() / "variants" / f"{base.label}-{name}-{key}",
                           lambda tmp: _build(tmp, base, v, key))
     out = entry / base.source_tree.name / f".ltoboot-{base.label}-{name}"
