@@ -1,9 +1,11 @@
-"""`ltoboot`: the command line. `ltoboot run` builds, boots and checks, and prints a report."""
+"""`ltoboot`: what each command does (its options are declared in harness/cli_args.py).
+`ltoboot run` builds, boots and checks, and prints a report."""
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import json
 import os
 import signal
@@ -19,6 +21,7 @@ from harness import (
     bisect,
     cache,
     checks,
+    cli_args,
     coverage,
     matrix,
     options,
@@ -27,7 +30,6 @@ from harness import (
     redaction,
     series,
 )
-from harness.arch import PREFERRED
 from harness.errors import BuildError, InfraError, KernelFailure, LtobootError, UsageError
 from harness.kernel import source
 from harness.kernel.model import BuildSpec, Kernel, lto_mode
@@ -37,7 +39,7 @@ from harness.lava import export as lava_export
 from harness.lava import local as lava_local
 from harness.lava import server as lava_server
 from harness.lava import verdicts
-from harness.options import KERNEL_OPTIONS, base_config, kernel_specs, split_arches
+from harness.options import base_config, kernel_specs, split_arches
 from harness.progress import say
 from harness.reports import junit, reply
 from harness.reports.results import KernelReport, Stage
@@ -46,13 +48,6 @@ from harness.reports.text import render
 from harness.series import Series
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERNAL = 0, 1, 2, 3
-
-
-def add_kernel_options(p: argparse.ArgumentParser) -> None:
-    for flag, kwargs in KERNEL_OPTIONS:
-        p.add_argument(flag, **kwargs)
-    p.add_argument("--check", action="append", default=[], metavar="NAME",
-                   help=f"run only these checks (repeatable; known: {', '.join(checks.CHECKS)})")
 
 
 def specs(args: argparse.Namespace) -> list[BuildSpec]:
@@ -206,10 +201,10 @@ def _series_specs(args: argparse.Namespace, work: Path) -> tuple[list[BuildSpec]
         + (f"; replying to {', '.join(answered)}" if answered else
            "; no Message-ID to reply to"))
     applied = series.apply(s, Path(args.kernel_src), args.base)
-    args.kernel_src = str(applied.tree)
     info = {**series.describe(s), "base": applied.base, "applied": applied.description,
             "base_described": applied.base_described}
-    return specs(args), s, info
+    return [dataclasses.replace(spec, kernel_src=str(applied.tree)) for spec in specs(args)], \
+        s, info
 
 
 def _write_reply(path: Path, text: str) -> None:
@@ -295,11 +290,7 @@ def cmd_bisect_step(args: argparse.Namespace) -> int:
 def cmd_bisect(args: argparse.Namespace) -> int:
     spec = _bisect_spec(args)
     assert spec.kernel_src is not None
-    step_argv = ["--arch", spec.arch, "--lto", spec.lto, "--llvm", spec.llvm,
-                 "--kernel-src", spec.kernel_src, "--accel", args.accel,
-                 "--runs", str(args.runs), "--config", spec.config]
-    for f in spec.fragments:
-        step_argv += ["--fragment", f]
+    step_argv = [*options.spec_argv(spec), "--accel", args.accel, "--runs", str(args.runs)]
     for n in args.check:
         step_argv += ["--check", n]
     report = bisect.run(Path(spec.kernel_src), args.good, args.bad, step_argv)
@@ -307,110 +298,11 @@ def cmd_bisect(args: argparse.Namespace) -> int:
     return EXIT_OK if report.first_bad is not None else EXIT_FAILED
 
 
-def add_bisect_options(p: argparse.ArgumentParser) -> None:
-    add_kernel_options(p)
-    p.set_defaults(arch=PREFERRED)
-    p.add_argument("--runs", type=int, default=1,
-                   help="boots per step; bad if any fails (flaky failures)")
-    p.add_argument("--log-dir", help=argparse.SUPPRESS)
-
-
-def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="ltoboot", description=__doc__)
-    sub = p.add_subparsers(dest="command", required=True)
-    run = sub.add_parser("run", help="build, boot and check LTO kernels; print a report")
-    add_kernel_options(run)
-    run.add_argument("--initcalls", action="store_true",
-                     help="also build a non-LTO kernel per arch and compare initcall order "
-                     "and durations with it (one more build per arch)")
-    run.add_argument("--coverage", action="store_true",
-                     help="also print, per patch of the LTO series, the verdicts that cover it")
-    run.add_argument("--junit", metavar="FILE", help="also write the verdicts as JUnit XML")
-    run.set_defaults(func=cmd_run)
-    cov = sub.add_parser("coverage", help="what covers each patch of the LTO series "
-                         "(run-time check, build outputs, build-only) and its broken build")
-    cov.set_defaults(func=cmd_coverage)
-    tb = sub.add_parser("tested-by", help="boot every arch, run every check, print an "
-                        "email-ready Tested-by block (none when anything failed)")
-    add_kernel_options(tb)
-    tb.add_argument("--name", help="your name (default: git config user.name)")
-    tb.add_argument("--email", help="your email (default: git config user.email)")
-    tb.add_argument("--format", choices=("text", "json"), default="text")
-    tb.add_argument("--series", metavar="FILE",
-                    help="a mailed series (mbox, or a directory of git format-patch files, "
-                    "cover letter included) to apply onto --kernel-src at --base, then test")
-    tb.add_argument("--base", default="HEAD", metavar="REF",
-                    help="the commit of --kernel-src to apply --series onto (default: HEAD)")
-    tb.add_argument("--reply", metavar="FILE",
-                    help="write the Tested-by reply (RFC 5322, for git send-email or mutt -H) "
-                    "to FILE when every check passed")
-    tb.set_defaults(func=cmd_tested_by)
-    st = sub.add_parser("bisect-step", help="a `git bisect run` step for the checked-out "
-                        "commit: 0 good, 1 bad, 125 skip (does not build)")
-    add_bisect_options(st)
-    st.set_defaults(func=cmd_bisect_step)
-    mx = sub.add_parser("matrix", help="build, boot and check every combination of kernel "
-                        "source, clang, arch and LTO mode; print a table (and JSON)")
-    mx.add_argument("--kernel-src", action="append", default=[], metavar="PATH",
-                    help="kernel source tree or tarball, repeatable (default: Debian's 6.1)")
-    mx.add_argument("--llvm", default="19", metavar="N,N", help="clang versions (default: 19)")
-    mx.add_argument("--arch", default=None, help="architectures (default: all)")
-    mx.add_argument("--lto", default="thin", metavar="MODE,MODE",
-                    help="LTO modes: thin, full, none (default: thin)")
-    mx.add_argument("--accel", default="auto", choices=("auto", "kvm", "tcg"))
-    mx.add_argument("--check", action="append", default=[], metavar="NAME",
-                    help="run only these checks (repeatable)")
-    mx.add_argument("--config", default="tinyconfig", dest="base_config",
-                    metavar="tinyconfig|defconfig|FILE",
-                    help="the base config of every cell's kernel (default: tinyconfig)")
-    mx.add_argument("--json", metavar="FILE", help="also write the cells as JSON")
-    mx.set_defaults(func=cmd_matrix)
-    lava = sub.add_parser("lava", help="the same checks as LAVA jobs: export them, or run "
-                          "them here with LAVA's dispatcher")
-    lsub = lava.add_subparsers(dest="lava_command", required=True)
-    lx = lsub.add_parser("export", help="write each kernel's LAVA jobs (and the files they "
-                         "fetch) into a new directory")
-    add_kernel_options(lx)
-    lx.add_argument("--out", required=True, metavar="DIR", help="a new or empty directory")
-    lx.add_argument("--artifact-url", metavar="URL",
-                    help="where DIR will be served (http or https); the jobs fetch kernel "
-                    "and initramfs from there (default: file:// URLs into DIR, for this "
-                    "machine)")
-    lx.set_defaults(func=cmd_lava_export)
-    lr = lsub.add_parser("run", help="run the LAVA jobs here with lava-run (root), judge "
-                         "them with our checks, print the report")
-    add_kernel_options(lr)
-    lr.add_argument("--parallel", type=int, default=os.cpu_count() or 1, metavar="N",
-                    help="jobs at once (default: the number of cores)")
-    lr.add_argument("--junit", metavar="FILE", help="also write the verdicts as JUnit XML")
-    lr.add_argument("--out", help=argparse.SUPPRESS)
-    lr.set_defaults(func=cmd_lava_run)
-    ls = lsub.add_parser("submit", help="submit the LAVA jobs to a LAVA server, wait for "
-                         "them, judge them with our checks, print the report")
-    add_kernel_options(ls)
-    ls.add_argument("--server", required=True, metavar="URL",
-                    help="the LAVA server, e.g. https://lava.example.org/")
-    ls.add_argument("--identity", default="default", metavar="NAME",
-                    help="lavacli identity whose token to use when LAVA_TOKEN is not set "
-                    "(~/.config/lavacli.yaml; default: default)")
-    ls.add_argument("--artifact-url", metavar="URL",
-                    help="where --out will be served (http or https) for the lab to fetch "
-                    "kernel and initramfs (default: file:// URLs: only for a worker on this "
-                    "machine)")
-    ls.add_argument("--out", metavar="DIR",
-                    help="write the jobs and their files here, to publish at --artifact-url "
-                    "(default: a scratch directory, removed at the end)")
-    ls.add_argument("--wait", type=float, default=60.0, metavar="MINUTES",
-                    help="how long to wait for the jobs, queue included (default: 60)")
-    ls.add_argument("--junit", metavar="FILE", help="also write the verdicts as JUnit XML")
-    ls.set_defaults(func=cmd_lava_submit)
-    bi = sub.add_parser("bisect", help="bisect a kernel git tree between --good and --bad "
-                        "with bisect-step; report the first bad commit")
-    add_bisect_options(bi)
-    bi.add_argument("--good", required=True, metavar="REV")
-    bi.add_argument("--bad", required=True, metavar="REV")
-    bi.set_defaults(func=cmd_bisect)
-    return p
+COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
+    "run": cmd_run, "tested-by": cmd_tested_by, "bisect": cmd_bisect, "matrix": cmd_matrix,
+    "coverage": cmd_coverage, "bisect-step": cmd_bisect_step, "lava export": cmd_lava_export,
+    "lava run": cmd_lava_run, "lava submit": cmd_lava_submit,
+}
 
 
 def _terminate(signum: int, frame: FrameType | None) -> None:
@@ -433,11 +325,11 @@ def _internal_error(e: BaseException) -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = parser().parse_args(argv)
+    args = cli_args.parser().parse_args(argv)
     previous = signal.signal(signal.SIGTERM, _terminate)
     try:
         options.check_outputs(args)  # a typo in an output path costs no build
-        return int(args.func(args))
+        return int(COMMANDS[args.command](args))
     except (UsageError, InfraError) as e:
         print(redaction.redact(f"ltoboot: error: {e}"), file=sys.stderr)
         return EXIT_USAGE

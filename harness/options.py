@@ -1,4 +1,5 @@
-"""The kernel options, defined once for `ltoboot` (argparse) and the pytest plugin alike."""
+"""Every command-line option, declared once as data: `ltoboot` (harness/cli_args.py) and the
+pytest plugin add them from here; what they mean for a build (specs, configs, outputs) too."""
 
 from __future__ import annotations
 
@@ -6,38 +7,90 @@ import math
 import os
 import re
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from harness.arch import ARCH_NAMES, ARCHES, get_arch
+from harness.checks import CHECKS
 from harness.errors import UsageError
 from harness.kernel.model import BASE_TARGETS, LTO_MODES, BuildSpec
 
-KERNEL_OPTIONS: tuple[tuple[str, dict[str, Any]], ...] = (
-    ("--arch", {"default": None,
-                "help": f"comma-separated guest architectures (default: {','.join(ARCH_NAMES)}; "
-                        "with --kernel: each image's own)"}),
-    ("--lto", {"default": "thin", "choices": tuple(LTO_MODES),
-               "help": "LTO mode to build (default: thin)"}),
-    ("--kernel-src", {"default": None, "metavar": "PATH",
-                      "help": "kernel source tree or tarball (default: Debian's "
-                              "linux-source-6.1)"}),
-    ("--kernel", {"action": "append", "default": [], "metavar": "PATH|URL",
-                   "help": "check a prebuilt kernel instead of building one (repeatable): a kbuild "
-                           "O= directory, an image with config/System.map/modules.tar.xz beside "
-                           "it, a TuxMake artifact directory or URL, or a JSON/TOML manifest"}),
-    ("--llvm", {"default": "19", "metavar": "N",
-                "help": "LLVM version suffix, as in LLVM=-19 (default: 19)"}),
-    ("--fragment", {"action": "append", "default": [], "metavar": "FILE",
-                    "help": "extra Kconfig fragment (repeatable)"}),
-    ("--config", {"default": "tinyconfig", "dest": "base_config",
-                  "metavar": "tinyconfig|defconfig|FILE",
-                  "help": "the base config our fragments and the LTO mode go on top of "
-                          "(default: tinyconfig)"}),
-    ("--accel", {"default": "auto", "choices": ("auto", "kvm", "tcg"),
-                 "help": "accelerator; auto uses KVM only where a probe booted a guest"}),
+
+@dataclass(frozen=True)
+class Option:
+    """One command-line option, declared once: `ltoboot`'s commands and the pytest plugin
+    add it from here."""
+
+    flags: tuple[str, ...]
+    kwargs: Mapping[str, Any]
+
+    @property
+    def flag(self) -> str:
+        return self.flags[0]
+
+    def add(self, add_argument: Callable[..., Any]) -> None:
+        add_argument(*self.flags, **self.kwargs)
+
+
+def _opt(*flags: str, **kwargs: Any) -> Option:
+    return Option(flags, kwargs)
+
+
+ARCH = _opt("--arch", default=None,
+            help=f"comma-separated guest architectures (default: {','.join(ARCH_NAMES)}; "
+                 "with --kernel: each image's own)")
+LTO = _opt("--lto", default="thin", choices=tuple(LTO_MODES),
+           help="LTO mode to build (default: thin)")
+KERNEL_SRC = _opt("--kernel-src", default=None, metavar="PATH",
+                  help="kernel source tree or tarball (default: Debian's linux-source-6.1)")
+KERNEL = _opt("--kernel", action="append", default=[], metavar="PATH|URL",
+              help="check a prebuilt kernel instead of building one (repeatable): a kbuild O= "
+                   "directory, an image with config/System.map/modules.tar.xz beside it, a "
+                   "TuxMake artifact directory or URL, or a JSON/TOML manifest")
+LLVM = _opt("--llvm", default="19", metavar="N",
+            help="LLVM version suffix, as in LLVM=-19 (default: 19)")
+FRAGMENT = _opt("--fragment", action="append", default=[], metavar="FILE",
+                help="extra Kconfig fragment (repeatable)")
+CONFIG = _opt("--config", default="tinyconfig", dest="base_config",
+              metavar="tinyconfig|defconfig|FILE",
+              help="the base config our fragments and the LTO mode go on top of "
+                   "(default: tinyconfig)")
+ACCEL = _opt("--accel", default="auto", choices=("auto", "kvm", "tcg"),
+             help="accelerator; auto uses KVM only where a probe booted a guest")
+CHECK = _opt("--check", action="append", default=[], metavar="NAME",
+             help=f"run only these checks (repeatable; known: {', '.join(CHECKS)})")
+JUNIT = _opt("--junit", metavar="FILE", help="also write the verdicts as JUnit XML")
+
+# what every command that builds, boots and checks kernels takes (and pytest, but --check)
+KERNEL_OPTIONS: tuple[Option, ...] = (ARCH, LTO, KERNEL_SRC, KERNEL, LLVM, FRAGMENT, CONFIG,
+                                      ACCEL)
+# the matrix takes lists where the others take one value; the rest is the same option
+MATRIX_OPTIONS: tuple[Option, ...] = (
+    _opt("--kernel-src", action="append", default=[], metavar="PATH",
+         help="kernel source trees or tarballs, repeatable (default: Debian's 6.1)"),
+    _opt("--llvm", default="19", metavar="N,N", help="clang versions (default: 19)"),
+    _opt("--arch", default=None, metavar="ARCH,ARCH", help="architectures (default: all)"),
+    _opt("--lto", default="thin", metavar="MODE,MODE",
+         help="LTO modes: thin, full, none (default: thin)"),
+    CONFIG, ACCEL, CHECK,
+    _opt("--json", metavar="FILE", help="also write the cells as JSON"),
 )
+
+
+def spec_argv(spec: BuildSpec) -> list[str]:
+    """The options that give `spec` back: what a bisect step or a child run is told. Every
+    field of BuildSpec but `prebuilt` (a bisect builds) is here: tests/unit/test_cli.py holds
+    the round trip spec -> argv -> spec."""
+    if spec.prebuilt:
+        raise ValueError("a prebuilt kernel is not rebuilt from options")
+    argv = ["--arch", spec.arch, "--lto", spec.lto, "--llvm", spec.llvm, "--config", spec.config]
+    if spec.kernel_src is not None:
+        argv += ["--kernel-src", spec.kernel_src]
+    for f in spec.fragments:
+        argv += ["--fragment", f]
+    return argv
 
 
 def _writable_dir(directory: Path) -> str | None:

@@ -20,8 +20,8 @@ _PROGRESS_FD = os.dup(2)
 
 def pytest_addoption(parser: pytest.Parser) -> None:
     group = parser.getgroup("ltoboot", "ltoboot: LTO kernels in QEMU")
-    for flag, kwargs in KERNEL_OPTIONS:
-        group.addoption(flag, **kwargs)
+    for option in KERNEL_OPTIONS:
+        option.add(group.addoption)
     parser.addini("ltoboot_fetched_copy", type="bool", default=False,
                   help="also check the primary kernel as fetched: exported as TuxMake "
                        "artifacts, served on 127.0.0.1 and downloaded back")

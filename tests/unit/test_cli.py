@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -58,3 +59,48 @@ def test_a_failed_series_run_writes_no_reply_and_no_trailer(
     out = capsys.readouterr()
     assert "Tested-by:" not in out.out and "FAIL cfi: broken" in out.out
     assert "no Tested-by, no reply" in out.err and not reply_file.exists()
+
+
+def test_a_spec_survives_the_trip_through_a_bisect_steps_argv(tmp_path: Path) -> None:
+    """cmd_bisect tells each step its kernel by options.spec_argv: every field of BuildSpec
+    must come back (a new one fails here until spec_argv carries it)."""
+    import dataclasses
+
+    from harness import cli, options
+    from harness.cli_args import parser
+    from harness.kernel.model import BuildSpec
+
+    frag = tmp_path / "extra.config"
+    frag.write_text("CONFIG_PRINTK=y\n")
+    base = tmp_path / "my.config"
+    base.write_text("CONFIG_ARM64=y\n")
+    values = {"arch": "arm64", "lto": "full", "llvm": "14", "kernel_src": str(tmp_path),
+              "fragments": (str(frag),), "config": str(base)}
+    assert set(values) | {"prebuilt"} == {f.name for f in dataclasses.fields(BuildSpec)}
+    spec = BuildSpec(**values)  # type: ignore[arg-type]
+    args = parser().parse_args(["bisect-step", *options.spec_argv(spec)])
+    assert cli._bisect_spec(args) == spec
+
+
+def test_help_lists_the_commands_in_the_order_a_user_meets_them(
+        capsys: pytest.CaptureFixture[str]) -> None:
+    from harness.cli_args import parser
+
+    with pytest.raises(SystemExit):
+        parser().parse_args(["--help"])
+    out = capsys.readouterr().out
+    order = ["run", "tested-by", "bisect", "matrix", "lava", "coverage", "bisect-step"]
+    at = [re.search(rf"^    {c}(\s|$)", out, re.M).start() for c in order]  # type: ignore[union-attr]
+    assert at == sorted(at), out
+    with pytest.raises(SystemExit):
+        parser().parse_args(["--version"])
+    assert capsys.readouterr().out.startswith("ltoboot ")
+
+
+def test_every_command_has_what_it_does() -> None:
+    from harness import cli
+    from harness.cli_args import COMMANDS, LAVA_COMMANDS
+
+    named = {n for n, _, _ in COMMANDS if n != "lava"} | {f"lava {n}" for n, _, _ in
+                                                         LAVA_COMMANDS}
+    assert named == set(cli.COMMANDS)

@@ -220,7 +220,7 @@ def test_a_crash_is_saved_in_the_cache_for_its_owner_alone_and_redacted(
     def bug(args: object) -> int:
         raise RuntimeError(f"InvalidHeader: 'Token {TOKEN}\\n'")
 
-    monkeypatch.setattr(cli, "cmd_coverage", bug)  # parser() binds it when main() runs
+    monkeypatch.setitem(cli.COMMANDS, "coverage", bug)
     assert cli.main(["coverage"]) == 3
     err = capsys.readouterr().err
     assert TOKEN not in err and redaction.MASK in err

@@ -24,7 +24,7 @@ STAGES: tuple[tuple[str, ...], ...] = (
     ("harness.reports",),
     ("harness.pipeline", "harness.bisect", "harness.options", "harness.matrix", "harness.lava",
      "harness.coverage"),
-    ("harness.cli", "harness.pytest_plugin"),
+    ("harness.cli", "harness.cli_args", "harness.pytest_plugin"),
 )
 
 
