@@ -27,7 +27,7 @@ from urllib.parse import unquote, urlparse
 import requests
 import tenacity
 
-from harness import cache
+from harness import cache, retry
 from harness.errors import InfraError, NotFound, UsageError
 from harness.progress import say
 
@@ -39,27 +39,9 @@ CHUNK = 1 << 16
 RECIPE = 1
 
 
-@dataclass(frozen=True)
-class Policy:
-    """How hard to try. Tests shrink the waits; users keep the defaults."""
-
-    attempts: int = 5
-    backoff: float = 1.0  # first wait in seconds, doubled each retry ...
-    backoff_max: float = 30.0  # ... up to this
-    retry_after_max: float = 120.0  # a server's Retry-After is honoured up to this
-    connect_timeout: float = 10.0
-    read_timeout: float = 60.0
-
-
+Policy = retry.Policy
+Retryable = retry.Transient  # what _get raises for a failure worth another attempt
 DEFAULT = Policy()
-
-
-class Retryable(Exception):
-    """A failure worth another attempt: connection trouble, 429, 5xx, a short body."""
-
-    def __init__(self, message: str, retry_after: float | None = None) -> None:
-        super().__init__(message)
-        self.retry_after = retry_after
 
 
 def check_url(url: str) -> str:
@@ -93,21 +75,6 @@ def retry_after(value: str | None, now: float | None = None) -> float | None:
     except (TypeError, ValueError):
         return None
     return max(0.0, when - (time.time() if now is None else now))
-
-
-def _wait(policy: Policy) -> tenacity.wait.wait_base:
-    exponential = tenacity.wait_exponential(multiplier=policy.backoff, max=policy.backoff_max)
-
-    class Wait(tenacity.wait.wait_base):
-        def __call__(self, state: tenacity.RetryCallState) -> float:
-            wait = exponential(state)
-            error = state.outcome.exception() if state.outcome else None
-            asked = getattr(error, "retry_after", None)
-            if asked is not None:
-                wait = max(wait, min(asked, policy.retry_after_max))
-            return float(wait)
-
-    return Wait()
 
 
 @dataclass(frozen=True)
@@ -170,10 +137,7 @@ def _attempts(url: str, dest: Path, policy: Policy,
         say(f"fetching {url}: {error}; retry {state.attempt_number}/{policy.attempts - 1} "
             f"in {wait:.1f}s")
 
-    retrying = tenacity.Retrying(
-        retry=tenacity.retry_if_exception_type(Retryable),
-        stop=tenacity.stop_after_attempt(policy.attempts), wait=_wait(policy),
-        before_sleep=log_retry, reraise=True)
+    retrying = retry.retrying(policy, before_sleep=log_retry)
     with requests.Session() as session:
         session.headers["User-Agent"] = "ltoboot"
         session.headers["Accept-Encoding"] = "identity"  # the file as it is, byte for byte

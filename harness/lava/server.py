@@ -19,10 +19,9 @@ from urllib.parse import urlsplit
 
 import requests
 import requests.auth
-import tenacity
 import yaml
 
-from harness import redaction
+from harness import redaction, retry
 from harness.errors import InfraError, UsageError
 from harness.lava.export import Job
 from harness.lava.local import lava_log_path
@@ -33,6 +32,7 @@ LAVACLI_CONFIG = Path("~/.config/lavacli.yaml")
 POLL_SECONDS = 5.0
 HTTP_TIMEOUT = 30.0
 FINISHED = "Finished"
+RETRY = retry.Policy(attempts=5, backoff=1.0, backoff_max=20.0)
 
 
 def base_url(server: str) -> str:
@@ -101,10 +101,6 @@ class _TokenAuth(requests.auth.AuthBase):
         return r
 
 
-class _Transient(Exception):
-    """A failure worth another try: no connection, a timeout, a 5xx from the server."""
-
-
 @dataclass
 class Server:
     url: str  # base URL, ending in /
@@ -118,24 +114,21 @@ class Server:
             s.auth = _TokenAuth(token_value)
         return cls(base_url(server), token_value, s)
 
-    @tenacity.retry(retry=tenacity.retry_if_exception_type(_Transient),
-                    wait=tenacity.wait_exponential(multiplier=1, max=20),
-                    stop=tenacity.stop_after_attempt(5), reraise=True)
     def _request(self, method: str, path: str, **kwargs: Any) -> requests.Response:
         try:
             r = self.session.request(method, self.url + path, timeout=HTTP_TIMEOUT, **kwargs)
         except (requests.ConnectionError, requests.Timeout) as e:
-            raise _Transient(f"{type(e).__name__}: {e}") from e
+            raise retry.Transient(f"{type(e).__name__}: {e}") from e
         if r.status_code >= 500:
-            raise _Transient(f"HTTP {r.status_code}")
+            raise retry.Transient(f"HTTP {r.status_code}")
         return r
 
     def request(self, method: str, path: str, **kwargs: Any) -> requests.Response:
         try:
-            r = self._request(method, path, **kwargs)
-        except _Transient as e:
-            raise InfraError(f"LAVA server {self.url} is unreachable ({e}, 5 tries); check "
-                             "--server and that the server is up") from None
+            r = retry.retrying(RETRY)(self._request, method, path, **kwargs)
+        except retry.Transient as e:
+            raise InfraError(f"LAVA server {self.url} is unreachable ({e}, {RETRY.attempts} "
+                             "tries); check --server and that the server is up") from None
         if r.status_code in (401, 403):
             raise InfraError(f"LAVA server {self.url} refused our token ({_detail(r)}): set "
                              "LAVA_TOKEN or a lavacli identity with a valid token")

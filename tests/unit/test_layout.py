@@ -17,6 +17,7 @@ ROOT = Path(harness.__file__).parent
 STAGES: tuple[tuple[str, ...], ...] = (
     ("harness", "harness.errors", "harness.progress", "harness.proc", "harness.arch",
      "harness.elf", "harness.resources", "harness.cache", "harness.needs", "harness.redaction",
+     "harness.retry",
      "harness.series"),
     ("harness.kernel",),
     ("harness.guest",),
