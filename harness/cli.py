@@ -39,6 +39,7 @@ from harness.lava import export as lava_export
 from harness.lava import local as lava_local
 from harness.lava import server as lava_server
 from harness.lava import verdicts
+from harness.lava.job import Job
 from harness.options import base_config, kernel_specs, split_arches
 from harness.progress import say
 from harness.reports import junit, reply
@@ -122,7 +123,7 @@ def cmd_lava_submit(args: argparse.Namespace) -> int:
 
 
 def _lava_jobs(args: argparse.Namespace,
-               execute: Callable[[list[lava_export.Job]], dict[lava_export.Job, Path]]) -> int:
+               execute: Callable[[list[Job]], dict[Job, Path]]) -> int:
     """Export the kernels' jobs, have `execute` run them, judge them: the report, JUnit and
     exit status of `ltoboot run`."""
     names = pipeline.check_names(args.check)

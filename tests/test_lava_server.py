@@ -18,7 +18,7 @@ import pytest
 from harness import cache
 from harness.errors import InfraError
 from harness.kernel import artifacts
-from harness.lava import export, server
+from harness.lava import export, job, server
 from harness.pytest_plugin.fixtures import Kernels
 
 SCRIPT = Path(__file__).with_name("lava-server.sh")
@@ -112,6 +112,6 @@ def test_lab_failures_are_one_line_and_no_verdict(lab: tuple[str, str], kernels:
     # a job the server refuses
     bad = tmp_path / "bad.yaml"
     bad.write_text("job_name: no actions\n")
-    job = export.Job(kernels.get(arch=primary_arch), "", bad, (), "")
+    refused = job.Job(kernels.get(arch=primary_arch), "", bad, (), "")
     with pytest.raises(InfraError, match=r"refused job .*required key not provided"):
-        server.Server.connect(url, token).submit(job)
+        server.Server.connect(url, token).submit(refused)

@@ -16,9 +16,7 @@ import re
 import shutil
 import subprocess
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 from urllib.parse import quote, urlsplit
 
 import yaml
@@ -31,6 +29,7 @@ from harness.guest.initramfs import build_initramfs
 from harness.kernel import artifacts
 from harness.kernel.model import Kernel
 from harness.lava import job, plan
+from harness.lava.job import Job
 from harness.progress import say
 
 SYSTEM_PYTHON = "/usr/bin/python3"  # Debian's, where lava-dispatcher's modules live
@@ -43,23 +42,6 @@ for path in sys.argv[1:]:
     except Exception as e:
         print(f"{path}: {e}")
 """
-
-
-@dataclass(frozen=True, eq=False)  # one job is one job: hashed by identity
-class Job:
-    kernel: Kernel
-    name: str  # "" for the main job, else the crash check it runs
-    path: Path
-    plans: tuple[plan.CheckPlan, ...]
-    firmware: str
-
-    @property
-    def label(self) -> str:
-        return self.kernel.label + (f"-{self.name}" if self.name else "")
-
-    def definition(self) -> dict[str, Any]:
-        loaded: dict[str, Any] = yaml.safe_load(self.path.read_text())
-        return loaded
 
 
 def artifact_base(value: str | None) -> str | None:

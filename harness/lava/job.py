@@ -9,10 +9,16 @@ runs one `lava-test-case` per check, whose command is that check's framed comman
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
+
+import yaml
 
 from harness.arch import Arch
 from harness.guest import qemu
+from harness.kernel.model import Kernel
+from harness.lava import plan
 from harness.lava.plan import CheckPlan
 
 PROMPT = "/ # "  # busybox ash's prompt for root in our initramfs
@@ -21,6 +27,23 @@ PROMPT = "/ # "  # busybox ash's prompt for root in our initramfs
 TEMPLATE_SETS_MACHINE = ("arm64",)
 BOOTED = "lava-test-case booted --shell uname -r"
 TIMEOUTS = {"deploy": 5, "boot": 5, "test": 15, "job": 30}  # minutes, TCG on 2 cores
+
+
+@dataclass(frozen=True, eq=False)  # one job is one job: hashed by identity
+class Job:
+    kernel: Kernel
+    name: str  # "" for the main job, else the crash check it runs
+    path: Path
+    plans: tuple[plan.CheckPlan, ...]
+    firmware: str
+
+    @property
+    def label(self) -> str:
+        return self.kernel.label + (f"-{self.name}" if self.name else "")
+
+    def definition(self) -> dict[str, Any]:
+        loaded: dict[str, Any] = yaml.safe_load(self.path.read_text())
+        return loaded
 
 
 def machine_options(arch: Arch, efi: bool) -> str:

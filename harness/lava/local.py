@@ -23,7 +23,9 @@ from pathlib import Path
 from harness import cache, proc
 from harness.errors import InfraError, UsageError
 from harness.kernel import toolchain
-from harness.lava.export import SYSTEM_PYTHON, Job
+from harness.lava import log as lavalog
+from harness.lava.export import SYSTEM_PYTHON
+from harness.lava.job import Job
 from harness.progress import say
 
 TEMPLATE_DIRS = (Path("/etc/lava-server/dispatcher-config/device-types"),
@@ -72,13 +74,6 @@ def require() -> None:
     toolchain.require([("lava-run", "lava-dispatcher")])
 
 
-def lava_log_path(job: Job) -> Path:
-    d = cache.cache_root() / "logs" / "lava"
-    d.mkdir(parents=True, exist_ok=True)
-    stamp = f"{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}-{time.monotonic_ns()}"
-    return d / f"{job.label}-{stamp}.log"
-
-
 def _end_leftovers(job_id: str) -> None:
     """End what lava-run started for job `job_id` and left behind: QEMU runs in a session of
     its own (pexpect's pty), out of the reach of our process group; its command line names
@@ -97,7 +92,7 @@ def run_one(job: Job, job_id: str, template_dir: Path, stop: threading.Event) ->
     When `stop` is set (the harness is interrupted), lava-run is ended (SIGTERM: it cancels
     the job and ends its QEMU; SIGKILL after a grace period) and what it left is ended."""
     definition = job.definition()
-    log = lava_log_path(job)
+    log = lavalog.path_for(job)
     limit = definition["timeouts"]["job"]["minutes"] * 60 + MARGIN
     with tempfile.TemporaryDirectory(dir=cache.scratch_root(), prefix="lava-") as work:
         device, dispatcher = Path(work, "device.yaml"), Path(work, "dispatcher.yaml")

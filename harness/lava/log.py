@@ -9,11 +9,19 @@ and, failing that, as YAML.
 from __future__ import annotations
 
 import json
+import os
+import time
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import yaml
+
+from harness import cache
+
+if TYPE_CHECKING:
+    from harness.lava.job import Job
 
 try:
     _Loader: Any = yaml.CSafeLoader
@@ -92,3 +100,11 @@ def parse(text: str) -> JobLog:
         elif lvl == "error":
             log.errors.append(str(msg))
     return log
+
+
+def path_for(job: Job) -> Path:
+    """Where a job's log is kept (lava-run's output, or what a server gave back)."""
+    d = cache.cache_root() / "logs" / "lava"
+    d.mkdir(parents=True, exist_ok=True)
+    stamp = f"{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}-{time.monotonic_ns()}"
+    return d / f"{job.label}-{stamp}.log"

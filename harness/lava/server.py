@@ -23,8 +23,8 @@ import yaml
 
 from harness import redaction, retry
 from harness.errors import InfraError, UsageError
-from harness.lava.export import Job
-from harness.lava.local import lava_log_path
+from harness.lava import log as lavalog
+from harness.lava.job import Job
 from harness.progress import say
 
 API = "api/v0.2"
@@ -234,7 +234,7 @@ def run(jobs: Sequence[Job], server: Server, wait_minutes: float) -> dict[Job, P
         if states[j].get("health") == "Canceled":
             raise InfraError(f"LAVA job {job_id} ({j.label}) was canceled on the server: "
                              f"{server.job_url(job_id)}")
-        path = lava_log_path(j)
+        path = lavalog.path_for(j)
         path.write_text(server.log(job_id))
         logs[j] = path
         say(f"LAVA job {job_id} ({j.label}): {states[j].get('health')}; log: {path}")

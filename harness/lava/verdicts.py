@@ -21,7 +21,7 @@ from harness.kernel import image
 from harness.kernel.model import Kernel
 from harness.lava import log as lavalog
 from harness.lava import plan
-from harness.lava.export import Job
+from harness.lava.job import Job
 from harness.lava.replay import ReplayGuest
 from harness.lava.replay import answers as replay_answers
 from harness.reports.results import KernelReport, Stage

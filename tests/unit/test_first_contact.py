@@ -19,7 +19,7 @@ import pytest
 from harness import cli, matrix, options, pipeline, redaction
 from harness.errors import InfraError, UsageError
 from harness.kernel import obtain as obtain_module
-from harness.lava import export, server
+from harness.lava import export, job, server
 
 TOKEN = "s3cr3t-T0KEN-xyz"
 
@@ -186,9 +186,9 @@ def test_malformed_job_ids_are_the_servers_fault(lab: str, tmp_path: Path) -> No
     _Lab.answers = {"/jobs/": (201, "application/json", '{"job_ids": "abc"}')}
     path = tmp_path / "job.yaml"
     path.write_text("job_name: x\n")
-    job = export.Job(SimpleNamespace(label="x86_64-thin"), "", path, (), "")  # type: ignore[arg-type]
+    one = job.Job(SimpleNamespace(label="x86_64-thin"), "", path, (), "")  # type: ignore[arg-type]
     with pytest.raises(InfraError, match="not LAVA's list of numbers"):
-        server.Server.connect(lab, None).submit(job)
+        server.Server.connect(lab, None).submit(one)
 
 
 def test_the_token_goes_as_lavas_header_and_nowhere_else(

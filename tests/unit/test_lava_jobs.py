@@ -171,7 +171,7 @@ def test_a_command_the_job_never_ran(tmp_path: Path) -> None:
 
 def _report(recorded: Path, tmp_path: Path, name: str) -> KernelReport:
     k = fake_kernel(tmp_path)
-    j = export.Job(k, "", tmp_path / "job.yaml", (), "")
+    j = job.Job(k, "", tmp_path / "job.yaml", (), "")
     return verdicts.kernel_report(k, [j], {j: recorded / "lava" / name}, ["proc_version"])
 
 
@@ -328,7 +328,7 @@ def test_the_booted_kernel_must_be_the_exported_one(tmp_path: Path) -> None:
 
     k = fake_kernel(tmp_path)
     k.image.write_bytes(x86())  # its version string: "6.1.192 (ltoboot@ltoboot) #1"
-    j = export.Job(k, "", tmp_path / "job.yaml", (), "")
+    j = job.Job(k, "", tmp_path / "job.yaml", (), "")
     same = _booted(tmp_path, k, "Linux version 6.1.192 (ltoboot@ltoboot) (clang) #1")
     verdicts.booted_is_exported(k, j, same, tmp_path / "log")
     other = _booted(tmp_path, k, "Linux version 6.1.192 (ltoboot@ltoboot) (clang) #2")
