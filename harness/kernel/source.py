@@ -8,8 +8,9 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from harness import cache, proc, series
+from harness import cache, proc
 from harness.errors import InfraError, UsageError
+from harness.kernel import patched
 from harness.kernel.toolchain import DEFAULT_SOURCE_PACKAGE
 from harness.progress import say
 
@@ -105,7 +106,7 @@ def resolve(spec: str | os.PathLike[str] | None) -> KernelSource:
     if not path.is_dir():
         raise UsageError(f"--kernel-src {spec}: no such file or directory")
     require_tree(path, f"--kernel-src {spec}")
-    applied = series.marker(path)
+    applied = patched.marker(path)
     if applied is not None:  # a series applied by `tested-by --series`: the cache's own tree
         return KernelSource(tree=path, identity=applied["identity"],
                             description=applied["description"], version=makefile_version(path),

@@ -40,6 +40,7 @@ def test_a_failed_series_run_writes_no_reply_and_no_trailer(
     failed check means no Tested-by, no reply file, exit 1."""
     from harness import pipeline, series
     from harness.checks import CheckResult
+    from harness.kernel import patched
     from harness.reports.results import KernelReport
 
     monkeypatch.setenv("LTOBOOT_CACHE", str(tmp_path / "cache"))
@@ -47,7 +48,7 @@ def test_a_failed_series_run_writes_no_reply_and_no_trailer(
                        "diff --git a/x b/x\n")
     s = series.Series(None, (mail,), b"", "test")
     monkeypatch.setattr(series, "read", lambda path, work: s)
-    monkeypatch.setattr(series, "apply", lambda s, repo, base: series.Applied(
+    monkeypatch.setattr(series, "apply", lambda s, repo, base: patched.Applied(
         tmp_path, "0" * 40, "v1", "tree at v1 + 1 patch", "k"))
     failed = KernelReport(label="x86_64-thin", results=[CheckResult("cfi", False, "broken")])
     monkeypatch.setattr(pipeline, "check_kernels", lambda *a, **k: iter([failed]))

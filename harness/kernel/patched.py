@@ -1,0 +1,137 @@
+"""A mailed series applied onto a base commit of the tester's git tree, in the cache: the
+kernel source `tested-by --series` builds (reading the mail is harness/series.py).
+
+Applying never touches the tester's tree, branch or index: a clone that borrows the tree's
+objects (`git clone --shared`) is checked out at the base in a temporary cache entry, the
+series goes in with `git am`, and the entry (the patched tree, without .git) is renamed into
+place only when every patch applied. A patch that does not apply is one error naming it, and
+nothing is left behind.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+
+from harness import cache, proc
+from harness.errors import UsageError
+from harness.progress import say
+
+RECIPE = 2  # bump when applying produces a different tree from the same inputs
+MARKER = "series.json"  # beside the patched tree in its cache entry
+# A fixed identity and dates make `git am` give the same commits for the same base and series
+_AM_ENV = {"GIT_COMMITTER_NAME": "ltoboot", "GIT_COMMITTER_EMAIL": "ltoboot@localhost",
+           "GIT_COMMITTER_DATE": "1970-01-01T00:00:00+00:00"}
+
+
+@dataclass(frozen=True)
+class PatchSet:
+    """A series as applying needs it."""
+
+    name: str
+    mbox: bytes  # the patches, in order, ready for `git am`
+    patches: tuple[tuple[str, str], ...]  # ("k/n", title) of each, in order
+    ordered_by: str
+    key: str  # what the patches change (Series.key): the cache entry's identity
+
+
+@dataclass(frozen=True)
+class Applied:
+    tree: Path  # the patched tree, in the cache
+    base: str  # the commit it was applied onto
+    base_described: str  # as git describe names it
+    description: str  # "TREE at DESCRIBE + N patches of <name>"
+    key: str
+
+
+def _git(repo: Path, *args: str, what: str) -> str:
+    return proc.run(["git", "-C", str(repo), *args], what=what, error=UsageError).strip()
+
+
+def _am_failure(output: str, series: PatchSet) -> str:
+    """What a failed `git am` says, as one line naming the patch N/M, its subject and file."""
+    m = re.search(r"^Patch failed at (\d+) ", output, re.M)
+    index = int(m.group(1)) - 1 if m else 0
+    number, title = series.patches[min(index, len(series.patches) - 1)]
+    file = re.search(r"^error: patch failed: (\S+?):(\d+)$", output, re.M)
+    other = re.search(r"^error: (\S+): (does not exist in index|already exists in working "
+                      r"directory|does not match index)$", output, re.M)
+    if file:
+        where = f"{file.group(1)} (at line {file.group(2)})"
+    elif other:
+        where = f"{other.group(1)} ({other.group(2)})"
+    else:
+        last = [line for line in output.splitlines() if line.startswith("error:")][-1:]
+        where = last[0].removeprefix("error: ") if last else "git am gave no reason"
+    return f"patch {number} \"{title}\" does not apply: {where}"
+
+
+def _apply_into(tmp: Path, repo: Path, base: str, series: PatchSet,
+                record: dict[str, str]) -> None:
+    tmp.mkdir()
+    tree = tmp / "tree"
+    say(f"applying {len(series.patches)} patches onto {record['base_described']} "
+        f"in a scratch tree ({tmp.parent})")
+    proc.run(["git", "clone", "--quiet", "--shared", "--no-checkout", str(repo), str(tree)],
+             what=f"cloning {repo} (borrowing its objects) for the series")
+    proc.run(["git", "-C", str(tree), "checkout", "--quiet", "--detach", base],
+             what=f"checking out {base[:12]} in the scratch tree")
+    mbox = tmp / "series.mbx"
+    mbox.write_bytes(series.mbox)
+    env = {**os.environ, **_AM_ENV}
+    # no --keep-cr: mail arrives with CRLF line ends that the patched files never had
+    with proc.running(["git", "-C", str(tree), "am", "--quiet",
+                       "--committer-date-is-author-date", str(mbox)],
+                      stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env) as p:
+        output, _ = p.communicate()
+    if p.returncode != 0:
+        raise UsageError(f"--series: {_am_failure(str(output), series)} onto "
+                         f"{record['base_described']}; nothing was applied anywhere "
+                         "(rebase the series or give --base)")
+    record["head"] = _git(tree, "rev-parse", "HEAD", what="reading the applied series")
+    shutil.rmtree(tree / ".git")  # borrows the tester's objects: the tree stands alone
+    mbox.unlink()
+    (tmp / MARKER).write_text(json.dumps(record, indent=2))
+
+
+def apply(series: PatchSet, repo: Path, base: str) -> Applied:
+    """`series` applied onto `base` of the git tree `repo`: a cache entry, made once."""
+    repo = repo.resolve()
+    if not (repo / ".git").exists():
+        raise UsageError(f"--series needs --kernel-src to be a git repository to apply it to; "
+                         f"{repo} is not one")
+    commit = proc.run(["git", "-C", str(repo), "rev-parse", "--verify", "--quiet",
+                       f"{base}^{{commit}}"], what=f"resolving --base {base}", ok=range(256))
+    if not re.fullmatch(r"[0-9a-f]{40,64}\n?", commit):
+        raise UsageError(f"--base {base} is not a commit of {repo}: give a branch, tag or "
+                         "commit of it")
+    commit = commit.strip()
+    described = proc.run(["git", "-C", str(repo), "describe", "--always", "--tags", commit],
+                         what="describing the base", ok=range(256)).strip() or commit[:12]
+    key = cache.content_key({"recipe": RECIPE, "base": commit,
+                             "patches": series.key})
+    description = (f"{repo} at {described} + {len(series.patches)} patch"
+                   f"{'es' if len(series.patches) != 1 else ''} of \"{series.name}\"")
+    record = {"repo": str(repo), "base": commit, "base_described": described,
+              "description": description, "ordered_by": series.ordered_by,
+              "identity": f"series:{key}"}
+    entry = cache.publish(cache.cache_root() / "series" / key,
+                          lambda tmp: _apply_into(tmp, repo, commit, series, record))
+    return Applied(tree=entry / "tree", base=commit, base_described=described,
+                   description=description, key=key)
+
+
+def marker(tree: Path) -> dict[str, str] | None:
+    """The record of a patched tree this module made (source.resolve names it by it)."""
+    f = tree.parent / MARKER
+    try:
+        if f.is_file() and tree.parent.parent == cache.cache_root() / "series":
+            return dict(json.loads(f.read_text()))
+    except (OSError, ValueError):
+        return None
+    return None
