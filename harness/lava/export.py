@@ -17,6 +17,7 @@ import shutil
 import subprocess
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 from urllib.parse import quote, urlsplit
 
 import yaml
@@ -107,8 +108,29 @@ def _write(tmp: Path, kernel: Kernel, names: Sequence[str] | None, base: str | N
     # LAVA checks what it downloaded against these: a job boots exactly what was exported
     sums = {"kernel": cache.file_sha256(image), "ramdisk": cache.file_sha256(initrd),
             "firmware": firmware_sum}
-    identity = plan.CheckPlan(plan.IDENTITY, (plan.identity_command(kernel.key),))
     written = []
+    for name, plans, definition in definitions(
+            kernel, the_plan, kernel_url=_url(base, final, image.relative_to(tmp)),
+            initrd_url=_url(base, final, initrd.relative_to(tmp)), firmware_url=firmware_url,
+            sha256=sums):
+        path = folder / f"job{'-' + name if name else ''}.yaml"
+        path.write_text(dump(definition))
+        written.append((name, path, plans, firmware))
+    return written
+
+
+def dump(definition: dict[str, Any]) -> str:
+    return yaml.safe_dump(definition, sort_keys=False, width=1000)
+
+
+def definitions(kernel: Kernel, the_plan: plan.Plan, *, kernel_url: str, initrd_url: str,
+                firmware_url: str, sha256: dict[str, str]
+                ) -> list[tuple[str, tuple[plan.CheckPlan, ...], dict[str, Any]]]:
+    """Each job of a kernel's plan, as (name: "" for the main job, the plans it replays, its
+    definition): a pure function of the kernel, the plan and where the files are."""
+    arch = get_arch(kernel.arch)
+    identity = plan.CheckPlan(plan.IDENTITY, (plan.identity_command(kernel.key),))
+    found = []
     for name in the_plan.jobs():
         plans = tuple(p for p in (the_plan.on("") if not name else
                                   [c for c in the_plan.checks if c.check == name])
@@ -116,14 +138,11 @@ def _write(tmp: Path, kernel: Kernel, names: Sequence[str] | None, base: str | N
         title = f"ltoboot {kernel.label} {kernel.release}" + (f" {name}" if name else "")
         definition = job.definition(
             name=title, arch=arch, firmware_url=firmware_url,
-            plans=plans if name else (identity, *plans), sha256=sums,
-            kernel_url=_url(base, final, image.relative_to(tmp)),
-            initrd_url=_url(base, final, initrd.relative_to(tmp)),
+            plans=plans if name else (identity, *plans), sha256=sha256,
+            kernel_url=kernel_url, initrd_url=initrd_url,
             metadata={"ltoboot.kernel": kernel.key, "ltoboot.job": name or "main"})
-        path = folder / f"job{'-' + name if name else ''}.yaml"
-        path.write_text(yaml.safe_dump(definition, sort_keys=False, width=1000))
-        written.append((name, path, plans, firmware))
-    return written
+        found.append((name, plans, definition))
+    return found
 
 
 def export(kernels: Sequence[Kernel], out: Path, *, names: Sequence[str] | None = None,

@@ -1,3 +1,7 @@
+"""The cache: entries appear whole and once across processes and threads, failures are replayed
+within a run and retried in the next, a killed producer's leftovers are never trusted,
+temporaries are each call's own."""
+
 from __future__ import annotations
 
 import multiprocessing

@@ -1,3 +1,6 @@
+"""The command line without a kernel: bad input is one line naming the fix, a failed series run
+writes no reply, a spec survives a bisect step's argv, and the help and the commands agree."""
+
 from __future__ import annotations
 
 import re

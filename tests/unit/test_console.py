@@ -1,3 +1,6 @@
+"""The console protocol on recorded boots: markers never match what we type, command output is kept
+apart from printk lines, kernel failures are classified, and a guest reports exit and hang."""
+
 from __future__ import annotations
 
 import re

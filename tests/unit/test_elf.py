@@ -1,3 +1,5 @@
+"""ELF reading: notes (the LTO note among them) and a module's CRC changed for one symbol alone."""
+
 from __future__ import annotations
 
 import struct

@@ -1,3 +1,5 @@
+"""The initramfs: a newc archive, the same bytes for the same files, readable by cpio."""
+
 from __future__ import annotations
 
 import stat

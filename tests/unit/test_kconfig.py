@@ -1,3 +1,6 @@
+"""Kconfig as text: parsing and rendering round-trip, our options applied and checked, the LTO mode
+and the arch's console wanted, renamed symbols followed."""
+
 from __future__ import annotations
 
 from harness.kernel import kconfig

@@ -1,3 +1,5 @@
+"""QEMU's argv from one pure function: the exact lists for x86_64 under TCG and arm64 under KVM."""
+
 from __future__ import annotations
 
 from pathlib import Path

@@ -1,3 +1,6 @@
+"""The reports: the Tested-by block ends with the tag only when all passed, the run report shows
+what the seed mail shows, and counts agree with the lists."""
+
 from __future__ import annotations
 
 from pathlib import Path

@@ -1,3 +1,5 @@
+"""initcall_order: names, levels and the comparison of LTO and non-LTO initcall traces."""
+
 from __future__ import annotations
 
 from harness.checks import initcall_order
@@ -11,6 +13,14 @@ ffffffff82a1c3b4 d __initcall__kmod_con__9_9_uart_con_initcon
 """
 
 
+def test_names_and_levels() -> None:
+    assert initcall_order.normalise("__initstub__kmod_fork__590_3090_alpha_init1") == "alpha_init"
+    assert initcall_order.normalise("__initstub__kmod_tty__280_412_gamma_init26") == "gamma_init2"
+    assert initcall_order.normalise("foo_init.llvm.123456") == "foo_init"
+    assert initcall_order.table(MAP) == [("early", "core_init"), ("1", "alpha_init"),
+                                    ("1", "beta_init"), ("6", "gamma_init2"), ("1s", "probes")]
+
+
 def dmesg(names: list[str], lto: bool) -> str:
     out = []
     for i, n in enumerate(names):
@@ -18,14 +28,6 @@ def dmesg(names: list[str], lto: bool) -> str:
         out.append(f"[    0.{i:06d}] calling  {sym}+0x0/0x2c @ 1")
         out.append(f"[    0.{i:06d}] initcall {sym}+0x0/0x2c returned 0 after {10 * i} usecs")
     return "\n".join(out)
-
-
-def test_names_and_levels() -> None:
-    assert initcall_order.normalise("__initstub__kmod_fork__590_3090_alpha_init1") == "alpha_init"
-    assert initcall_order.normalise("__initstub__kmod_tty__280_412_gamma_init26") == "gamma_init2"
-    assert initcall_order.normalise("foo_init.llvm.123456") == "foo_init"
-    assert initcall_order.table(MAP) == [("early", "core_init"), ("1", "alpha_init"),
-                                    ("1", "beta_init"), ("6", "gamma_init2"), ("1s", "probes")]
 
 
 def test_ran_keeps_order_return_and_duration() -> None:

@@ -1,24 +1,9 @@
+"""cfi: the verdicts on recorded LKDTM CFI output."""
+
 from __future__ import annotations
 
 from harness.checks.cfi import SURVIVED, evaluate_cfi
-from harness.checks.lto import promoted_functions
-from harness.checks.modules import split_sections, zero_crcs
 from harness.guest.console import parse_result
-
-
-def test_zero_crcs_and_split_sections() -> None:
-    symvers = ("0x00000000\tlost\tvmlinux\tEXPORT_SYMBOL\t\n"
-               "0x1a2b3c4d\tkept\tvmlinux\tEXPORT_SYMBOL\t")
-    assert zero_crcs(symvers) == ["lost"]
-    names = [".", "..", ".text", ".data", ".rodata", ".bss", ".data.value", ".rodata.str1.1",
-             ".gnu.linkonce.this_module"]
-    assert split_sections(names) == [".data.value", ".rodata.str1.1"]
-
-
-def test_promoted_functions_need_unique_plain_names() -> None:
-    smap = ("ffffffff81000000 t foo.llvm.1234\nffffffff81000010 t bar.llvm.99\n"
-            "ffffffff81000020 t bar\nffffffff81000030 d baz.llvm.5\n")
-    assert promoted_functions(smap) == [("foo", "foo.llvm.1234")]
 
 
 def test_cfi_verdicts() -> None:
