@@ -41,6 +41,10 @@ def cache_root() -> Path:
     root = Path(os.environ.get("LTOBOOT_CACHE") or Path.home() / ".cache" / "ltoboot")
     if root in _USABLE and root.is_dir():
         return root
+    if not kbuild_can_use(root.absolute()):
+        raise UsageError(f"cache directory {str(root)!r} has a space or a colon, which kbuild "
+                         "refuses in the trees it builds (and kernels are built in the cache): "
+                         "set LTOBOOT_CACHE to a path without them")
     try:
         root.mkdir(parents=True, exist_ok=True)
         probe = root / unique_name(".write-test-")
@@ -53,6 +57,12 @@ def cache_root() -> Path:
         ) from None
     _USABLE.add(root)
     return root
+
+
+def kbuild_can_use(path: Path) -> bool:
+    """Whether make can build a kernel in `path`: kbuild stops at a space or colon in its
+    source and output directories ("source directory cannot contain spaces or colons")."""
+    return not any(c.isspace() or c == ":" for c in str(path))
 
 
 def scratch_root() -> Path:

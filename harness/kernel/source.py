@@ -106,6 +106,9 @@ def resolve(spec: str | os.PathLike[str] | None) -> KernelSource:
     if not path.is_dir():
         raise UsageError(f"--kernel-src {spec}: no such file or directory")
     require_tree(path, f"--kernel-src {spec}")
+    if not cache.kbuild_can_use(path):
+        raise UsageError(f"--kernel-src {spec}: kbuild cannot build a tree whose path has a "
+                         "space or a colon; move or link it to a path without them")
     applied = patched.marker(path)
     if applied is not None:  # a series applied by `tested-by --series`: the cache's own tree
         return KernelSource(tree=path, identity=applied["identity"],

@@ -167,3 +167,19 @@ def test_threads_and_processes_writing_one_target_at_once(tmp_path: Path) -> Non
     assert text in {f"writer {w}\n" * 100 for w in ("main", "0", "1", "2")}
     assert [p.name for p in target.parent.iterdir()] == ["same.json"]  # no temporary left
     assert oct(target.stat().st_mode & 0o777) == oct(0o644)
+
+
+def test_a_cache_path_kbuild_cannot_build_in_is_refused_at_once(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Kernels and their modules are built in the cache, and kbuild stops at a space or colon
+    in its paths: found when the cache is first asked for, not as a module build that fails
+    after the boot (which once made the module checks FAIL a correct kernel)."""
+    from harness.errors import UsageError
+
+    for bad in ("my cache", "a:b"):
+        monkeypatch.setenv("LTOBOOT_CACHE", str(tmp_path / bad))
+        with pytest.raises(UsageError, match="set LTOBOOT_CACHE to a path without them"):
+            cache.cache_root()
+        assert not (tmp_path / bad).exists()
+    monkeypatch.setenv("LTOBOOT_CACHE", str(tmp_path / "cäche"))
+    assert cache.cache_root() == tmp_path / "cäche"
