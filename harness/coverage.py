@@ -2,7 +2,7 @@
 v2 (28 patches, Sami Tolvanen, 2020; ../shared/seeds), on Linux 6.1: a run-time check, a
 check on the build outputs, the build itself, or nothing because 6.1 no longer has that code.
 Each check also names the deliberately broken build (harness/kernel/variants.py) that shows
-it failing. The README's table is `ltoboot coverage --markdown`; a run's report can print the
+it failing. docs/series-coverage.md's table is `ltoboot coverage`; a run's report can print the
 verdicts per patch (`ltoboot run --coverage`).
 """
 
@@ -117,7 +117,7 @@ def _what(p: Patch) -> str:
 
 
 def markdown() -> str:
-    """The README's table."""
+    """docs/series-coverage.md's table."""
     rows = ["| patch | covered on Linux 6.1 by | shown failing on |", "| --- | --- | --- |"]
     for p in PATCHES:
         broken = ", ".join(f"`{b}`" if " " not in b else b for b in p.broken_by)
