@@ -11,10 +11,12 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import fcntl
 import hashlib
 import json
 import os
 import shutil
+import stat
 import tempfile
 import threading
 import time
@@ -168,19 +170,78 @@ def locked(path: Path, waiting_message: str) -> Iterator[None]:
         lock.release()
 
 
+def use_lock(entry: Path) -> Path:
+    """The file whose lock says an entry is in use: shared by every process using the entry,
+    tried exclusively by `ltoboot cache prune` (harness/housekeeping.py)."""
+    return entry.with_name(f".{entry.name}.use")
+
+
+def size_record(entry: Path) -> Path:
+    return entry.with_name(f".{entry.name}.size")
+
+
+_HELD: dict[Path, int] = {}  # entries this process uses: their use locks' descriptors
+_HELD_LOCK = threading.Lock()
+
+
+def hold(entry: Path) -> None:
+    """Mark `entry` in use by this process until it exits (pruning leaves it alone), and
+    used now (its last use, for pruning the least recently used)."""
+    with _HELD_LOCK:
+        if entry in _HELD:
+            return
+        fd = os.open(use_lock(entry), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        fcntl.flock(fd, fcntl.LOCK_SH)  # waits out a prune that is removing it right now
+        _HELD[entry] = fd
+    with contextlib.suppress(OSError):
+        os.utime(entry, follow_symlinks=False)
+
+
+def release_all() -> None:
+    """Let go of every entry this process holds (tests; exiting does it anyway)."""
+    with _HELD_LOCK:
+        for fd in _HELD.values():
+            os.close(fd)
+        _HELD.clear()
+
+
+def disk_size(path: Path) -> int:
+    """Bytes on disk, a hard-linked file's share counted once across its links (a variant's
+    tree is the base tree's files, linked)."""
+    try:
+        st = path.lstat()
+    except OSError:
+        return 0
+    total = st.st_blocks * 512 // max(1, st.st_nlink)
+    if stat.S_ISDIR(st.st_mode):
+        try:
+            with os.scandir(path) as it:
+                for child in it:
+                    total += disk_size(Path(child.path))
+        except OSError:
+            pass
+    return total
+
+
 def publish(entry: Path, produce: Callable[[Path], None]) -> Path:
-    """Return `entry`, producing it first with `produce(tmp)` if it is not in the cache yet.
+    """Return `entry`, producing it first with `produce(tmp)` if it is not in the cache yet,
+    and hold it (in use by this process: no prune removes it).
 
     `produce` writes a file or directory at the path it is given; it is renamed to `entry`
     only when `produce` returns. Safe across processes: exactly one produces, others wait.
     """
     if entry.exists():
-        return entry
+        hold(entry)
+        if entry.exists():  # not pruned between the look and the hold
+            return entry
     entry.parent.mkdir(parents=True, exist_ok=True)
     with locked(entry.with_name(f".{entry.name}.lock"),
                 f"waiting for another process to finish {entry.parent.name}/{entry.name}"):
         if not entry.exists():
             _produce(entry, produce)
+            with contextlib.suppress(OSError):  # its size, once: `ltoboot cache` reads it
+                write_atomic(size_record(entry), str(disk_size(entry)))
+    hold(entry)
     return entry
 
 

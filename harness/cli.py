@@ -7,6 +7,7 @@ import argparse
 import contextlib
 import dataclasses
 import json
+import math
 import os
 import signal
 import sys
@@ -23,6 +24,7 @@ from harness import (
     checks,
     cli_args,
     coverage,
+    housekeeping,
     matrix,
     options,
     pipeline,
@@ -299,10 +301,45 @@ def cmd_bisect(args: argparse.Namespace) -> int:
     return EXIT_OK if report.first_bad is not None else EXIT_FAILED
 
 
+def cmd_cache(args: argparse.Namespace) -> int:
+    print(housekeeping.listing(housekeeping.entries()))
+    return EXIT_OK
+
+
+def cmd_cache_prune(args: argparse.Namespace) -> int:
+    if args.older_than is not None and (not math.isfinite(args.older_than)
+                                        or args.older_than < 0):
+        raise UsageError(f"--older-than {args.older_than}: give a number of days, 0 or more")
+    bound = housekeeping.parse_size(args.max_size) if args.max_size else \
+        housekeeping.max_size()
+    done = housekeeping.prune(bound, args.older_than)
+    for e in done.removed:
+        print(f"removed {e.kind}: {e.path} ({housekeeping.human(e.size)})")
+    for e in done.kept_in_use:
+        print(f"kept (in use): {e.path}")
+    print(f"ltoboot: cache pruned: {len(done.removed)} removed, "
+          f"{housekeeping.human(done.freed)} freed")
+    return EXIT_OK
+
+
+def _keep_cache_bounded() -> None:
+    """After each command: the cache pruned to $LTOBOOT_CACHE_MAX, in one line when it did."""
+    try:
+        done = housekeeping.prune(housekeeping.max_size())
+    except (LtobootError, OSError):
+        return  # an unusable cache was said already, a bad bound at the next `cache` command
+    if done.removed:
+        kinds = ", ".join(sorted({e.kind for e in done.removed}))
+        print(f"ltoboot: cache over its bound ({housekeeping.human(housekeeping.max_size())}, "
+              f"${housekeeping.MAX_ENV}): removed {len(done.removed)} least recently used "
+              f"entries ({kinds}), {housekeeping.human(done.freed)} freed", file=sys.stderr)
+
+
 COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "run": cmd_run, "tested-by": cmd_tested_by, "bisect": cmd_bisect, "matrix": cmd_matrix,
     "coverage": cmd_coverage, "bisect-step": cmd_bisect_step, "lava export": cmd_lava_export,
-    "lava run": cmd_lava_run, "lava submit": cmd_lava_submit,
+    "lava run": cmd_lava_run, "lava submit": cmd_lava_submit, "cache": cmd_cache,
+    "cache prune": cmd_cache_prune,
 }
 
 
@@ -346,6 +383,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     finally:
         proc.end_all()
         signal.signal(signal.SIGTERM, previous)
+        if args.command not in ("cache", "cache prune"):
+            _keep_cache_bounded()
 
 
 if __name__ == "__main__":

@@ -103,6 +103,8 @@ COMMANDS: tuple[tuple[str, str, tuple[tuple[Option, ...], ...]], ...] = (
      "dispatcher, or submit them to a lab", ()),
     ("coverage", "what covers each patch of the LTO series (run-time check, build outputs, "
      "build-only) and its broken build", ()),
+    ("cache", "what the cache holds, by kind, with sizes and last use; `cache prune` removes "
+     "the least recently used", ()),
     ("bisect-step", "a `git bisect run` step for the checked-out commit: 0 good, 1 bad, 125 "
      "skip (does not build)", (KERNEL_AND_CHECKS, BISECT_STEP)),
 )
@@ -113,6 +115,13 @@ LAVA_COMMANDS: tuple[tuple[str, str, tuple[tuple[Option, ...], ...]], ...] = (
      "the report", (KERNEL_AND_CHECKS, LAVA_RUN)),
     ("submit", "submit the LAVA jobs to a LAVA server, wait for them, judge them with our "
      "checks, print the report", (KERNEL_AND_CHECKS, LAVA_SUBMIT)),
+)
+CACHE_PRUNE = (
+    _opt("--older-than", type=float, metavar="DAYS",
+         help="remove what was last used more than DAYS ago"),
+    _opt("--max-size", metavar="SIZE",
+         help="then remove the least recently used until the cache is at most SIZE (30G, "
+              "500M; default: $LTOBOOT_CACHE_MAX or 30G)"),
 )
 BISECT_DEFAULTS = {"arch": PREFERRED}  # one arch at a time: the host's own by default
 
@@ -135,4 +144,10 @@ def parser() -> argparse.ArgumentParser:
                 lcmd = lsub.add_parser(lname, help=ltext, description=ltext)
                 _add(lcmd, *lgroups)
                 lcmd.set_defaults(command=f"lava {lname}")
+        if name == "cache":
+            csub = cmd.add_subparsers(dest="cache_command", metavar="COMMAND")
+            prune = csub.add_parser("prune", help="remove the least recently used entries no "
+                                    "running process holds")
+            _add(prune, CACHE_PRUNE)
+            prune.set_defaults(command="cache prune")
     return p

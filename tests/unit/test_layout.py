@@ -23,7 +23,7 @@ STAGES: tuple[tuple[str, ...], ...] = (
     ("harness.checks",),
     ("harness.reports", "harness.series"),
     ("harness.pipeline", "harness.bisect", "harness.options", "harness.matrix", "harness.lava",
-     "harness.coverage"),
+     "harness.coverage", "harness.housekeeping"),
     ("harness.cli", "harness.cli_args", "harness.pytest_plugin"),
 )
 

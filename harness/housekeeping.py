@@ -1,0 +1,241 @@
+"""The cache as a user sees it: what is there by kind, how big, when last used; and pruning,
+least recently used first, of entries no running process holds, never half an entry.
+
+An entry is a top-level item of a kind's directory (a build inside an unpacked source tree is
+an entry of its own). In use means a process holds the entry's use lock (shared; cache.hold,
+taken by every cache hit): pruning tries it exclusively and leaves the entry alone when it
+cannot. An entry goes by one rename to a trash name in the same directory (atomic), then is
+deleted: a reader sees it whole or not at all.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import os
+import re
+import shutil
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from harness import cache
+from harness.errors import UsageError
+
+MAX_ENV = "LTOBOOT_CACHE_MAX"
+DEFAULT_MAX = 30 * 1024**3
+# the kind of each top-level directory, in the order `ltoboot cache` lists them
+KINDS: dict[str, str] = {
+    "src": "sources", "kernels": "builds", "variants": "variants", "series": "series trees",
+    "bisect": "bisect builds", "downloads": "downloads", "prebuilt": "downloads",
+    "exports": "exports", "initramfs": "initramfs", "busybox": "initramfs",
+    "modules": "initramfs", "tools": "initramfs", "ccache": "ccache",
+    "test-repos": "test repositories", "logs": "logs", "reports": "logs",
+}
+ORDER = list(dict.fromkeys(["sources", "builds", *KINDS.values()]))
+# bookkeeping: small, and what the rest relies on; never listed as entries or pruned
+KEEP = {"hashes", "index", "locks", "probe", "scratch"}
+_BUILD = re.compile(r"^\.ltoboot-.+")  # a build directory inside a tree the cache owns
+
+
+@dataclass
+class Entry:
+    kind: str
+    path: Path
+    size: int
+    last_used: float
+    inside: list[Entry]  # builds in a source tree: removed before the tree, or with it
+
+    @property
+    def total(self) -> int:
+        return self.size + sum(e.size for e in self.inside)
+
+
+def _size(path: Path, less: int = 0) -> int:
+    """An entry's size: its record, written when it was made (entries do not change after);
+    measured once, less what `less` says is counted elsewhere, and recorded, when missing."""
+    record = cache.size_record(path)
+    with contextlib.suppress(OSError, ValueError):
+        return int(record.read_text())
+    size = max(0, cache.disk_size(path) - less)
+    if path.is_dir():
+        with contextlib.suppress(OSError):
+            cache.write_atomic(record, str(size))
+    return size
+
+
+def _builds_in(tree_entry: Path) -> Iterator[Path]:
+    for top in (p for p in tree_entry.iterdir() if p.is_dir() and not p.is_symlink()):
+        for child in top.iterdir():
+            if child.is_dir() and _BUILD.match(child.name) and not child.name.endswith(
+                    (".lock", ".use", ".size", ".json")):
+                yield child
+
+
+def _entry(kind: str, path: Path) -> Entry:
+    st = path.lstat()
+    if kind in ("sources", "series trees") and path.is_dir():
+        builds = [Entry("builds", b, _size(b), b.lstat().st_mtime, []) for b in
+                  _builds_in(path)]
+        own = _size(path, less=sum(b.size for b in builds))
+        last = max([st.st_mtime, *(b.last_used for b in builds)])
+        return Entry(kind, path, own, last, builds)
+    return Entry(kind, path, _size(path), st.st_mtime, [])
+
+
+def entries(root: Path | None = None) -> list[Entry]:
+    """Every entry of the cache, by kind."""
+    root = root or cache.cache_root()
+    found: list[Entry] = []
+    for name, kind in KINDS.items():
+        d = root / name
+        if not d.is_dir():
+            continue
+        if name == "logs":  # a log is an entry; its subdirectories hold logs too
+            found += [Entry(kind, p, p.lstat().st_size, p.lstat().st_mtime, [])
+                      for p in d.rglob("*") if p.is_file() and not p.is_symlink()]
+            continue
+        for p in sorted(d.iterdir()):
+            if p.name.startswith(".") or (name == "downloads" and p.name == "urls"):
+                continue
+            with contextlib.suppress(OSError):
+                found.append(_entry(kind, p))
+    return found
+
+
+def held(path: Path) -> bool:
+    """Whether a running process uses `path` (holds its use lock)."""
+    lock = cache.use_lock(path)
+    if not lock.exists():
+        return False
+    try:
+        fd = os.open(lock, os.O_RDWR | os.O_CLOEXEC)
+    except OSError:
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        return True
+    finally:
+        os.close(fd)
+    return False
+
+
+def _remove(path: Path) -> bool:
+    """Remove an entry unless it is in use: renamed away under its use lock (exclusive), then
+    deleted. False when a process holds it."""
+    lock = cache.use_lock(path)
+    fd = os.open(lock, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            return False
+        trash = path.with_name(cache.unique_name(f".trash-{path.name}-"))
+        try:
+            os.rename(path, trash)
+        except FileNotFoundError:
+            return True
+        for side in (cache.size_record(path), lock):
+            side.unlink(missing_ok=True)
+    finally:
+        os.close(fd)
+    if trash.is_dir() and not trash.is_symlink():
+        shutil.rmtree(trash, ignore_errors=True)
+    else:
+        trash.unlink(missing_ok=True)
+    return True
+
+
+@dataclass
+class Pruned:
+    removed: list[Entry]
+    kept_in_use: list[Entry]
+
+    @property
+    def freed(self) -> int:
+        return sum(e.size for e in self.removed)
+
+
+def prune(max_size: int | None = None, older_than_days: float | None = None,
+          root: Path | None = None, now: float | None = None) -> Pruned:
+    """Remove what is older than `older_than_days`, then the least recently used until the
+    cache is at most `max_size` bytes; what a process holds stays, whole."""
+    root = root or cache.cache_root()
+    now = time.time() if now is None else now
+    flat: list[tuple[Entry, Entry | None]] = []  # (entry, the tree it is inside)
+    for e in entries(root):
+        flat += [(b, e) for b in e.inside]
+        flat.append((e, None))
+    total = sum(e.size for e, _ in flat)
+    result = Pruned([], [])
+    gone: set[Path] = set()
+    for e, tree in sorted(flat, key=lambda t: (t[0].last_used, t[1] is None)):
+        old = older_than_days is not None and now - e.last_used > older_than_days * 86400
+        big = max_size is not None and total > max_size
+        if not (old or big):
+            continue
+        if tree is None and any(b.path not in gone for b in e.inside):
+            result.kept_in_use.append(e)  # a build inside it stayed: the tree stays too
+            continue
+        if held(e.path) or not _remove(e.path):
+            result.kept_in_use.append(e)
+            continue
+        gone.add(e.path)
+        result.removed.append(e)
+        total -= e.size
+    return result
+
+
+_UNITS = {"": 1, "b": 1, "k": 1024, "m": 1024**2, "g": 1024**3, "t": 1024**4}
+
+
+def parse_size(value: str, what: str = "--max-size") -> int:
+    m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([kmgtKMGT]?)(?:i?[bB])?\s*", value)
+    if m is None:
+        raise UsageError(f"{what} {value!r}: give a size such as 30G, 500M or 1048576")
+    return int(float(m.group(1)) * _UNITS[m.group(2).lower()])
+
+
+def human(size: float) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if size < 1024 or unit == "GiB":
+            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
+        size /= 1024
+    return f"{size:.1f} GiB"
+
+
+def max_size() -> int:
+    """The bound every command prunes the cache to: $LTOBOOT_CACHE_MAX, else 30 GiB."""
+    value = os.environ.get(MAX_ENV)
+    return parse_size(value, MAX_ENV) if value else DEFAULT_MAX
+
+
+def ago(then: float, now: float | None = None) -> str:
+    s = max(0.0, (time.time() if now is None else now) - then)
+    for unit, n in (("d", 86400), ("h", 3600), ("min", 60)):
+        if s >= n:
+            return f"{s / n:.0f} {unit} ago"
+    return "just now"
+
+
+def listing(found: list[Entry]) -> str:
+    """`ltoboot cache`: by kind, the total, then each entry with its size and last use."""
+    by_kind: dict[str, list[Entry]] = {}
+    for e in found:
+        by_kind.setdefault(e.kind, []).append(e)
+        for b in e.inside:
+            by_kind.setdefault(b.kind, []).append(b)
+    lines = []
+    for kind in ORDER:
+        items = sorted(by_kind.get(kind, []), key=lambda e: -e.last_used)
+        if not items:
+            continue
+        lines.append(f"{kind}: {len(items)}, {human(sum(e.size for e in items))}, last used "
+                     f"{ago(items[0].last_used)}")
+        if kind != "logs":
+            lines += [f"  {human(e.size):>10}  {ago(e.last_used):>12}  {e.path}" for e in items]
+    total = sum(e.size for v in by_kind.values() for e in v)
+    lines.append(f"total: {human(total)} (bound: {human(max_size())}, ${MAX_ENV})")
+    return "\n".join(lines)

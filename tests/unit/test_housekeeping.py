@@ -1,0 +1,118 @@
+"""The cache as a user sees it: listed by kind with sizes and last use, pruned least recently
+used first; an entry another process holds survives a prune whole, a removed one goes whole,
+and every command keeps the cache under its bound."""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from harness import cache, cli, housekeeping
+from harness.errors import UsageError
+
+
+def _entry(root: Path, kind: str, name: str, size: int, age_days: float) -> Path:
+    def produce(tmp: Path) -> None:
+        tmp.mkdir()
+        (tmp / "data").write_bytes(os.urandom(size))
+
+    entry = cache.publish(root / kind / name, produce)
+    then = time.time() - age_days * 86400
+    os.utime(entry, (then, then))
+    return entry
+
+
+def _hold_until_told(root: str, entry: str, ready: str, done: str) -> None:
+    os.environ["LTOBOOT_CACHE"] = root
+    cache.publish(Path(entry), lambda tmp: tmp.mkdir())  # a cache hit: held from now on
+    Path(ready).write_text("")
+    while not Path(done).exists():
+        time.sleep(0.05)
+
+
+@pytest.fixture
+def root(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    monkeypatch.setenv("LTOBOOT_CACHE", str(tmp_path / "cache"))
+    yield cache.cache_root()
+    cache.release_all()
+
+
+def test_prune_leaves_what_another_process_holds_whole(root: Path, tmp_path: Path) -> None:
+    oldest = _entry(root, "variants", "x86_64-thin-a-1", 200_000, 30)
+    older = _entry(root, "variants", "x86_64-thin-b-2", 200_000, 20)
+    newer = _entry(root, "initramfs", "x86_64-3.cpio", 100_000, 1)
+    cache.release_all()  # this process uses none of them now
+    ready, done = tmp_path / "ready", tmp_path / "done"
+    other = multiprocessing.get_context("fork").Process(
+        target=_hold_until_told, args=(str(root), str(oldest), str(ready), str(done)))
+    other.start()
+    try:
+        while not ready.exists():
+            time.sleep(0.05)
+        assert housekeeping.held(oldest) and not housekeeping.held(older)
+        result = housekeeping.prune(max_size=0)
+        assert oldest.is_dir() and (oldest / "data").stat().st_size == 200_000  # whole
+        assert not older.exists() and not newer.exists()
+        assert [e.path for e in result.kept_in_use] == [oldest]
+        assert [e.path for e in result.removed] == [older, newer]
+        assert not [p for p in (root / "variants").iterdir() if p.name.startswith(".trash")]
+    finally:
+        done.write_text("")
+        other.join(10)
+    assert housekeeping.prune(max_size=0).removed[0].path == oldest  # let go: now it goes
+
+
+def test_least_recently_used_first_and_only_down_to_the_bound(root: Path) -> None:
+    old = _entry(root, "exports", "a", 300_000, 9)
+    mid = _entry(root, "exports", "b", 300_000, 5)
+    new = _entry(root, "exports", "c", 300_000, 1)
+    cache.release_all()
+    total = sum(e.total for e in housekeeping.entries())
+    result = housekeeping.prune(max_size=total - 100_000)
+    assert [e.path for e in result.removed] == [old]
+    assert mid.exists() and new.exists()
+    assert [e.path for e in housekeeping.prune(older_than_days=3).removed] == [mid]
+
+
+def test_a_cache_hit_marks_the_entry_used(root: Path) -> None:
+    e = _entry(root, "exports", "a", 1000, 9)
+    cache.release_all()
+    before = e.stat().st_mtime
+    cache.publish(e, lambda tmp: None)
+    assert e.stat().st_mtime > before + 86400
+
+
+def test_listing_says_kinds_sizes_and_last_use(root: Path) -> None:
+    _entry(root, "variants", "v", 50_000, 2)
+    _entry(root, "src", "abc", 10_000, 1)
+    (root / "logs").mkdir(exist_ok=True)
+    (root / "logs" / "build.log").write_text("x" * 5000)
+    text = housekeeping.listing(housekeeping.entries())
+    assert "sources: 1," in text and "variants: 1," in text and "logs: 1," in text
+    assert "2 d ago" in text and text.splitlines()[-1].startswith("total: ")
+
+
+def test_the_bound_and_sizes_are_checked() -> None:
+    assert housekeeping.parse_size("30G") == 30 * 1024**3
+    assert housekeeping.parse_size("500MiB") == 500 * 1024**2
+    assert housekeeping.parse_size("1048576") == 1048576
+    for bad in ("lots", "-1G", "1.5.5G"):
+        with pytest.raises(UsageError):
+            housekeeping.parse_size(bad)
+
+
+def test_every_command_keeps_the_cache_under_its_bound(
+        root: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    _entry(root, "exports", "a", 300_000, 9)
+    cache.release_all()
+    monkeypatch.setenv(housekeeping.MAX_ENV, "100K")
+    assert cli.main(["coverage"]) == 0
+    err = capsys.readouterr().err
+    assert "cache over its bound (100.0 KiB, $LTOBOOT_CACHE_MAX): removed 1 least recently " \
+        "used entries (exports)" in err
+    assert not (root / "exports" / "a").exists()
