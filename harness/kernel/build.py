@@ -94,6 +94,8 @@ def compile_kernel(out: Path, spec: BuildSpec, src: source.KernelSource,
                  variables=[f"INSTALL_MOD_PATH={modroot}", "INSTALL_MOD_STRIP=1"])
     seconds = time.monotonic() - started
     release = (out / "include/config/kernel.release").read_text().strip()
+    if make.ccache:  # how many compiles the compilers' cache served: bench and the note
+        extra = {**extra, "ccache": f"{make.ccache_hits}/{make.ccache_compiles}"}
     kernel = Kernel(
         arch=spec.arch, lto=spec.lto, release=release, image=out / arch.image,
         config=out / ".config", system_map=out / "System.map", modules=modroot, build_dir=out,
@@ -102,7 +104,8 @@ def compile_kernel(out: Path, spec: BuildSpec, src: source.KernelSource,
         build_seconds=round(seconds, 1), steps=make.steps, extra=extra,
     )
     kernel.save(out)
-    say(f"built {spec.label} ({release}) in {duration(seconds)}, {make.steps} steps")
+    say(f"built {spec.label} ({release}) in {duration(seconds)}, {make.steps} steps"
+        + make.ccache_said())
     return kernel
 
 

@@ -99,7 +99,7 @@ def of_kernel(kernel: Kernel) -> str:
 
 # Debian packages a fresh machine needs: what setup.sh installs (it asks this module).
 BASE_PACKAGES = ("busybox-static", "flex", "bison", "bc", "libelf-dev", "libssl-dev", "cpio",
-                 "kmod", "make", "libc6-dev", "xz-utils", "git", "perl")
+                 "kmod", "make", "libc6-dev", "xz-utils", "git", "perl", "ccache")
 
 
 # What the test suite checks beyond the default (tests/test_support_matrix.py): Debian's other

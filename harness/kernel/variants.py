@@ -280,7 +280,8 @@ def _build(tmp: Path, base: Kernel, v: Variant, key: str) -> None:
                                                           "breaks": v.breaks},
     )
     kernel.save(out)
-    say(f"built variant {v.name} of {base.label} in {duration(seconds)} ({make.steps} steps)")
+    say(f"built variant {v.name} of {base.label} in {duration(seconds)} ({make.steps} steps"
+        f"{make.ccache_said()})")
 
 
 def build_variant(base: Kernel, name: str) -> Kernel:
