@@ -115,6 +115,8 @@ def test_each_shape_is_read_applied_answered_and_collected_by_b4(
         assert "wörld" in msg["Subject"] or "extra.o" in msg["Subject"]
         assert (str(msg["In-Reply-To"]).strip() == mail.message_id) if has_ids \
             else not msg["In-Reply-To"]
+        assert (str(msg["References"]).split() == [*mail.references.split(), mail.message_id]) \
+            if has_ids else not msg["References"]
         body = msg.get_content()
         assert body.startswith("On Thu, ") and body.split("\n")[0].endswith(", Jörg Rödel wrote:")
         assert f"\nTested-by: {TESS[0]} <{TESS[1]}>\n" in body
