@@ -14,7 +14,9 @@ import sys
 import tempfile
 import time
 import traceback
+import uuid
 from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
 from pathlib import Path
 from types import FrameType
 
@@ -44,13 +46,14 @@ from harness.lava import verdicts
 from harness.lava.job import Job
 from harness.options import base_config, kernel_specs, split_arches
 from harness.progress import say
-from harness.reports import junit, reply
+from harness.reports import junit, kcidb, reply
 from harness.reports.results import KernelReport, Stage
 from harness.reports.tested_by import facts_for_tested_by, render_tested_by
 from harness.reports.text import render
 from harness.series import Series
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERNAL = 0, 1, 2, 3
+_STARTED = datetime.now(UTC)  # when the command started: KCIDB's tests say it
 
 
 def specs(args: argparse.Namespace) -> list[BuildSpec]:
@@ -72,28 +75,45 @@ def cmd_run(args: argparse.Namespace) -> int:
                                       for c in r.results):
             print(f"  {line}")
         print()
-    return finish(reports, args.junit)
+    return finish(reports, args, names)
 
 
-def finish(reports: Sequence[KernelReport], junit_path: str | None) -> int:
-    """The last line of a run, its JUnit when asked for, and its exit status."""
-    if junit_path:
-        junit.write(reports, Path(junit_path))
-        print(f"ltoboot: JUnit: {junit_path}")
+def write_kcidb(args: argparse.Namespace, reports: Sequence[KernelReport],
+                names: Sequence[str] | None, *, series: dict[str, object] | None = None,
+                errors: dict[str, str] | None = None) -> None:
+    """--kcidb: the command's results as one KCIDB document, validated, written atomically."""
+    if not getattr(args, "kcidb", None):
+        return
+    run = kcidb.Run(id=uuid.uuid4().hex[:16], started=_STARTED,
+                    artifact_url=getattr(args, "artifact_url", None), series=series,
+                    errors=errors or {})
+    kcidb.write(Path(args.kcidb), kcidb.document(reports, run, names or list(checks.CHECKS)))
+    print(f"ltoboot: KCIDB: {args.kcidb}")
+
+
+def finish(reports: Sequence[KernelReport], args: argparse.Namespace,
+           names: Sequence[str] | None, errors: dict[str, str] | None = None) -> int:
+    """The last line of a run, its JUnit and KCIDB documents when asked for, and its exit
+    status."""
+    if args.junit:
+        junit.write(reports, Path(args.junit))
+        print(f"ltoboot: JUnit: {args.junit}")
+    write_kcidb(args, reports, names, errors=errors)
     ok = all(r.passed for r in reports)
     print(f"ltoboot: {'all passed' if ok else 'FAILED'}: "
           + ", ".join(f"{r.label} {'ok' if r.passed else 'failed'}" for r in reports))
     return EXIT_OK if ok else EXIT_FAILED
 
 
-def _obtained(args: argparse.Namespace) -> tuple[list[Kernel], list[KernelReport]]:
+def _obtained(args: argparse.Namespace) -> tuple[list[tuple[BuildSpec, Kernel]],
+                                                 list[KernelReport]]:
     """The kernels the options name, built or fetched; reports of those that did not build."""
     kernels, failed = [], []
     for spec in specs(args):
         try:
-            kernels.append(obtain(spec))
+            kernels.append((spec, obtain(spec)))
         except BuildError as e:
-            failed.append(KernelReport(label=spec.label).fail(Stage.BUILD, e))
+            failed.append(KernelReport(label=spec.label, spec=spec).fail(Stage.BUILD, e))
     return kernels, failed
 
 
@@ -103,7 +123,8 @@ def cmd_lava_export(args: argparse.Namespace) -> int:
     kernels, failed = _obtained(args)
     for rep in failed:
         print(render(rep) + "\n", flush=True)
-    lava_export.export(kernels, Path(args.out), names=names, artifact_url=args.artifact_url)
+    lava_export.export([k for _, k in kernels], Path(args.out), names=names,
+                       artifact_url=args.artifact_url)
     return EXIT_FAILED if failed else EXIT_OK
 
 
@@ -130,16 +151,34 @@ def _lava_jobs(args: argparse.Namespace,
     exit status of `ltoboot run`."""
     names = pipeline.check_names(args.check)
     kernels, reports = _obtained(args)
+    errors: dict[str, str] = {}  # a kernel LAVA could not judge: ERROR in KCIDB, exit 2
+    first: InfraError | None = None
     with tempfile.TemporaryDirectory(dir=cache.scratch_root(), prefix="lava-export-") as tmp:
-        jobs = lava_export.export(kernels, Path(args.out or Path(tmp) / "jobs"), names=names,
+        jobs = lava_export.export([k for _, k in kernels],
+                                  Path(args.out or Path(tmp) / "jobs"), names=names,
                                   artifact_url=getattr(args, "artifact_url", None))
-        logs = execute(jobs)
-        for k in kernels:
-            rep = verdicts.kernel_report(k, [j for j in jobs if j.kernel is k], logs,
-                                         names or list(checks.CHECKS))
+        try:
+            logs = execute(jobs)
+        except InfraError as e:  # no job could be judged: say so in KCIDB too, then exit 2
+            first, logs = e, {}
+        for spec, k in kernels:
+            try:
+                if first is not None:
+                    raise first
+                rep = verdicts.kernel_report(k, [j for j in jobs if j.kernel is k], logs,
+                                             names or list(checks.CHECKS))
+            except InfraError as e:
+                first = first or e
+                errors[k.label] = str(e).splitlines()[0]
+                rep = KernelReport(label=k.label, kernel=k)
+            rep.spec = spec
             reports.append(rep)
-            print(render(rep) + "\n", flush=True)
-    return finish(reports, args.junit)
+            if k.label not in errors:
+                print(render(rep) + "\n", flush=True)
+    if first is not None:
+        write_kcidb(args, reports, names, errors=errors)
+        raise first
+    return finish(reports, args, names)
 
 
 def cmd_coverage(args: argparse.Namespace) -> int:
@@ -175,7 +214,9 @@ def cmd_matrix(args: argparse.Namespace) -> int:
                                json.dumps(matrix.as_json(finished), indent=2) + "\n")
 
     print("  ".join(matrix.HEADER), flush=True)
-    cells = matrix.run(todo, args.accel, names, done, config=config)
+    reports: list[KernelReport] = []
+    cells = matrix.run(todo, args.accel, names, done, config=config, reports=reports)
+    write_kcidb(args, reports, names)
     print("\n" + matrix.table(cells), flush=True)
     if args.json:
         print(f"ltoboot: matrix as JSON: {args.json}")
@@ -210,6 +251,19 @@ def _series_specs(args: argparse.Namespace, work: Path) -> tuple[list[BuildSpec]
         s, info
 
 
+def kcidb_series(args: argparse.Namespace, mailed: Series | None) -> dict[str, object] | None:
+    """What KCIDB's checkout says of a mailed series: its files, hash, cover letter."""
+    if mailed is None:
+        return None
+    given = Path(args.series).resolve()
+    files = sorted(p for p in given.iterdir() if p.is_file() and not p.name.startswith(".")) \
+        if given.is_dir() else [given]
+    return {"name": mailed.name, "patchset_hash": mailed.key(),
+            "patch_files": [(p.name, p.as_uri()) for p in files],
+            "cover_subject": mailed.cover.subject if mailed.cover else "",
+            "cover_message_id": mailed.cover.message_id if mailed.cover else ""}
+
+
 def _write_reply(path: Path, text: str) -> None:
     try:
         cache.write_atomic(path, text)
@@ -235,6 +289,7 @@ def cmd_tested_by(args: argparse.Namespace) -> int:
         if args.series:
             todo, mailed, info = _series_specs(args, Path(work))
     reports = list(pipeline.check_kernels(todo, args.accel, names))
+    write_kcidb(args, reports, names, series=kcidb_series(args, mailed))
     facts = facts_for_tested_by(reports, name, email)
     message = ""
     if mailed is not None:
@@ -363,6 +418,8 @@ def _internal_error(e: BaseException) -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    global _STARTED
+    _STARTED = datetime.now(UTC)
     args = cli_args.parser().parse_args(argv)
     previous = signal.signal(signal.SIGTERM, _terminate)
     try:

@@ -41,7 +41,7 @@ RUN = (
               "with it (one more build per arch)"),
     _opt("--coverage", action="store_true",
          help="also print, per patch of the LTO series, the verdicts that cover it"),
-    options.JUNIT,
+    options.JUNIT, options.KCIDB,
 )
 TESTED_BY = (
     _opt("--name", help="your name (default: git config user.name)"),
@@ -55,6 +55,7 @@ TESTED_BY = (
     _opt("--reply", metavar="FILE",
          help="write the Tested-by reply (RFC 5322, for git send-email or mutt -H) to FILE "
               "when every check passed"),
+    options.KCIDB,
 )
 BISECT_STEP = (
     _opt("--runs", type=int, default=1, help="boots per step; bad if any fails (flaky failures)"),
@@ -70,7 +71,7 @@ LAVA_EXPORT = (
 LAVA_RUN = (
     _opt("--parallel", type=int, default=os.cpu_count() or 1, metavar="N",
          help="jobs at once (default: the number of cores)"),
-    options.JUNIT,
+    options.JUNIT, options.KCIDB,
     _opt("--out", help=argparse.SUPPRESS),
 )
 LAVA_SUBMIT = (
@@ -87,7 +88,7 @@ LAVA_SUBMIT = (
               "scratch directory, removed at the end)"),
     _opt("--wait", type=float, default=60.0, metavar="MINUTES",
          help="how long to wait for the jobs, queue included (default: 60)"),
-    options.JUNIT,
+    options.JUNIT, options.KCIDB,
 )
 
 # (name, help, option groups), in the order a user meets them; `lava` has commands of its own

@@ -68,7 +68,8 @@ def _fill(cell: Cell, rep: KernelReport) -> None:
 
 
 def run(todo: list[Cell], accel: str, names: Sequence[str] | None,
-        done: Callable[[Cell], None] = lambda c: None, config: str = "tinyconfig") -> list[Cell]:
+        done: Callable[[Cell], None] = lambda c: None, config: str = "tinyconfig",
+        reports: list[KernelReport] | None = None) -> list[Cell]:
     """Build, boot and check every cell in turn; an error in one cell (a toolchain that is not
     installed) is that cell's, and the others still run."""
     for i, cell in enumerate(todo, 1):
@@ -78,7 +79,10 @@ def run(todo: list[Cell], accel: str, names: Sequence[str] | None,
         spec = BuildSpec(arch=cell.arch, lto=cell.lto, llvm=cell.llvm,
                          kernel_src=cell.kernel_src, config=config)
         try:
-            _fill(cell, pipeline.check_kernel(spec, accel, names))
+            rep = pipeline.check_kernel(spec, accel, names)
+            if reports is not None:
+                reports.append(rep)
+            _fill(cell, rep)
         except (UsageError, InfraError) as e:
             cell.status, cell.failures = CellStatus.ERROR, [str(e).splitlines()[0]]
         cell.seconds = round(time.monotonic() - started, 1)

@@ -62,6 +62,9 @@ ACCEL = _opt("--accel", default="auto", choices=("auto", "kvm", "tcg"),
 CHECK = _opt("--check", action="append", default=[], metavar="NAME",
              help=f"run only these checks (repeatable; known: {', '.join(CHECKS)})")
 JUNIT = _opt("--junit", metavar="FILE", help="also write the verdicts as JUnit XML")
+KCIDB = _opt("--kcidb", metavar="FILE",
+             help="also write the results as a KCIDB v5.3 document (KernelCI's format), "
+                  "validated with KernelCI's schema")
 
 # what every command that builds, boots and checks kernels takes (and pytest, but --check)
 KERNEL_OPTIONS: tuple[Option, ...] = (ARCH, LTO, KERNEL_SRC, KERNEL, LLVM, FRAGMENT, CONFIG,
@@ -76,6 +79,7 @@ MATRIX_OPTIONS: tuple[Option, ...] = (
          help="LTO modes: thin, full, none (default: thin)"),
     CONFIG, ACCEL, CHECK,
     _opt("--json", metavar="FILE", help="also write the cells as JSON"),
+    KCIDB,
 )
 
 
@@ -136,7 +140,8 @@ def output_dir(flag: str, value: str) -> Path:
     return path
 
 
-OUTPUT_FILES = (("junit", "--junit"), ("json", "--json"), ("reply", "--reply"))
+OUTPUT_FILES = (("junit", "--junit"), ("json", "--json"), ("reply", "--reply"),
+                ("kcidb", "--kcidb"))
 OUTPUT_DIRS = (("out", "--out"),)
 
 

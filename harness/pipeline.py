@@ -33,7 +33,7 @@ def check_names(names: Sequence[str]) -> list[str] | None:
 def check_kernel(spec: BuildSpec, accel: str, names: Sequence[str] | None,
                  initcalls: bool = False) -> KernelReport:
     """Obtain, boot and check one kernel."""
-    rep = KernelReport(label=spec.label)
+    rep = KernelReport(label=spec.label, spec=spec)
     try:
         rep.kernel = obtain(spec)
     except BuildError as e:

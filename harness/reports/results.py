@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 
 from harness.checks import CheckResult
-from harness.kernel.model import Kernel
+from harness.kernel.model import BuildSpec, Kernel
 
 
 class Stage(StrEnum):
@@ -28,6 +28,7 @@ class KernelReport:
     results: list[CheckResult] = field(default_factory=list)
     error: str = ""  # build or boot failure: no checks ran
     failed_at: Stage | None = None  # where it failed, when `error` says it did
+    spec: BuildSpec | None = None  # what was asked for (the checkout and build it names)
 
     def fail(self, stage: Stage, why: object) -> KernelReport:
         """No check could run: the kernel failed at `stage`, for `why`."""

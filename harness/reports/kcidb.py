@@ -1,0 +1,269 @@
+"""Results in KernelCI's own format: a KCIDB v5.3 document (checkouts, builds, tests), checked
+with KernelCI's schema package (kcidb-io) before it is written.
+
+Origin `ltoboot`. Ids say what they name and stay the same for the same thing: a checkout is
+its source's identity (the tarball's sha256, a git commit and its local changes, a series
+applied onto a base), a build is the kernel's cache key, a test is the build, the run and
+the test's path (`boot`, `ltoboot.<check>`): the same kernel tested twice is two runs of one
+build. A check that could not run because the kernel failed first is MISS; a failure of the
+machine or the lab (LAVA could not fetch a file) is ERROR, never FAIL.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from harness import cache, proc
+from harness.arch import get_arch
+from harness.errors import LtobootError
+from harness.kernel import build, patched, source
+from harness.kernel.model import BuildSpec, Kernel
+from harness.reports.results import KernelReport, Stage
+
+ORIGIN = "ltoboot"
+EXCERPT = 16384  # KCIDB's log_excerpt limit, in characters
+VERSION = {"major": 5, "minor": 3}
+
+
+class InvalidDocument(Exception):
+    """A document KernelCI's schema refuses: a bug in ltoboot (exit 3), never a file."""
+
+
+@dataclass
+class Source:
+    """A checkout: what was built, as KCIDB says it."""
+
+    identity: str  # stable: the same source gives the same id
+    fields: dict[str, Any] = field(default_factory=dict)
+    misc: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class Run:
+    """One command's run: its id (tests of the same build in two runs stay apart), when it
+    started, the artifact URL its logs are published under (if any), the series tested."""
+
+    id: str
+    started: datetime
+    artifact_url: str | None = None
+    series: Mapping[str, Any] | None = None
+    errors: dict[str, str] = field(default_factory=dict)  # kernel label -> infrastructure error
+
+
+def _id(*parts: str) -> str:
+    return f"{ORIGIN}:" + ":".join(parts)
+
+
+def _short(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()[:24]
+
+
+def _iso(when: datetime) -> str:
+    return when.astimezone(UTC).isoformat()
+
+
+def _clean(value: Any) -> Any:
+    """No nulls anywhere (KCIDB forbids them); nested mappings and lists cleaned too."""
+    if isinstance(value, dict):
+        return {k: _clean(v) for k, v in value.items() if v is not None and v not in ({}, "")}
+    if isinstance(value, list):
+        return [_clean(v) for v in value if v is not None]
+    if isinstance(value, str):
+        return value.replace("\0", "")
+    return value
+
+
+def excerpt(text: str) -> str:
+    """The end of a log, as much as KCIDB takes: where a failure shows."""
+    return text.replace("\0", "")[-EXCERPT:]
+
+
+def source_of(rep: KernelReport) -> Source:
+    """The checkout a report's kernel came from."""
+    k, spec = rep.kernel, rep.spec
+    if (k is not None and "prebuilt" in k.extra) or (spec is not None and spec.prebuilt):
+        origin = (k.extra.get("prebuilt") if k else None) or (spec.prebuilt if spec else "")
+        return Source(f"prebuilt:{origin}", {"comment": f"a prebuilt kernel: {origin}"},
+                      {"prebuilt": origin})
+    src = source.resolve(spec.kernel_src if spec is not None else None)
+    fields: dict[str, Any] = {"tree_name": Path(src.tree).name, "comment": src.description}
+    misc: dict[str, Any] = {"identity": src.identity, "version": src.version}
+    kind, _, rest = src.identity.partition(":")
+    if kind == "git":
+        head, _, dirty = rest.partition(":")
+        fields["git_commit_hash"] = head
+        name = _git(src.tree, "describe", "--always", "--tags", head)
+        if name:
+            fields["git_commit_name"] = name
+        url = _git(src.tree, "remote", "get-url", "origin")
+        if url.startswith("https://"):
+            fields["git_repository_url"] = url
+        elif url:
+            misc["git_repository"] = url
+        if dirty:
+            misc["local_changes"] = dirty
+    elif kind == "tarball":
+        misc["tarball_sha256"] = rest
+    elif kind == "series":
+        record = patched.marker(src.tree) or {}
+        fields["git_commit_hash"] = record.get("base", "")
+        fields["git_commit_name"] = record.get("base_described", "")
+        misc["repository"] = record.get("repo", "")
+    return Source(src.identity, {k: v for k, v in fields.items() if v}, misc)
+
+
+def _git(tree: Path, *args: str) -> str:
+    try:
+        return proc.run(["git", "-C", str(tree), *args], what="asking git",
+                        ok=range(256)).strip()
+    except LtobootError:  # no git: the field is left out
+        return ""
+
+
+def _checkout(src: Source, run: Run) -> dict[str, Any]:
+    doc: dict[str, Any] = {"id": _id("checkout", _short(src.identity)), "origin": ORIGIN,
+                           **src.fields, "misc": src.misc, "valid": True}
+    if run.series and src.identity.startswith("series:"):
+        s = run.series
+        files = [{"name": re.sub(r"[/\0]", "_", str(name)), "url": url}
+                 for name, url in s.get("patch_files", [])]
+        if files:
+            doc["patchset_files"] = files
+        doc["patchset_hash"] = s.get("patchset_hash", "")
+        if s.get("cover_message_id"):
+            doc["message_id"] = s["cover_message_id"]
+        doc["comment"] = s.get("cover_subject") or doc.get("comment", "")
+        doc["misc"] = {**doc["misc"], "series": s.get("name", "")}
+    return doc
+
+
+def _config_name(k: Kernel | None, spec: BuildSpec | None) -> str:
+    base = (k.extra.get("config_base") if k else None) or (
+        Path(spec.config).name if spec and spec.config else "tinyconfig")
+    frags = [Path(f).name for f in (spec.fragments if spec else ())]
+    arch = get_arch(k.arch if k else spec.arch if spec else "x86_64")
+    return "+".join([base, arch.fragment, *frags])
+
+
+def _build(rep: KernelReport, checkout_id: str, build_id: str, run: Run) -> dict[str, Any]:
+    k, spec = rep.kernel, rep.spec
+    arch = k.arch if k else (spec.arch if spec else rep.label.split("-")[0])
+    doc: dict[str, Any] = {
+        "id": build_id, "origin": ORIGIN, "checkout_id": checkout_id, "architecture": arch,
+        "config_name": _config_name(k, spec),
+        "status": "FAIL" if rep.failed_at is Stage.BUILD else "PASS",
+        "misc": {"lto": k.lto if k else (spec.lto if spec else ""), "label": rep.label},
+    }
+    if k is not None:
+        doc["compiler"] = k.compiler
+        doc["misc"] |= {"kernel_release": k.release, "linker": k.linker,
+                        "build_log": str(k.build_log) if k.build_log else None,
+                        "ccache": k.extra.get("ccache"), "source": k.source}
+        if k.build_seconds is not None:
+            doc["duration"] = float(k.build_seconds)
+        if run.artifact_url:
+            doc["misc"]["artifacts"] = run.artifact_url
+    if rep.failed_at is Stage.BUILD:
+        doc["log_excerpt"] = excerpt(rep.error)
+    return doc
+
+
+def _status(rep: KernelReport, infra: str) -> tuple[str, str, str]:
+    """(boot status, status of the checks that did not run, why) for a report."""
+    if infra:
+        return "ERROR", "MISS", infra
+    if rep.failed_at is Stage.BUILD:
+        return "MISS", "MISS", "the kernel did not build"
+    if rep.failed_at is Stage.BOOT:
+        return "FAIL", "MISS", "the kernel did not boot"
+    return "PASS", "MISS", ""
+
+
+def _tests(rep: KernelReport, key: str, run: Run, names: Sequence[str]
+           ) -> list[dict[str, Any]]:
+    infra = run.errors.get(rep.label, "")
+    boot_status, missing, why = _status(rep, infra)
+    arch = rep.kernel.arch if rep.kernel else (rep.spec.arch if rep.spec else "")
+    env = {"comment": f"QEMU {get_arch(arch).machine if arch else ''}, "
+                      f"{rep.accel or 'no accelerator chosen'}",
+           "misc": {"machine": get_arch(arch).machine if arch else "", "accel": rep.accel,
+                    "accel_reason": rep.accel_reason}}
+    start = _iso(run.started)
+
+    def test(path: str, status: str, comment: str, extra: dict[str, Any]) -> dict[str, Any]:
+        return {"id": _id("test", key, run.id, path), "origin": ORIGIN,
+                "build_id": _id("build", key), "path": path, "status": status, "comment": comment,
+                "environment": env, "start_time": start, **extra}
+
+    boot: dict[str, Any] = {"misc": {"console_log": rep.console_log or None}}
+    if rep.boot_seconds is not None:
+        boot["duration"] = float(rep.boot_seconds)
+    if boot_status in ("FAIL", "ERROR"):
+        boot["log_excerpt"] = excerpt(infra or rep.error)
+    found = [test("boot", boot_status, why or "machine booted with the tested kernel", boot)]
+    ran = {r.name: r for r in rep.results}
+    for name in names:
+        r = ran.get(name)
+        path = f"ltoboot.{name}"
+        if r is None:
+            found.append(test(path, missing, why or "not run", {}))
+            continue
+        status = "SKIP" if r.skipped else "PASS" if r.passed else "FAIL"
+        extra: dict[str, Any] = {"misc": {"evidence": r.evidence[-2000:] or None}}
+        if status == "FAIL":
+            extra["log_excerpt"] = excerpt(r.evidence or r.summary)
+        found.append(test(path, status, r.summary, extra))
+    return found
+
+
+def document(reports: Sequence[KernelReport], run: Run, names: Sequence[str]
+             ) -> dict[str, Any]:
+    """The KCIDB document of one command's reports."""
+    checkouts: dict[str, dict[str, Any]] = {}
+    builds, tests = [], []
+    for rep in reports:
+        src = source_of(rep)
+        checkout = _checkout(src, run)
+        checkouts.setdefault(checkout["id"], checkout)
+        key = rep.kernel.key if rep.kernel else build_key(rep)
+        build_id = _id("build", key)
+        builds.append(_build(rep, checkout["id"], build_id, run))
+        tests += _tests(rep, key, run, [*names, *(r.name for r in rep.results
+                                                  if r.name not in names)])
+    doc: dict[str, Any] = _clean({"version": VERSION, "checkouts": list(checkouts.values()),
+                                  "builds": builds, "tests": tests})
+    return doc
+
+
+def build_key(rep: KernelReport) -> str:
+    """A kernel that did not build has no key of its own: the one it would have had."""
+    if rep.spec is not None and not rep.spec.prebuilt:
+        try:
+            return build.plan(rep.spec).key
+        except LtobootError:  # the plan itself failed: name it by the spec
+            pass
+    return _short(repr(rep.spec) if rep.spec else rep.label)
+
+
+def validate(doc: Mapping[str, Any]) -> None:
+    """KernelCI's own schema (kcidb-io), or InvalidDocument saying what it refused."""
+    from kcidb_io import schema  # imported when a document is written: it loads jsonschema
+
+    try:
+        schema.LATEST.validate(doc)
+    except Exception as e:  # jsonschema's ValidationError, and anything the schema raises
+        first = str(e).splitlines()[0] if str(e) else type(e).__name__
+        raise InvalidDocument(f"KCIDB {schema.LATEST} refuses the document: {first}") from e
+
+
+def write(path: Path, doc: Mapping[str, Any]) -> None:
+    """Validate, then write atomically: never a file KCIDB would refuse."""
+    validate(doc)
+    cache.write_atomic(path, json.dumps(doc, indent=2, ensure_ascii=False) + "\n")
