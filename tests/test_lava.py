@@ -3,6 +3,7 @@ the same verdicts as our own boot on both arches, and broken kernels fail throug
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import signal
@@ -69,16 +70,20 @@ def test_broken_kernels_fail_through_lava(kernels: Kernels, primary_arch: str,
 def test_lava_run_command_report_junit_and_status(kernels: Kernels, primary_arch: str,
                                                   tmp_path: Path) -> None:
     kernels.get(arch=primary_arch)  # built by the session (the command finds it cached)
-    xml = tmp_path / "lava.xml"
+    xml, kcidb_doc = tmp_path / "lava.xml", tmp_path / "kcidb.json"
     r = subprocess.run([sys.executable, "-m", "harness.cli", "lava", "run", "--arch",
                         primary_arch, "--check", "proc_version", "--check", "cfi",
-                        "--junit", str(xml)], capture_output=True, text=True, timeout=600,
+                        "--junit", str(xml), "--kcidb", str(kcidb_doc)], capture_output=True,
+                       text=True, timeout=600,
                        env={**os.environ, "LTOBOOT_CACHE": str(cache.cache_root())})
     assert r.returncode == 0, r.stdout + r.stderr
     assert "PASS  proc_version" in r.stdout and "PASS  cfi" in r.stdout
     assert r.stdout.rstrip().splitlines()[-1] == f"ltoboot: all passed: {primary_arch}-thin ok"
     cases = ET.parse(xml).getroot().findall("testsuite/testcase")
     assert [c.get("name") for c in cases] == ["proc_version", "cfi"]
+    doc = json.loads(kcidb_doc.read_text())  # written: KernelCI's schema accepted it
+    assert [(t["path"], t["status"]) for t in doc["tests"]] == [
+        ("boot", "PASS"), ("ltoboot.proc_version", "PASS"), ("ltoboot.cfi", "PASS")]
     scratch = cache.scratch_root()
     assert not [p for p in scratch.iterdir() if p.name.startswith("lava-")], \
         "lava run left its scratch directories"

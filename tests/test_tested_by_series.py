@@ -12,6 +12,7 @@ import hashlib
 import inspect
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -141,13 +142,21 @@ def test_series_is_applied_built_on_the_testers_config_booted_and_answered(
     assert "\n# CONFIG_LTO_NONE is not set\n" in body and "\nCONFIG_LTO_CLANG_THIN=y\n" in body
     assert "x86_64: " in body and "checks passed" in body and "ThinLTO" in body
     assert msg.get_content() in r.stdout  # printed as well as written
+    doc = tmp_path / "kcidb.json"
     facts = json.loads(_ltoboot(
         "tested-by", "--series", str(series_repo / ".git" / "ltoboot-series"),
         "--kernel-src", str(series_repo), "--base", "v6.1-debian", "--arch", "x86_64",
         "--config", str(config), "--name", "T", "--email", "t@example.org", "--format", "json",
-        "--check", "proc_version").stdout)  # the same tree and config: the cached kernel
+        "--check", "proc_version", "--kcidb", str(doc)).stdout)  # the cached kernel
     console = Path(facts["arches"][0]["console_log"]).read_text(errors="replace")
     assert GREETING in console  # the series really is in the kernel that booted
+    (checkout,) = json.loads(doc.read_text())["checkouts"]  # KCIDB: the series on its base
+    assert re.fullmatch(r"[0-9a-f]{64}", checkout["patchset_hash"])
+    assert checkout["message_id"] == sent["Message-ID"]
+    assert checkout["comment"] == "[PATCH 0/2] Greet from init"
+    assert checkout["git_commit_hash"] == _git(series_repo, "rev-parse", "v6.1-debian")
+    assert [f["name"] for f in checkout["patchset_files"]] == sorted(
+        p.name for p in (series_repo / ".git" / "ltoboot-series").iterdir())
 
 
 def test_series_that_does_not_apply_names_the_patch_and_leaves_nothing(
