@@ -5,6 +5,7 @@ starts them; a few minutes on a fresh machine)."""
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -58,9 +59,10 @@ def test_submit_gives_the_report_junit_and_status(lab: tuple[str, str], kernels:
     url, token = lab
     for arch in ("x86_64", "arm64"):
         kernels.get(arch=arch)  # built by the session; the command finds them cached
-    xml = tmp_path / "lava.xml"
+    xml, doc = tmp_path / "lava.xml", tmp_path / "kcidb.json"
     started = time.monotonic()
-    r = ltoboot("lava", "submit", "--server", url, "--junit", str(xml), token=token)
+    r = ltoboot("lava", "submit", "--server", url, "--junit", str(xml), "--kcidb", str(doc),
+                token=token)
     print(f"lava submit, both arches: {time.monotonic() - started:.0f}s")
     assert r.returncode == 0, r.stdout + r.stderr[-3000:]
     assert "PASSED: 15/17 checks, 2 skipped" in r.stdout  # x86_64
@@ -68,6 +70,8 @@ def test_submit_gives_the_report_junit_and_status(lab: tuple[str, str], kernels:
     assert "LAVA job" in r.stderr and "submitted: " + url in r.stderr
     names = [c.get("name") for c in ET.parse(xml).getroot().findall("testsuite/testcase")]
     assert names.count("cfi") == 2 and len(names) == 34
+    tests = json.loads(doc.read_text())["tests"]  # KernelCI's schema accepted it
+    assert len(tests) == 36 and {t["status"] for t in tests} == {"PASS", "SKIP"}
 
 
 def test_jobs_fetch_their_files_over_http(lab: tuple[str, str], kernels: Kernels,
@@ -103,12 +107,16 @@ def test_lab_failures_are_one_line_and_no_verdict(lab: tuple[str, str], kernels:
     try:
         r = ltoboot("lava", "submit", "--server", url, "--arch", primary_arch, "--check",
                     "proc_version", "--artifact-url", web.url(tmp_path) + "elsewhere/",
-                    "--out", str(tmp_path / "out"), token=token)
+                    "--out", str(tmp_path / "out"), "--kcidb", str(tmp_path / "k.json"),
+                    token=token)
     finally:
         web.close()
     assert r.returncode == 2, r.stdout + r.stderr
     last = r.stderr.strip().splitlines()[-1]
     assert last.startswith("ltoboot: error: LAVA job ") and "did not reach our shell" in last
+    statuses = [(t["path"], t["status"]) for t in
+                json.loads((tmp_path / "k.json").read_text())["tests"]]
+    assert statuses == [("boot", "ERROR"), ("ltoboot.proc_version", "MISS")]  # never FAIL
     # a job the server refuses
     bad = tmp_path / "bad.yaml"
     bad.write_text("job_name: no actions\n")
