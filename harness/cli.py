@@ -7,7 +7,6 @@ import argparse
 import contextlib
 import dataclasses
 import json
-import math
 import os
 import signal
 import sys
@@ -251,19 +250,6 @@ def _series_specs(args: argparse.Namespace, work: Path) -> tuple[list[BuildSpec]
         s, info
 
 
-def kcidb_series(args: argparse.Namespace, mailed: Series | None) -> dict[str, object] | None:
-    """What KCIDB's checkout says of a mailed series: its files, hash, cover letter."""
-    if mailed is None:
-        return None
-    given = Path(args.series).resolve()
-    files = sorted(p for p in given.iterdir() if p.is_file() and not p.name.startswith(".")) \
-        if given.is_dir() else [given]
-    return {"name": mailed.name, "patchset_hash": mailed.key(),
-            "patch_files": [(p.name, p.as_uri()) for p in files],
-            "cover_subject": mailed.cover.subject if mailed.cover else "",
-            "cover_message_id": mailed.cover.message_id if mailed.cover else ""}
-
-
 def _write_reply(path: Path, text: str) -> None:
     try:
         cache.write_atomic(path, text)
@@ -289,7 +275,8 @@ def cmd_tested_by(args: argparse.Namespace) -> int:
         if args.series:
             todo, mailed, info = _series_specs(args, Path(work))
     reports = list(pipeline.check_kernels(todo, args.accel, names))
-    write_kcidb(args, reports, names, series=kcidb_series(args, mailed))
+    write_kcidb(args, reports, names,
+                series=kcidb.series_facts(Path(args.series), mailed) if mailed else None)
     facts = facts_for_tested_by(reports, name, email)
     message = ""
     if mailed is not None:
@@ -362,32 +349,14 @@ def cmd_cache(args: argparse.Namespace) -> int:
 
 
 def cmd_cache_prune(args: argparse.Namespace) -> int:
-    if args.older_than is not None and (not math.isfinite(args.older_than)
-                                        or args.older_than < 0):
-        raise UsageError(f"--older-than {args.older_than}: give a number of days, 0 or more")
-    bound = housekeeping.parse_size(args.max_size) if args.max_size else \
-        housekeeping.max_size()
-    done = housekeeping.prune(bound, args.older_than)
-    for e in done.removed:
-        print(f"removed {e.kind}: {e.path} ({housekeeping.human(e.size)})")
-    for e in done.kept_in_use:
-        print(f"kept (in use): {e.path}")
-    print(f"ltoboot: cache pruned: {len(done.removed)} removed, "
-          f"{housekeeping.human(done.freed)} freed")
+    print("\n".join(housekeeping.prune_command(args.max_size, args.older_than)))
     return EXIT_OK
 
 
 def _keep_cache_bounded() -> None:
-    """After each command: the cache pruned to $LTOBOOT_CACHE_MAX, in one line when it did."""
-    try:
-        done = housekeeping.prune(housekeeping.max_size())
-    except (LtobootError, OSError):
-        return  # an unusable cache was said already, a bad bound at the next `cache` command
-    if done.removed:
-        kinds = ", ".join(sorted({e.kind for e in done.removed}))
-        print(f"ltoboot: cache over its bound ({housekeeping.human(housekeeping.max_size())}, "
-              f"${housekeeping.MAX_ENV}): removed {len(done.removed)} least recently used "
-              f"entries ({kinds}), {housekeeping.human(done.freed)} freed", file=sys.stderr)
+    said = housekeeping.keep_bounded()
+    if said:
+        print(said, file=sys.stderr)
 
 
 COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {

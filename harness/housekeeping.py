@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import math
 import os
 import re
 import shutil
@@ -21,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from harness import cache
-from harness.errors import UsageError
+from harness.errors import LtobootError, UsageError
 
 MAX_ENV = "LTOBOOT_CACHE_MAX"
 DEFAULT_MAX = 30 * 1024**3
@@ -239,3 +240,31 @@ def listing(found: list[Entry]) -> str:
     total = sum(e.size for v in by_kind.values() for e in v)
     lines.append(f"total: {human(total)} (bound: {human(max_size())}, ${MAX_ENV})")
     return "\n".join(lines)
+
+
+def prune_command(max_size_text: str | None, older_than_days: float | None) -> list[str]:
+    """`ltoboot cache prune`: what it removed, what it kept because a process uses it."""
+    if older_than_days is not None and (not math.isfinite(older_than_days)
+                                        or older_than_days < 0):
+        raise UsageError(f"--older-than {older_than_days}: give a number of days, 0 or more")
+    bound = parse_size(max_size_text) if max_size_text else max_size()
+    done = prune(bound, older_than_days)
+    return [*(f"removed {e.kind}: {e.path} ({human(e.size)})" for e in done.removed),
+            *(f"kept (in use): {e.path}" for e in done.kept_in_use),
+            f"ltoboot: cache pruned: {len(done.removed)} removed, {human(done.freed)} freed"]
+
+
+def keep_bounded() -> str:
+    """After each command: the cache pruned to $LTOBOOT_CACHE_MAX; one line when it removed
+    anything, else nothing."""
+    try:
+        bound = max_size()
+        done = prune(bound)
+    except (LtobootError, OSError):
+        return ""  # an unusable cache was said already, a bad bound at the next `cache` command
+    if not done.removed:
+        return ""
+    kinds = ", ".join(sorted({e.kind for e in done.removed}))
+    return (f"ltoboot: cache over its bound ({human(bound)}, ${MAX_ENV}): removed "
+            f"{len(done.removed)} least recently used entries ({kinds}), {human(done.freed)} "
+            "freed")

@@ -26,6 +26,7 @@ from harness.errors import LtobootError
 from harness.kernel import build, patched, source
 from harness.kernel.model import BuildSpec, Kernel
 from harness.reports.results import KernelReport, Stage
+from harness.series import Series
 
 ORIGIN = "ltoboot"
 EXCERPT = 16384  # KCIDB's log_excerpt limit, in characters
@@ -55,6 +56,18 @@ class Run:
     artifact_url: str | None = None
     series: Mapping[str, Any] | None = None
     errors: dict[str, str] = field(default_factory=dict)  # kernel label -> infrastructure error
+
+
+def series_facts(given: Path, mailed: Series) -> dict[str, Any]:
+    """What a checkout says of a mailed series: its files (an mbox, or a directory's patch
+    files), the hash of what its patches change, its cover letter's subject and Message-ID."""
+    given = given.resolve()
+    files = sorted(p for p in given.iterdir() if p.is_file() and not p.name.startswith(".")) \
+        if given.is_dir() else [given]
+    return {"name": mailed.name, "patchset_hash": mailed.key(),
+            "patch_files": [(p.name, p.as_uri()) for p in files],
+            "cover_subject": mailed.cover.subject if mailed.cover else "",
+            "cover_message_id": mailed.cover.message_id if mailed.cover else ""}
 
 
 def _id(*parts: str) -> str:
