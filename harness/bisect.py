@@ -63,6 +63,20 @@ def _snapshot(tmp: Path, kernel: Kernel) -> None:
     snap.save(tmp)
 
 
+def compile_error(e: BuildError) -> bool:
+    """Whether the failed make said a compiler or linker error. Its whole output, not the
+    tail: with -j2, make finishes the jobs under way after the error, and a cold build prints
+    a hundred lines more after it."""
+    text = e.tail
+    if e.log is not None:
+        try:
+            whole = e.log.read_text(errors="replace")
+        except OSError:
+            whole = ""
+        text = whole[whole.rfind("\n$ make ") + 1:] if "\n$ make " in whole else whole or text
+    return COMPILE_ERROR.search(text) is not None
+
+
 def _step_kernel(tree: Path, spec: BuildSpec, p: Plan, key: str, log: Path) -> Kernel:
     """The kernel of the checked-out commit: built incrementally in the per-tree directory,
     once per commit and plan per machine (a bisect run again is boots, not builds)."""
@@ -79,7 +93,7 @@ def _step_kernel(tree: Path, spec: BuildSpec, p: Plan, key: str, log: Path) -> K
                 kernel = compile_kernel(out, spec, p.src, p.tc, p.wanted, key, log,
                                         optional=p.optional)
             except BuildError as e:
-                if COMPILE_ERROR.search(e.tail):  # not a transient failure (OOM, disk, signal)
+                if compile_error(e):  # not a transient failure (OOM, disk, signal)
                     entry.parent.mkdir(parents=True, exist_ok=True)
                     cache.write_atomic(failed, json.dumps({"message": str(e).splitlines()[0],
                                                            "log": str(e.log), "tail": e.tail}))

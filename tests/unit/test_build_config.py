@@ -62,3 +62,23 @@ def test_time_left_comes_from_the_last_build_of_the_same_config(tmp_path: Path) 
     finally:
         progress.set_sink(previous)
     assert "500/1000 steps (50%), about 1m40s left (last time 3m20s)" in said[0]
+
+
+END = "make: *** [Makefile:250: __sub-make] Error 2\n"
+
+
+def test_a_compile_error_far_above_the_tail_is_still_one(tmp_path: Path) -> None:
+    """bisect remembers a commit that does not compile: with -j2 a cold build prints a hundred
+    lines after the error, so the whole output of the failed make is read, not its tail."""
+    from harness import bisect
+    from harness.errors import BuildError
+
+    log = tmp_path / "build.log"
+    log.write_text("$ make olddefconfig\n../init/main.c:1:2: error: an earlier make's\n"
+                   "$ make -j2\n  CC      init/version.o\n"
+                   "../init/main.c:1478:2: error: ltoboot: this commit does not compile\n"
+                   + "  CC      kernel/x.o\n" * 200 + END)
+    tail = "\n".join(log.read_text().splitlines()[-40:])
+    assert bisect.compile_error(BuildError("make (all) failed", log=log, tail=tail))
+    log.write_text("$ make -j2\n  CC      kernel/x.o\n" + END)
+    assert not bisect.compile_error(BuildError("make (all) failed", log=log, tail="Error 2"))
