@@ -181,6 +181,7 @@ def size_record(entry: Path) -> Path:
 
 
 _HELD: dict[Path, int] = {}  # entries this process uses: their use locks' descriptors
+_PRODUCED: list[Path] = []  # entries this process made: the cache grew
 _HELD_LOCK = threading.Lock()
 
 
@@ -195,6 +196,12 @@ def hold(entry: Path) -> None:
         _HELD[entry] = fd
     with contextlib.suppress(OSError):
         os.utime(entry, follow_symlinks=False)
+
+
+def grew() -> bool:
+    """Whether this process added an entry to the cache (what pruning after a command needs:
+    a command that only used what was there adds its logs alone)."""
+    return bool(_PRODUCED)
 
 
 def release_all() -> None:
@@ -239,6 +246,7 @@ def publish(entry: Path, produce: Callable[[Path], None]) -> Path:
                 f"waiting for another process to finish {entry.parent.name}/{entry.name}"):
         if not entry.exists():
             _produce(entry, produce)
+            _PRODUCED.append(entry)
             with contextlib.suppress(OSError):  # its size, once: `ltoboot cache` reads it
                 write_atomic(size_record(entry), str(disk_size(entry)))
     hold(entry)

@@ -256,7 +256,10 @@ def prune_command(max_size_text: str | None, older_than_days: float | None) -> l
 
 def keep_bounded() -> str:
     """After each command: the cache pruned to $LTOBOOT_CACHE_MAX; one line when it removed
-    anything, else nothing."""
+    anything, else nothing. A command that made no entry (a warm run: its logs alone) skips
+    the look at the whole cache: the harness adds almost nothing to a warm run."""
+    if not cache.grew():
+        return ""
     try:
         bound = max_size()
         done = prune(bound)
