@@ -87,7 +87,7 @@ def write_kcidb(args: argparse.Namespace, reports: Sequence[KernelReport],
                     artifact_url=getattr(args, "artifact_url", None), series=series,
                     errors=errors or {})
     kcidb.write(Path(args.kcidb), kcidb.document(reports, run, names or list(checks.CHECKS)))
-    print(f"ltoboot: KCIDB: {args.kcidb}")
+    print(f"ltoboot: KCIDB: {args.kcidb}", file=sys.stderr)  # stdout may be --format json
 
 
 def finish(reports: Sequence[KernelReport], args: argparse.Namespace,
