@@ -11,7 +11,7 @@ from pathlib import Path
 from harness import cache, needs
 from harness.arch import get_arch
 from harness.errors import BuildError, UsageError
-from harness.kernel import kbuild, kconfig, source, toolchain
+from harness.kernel import kbuild, kconfig, nearest, source, toolchain
 from harness.kernel.model import BASE_TARGETS, MODROOT, BuildSpec, Kernel, lto_mode
 from harness.progress import duration, say
 
@@ -71,20 +71,23 @@ def entry_dir(src: source.KernelSource, label: str, key: str, root: Path) -> Pat
 def compile_kernel(out: Path, spec: BuildSpec, src: source.KernelSource,
                    tc: toolchain.Toolchain, wanted: dict[str, str], key: str, log: Path,
                    expected: tuple[int, float] = (0, 0.0),
-                   optional: frozenset[str] = frozenset()) -> Kernel:
+                   optional: frozenset[str] = frozenset(),
+                   donor: nearest.Donor | None = None) -> Kernel:
     """Configure and build in `out`, incrementally when it already holds a build; the config
     is the base (--config: tinyconfig, defconfig or a file; first time only) + `wanted`,
     verified. On a base other than tinyconfig, `optional` options (what checks need) may fail
-    to stick: those checks SKIP. Writes the metadata; returns the kernel."""
+    to stick: those checks SKIP. With a `donor` (`out` not there yet), the build starts from
+    a copy of the donor's. Writes the metadata; returns the kernel."""
     arch = get_arch(spec.arch)
-    out.mkdir(exist_ok=True)
-    make = kbuild.Kbuild(src.tree, out, arch, tc.llvm, log, spec.label, *expected)
+    make = kbuild.Kbuild(src.tree, out, arch, tc.llvm, log, spec.label,
+                         *(expected if donor is None else (0, 0.0)))
     say(f"building {spec.label} from {src.description} with {tc.clang_version}"
         + ("" if spec.config == "tinyconfig" else f" on --config {spec.config}")
         + f"; log: {log}")
     with kbuild.machine_lock(spec.label):
         started = time.monotonic()  # build time, not time spent waiting for the lock
-        extra = configure(out, spec, make, wanted, optional, log)
+        start = _start(out, spec, src, donor)
+        extra = {**configure(out, spec, make, wanted, optional, log), **start}
         make(jobs=kbuild.jobs())
         modroot: Path | None = None
         if wanted.get("MODULES") == "y":
@@ -107,6 +110,24 @@ def compile_kernel(out: Path, spec: BuildSpec, src: source.KernelSource,
     say(f"built {spec.label} ({release}) in {duration(seconds)}, {make.steps} steps"
         + make.ccache_said())
     return kernel
+
+
+def _start(out: Path, spec: BuildSpec, src: source.KernelSource,
+           donor: nearest.Donor | None) -> dict[str, str]:
+    """`out` made ready to build in: a copy of the donor's build when there is one that
+    matches (the kernel's metadata then says which), else empty or as it was."""
+    if donor is not None:
+        try:
+            differ = nearest.start_from(donor, out, src.tree)
+        except nearest.Unrelated as e:
+            say(f"{spec.label}: not starting from the build of {donor.description} ({e}); "
+                "building from nothing")
+        else:
+            say(f"{spec.label}: starting from the build of {donor.description} "
+                f"({differ} file{'s' if differ != 1 else ''} to rebuild from)")
+            return {"incremental_from": donor.description}
+    out.mkdir(exist_ok=True)
+    return {}
 
 
 def configure(out: Path, spec: BuildSpec, make: kbuild.Kbuild, wanted: dict[str, str],
@@ -136,14 +157,16 @@ def configure(out: Path, spec: BuildSpec, make: kbuild.Kbuild, wanted: dict[str,
         added_to_base(spec.config, before, wanted, after, dropped)
 
 
-def _do_build(out: Path, spec: BuildSpec, src: source.KernelSource, tc: toolchain.Toolchain,
-              wanted: dict[str, str], key: str, root: Path, optional: frozenset[str]) -> None:
-    out.mkdir()
+def _do_build(out: Path, p: Plan, root: Path) -> None:
+    spec, src = p.spec, p.src
+    donor = nearest.find(root / "index", spec.label, p.near, src.tree) if src.owned else None
+    if donor is None:
+        out.mkdir()
     (root / "logs").mkdir(exist_ok=True)
-    log = root / "logs" / f"build-{spec.label}-{key[:12]}-{time.strftime('%Y%m%d-%H%M%S')}.log"
-    compile_kernel(out, spec, src, tc, wanted, key, log,
-                   _previous_build(root / "index", spec.label, src.version, tc.clang_version,
-                                   base_config(spec)), optional)
+    log = root / "logs" / f"build-{spec.label}-{p.key[:12]}-{time.strftime('%Y%m%d-%H%M%S')}.log"
+    compile_kernel(out, spec, src, p.tc, p.wanted, p.key, log,
+                   _previous_build(root / "index", spec.label, src.version, p.tc.clang_version,
+                                   base_config(spec)), p.optional, donor)
 
 
 def added_to_base(base: str, before: dict[str, str], wanted: dict[str, str],
@@ -169,6 +192,7 @@ class Plan:
     key: str
     left_out: dict[str, str]  # checks whose options this toolchain cannot give, and why
     optional: frozenset[str]  # what only the checks need (may fail to stick on --config)
+    near: str  # the key without the source: builds of other trees a build may start from
 
 
 def _defines_all(wanted: dict[str, str], defined: frozenset[str], spec: BuildSpec,
@@ -227,7 +251,8 @@ def plan(spec: BuildSpec) -> Plan:
     optional = frozenset(options) - set(kconfig.wanted_options(arch.fragment, spec.lto, extra,
                                                                {}))
     return Plan(spec, src, tc, wanted, cache.content_key(parts), left_out,
-                frozenset(kconfig.follow_renames({s: "" for s in optional}, defined)))
+                frozenset(kconfig.follow_renames({s: "" for s in optional}, defined)),
+                cache.content_key({k: v for k, v in parts.items() if k != "source"}))
 
 
 def build_kernel(spec: BuildSpec) -> Kernel:
@@ -238,14 +263,13 @@ def build_kernel(spec: BuildSpec) -> Kernel:
             say(f"{spec.label}: not asking for what check {check} needs: {why} (it will SKIP)")
     root = cache.cache_root()
     entry = cache.publish(entry_dir(p.src, spec.label, p.key, root),
-                          lambda tmp: _do_build(tmp, spec, p.src, p.tc, p.wanted, p.key, root,
-                                                p.optional))
+                          lambda tmp: _do_build(tmp, p, root))
     kernel = Kernel.load(entry)
-    _index(root, kernel, entry, base_config(spec))
+    _index(root, kernel, entry, base_config(spec), p.near)
     return kernel
 
 
-def _index(root: Path, kernel: Kernel, entry: Path, base: str) -> None:
+def _index(root: Path, kernel: Kernel, entry: Path, base: str, near: str) -> None:
     """A small record per build under <cache>/index/, wherever the build directory lives."""
     ref = root / "index" / f"{kernel.label}-{kernel.key}.json"
     if not ref.exists():
@@ -254,4 +278,4 @@ def _index(root: Path, kernel: Kernel, entry: Path, base: str) -> None:
                                             "build_seconds": kernel.build_seconds,
                                             "version": kernel.release,
                                             "compiler": kernel.compiler,
-                                            "base": base}))
+                                            "base": base, "near": near}))

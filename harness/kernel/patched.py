@@ -17,12 +17,13 @@ import shutil
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from harness import cache, proc
 from harness.errors import UsageError
 from harness.progress import say
 
-RECIPE = 2  # bump when applying produces a different tree from the same inputs
+RECIPE = 3  # bump when applying produces a different tree from the same inputs
 MARKER = "series.json"  # beside the patched tree in its cache entry
 # A fixed identity and dates make `git am` give the same commits for the same base and series
 _AM_ENV = {"GIT_COMMITTER_NAME": "ltoboot", "GIT_COMMITTER_EMAIL": "ltoboot@localhost",
@@ -71,8 +72,20 @@ def _am_failure(output: str, series: PatchSet) -> str:
     return f"patch {number} \"{title}\" does not apply: {where}"
 
 
+def changed_between(repo: Path, old: str, new: str) -> list[str] | None:
+    """The paths that differ between two commits of `repo` (added, removed or changed; a
+    rename is both of its paths), None when git cannot tell (a commit is not there)."""
+    try:
+        out = proc.run(["git", "-C", str(repo), "diff", "--name-only", "--no-renames", "-z",
+                        old, new, "--"], what="listing the files two commits differ in",
+                       error=UsageError)
+    except UsageError:
+        return None
+    return [p for p in out.split("\0") if p]
+
+
 def _apply_into(tmp: Path, repo: Path, base: str, series: PatchSet,
-                record: dict[str, str]) -> None:
+                record: dict[str, Any]) -> None:
     tmp.mkdir()
     tree = tmp / "tree"
     say(f"applying {len(series.patches)} patches onto {record['base_described']} "
@@ -94,6 +107,9 @@ def _apply_into(tmp: Path, repo: Path, base: str, series: PatchSet,
                          f"{record['base_described']}; nothing was applied anywhere "
                          "(rebase the series or give --base)")
     record["head"] = _git(tree, "rev-parse", "HEAD", what="reading the applied series")
+    # what differs from the base: a later build of another series on a related base starts
+    # from this tree's build (harness/kernel/nearest.py)
+    record["changed"] = sorted(changed_between(tree, base, "HEAD") or [])
     shutil.rmtree(tree / ".git")  # borrows the tester's objects: the tree stands alone
     mbox.unlink()
     (tmp / MARKER).write_text(json.dumps(record, indent=2))
@@ -126,7 +142,7 @@ def apply(series: PatchSet, repo: Path, base: str) -> Applied:
                    description=description, key=key)
 
 
-def marker(tree: Path) -> dict[str, str] | None:
+def marker(tree: Path) -> dict[str, Any] | None:
     """The record of a patched tree this module made (source.resolve names it by it)."""
     f = tree.parent / MARKER
     try:

@@ -1,0 +1,154 @@
+"""Which cached build a series' kernel starts from, and how its tree is made to look to make
+exactly as new as it differs: records of series trees on small fake trees (the real proof,
+a series built both ways and compared, is in tests/test_tested_by_series.py)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from harness.kernel import nearest, patched
+from harness.kernel.model import META, MODROOT
+
+BASE_A, BASE_B = "a" * 40, "b" * 40
+
+
+@pytest.fixture
+def root(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    monkeypatch.setenv("LTOBOOT_CACHE", str(tmp_path / "cache"))
+    monkeypatch.delenv(nearest.ENV, raising=False)
+    (tmp_path / "cache" / "index").mkdir(parents=True)
+    return tmp_path / "cache"
+
+
+def _series(root: Path, name: str, base: str, changed: list[str], files: dict[str, str],
+            repo: str = "/nowhere") -> Path:
+    tree = root / "series" / name / "tree"
+    for rel, text in files.items():
+        (tree / rel).parent.mkdir(parents=True, exist_ok=True)
+        (tree / rel).write_text(text)
+    (tree.parent / patched.MARKER).write_text(json.dumps(
+        {"repo": repo, "base": base, "changed": changed, "description": f"series {name}"}))
+    return tree
+
+
+def _built(root: Path, tree: Path, label: str, near: str, age: float = 0.0) -> Path:
+    out = tree / f".ltoboot-{label}-k{tree.parent.name}"
+    out.mkdir()
+    (out / META).write_text("{}")
+    ref = root / "index" / f"{label}-k{tree.parent.name}.json"
+    ref.write_text(json.dumps({"entry": str(out), "near": near}))
+    os.utime(ref, (time.time() - age, time.time() - age))
+    return out
+
+
+FILES = {"Makefile": "all:\n", "init/main.c": "int x;\n", "README": "Linux\n"}
+
+
+def test_a_build_of_another_series_on_the_same_base_is_the_donor(root: Path) -> None:
+    v1 = _series(root, "v1", BASE_A, ["init/main.c"], FILES)
+    _built(root, v1, "x86_64-thin", "N")
+    v2 = _series(root, "v2", BASE_A, ["init/main.c", "Makefile"], FILES)
+    donor = nearest.find(root / "index", "x86_64-thin", "N", v2)
+    assert donor is not None and donor.tree == v1
+    assert donor.changed == {"init/main.c", "Makefile"}  # what either series changes
+    assert donor.description == "series v1"
+
+
+def test_no_donor_of_another_config_arch_or_unrelated_base(root: Path,
+                                                           monkeypatch: pytest.MonkeyPatch
+                                                           ) -> None:
+    v1 = _series(root, "v1", BASE_A, [], FILES)
+    out = _built(root, v1, "x86_64-thin", "N")
+    v2 = _series(root, "v2", BASE_B, [], FILES)  # its repository cannot compare the bases
+    assert nearest.find(root / "index", "x86_64-thin", "N", v2) is None
+    v3 = _series(root, "v3", BASE_A, [], FILES)
+    assert nearest.find(root / "index", "x86_64-thin", "other config", v3) is None
+    assert nearest.find(root / "index", "arm64-thin", "N", v3) is None
+    assert nearest.find(root / "index", "x86_64-thin", "N", v1) is None  # not itself
+    monkeypatch.setenv(nearest.ENV, "0")
+    assert nearest.find(root / "index", "x86_64-thin", "N", v3) is None
+    monkeypatch.delenv(nearest.ENV)
+    assert nearest.find(root / "index", "x86_64-thin", "N", v3) is not None
+    (out / META).unlink()  # a build that never finished is no donor
+    assert nearest.find(root / "index", "x86_64-thin", "N", v3) is None
+
+
+def test_the_donor_with_fewest_differing_files_wins_then_the_newest(root: Path) -> None:
+    far = _series(root, "far", BASE_A, ["a", "b", "c"], FILES)
+    _built(root, far, "x86_64-thin", "N", age=10)
+    near_old = _series(root, "near_old", BASE_A, ["a"], FILES)
+    _built(root, near_old, "x86_64-thin", "N", age=100)
+    near_new = _series(root, "near_new", BASE_A, ["a"], FILES)
+    _built(root, near_new, "x86_64-thin", "N", age=50)
+    mine = _series(root, "mine", BASE_A, ["a"], FILES)
+    donor = nearest.find(root / "index", "x86_64-thin", "N", mine)
+    assert donor is not None and donor.tree == near_new
+
+
+def test_bases_the_testers_repository_compares_add_their_differences(
+        root: Path, tmp_path: Path) -> None:
+    repo = tmp_path / "repo"
+    env = {**os.environ, "GIT_AUTHOR_NAME": "a", "GIT_AUTHOR_EMAIL": "a@b",
+           "GIT_COMMITTER_NAME": "a", "GIT_COMMITTER_EMAIL": "a@b"}
+
+    def git(*args: str) -> str:
+        return subprocess.run(["git", "-C", str(repo), *args], check=True, env=env,
+                              capture_output=True, text=True).stdout.strip()
+
+    repo.mkdir()
+    git("init", "-q")
+    (repo / "kernel.c").write_text("1\n")
+    (repo / "old name.c").write_text("x\n")
+    git("add", "-A")
+    git("commit", "-q", "-m", "one")
+    first = git("rev-parse", "HEAD")
+    (repo / "kernel.c").write_text("2\n")
+    git("mv", "old name.c", "new name.c")
+    git("commit", "-q", "-a", "-m", "two")
+    second = git("rev-parse", "HEAD")
+    v1 = _series(root, "v1", first, ["README"], FILES, repo=str(repo))
+    _built(root, v1, "x86_64-thin", "N")
+    v2 = _series(root, "v2", second, [], FILES, repo=str(repo))
+    donor = nearest.find(root / "index", "x86_64-thin", "N", v2)
+    assert donor is not None
+    assert donor.changed == {"README", "kernel.c", "old name.c", "new name.c"}
+
+
+def test_times_make_sees_are_the_donors_except_for_what_differs(root: Path) -> None:
+    v1 = _series(root, "v1", BASE_A, ["init/main.c"], FILES)
+    out = _built(root, v1, "x86_64-thin", "N")
+    for name in (".version", ".config", "vmlinux.o"):
+        (out / name).write_text(name)
+    (out / MODROOT).mkdir()
+    old = time.time() - 3600
+    for f in v1.rglob("*"):
+        os.utime(f, (old, old))
+    v2 = _series(root, "v2", BASE_A, ["init/main.c"], {**FILES, "init/main.c": "int y;\n"})
+    donor = nearest.find(root / "index", "x86_64-thin", "N", v2)
+    assert donor is not None
+    before = time.time()
+    new_out = v2 / ".ltoboot-x86_64-thin-new"
+    assert nearest.start_from(donor, new_out, v2) == 1
+    assert (v2 / "Makefile").stat().st_mtime_ns == (v1 / "Makefile").stat().st_mtime_ns
+    assert (v2 / "README").stat().st_mtime == pytest.approx(old)
+    assert (v2 / "init/main.c").stat().st_mtime >= before
+    assert (new_out / "vmlinux.o").stat().st_mtime == pytest.approx(old)  # times kept
+    # the build number, the config, the modules and the record start afresh
+    assert sorted(p.name for p in new_out.iterdir()) == ["vmlinux.o"]
+
+
+def test_a_tree_that_is_not_what_its_record_says_is_no_start(root: Path) -> None:
+    v1 = _series(root, "v1", BASE_A, [], FILES)
+    _built(root, v1, "x86_64-thin", "N")
+    v2 = _series(root, "v2", BASE_A, [], {**FILES, "README": "Linux, but longer\n"})
+    donor = nearest.find(root / "index", "x86_64-thin", "N", v2)
+    assert donor is not None
+    with pytest.raises(nearest.Unrelated, match="README differs"):
+        nearest.start_from(donor, v2 / ".ltoboot-x86_64-thin-new", v2)
+    assert not (v2 / ".ltoboot-x86_64-thin-new").exists()  # nothing half made
