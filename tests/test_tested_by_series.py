@@ -13,15 +13,20 @@ import inspect
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from harness import cache
-from harness.kernel import kconfig
-from harness.kernel.model import Kernel
+from harness import cache, series
+from harness.checks import run_checks
+from harness.guest import boot
+from harness.kernel import kconfig, nearest
+from harness.kernel.build import build_kernel
+from harness.kernel.model import BuildSpec, Kernel
 from harness.kernel.variants import _copy_tree, replace_in_copy
 from harness.pytest_plugin.fixtures import Kernels
 
@@ -29,6 +34,7 @@ pytestmark = [pytest.mark.boot, pytest.mark.ltoboot_group("series")]
 
 DEBIAN_BLOCK = "# Debian packaging: ignore everything at the top level"
 GREETING = "ltoboot: the tested series is applied"
+GREETING_V2 = "ltoboot: v2 of the tested series is applied"
 ENV = {"GIT_AUTHOR_NAME": "Sam Sender", "GIT_AUTHOR_EMAIL": "sam@example.org",
        "GIT_COMMITTER_NAME": "Sam Sender", "GIT_COMMITTER_EMAIL": "sam@example.org",
        "GIT_AUTHOR_DATE": "2026-01-01T00:00:00+00:00",
@@ -47,8 +53,9 @@ def _commit(repo: Path, message: str, path: str, old: str, new: str) -> None:
 
 def _make_repo(repo: Path, base: Kernel) -> None:
     """A kernel repository (the default tree, hard-linked), the series sent from a branch of
-    it as `git format-patch --cover-letter --thread` files in repo/.git/ltoboot-series, and
-    a branch `conflict` onto which patch 2/2 does not apply."""
+    it as `git format-patch --cover-letter --thread` files in repo/.git/ltoboot-series, its
+    v2 (one C file, one Makefile line) in repo/.git/ltoboot-series-v2, and a branch
+    `conflict` onto which patch 2/2 does not apply."""
     assert base.source_tree is not None
     _copy_tree(base.source_tree, repo)
     gitignore = (repo / ".gitignore").read_text()
@@ -74,6 +81,16 @@ def _make_repo(repo: Path, base: Kernel) -> None:
                      .replace("*** SUBJECT HERE ***", "Greet from init")
                      .replace("*** BLURB HERE ***", "This series makes init greet the tester.\n"
                               "It also names itself in the README."))
+    _git(repo, "checkout", "-q", "-b", "series-v2", "v6.1-debian")
+    _commit(repo, "init: say that the series is applied", "init/main.c",
+            "\tint ret;\n\n\t/*\n\t * Wait until kthreadd is all set-up.",
+            f"\tint ret;\n\n\tpr_notice(\"{GREETING_V2}\\n\");\n\n\t/*\n"
+            "\t * Wait until kthreadd is all set-up.")
+    _commit(repo, "init: build main.o knowing the series", "init/Makefile",
+            "\nobj-y                          := main.o",
+            "\nCFLAGS_main.o := -DLTOBOOT_SERIES=2\nobj-y                          := main.o")
+    _git(repo, "format-patch", "-q", "-v2", "--cover-letter", "--thread", "-o",
+         str(repo / ".git" / "ltoboot-series-v2"), "v6.1-debian..series-v2")
     _git(repo, "checkout", "-q", "-b", "conflict", "v6.1-debian")
     _commit(repo, "docs: someone else's README title", "README", "Linux kernel\n",
             "Linux kernel (elsewhere)\n")
@@ -86,6 +103,18 @@ def series_repo(kernels: Kernels) -> Path:
     recipe = hashlib.sha256(inspect.getsource(_make_repo).encode()).hexdigest()[:12]
     entry = cache.cache_root() / "test-repos" / f"series-{base.key}-{recipe}"
     return cache.publish(entry, lambda tmp: _make_repo(tmp, base))
+
+
+@pytest.fixture(scope="module")
+def tester_config(kernels: Kernels, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The tester's own config: ours, without LKDTM (ltoboot adds it back) and with a
+    LOCALVERSION that shows in /proc/version."""
+    mine = kconfig.parse(kernels.get(arch="x86_64").config.read_text())
+    mine["LKDTM"] = "n"
+    mine["LOCALVERSION"] = '"-tester"'
+    config = tmp_path_factory.mktemp("tester") / "tester.config"
+    config.write_text(kconfig.render(mine))
+    return config
 
 
 def _state(repo: Path) -> dict[str, str]:
@@ -104,16 +133,9 @@ def _ltoboot(*args: str) -> subprocess.CompletedProcess[str]:
 
 
 def test_series_is_applied_built_on_the_testers_config_booted_and_answered(
-        series_repo: Path, kernels: Kernels, tmp_path: Path,
+        series_repo: Path, tester_config: Path, tmp_path: Path,
         request: pytest.FixtureRequest) -> None:
-    base = kernels.get(arch="x86_64")
-    # the tester's own config: ours, without LKDTM (ltoboot adds it back) and with a
-    # LOCALVERSION that shows in /proc/version
-    mine = kconfig.parse(base.config.read_text())
-    mine["LKDTM"] = "n"
-    mine["LOCALVERSION"] = '"-tester"'
-    config = tmp_path / "tester.config"
-    config.write_text(kconfig.render(mine))
+    config = tester_config
     before = _state(series_repo)
     reply_file = tmp_path / "reply.eml"
     r = _ltoboot("tested-by", "--series", str(series_repo / ".git" / "ltoboot-series"),
@@ -175,3 +197,69 @@ def test_series_that_does_not_apply_names_the_patch_and_leaves_nothing(
     left = {p for p in set((cache.cache_root() / "series").glob("*")) - entries
             if not p.name.endswith((".lock", ".failed.json"))}
     assert not left  # no half-applied tree, no temporary
+
+
+def _series_kernel(repo: Path, sent: str, config: Path, work: Path) -> Kernel:
+    applied = series.apply(series.read(repo / ".git" / sent, work), repo, "v6.1-debian")
+    return build_kernel(BuildSpec(arch="x86_64", kernel_src=str(applied.tree),
+                                  config=str(config)))
+
+
+def _facts(kernel: Kernel) -> tuple[str, str, list[str], list[tuple[str, str]], bool]:
+    """What must be the same whichever way a kernel was built."""
+    guest = boot.boot(kernel)
+    try:
+        verdicts = [(r.name, r.verdict) for r in run_checks(guest, kernel)]
+        greeted = GREETING_V2 in guest.log.read_text(errors="replace")
+    finally:
+        guest.close()
+    assert kernel.system_map is not None
+    names = sorted(line.split()[2] for line in kernel.system_map.read_text().splitlines())
+    return kernel.release, kernel.config.read_text(), names, verdicts, greeted
+
+
+def _full_facts(repo: Path, config: Path, work: Path, monkeypatch: pytest.MonkeyPatch
+                ) -> tuple[Kernel, dict[str, Any]]:
+    """v2 built from nothing, and its facts: a record in the cache made once per machine (the
+    kernel's own entry then holds v2 as built from v1, which later runs find cached)."""
+    monkeypatch.setenv(nearest.ENV, "0")
+    full = _series_kernel(repo, "ltoboot-series-v2", config, work)
+    monkeypatch.delenv(nearest.ENV)
+    record = cache.cache_root() / "test-repos" / f"series-v2-full-{full.key}.json"
+    if not record.exists():
+        if "incremental_from" in full.extra:  # the record was removed, the kernel was not
+            _forget(full)
+            monkeypatch.setenv(nearest.ENV, "0")
+            full = _series_kernel(repo, "ltoboot-series-v2", config, work)
+            monkeypatch.delenv(nearest.ENV)
+        assert "incremental_from" not in full.extra
+        facts = {"facts": list(_facts(full)), "seconds": full.build_seconds,
+                 "steps": full.steps, "ccache": full.extra.get("ccache", "-")}
+        cache.write_atomic(record, json.dumps(facts))
+    if "incremental_from" not in full.extra:
+        _forget(full)  # the build to compare with it starts from v1's
+    return full, json.loads(record.read_text())
+
+
+def _forget(kernel: Kernel) -> None:
+    assert kernel.build_dir is not None
+    cache.release_all()  # this process's holds; nothing else uses the series' builds
+    shutil.rmtree(kernel.build_dir)
+
+
+def test_v2_starts_from_v1s_build_and_is_the_kernel_a_full_build_gives(
+        series_repo: Path, tester_config: Path, tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    v1 = _series_kernel(series_repo, "ltoboot-series", tester_config, tmp_path)
+    assert v1.build_dir is not None
+    full, expected = _full_facts(series_repo, tester_config, tmp_path, monkeypatch)
+    inc = _series_kernel(series_repo, "ltoboot-series-v2", tester_config, tmp_path)
+    assert inc.build_dir == full.build_dir and inc.key == full.key
+    assert "Greet from init" in inc.extra.get("incremental_from", ""), inc.extra
+    got = json.loads(json.dumps(_facts(inc)))  # as the record has it: lists, not tuples
+    assert got[-1] and got[3] and all(v != "FAIL" for _, v in got[3])
+    assert got == expected["facts"]
+    print(f"\nseries v2: from nothing {expected['seconds']:.0f}s ({expected['steps']} steps, "
+          f"ccache {expected['ccache']}), after v1 {inc.build_seconds:.0f}s ({inc.steps} "
+          "steps)")
+    assert inc.steps * 4 <= expected["steps"], (inc.steps, expected["steps"])
