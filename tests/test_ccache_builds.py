@@ -6,7 +6,6 @@ LTOBOOT_CCACHE_PROOF=1 .venv/bin/pytest -p no:xdist tests/test_ccache_builds.py 
 
 from __future__ import annotations
 
-import os
 import shutil
 import time
 from pathlib import Path
@@ -22,8 +21,7 @@ from harness.kernel.model import BuildSpec, Kernel
 
 pytestmark = [
     pytest.mark.boot,
-    pytest.mark.skipif(os.environ.get("LTOBOOT_CCACHE_PROOF") != "1",
-                       reason="opt-in: LTOBOOT_CCACHE_PROOF=1 (three full kernel builds)"),
+    pytest.mark.opt_in("LTOBOOT_CCACHE_PROOF", "(three full kernel builds)"),
     pytest.mark.skipif(shutil.which("ccache") is None, reason="./setup.sh installs ccache"),
 ]
 

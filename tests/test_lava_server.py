@@ -27,9 +27,8 @@ SCRIPT = Path(__file__).with_name("lava-server.sh")
 pytestmark = [
     pytest.mark.boot,
     pytest.mark.xdist_group("lava-server"),
-    pytest.mark.skipif(os.environ.get("LTOBOOT_LAVA_SERVER") != "1",
-                       reason="opt-in: LTOBOOT_LAVA_SERVER=1 sets up Debian's lava-server "
-                       "here (tests/lava-server.sh) and submits to it"),
+    pytest.mark.opt_in("LTOBOOT_LAVA_SERVER", "sets up Debian's lava-server here "
+                       "(tests/lava-server.sh) and submits to it"),
 ]
 
 

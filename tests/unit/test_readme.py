@@ -40,3 +40,13 @@ def test_links_lead_somewhere_and_every_page_is_linked() -> None:
 
 def test_short_enough_to_read_in_two_minutes() -> None:
     assert len(README.read_text().splitlines()) <= 80
+
+
+def test_every_opt_in_test_is_named_with_its_switch() -> None:
+    """What the default suite leaves out is in the README, with what turns it on."""
+    switches = set()
+    for test in (ROOT / "tests").rglob("test_*.py"):
+        switches |= set(re.findall(r'mark\.opt_in\(\s*"([A-Z_]+)"', test.read_text()))
+    assert switches, "no opt-in test found: the pattern is stale"
+    text = README.read_text()
+    assert {s for s in switches if f"{s}=1" not in text} == set()
