@@ -15,6 +15,13 @@ Sections (median of --runs each; the suite of --suite-runs, default --runs):
           (cache.publish + make), minutes long: --kernel-build adds one pair of those
   cache   a cache hit of the default kernel: milliseconds, and no make started
   suite   warm `pytest -n auto` vs `pytest -n 1` of the whole suite (xdist speed-up)
+Minutes to hours each, only when named in --only (one run each):
+  ccache  the default x86_64 kernel in a scratch cache: a cold ccache, then again after its
+          cache entry is removed (a warm ccache), then with one option more
+  series  a 2-patch series (one C file, one Makefile line) on a repository of the default
+          tree, after the default kernel was built; then its v2 (starting from v1's build),
+          and v2 again from nothing (LTOBOOT_INCREMENTAL=0); the series are new each time
+  cold    `pytest -n auto` with an empty cache, and the cache's size after it
 Kernels come from the cache (built first if missing). Under TCG here: see the accel verdict.
 """
 
@@ -39,11 +46,13 @@ from harness.checks.registry import start_companions
 from harness.guest import boot, modules, qemu
 from harness.guest.initramfs import build_initramfs
 from harness.kernel import kbuild, toolchain
+from harness.kernel.build import build_kernel
 from harness.kernel.model import BuildSpec, Kernel
 from harness.kernel.obtain import obtain
 
 ROOT = Path(__file__).resolve().parent.parent
 SECTIONS = ("boot", "checks", "run", "lava", "build", "cache", "suite")
+LONG = ("ccache", "series", "cold")
 
 
 def median_of(runs: int, measure: Callable[[], float]) -> tuple[float, list[float]]:
@@ -214,6 +223,120 @@ def bench_suite(runs: int) -> dict[str, Any]:
             "n_auto_runs": auto_all, "n_1_runs": one_all}
 
 
+def _timed_build(spec: BuildSpec, **env: str) -> tuple[Kernel, float]:
+    saved = {k: os.environ.get(k) for k in env}
+    os.environ.update(env)
+    try:
+        t = time.monotonic()
+        kernel = build_kernel(spec)
+        return kernel, time.monotonic() - t
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
+def _forget(kernel: Kernel) -> None:
+    """Remove a kernel's cache entry (this process's holds let go first)."""
+    assert kernel.build_dir is not None
+    cache.release_all()
+    shutil.rmtree(kernel.build_dir)
+
+
+def bench_ccache() -> dict[str, Any]:
+    with tempfile.TemporaryDirectory(dir=cache.cache_root() / "scratch") as tmp:
+        spec = BuildSpec(arch="x86_64")
+        cold, cold_s = _timed_build(spec, LTOBOOT_CACHE=tmp)
+        _forget(cold)
+        warm, warm_s = _timed_build(spec, LTOBOOT_CACHE=tmp)
+        frag = Path(tmp) / "one-more.config"
+        frag.write_text('CONFIG_LOCALVERSION="-one-more"\n')
+        tweak, tweak_s = _timed_build(BuildSpec(arch="x86_64", fragments=(str(frag),)),
+                                      LTOBOOT_CACHE=tmp)
+        cache.release_all()
+    return {"cold_s": cold_s, "warm_s": warm_s, "tweak_s": tweak_s,
+            "cold_ccache": cold.extra.get("ccache"), "warm_ccache": warm.extra.get("ccache"),
+            "tweak_ccache": tweak.extra.get("ccache")}
+
+
+def _git(repo: Path, *args: str) -> str:
+    env = {**os.environ, "GIT_AUTHOR_NAME": "Bench", "GIT_AUTHOR_EMAIL": "b@ltoboot.invalid",
+           "GIT_COMMITTER_NAME": "Bench", "GIT_COMMITTER_EMAIL": "b@ltoboot.invalid"}
+    return subprocess.run(["git", "-C", str(repo), *args], check=True, capture_output=True,
+                          text=True, env=env).stdout.strip()
+
+
+def _edit(repo: Path, path: str, old: str, new: str) -> None:
+    f = repo / path
+    text = f.read_text()
+    assert old in text, f"{path}: {old!r} is not there"
+    f.unlink()  # a hard link to the cached tree: a new inode
+    f.write_text(text.replace(old, new, 1))
+
+
+def bench_series() -> dict[str, Any]:
+    from harness import series  # the reports' stage: only this section needs it
+    from harness.kernel.variants import _copy_tree
+
+    base = obtain(BuildSpec(arch="x86_64"))
+    assert base.source_tree is not None
+    nonce = str(time.time_ns())
+    with tempfile.TemporaryDirectory(dir=cache.cache_root() / "scratch") as tmp:
+        repo = Path(tmp) / "linux"
+        _copy_tree(base.source_tree, repo)
+        (repo / ".gitignore").unlink()  # Debian's ignores the whole top level
+        _git(repo, "init", "-q")
+        _git(repo, "add", "-A")
+        _git(repo, "commit", "-q", "-m", "base")
+        _git(repo, "tag", "base")
+        sent = {}
+        for version, greeting in (("v1", "hello"), ("v2", "hello again")):
+            _git(repo, "checkout", "-q", "-B", version, "base")
+            _edit(repo, "init/main.c", "\tint ret;\n\n",
+                  f'\tint ret;\n\n\tpr_notice("bench {nonce}: {greeting}\\n");\n\n')
+            _git(repo, "commit", "-q", "-a", "-m", "init: greet")
+            _edit(repo, "init/Makefile", "\nobj-y ", "\nCFLAGS_main.o := -DBENCH=1\nobj-y ")
+            _git(repo, "commit", "-q", "-a", "-m", "init: a flag")
+            sent[version] = Path(tmp) / version
+            _git(repo, "format-patch", "-q", "--cover-letter", f"-{version}", "-o",
+                 str(sent[version]), "base")
+
+        def spec(version: str) -> BuildSpec:
+            applied = series.apply(series.read(sent[version], Path(tmp)), repo, "base")
+            return BuildSpec(arch="x86_64", kernel_src=str(applied.tree))
+
+        v1, v1_s = _timed_build(spec("v1"))
+        v2, v2_s = _timed_build(spec("v2"))
+        _forget(v2)
+        full, full_s = _timed_build(spec("v2"), LTOBOOT_INCREMENTAL="0")
+        for k in (v1, full):  # the series trees are of this bench alone
+            assert k.source_tree is not None
+            cache.release_all()
+            shutil.rmtree(k.source_tree.parent)
+    return {"v1_after_base_s": v1_s, "v1_ccache": v1.extra.get("ccache"),
+            "v2_after_v1_s": v2_s, "v2_steps": v2.steps, "v2_full_s": full_s,
+            "v2_full_steps": full.steps, "ratio": v2_s / full_s,
+            "default_cold_s": base.build_seconds}
+
+
+def bench_cold_suite() -> dict[str, Any]:
+    with tempfile.TemporaryDirectory() as tmp:
+        env = {**os.environ, "LTOBOOT_CACHE": tmp}
+        log = cache.cache_root() / "logs" / "bench-cold-suite.log"
+        t = time.monotonic()
+        with log.open("w") as f:
+            rc = subprocess.run([str(ROOT / ".venv/bin/pytest"), "-n", "auto", "-q"], cwd=ROOT,
+                                stdout=f, stderr=subprocess.STDOUT, env=env).returncode
+        seconds = time.monotonic() - t
+        size = int(subprocess.run(["du", "-sb", tmp], capture_output=True, text=True,
+                                  check=True).stdout.split()[0])
+    if rc != 0:
+        raise SystemExit(f"the suite failed (exit {rc}); see {log}")
+    return {"cold_s": seconds, "cache_bytes": size, "log": str(log)}
+
+
 def bench_run(runs: int, *command: str) -> dict[str, Any]:
     exe = Path(sys.executable).with_name("ltoboot")
     argv = [str(exe), *(command or ("run",))]
@@ -287,6 +410,22 @@ def main() -> int:
         r = out["suite"]
         show(f"suite warm: -n auto {r['n_auto_s']:.0f} s   -n 1 {r['n_1_s']:.0f} s   "
                      f"speed-up {r['speedup']:.2f}x on {r['cpus']} CPUs")
+    if "ccache" in only:
+        r = out["ccache"] = bench_ccache()
+        show(f"ccache x86_64 kernel: cold {r['cold_s']:.0f} s ({r['cold_ccache']}), warm "
+             f"{r['warm_s']:.0f} s ({r['warm_ccache']}), one option more {r['tweak_s']:.0f} s "
+             f"({r['tweak_ccache']}): {r['cold_s'] / r['warm_s']:.1f}x, "
+             f"{r['cold_s'] / r['tweak_s']:.1f}x faster")
+    if "series" in only:
+        r = out["series"] = bench_series()
+        show(f"series 2 patches after the base: {r['v1_after_base_s']:.0f} s (ccache "
+             f"{r['v1_ccache']}); v2 after v1 {r['v2_after_v1_s']:.0f} s ({r['v2_steps']} "
+             f"steps) vs from nothing {r['v2_full_s']:.0f} s ({r['v2_full_steps']} steps): "
+             f"{100 * r['ratio']:.0f}%")
+    if "cold" in only:
+        r = out["cold"] = bench_cold_suite()
+        show(f"suite cold: -n auto {r['cold_s'] / 60:.1f} min, cache after it "
+             f"{r['cache_bytes'] / 2**30:.1f} GiB")
     print(f"\nltoboot benchmark (median of {args.runs} runs; TCG)")
     print("\n".join(lines))
     if args.json:
