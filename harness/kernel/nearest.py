@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from harness import proc
+from harness import cache, proc
 from harness.errors import InfraError
 from harness.kernel import patched
 from harness.kernel.model import META, MODROOT
@@ -130,6 +130,9 @@ def start_from(donor: Donor, out: Path, tree: Path) -> int:
     """`out` (a new build directory of `tree`, not there yet) made a copy of the donor's build,
     and `tree`'s times aligned to it. Returns the number of files make will see as new.
     Unrelated (with nothing left at `out`) when the donor's tree does not match."""
+    cache.hold(donor.build_dir)  # no prune removes it while it is copied
+    if not (donor.build_dir / META).is_file():
+        raise Unrelated(f"{donor.build_dir} was removed")
     proc.run(["cp", "-a", str(donor.build_dir), str(out)],
              what="copying the nearest build's directory", error=InfraError)
     for name in NOT_CARRIED:
