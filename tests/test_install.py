@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import sysconfig
 from pathlib import Path
 
 import pytest
@@ -29,17 +30,24 @@ def run(argv: list[str], cwd: Path, **env: str) -> subprocess.CompletedProcess[s
 
 @pytest.fixture(scope="module")
 def installed(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A venv with the built wheel installed (not editable), made from Debian's python."""
+    """A venv with the built wheel installed (not editable), made from Debian's python. Its
+    dependencies are the ones setup.sh installed (pip resolving them from PyPI is setup.sh's
+    own test, and a minute here): the venv sees our venv's site-packages as a plain path, so
+    its .pth files, the editable install of this checkout among them, are not read."""
     base = DEBIAN_PYTHON if DEBIAN_PYTHON.exists() else Path(sys.executable)
     work = tmp_path_factory.mktemp("install")
-    built = run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "-w", str(work / "dist"),
-                 str(ROOT)], work)
+    built = run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps",
+                 "-w", str(work / "dist"), str(ROOT)], work)
     assert built.returncode == 0, built.stderr
     wheels = list((work / "dist").glob("ltoboot-*.whl"))
     assert len(wheels) == 1
     venv = work / "venv"
-    assert run([str(base), "-m", "venv", str(venv)], work).returncode == 0
-    got = run([str(venv / "bin/python"), "-m", "pip", "install", "-q", str(wheels[0])], work)
+    assert run([str(base), "-m", "venv", "--without-pip", str(venv)], work).returncode == 0
+    ours = Path(sysconfig.get_paths()["purelib"])
+    (Path(run([str(venv / "bin/python"), "-c", "import sysconfig; print(sysconfig.get_paths()"
+               "['purelib'])"], work).stdout.strip()) / "ltoboot-deps.pth").write_text(f"{ours}\n")
+    got = run([sys.executable, "-m", "pip", "--python", str(venv / "bin/python"), "install",
+               "-q", "--no-deps", str(wheels[0])], work)
     assert got.returncode == 0, got.stderr
     return venv
 
@@ -75,8 +83,8 @@ def test_installed_ltoboot_run_boots_and_checks(installed: Path, tmp_path: Path,
 def test_installed_plugin_collects_from_any_test_tree(installed: Path, tmp_path: Path) -> None:
     (tmp_path / "test_mine.py").write_text(
         "def test_boots(kernel, guest):\n    assert guest.run('true').ok\n")
-    got = run([str(installed / "bin/pytest"), "--collect-only", "-q", "-p", "no:cacheprovider",
-               "--arch", "arm64,x86_64"], tmp_path)
+    got = run([str(installed / "bin/python"), "-m", "pytest", "--collect-only", "-q", "-p",
+               "no:cacheprovider", "--arch", "arm64,x86_64"], tmp_path)
     assert got.returncode == 0, got.stdout + got.stderr
     assert "test_mine.py::test_boots[arm64-thin]" in got.stdout
     assert "test_mine.py::test_boots[x86_64-thin]" in got.stdout
