@@ -14,12 +14,8 @@ import sys
 import time
 from pathlib import Path
 
-import pytest
-
 from harness.guest import modules
 from harness.pytest_plugin.fixtures import Kernels
-
-pytestmark = pytest.mark.ltoboot_group()
 
 BUILD = ("import sys; from pathlib import Path; from harness.kernel.model import Kernel; "
          "from harness.guest import modules; "

@@ -14,7 +14,7 @@ from harness.kernel import build, kbuild, kconfig
 from harness.kernel.model import BuildSpec
 from harness.pytest_plugin.fixtures import Kernels
 
-pytestmark = [pytest.mark.boot, pytest.mark.ltoboot_group()]
+pytestmark = pytest.mark.boot
 
 
 def _configure(base: dict[str, str], tmp_path: Path, arch: str) -> tuple[dict[str, str], Path]:

@@ -58,7 +58,6 @@ def test_missing_tools_are_named_with_their_package() -> None:
 
 # -- real guests -------------------------------------------------------------------------------
 @pytest.mark.boot
-@pytest.mark.ltoboot_group()
 def test_hung_init_fails_at_the_timeout(kernels: Kernels, primary_arch: str,
                                         tmp_path: Path) -> None:
     init = tmp_path / "init"
@@ -102,7 +101,6 @@ def test_linger():
 
 
 @pytest.mark.boot
-@pytest.mark.ltoboot_group()
 @pytest.mark.parametrize("how", ["SIGINT", "SIGTERM", "SIGKILL", "worker-SIGKILL"])
 def test_qemu_never_outlives_pytest(how: str, kernels: Kernels, primary_arch: str,
                                     tmp_path: Path) -> None:
@@ -175,7 +173,6 @@ def test_ending(tmp_path):
 
 
 @pytest.mark.boot
-@pytest.mark.ltoboot_group()
 @pytest.mark.parametrize("how, exit_code", [("pass", 0), ("failed-check", 1),
                                             ("boot-timeout", 0), ("panic", 0)])
 def test_no_qemu_left_after_a_run_ends(how: str, exit_code: int, kernels: Kernels,

@@ -17,7 +17,7 @@ import pytest
 from harness.arch import ARCH_NAMES
 from harness.pytest_plugin.fixtures import Kernels
 
-pytestmark = [pytest.mark.boot, pytest.mark.ltoboot_group()]
+pytestmark = pytest.mark.boot
 
 
 def test_readme_first_command_on_a_first_run_cache(kernels: Kernels, tmp_path: Path) -> None:

@@ -19,7 +19,7 @@ from harness.pytest_plugin.fixtures import Kernels
 ROOT = Path(__file__).resolve().parent.parent
 DEBIAN_PYTHON = Path("/usr/bin/python3")
 
-pytestmark = [pytest.mark.boot, pytest.mark.ltoboot_group()]
+pytestmark = [pytest.mark.boot, pytest.mark.xdist_group("install")]  # one wheel
 
 
 def run(argv: list[str], cwd: Path, **env: str) -> subprocess.CompletedProcess[str]:

@@ -25,7 +25,7 @@ from harness.pytest_plugin.fixtures import Kernels
 from harness.reports import kcidb
 from harness.reports.results import KernelReport, Stage
 
-pytestmark = [pytest.mark.boot, pytest.mark.xdist_group("x86_64-thin")]
+pytestmark = pytest.mark.boot
 
 
 def _ltoboot(*args: str) -> dict[str, Any]:

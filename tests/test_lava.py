@@ -54,7 +54,6 @@ def test_lava_gives_the_verdicts_of_our_own_boot(arch: str, kernels: Kernels, gu
     assert by_name["cfi"].summary.startswith("CFI failure at")  # its own job, crashed on purpose
 
 
-@pytest.mark.xdist_group("x86_64-thin")
 def test_broken_kernels_fail_through_lava(kernels: Kernels, primary_arch: str,
                                           tmp_path: Path) -> None:
     base = kernels.get(arch=primary_arch)
@@ -69,7 +68,6 @@ def test_broken_kernels_fail_through_lava(kernels: Kernels, primary_arch: str,
     assert "rodata is executable" in lkdtm.summary
 
 
-@pytest.mark.xdist_group("x86_64-thin")
 def test_lava_run_command_report_junit_and_status(kernels: Kernels, primary_arch: str,
                                                   tmp_path: Path) -> None:
     kernels.get(arch=primary_arch)  # built by the session (the command finds it cached)
@@ -104,7 +102,6 @@ def _lava_processes() -> list[str]:
     return found
 
 
-@pytest.mark.xdist_group("x86_64-thin")
 def test_interrupted_lava_run_leaves_no_lava_run_or_qemu(kernels: Kernels, primary_arch: str
                                                          ) -> None:
     kernels.get(arch=primary_arch)
@@ -131,7 +128,6 @@ def test_interrupted_lava_run_leaves_no_lava_run_or_qemu(kernels: Kernels, prima
     assert not [c for c in _lava_processes() if f"tmp/{mine}" in c or f"job: {mine}" in c]
 
 
-@pytest.mark.xdist_group("x86_64-thin")
 def test_an_exported_folder_is_a_prebuilt_kernel_lava_checks_too(kernels: Kernels,
                                                                  primary_arch: str,
                                                                  tmp_path: Path) -> None:
@@ -153,7 +149,6 @@ def test_an_exported_folder_is_a_prebuilt_kernel_lava_checks_too(kernels: Kernel
     assert probe.skipped and "build directory" in probe.summary
 
 
-@pytest.mark.xdist_group("x86_64-thin")
 def test_a_job_boots_exactly_what_was_exported(kernels: Kernels, primary_arch: str,
                                                tmp_path: Path) -> None:
     """file:// URLs LAVA opens (a space and non-ASCII in the path), the folder named by the

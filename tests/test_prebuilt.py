@@ -22,7 +22,7 @@ from harness.kernel import artifacts, kconfig, prebuilt
 from harness.kernel.model import BuildSpec, Kernel
 from harness.pytest_plugin.fixtures import Kernels
 
-pytestmark = pytest.mark.ltoboot_group()
+pytestmark = pytest.mark.xdist_group("prebuilt")  # its module fixtures once
 
 
 @pytest.fixture(scope="module")

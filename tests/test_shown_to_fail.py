@@ -28,7 +28,6 @@ def test_lto_check_says_not_an_lto_kernel(kernels: Kernels, guests: Guests,
     assert proc_version(guest, kernel).passed
 
 
-@pytest.mark.ltoboot_group()
 def test_panic_is_classified_with_excerpt_and_log(kernels: Kernels, primary_arch: str) -> None:
     kernel = kernels.get(arch=primary_arch)
     started = time.monotonic()

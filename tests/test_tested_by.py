@@ -11,7 +11,7 @@ from harness.pytest_plugin.fixtures import Kernels
 from harness.reports.results import KernelReport
 from harness.reports.tested_by import facts_for_tested_by, render_tested_by
 
-pytestmark = [pytest.mark.boot, pytest.mark.ltoboot_group()]
+pytestmark = pytest.mark.boot
 
 
 def test_tested_by_only_for_a_kernel_that_passes(kernels: Kernels, primary_arch: str,
