@@ -112,6 +112,10 @@ def compile_kernel(out: Path, spec: BuildSpec, src: source.KernelSource,
     return kernel
 
 
+def _count(n: int, what: str) -> str:
+    return f"{n:,} {what}{'' if n == 1 else 's'}"
+
+
 def _start(out: Path, spec: BuildSpec, src: source.KernelSource,
            donor: nearest.Donor | None) -> dict[str, str]:
     """`out` made ready to build in: a copy of the donor's build when there is one that
@@ -123,8 +127,8 @@ def _start(out: Path, spec: BuildSpec, src: source.KernelSource,
             say(f"{spec.label}: not starting from the build of {donor.description} ({e}); "
                 "building from nothing")
         else:
-            say(f"{spec.label}: starting from the build of {donor.description} "
-                f"({differ} file{'s' if differ != 1 else ''} to rebuild from)")
+            say(f"{spec.label}: starting from the build of {donor.description}: "
+                f"{_count(differ, 'file')} and {_count(donor.options, 'option')} differ")
             return {"incremental_from": donor.description}
     out.mkdir(exist_ok=True)
     return {}
@@ -159,7 +163,8 @@ def configure(out: Path, spec: BuildSpec, make: kbuild.Kbuild, wanted: dict[str,
 
 def _do_build(out: Path, p: Plan, root: Path) -> None:
     spec, src = p.spec, p.src
-    donor = nearest.find(root / "index", spec.label, p.near, src.tree) if src.owned else None
+    donor = nearest.find(root / "index", nearest.Wanted(spec.label, p.kin, src.identity,
+                                                        src.tree, p.wanted, out.parent))
     if donor is None:
         out.mkdir()
     (root / "logs").mkdir(exist_ok=True)
@@ -192,7 +197,7 @@ class Plan:
     key: str
     left_out: dict[str, str]  # checks whose options this toolchain cannot give, and why
     optional: frozenset[str]  # what only the checks need (may fail to stick on --config)
-    near: str  # the key without the source: builds of other trees a build may start from
+    kin: str  # the key without source and config: the builds this one may start from
 
 
 def _defines_all(wanted: dict[str, str], defined: frozenset[str], spec: BuildSpec,
@@ -252,7 +257,8 @@ def plan(spec: BuildSpec) -> Plan:
                                                                {}))
     return Plan(spec, src, tc, wanted, cache.content_key(parts), left_out,
                 frozenset(kconfig.follow_renames({s: "" for s in optional}, defined)),
-                cache.content_key({k: v for k, v in parts.items() if k != "source"}))
+                cache.content_key({k: v for k, v in parts.items()
+                                   if k not in ("source", "config")}))
 
 
 def build_kernel(spec: BuildSpec) -> Kernel:
@@ -265,17 +271,23 @@ def build_kernel(spec: BuildSpec) -> Kernel:
     entry = cache.publish(entry_dir(p.src, spec.label, p.key, root),
                           lambda tmp: _do_build(tmp, p, root))
     kernel = Kernel.load(entry)
-    _index(root, kernel, entry, base_config(spec), p.near)
+    _index(root, kernel, entry, base_config(spec), p)
     return kernel
 
 
-def _index(root: Path, kernel: Kernel, entry: Path, base: str, near: str) -> None:
-    """A small record per build under <cache>/index/, wherever the build directory lives."""
+def _index(root: Path, kernel: Kernel, entry: Path, base: str, p: Plan) -> None:
+    """A small record per build under <cache>/index/, wherever the build directory lives:
+    for the progress line of the next build of its config, and for the builds that may start
+    from it (a record from before it said what they need is written again)."""
     ref = root / "index" / f"{kernel.label}-{kernel.key}.json"
-    if not ref.exists():
-        ref.parent.mkdir(exist_ok=True)
-        cache.write_atomic(ref, json.dumps({"entry": str(entry), "steps": kernel.steps,
-                                            "build_seconds": kernel.build_seconds,
-                                            "version": kernel.release,
-                                            "compiler": kernel.compiler,
-                                            "base": base, "near": near}))
+    try:
+        if "kin" in json.loads(ref.read_text()):
+            return
+    except (OSError, ValueError):
+        pass
+    ref.parent.mkdir(exist_ok=True)
+    cache.write_atomic(ref, json.dumps({
+        "entry": str(entry), "steps": kernel.steps, "build_seconds": kernel.build_seconds,
+        "version": kernel.release, "compiler": kernel.compiler, "base": base,
+        **nearest.record(p.kin, p.src.identity, p.src.tree, p.wanted,
+                         f"{kernel.label} {kernel.key[:12]} of {kernel.source}")}))

@@ -1,15 +1,23 @@
-"""A series' kernel starts from the nearest cached build instead of from nothing.
+"""A kernel build starts from the nearest cached build instead of from nothing.
 
-A series applied by `tested-by --series` is a tree the cache owns, and it records the files it
-changes on its base commit. Another series on the same base (or v1 of this one, or one on a
-base the tester's repository can compare with) built for the same arch, LTO mode, toolchain and
-config is a donor: its build directory is copied beside the new tree with its times kept, the
-new tree's files that are the same as the donor's get the donor's times, the files that differ
-get the time of now, and make rebuilds only what the difference touches. The configuration is
-made afresh from the base config, as a full build makes it, and the build count starts at #1:
-the kernel is the one a full build gives (tests/test_tested_by_series.py builds one both ways).
+A donor is a finished build for the same arch, LTO mode, toolchain and base config (its
+"kin" key), of either
+- the same source (the same tree, and so the same place for build directories): a config
+  that differs in a few options, a one-line `--fragment`, the checks' options of another
+  toolchain; or
+- another series applied by `tested-by --series` on the same base, or on a base the tester's
+  repository can compare with (a series tree records the files it changes on its base): v2
+  after v1, or another series on the same release.
+The donor with the fewest options that differ wins, then the fewest files, then the newest.
+Its build directory is copied with its times kept; for another tree, the new tree's files that
+are the same get the donor's times and those that differ the time of now. The configuration
+is then made afresh from the base config, as a build from nothing makes it, the build count
+starts at #1, and make rebuilds what the difference touches: kbuild tracks every source file
+and every CONFIG_ option each object depends on. The kernel is the one a full build gives
+(tests/test_tested_by_series.py builds a series both ways; the ccache proof a config).
+Broken variants and bisect steps are never donors (they are not in the index).
 
-`LTOBOOT_INCREMENTAL=0` turns it off: every series is then built from nothing.
+`LTOBOOT_INCREMENTAL=0` turns it off: every kernel is then built from nothing.
 """
 
 from __future__ import annotations
@@ -30,20 +38,41 @@ from harness.kernel.model import META, MODROOT
 ENV = "LTOBOOT_INCREMENTAL"  # 0: no build starts from another one
 MAX_CHANGED = 5000  # more files than this differ: a donor saves little, build from nothing
 # what a build directory keeps that a full build would not have: the build number (#2 after
-# #1), the installed modules and the kernel's record
+# #1), the installed modules, the kernel's record; and the config, made afresh
 NOT_CARRIED = (".version", MODROOT, META, ".config")
 
 
 @dataclass(frozen=True)
 class Donor:
-    build_dir: Path  # a finished build in another tree the cache owns
-    tree: Path
+    build_dir: Path  # a finished build
+    tree: Path  # its source tree
     changed: frozenset[str]  # the files that may differ between its tree and the new one
+    options: int  # how many of the asked-for options differ
     description: str
+    align: bool  # another tree: its times are aligned to the donor's first
+
+
+@dataclass(frozen=True)
+class Wanted:
+    """What a new build is, as the donor search needs it."""
+
+    label: str
+    kin: str  # the build key without source and config: arch, LTO, toolchain, base config
+    identity: str  # the source's
+    tree: Path
+    options: dict[str, str]  # the config asked for
+    home: Path  # where its build directory goes (donors of the same source live there too)
 
 
 def enabled() -> bool:
     return os.environ.get(ENV, "1") != "0"
+
+
+def record(kin: str, identity: str, tree: Path, options: dict[str, str],
+           description: str) -> dict[str, object]:
+    """What the index keeps of a build for this search."""
+    return {"kin": kin, "identity": identity, "tree": str(tree), "options": options,
+            "description": description}
 
 
 def _between(new: dict[str, Any], old: dict[str, Any]) -> set[str] | None:
@@ -57,38 +86,51 @@ def _between(new: dict[str, Any], old: dict[str, Any]) -> set[str] | None:
     return None if paths is None else set(paths)
 
 
-def find(index: Path, label: str, near: str, tree: Path) -> Donor | None:
-    """The cached build in another series tree nearest to a build of `tree` (a series tree)
-    with the same `near` key (everything of the build's key but the source): the one with
-    the fewest files to differ, the newest of those; None when there is none."""
-    mine = patched.marker(tree)
-    if not enabled() or mine is None or "changed" not in mine:
+def _differ(a: dict[str, str], b: dict[str, str]) -> int:
+    return sum(1 for s in a.keys() | b.keys() if a.get(s, "n") != b.get(s, "n"))
+
+
+def _candidate(ref: dict[str, Any], want: Wanted) -> tuple[frozenset[str], bool] | None:
+    """(files that may differ, whether the trees differ) for a donor record; None when it
+    cannot be a donor."""
+    build_dir = Path(str(ref.get("entry", "")))
+    if ref.get("kin") != want.kin or not (build_dir / META).is_file():
         return None
-    best: tuple[int, float, Donor] | None = None
-    for ref in index.glob(f"{label}-*.json"):
+    if ref.get("identity") == want.identity:  # the same source
+        return (frozenset(), False) if build_dir.parent == want.home else None
+    mine, theirs = patched.marker(want.tree), patched.marker(Path(str(ref.get("tree", ""))))
+    if mine is None or theirs is None or "changed" not in mine or "changed" not in theirs:
+        return None
+    between = _between(mine, theirs)
+    if between is None:
+        return None
+    changed = between | set(mine["changed"]) | set(theirs["changed"])
+    return (frozenset(changed), True) if len(changed) <= MAX_CHANGED else None
+
+
+def find(index: Path, want: Wanted) -> Donor | None:
+    """The nearest cached build to start `want` from, None when there is none."""
+    if not enabled():
+        return None
+    best: tuple[tuple[int, int, float], Donor] | None = None
+    for path in index.glob(f"{want.label}-*.json"):
         try:
-            record = json.loads(ref.read_text())
-            when = ref.stat().st_mtime
+            ref = json.loads(path.read_text())
+            when = path.stat().st_mtime
         except (OSError, ValueError):
             continue
-        build_dir = Path(str(record.get("entry", "")))
-        if record.get("near") != near or build_dir.parent == tree \
-                or not (build_dir / META).is_file():
+        found = _candidate(ref, want)
+        if found is None:
             continue
-        theirs = patched.marker(build_dir.parent)
-        if theirs is None or "changed" not in theirs:
-            continue
-        between = _between(mine, theirs)
-        if between is None:
-            continue
-        changed = between | set(mine["changed"]) | set(theirs["changed"])
-        if len(changed) > MAX_CHANGED:
-            continue
-        donor = Donor(build_dir, build_dir.parent, frozenset(changed),
-                      str(theirs.get("description", build_dir.parent)))
-        if best is None or (len(changed), -when) < (best[0], best[1]):
-            best = (len(changed), -when, donor)
-    return best[2] if best else None
+        changed, align = found
+        options = _differ(want.options, dict(ref.get("options") or {}))
+        build_dir = Path(ref["entry"])
+        donor = Donor(build_dir, Path(ref["tree"]), changed, options,
+                      str(ref.get("description", build_dir)), align)
+        rank = (options, len(changed), -when)
+        if best is None or rank < best[0]:
+            best = (rank, donor)
+    return best[1] if best else None
 
 
 class Unrelated(Exception):
@@ -128,8 +170,9 @@ def align_times(tree: Path, donor: Donor, now: float) -> int:
 
 def start_from(donor: Donor, out: Path, tree: Path) -> int:
     """`out` (a new build directory of `tree`, not there yet) made a copy of the donor's build,
-    and `tree`'s times aligned to it. Returns the number of files make will see as new.
-    Unrelated (with nothing left at `out`) when the donor's tree does not match."""
+    and, for another tree, `tree`'s times aligned to it. Returns the number of files make will
+    see as new because of the tree. Unrelated (nothing left at `out`) when the donor's tree
+    does not match."""
     cache.hold(donor.build_dir)  # no prune removes it while it is copied
     if not (donor.build_dir / META).is_file():
         raise Unrelated(f"{donor.build_dir} was removed")
@@ -141,6 +184,8 @@ def start_from(donor: Donor, out: Path, tree: Path) -> int:
             shutil.rmtree(path)
         else:
             path.unlink(missing_ok=True)
+    if not donor.align:
+        return 0
     try:
         return align_times(tree, donor, time.time())
     except Unrelated:

@@ -1,6 +1,7 @@
-"""Which cached build a series' kernel starts from, and how its tree is made to look to make
-exactly as new as it differs: records of series trees on small fake trees (the real proof,
-a series built both ways and compared, is in tests/test_tested_by_series.py)."""
+"""Which cached build a kernel starts from (the same source with nearly the same config, or
+another series on a related base), and how a series tree is made to look to make exactly as
+new as it differs: records on small fake trees (the real proof, a series built both ways and
+compared, is in tests/test_tested_by_series.py)."""
 
 from __future__ import annotations
 
@@ -37,16 +38,30 @@ def _series(root: Path, name: str, base: str, changed: list[str], files: dict[st
     return tree
 
 
-def _built(root: Path, tree: Path, label: str, near: str, age: float = 0.0) -> Path:
+def _built(root: Path, tree: Path, label: str, kin: str, age: float = 0.0,
+           options: dict[str, str] | None = None, identity: str = "") -> Path:
     out = tree / f".ltoboot-{label}-k{tree.parent.name}"
     out.mkdir()
     (out / META).write_text("{}")
-    ref = root / "index" / f"{label}-k{tree.parent.name}.json"
-    ref.write_text(json.dumps({"entry": str(out), "near": near}))
+    ref = root / "index" / f"{label}-k{tree.parent.name}-{tree.name}.json"
+    ref.write_text(json.dumps({"entry": str(out), **nearest.record(
+        kin, identity or f"series:{tree.parent.name}", tree, options or OPTIONS,
+        f"series {tree.parent.name}")}))
     os.utime(ref, (time.time() - age, time.time() - age))
     return out
 
 
+def _want(tree: Path, label: str = "x86_64-thin", kin: str = "N",
+          options: dict[str, str] | None = None, identity: str = "") -> nearest.Wanted:
+    return nearest.Wanted(label, kin, identity or f"series:{tree.parent.name}", tree,
+                          options or OPTIONS, tree)
+
+
+def _find(root: Path, want: nearest.Wanted) -> nearest.Donor | None:
+    return nearest.find(root / "index", want)
+
+
+OPTIONS = {"LTO_CLANG_THIN": "y", "MODULES": "y"}
 FILES = {"Makefile": "all:\n", "init/main.c": "int x;\n", "README": "Linux\n"}
 
 
@@ -54,7 +69,7 @@ def test_a_build_of_another_series_on_the_same_base_is_the_donor(root: Path) -> 
     v1 = _series(root, "v1", BASE_A, ["init/main.c"], FILES)
     _built(root, v1, "x86_64-thin", "N")
     v2 = _series(root, "v2", BASE_A, ["init/main.c", "Makefile"], FILES)
-    donor = nearest.find(root / "index", "x86_64-thin", "N", v2)
+    donor = _find(root, _want(v2))
     assert donor is not None and donor.tree == v1
     assert donor.changed == {"init/main.c", "Makefile"}  # what either series changes
     assert donor.description == "series v1"
@@ -66,17 +81,17 @@ def test_no_donor_of_another_config_arch_or_unrelated_base(root: Path,
     v1 = _series(root, "v1", BASE_A, [], FILES)
     out = _built(root, v1, "x86_64-thin", "N")
     v2 = _series(root, "v2", BASE_B, [], FILES)  # its repository cannot compare the bases
-    assert nearest.find(root / "index", "x86_64-thin", "N", v2) is None
+    assert _find(root, _want(v2)) is None
     v3 = _series(root, "v3", BASE_A, [], FILES)
-    assert nearest.find(root / "index", "x86_64-thin", "other config", v3) is None
-    assert nearest.find(root / "index", "arm64-thin", "N", v3) is None
-    assert nearest.find(root / "index", "x86_64-thin", "N", v1) is None  # not itself
+    assert _find(root, _want(v3, kin="other toolchain")) is None
+    assert _find(root, _want(v3, label="arm64-thin")) is None
+    assert _find(root, _want(v1)) is not None  # its own build, for another config
     monkeypatch.setenv(nearest.ENV, "0")
-    assert nearest.find(root / "index", "x86_64-thin", "N", v3) is None
+    assert _find(root, _want(v3)) is None
     monkeypatch.delenv(nearest.ENV)
-    assert nearest.find(root / "index", "x86_64-thin", "N", v3) is not None
+    assert _find(root, _want(v3)) is not None
     (out / META).unlink()  # a build that never finished is no donor
-    assert nearest.find(root / "index", "x86_64-thin", "N", v3) is None
+    assert _find(root, _want(v3)) is None
 
 
 def test_the_donor_with_fewest_differing_files_wins_then_the_newest(root: Path) -> None:
@@ -87,7 +102,7 @@ def test_the_donor_with_fewest_differing_files_wins_then_the_newest(root: Path) 
     near_new = _series(root, "near_new", BASE_A, ["a"], FILES)
     _built(root, near_new, "x86_64-thin", "N", age=50)
     mine = _series(root, "mine", BASE_A, ["a"], FILES)
-    donor = nearest.find(root / "index", "x86_64-thin", "N", mine)
+    donor = _find(root, _want(mine))
     assert donor is not None and donor.tree == near_new
 
 
@@ -115,7 +130,7 @@ def test_bases_the_testers_repository_compares_add_their_differences(
     v1 = _series(root, "v1", first, ["README"], FILES, repo=str(repo))
     _built(root, v1, "x86_64-thin", "N")
     v2 = _series(root, "v2", second, [], FILES, repo=str(repo))
-    donor = nearest.find(root / "index", "x86_64-thin", "N", v2)
+    donor = _find(root, _want(v2))
     assert donor is not None
     assert donor.changed == {"README", "kernel.c", "old name.c", "new name.c"}
 
@@ -130,7 +145,7 @@ def test_times_make_sees_are_the_donors_except_for_what_differs(root: Path) -> N
     for f in v1.rglob("*"):
         os.utime(f, (old, old))
     v2 = _series(root, "v2", BASE_A, ["init/main.c"], {**FILES, "init/main.c": "int y;\n"})
-    donor = nearest.find(root / "index", "x86_64-thin", "N", v2)
+    donor = _find(root, _want(v2))
     assert donor is not None
     before = time.time()
     new_out = v2 / ".ltoboot-x86_64-thin-new"
@@ -147,8 +162,36 @@ def test_a_tree_that_is_not_what_its_record_says_is_no_start(root: Path) -> None
     v1 = _series(root, "v1", BASE_A, [], FILES)
     _built(root, v1, "x86_64-thin", "N")
     v2 = _series(root, "v2", BASE_A, [], {**FILES, "README": "Linux, but longer\n"})
-    donor = nearest.find(root / "index", "x86_64-thin", "N", v2)
+    donor = _find(root, _want(v2))
     assert donor is not None
     with pytest.raises(nearest.Unrelated, match="README differs"):
         nearest.start_from(donor, v2 / ".ltoboot-x86_64-thin-new", v2)
     assert not (v2 / ".ltoboot-x86_64-thin-new").exists()  # nothing half made
+
+
+def test_the_same_source_with_the_fewest_other_options_is_the_donor(root: Path) -> None:
+    tree = root / "src" / "abc" / "linux"
+    for rel, text in FILES.items():
+        (tree / rel).parent.mkdir(parents=True, exist_ok=True)
+        (tree / rel).write_text(text)
+    old = time.time() - 3600
+    os.utime(tree / "README", (old, old))
+    ours = _built(root, tree, "x86_64-thin", "N", age=100, identity="tarball:abc")
+    other = tree.parent / "other"
+    other.mkdir()
+    two_off = _built(root, other, "x86_64-thin", "N", age=1, identity="tarball:abc",
+                     options={**OPTIONS, "LKDTM": "y", "CFI_CLANG": "y"})
+    one_more = {**OPTIONS, "LOCALVERSION": '"-one-more"'}
+    donor = _find(root, nearest.Wanted("x86_64-thin", "N", "tarball:abc", tree, one_more,
+                                       tree))
+    assert donor is not None and donor.build_dir == ours and donor.options == 1
+    assert not donor.align and donor.changed == set()
+    # the same source's builds live beside its tree: one elsewhere is not one of them
+    assert two_off.parent != tree
+    # another tarball is no donor, whatever its options
+    assert _find(root, nearest.Wanted("x86_64-thin", "N", "tarball:other", tree, OPTIONS,
+                                      tree)) is None
+    new_out = tree / ".ltoboot-x86_64-thin-new"
+    assert nearest.start_from(donor, new_out, tree) == 0
+    assert (tree / "README").stat().st_mtime == pytest.approx(old)  # the tree untouched
+    assert sorted(p.name for p in new_out.iterdir()) == []  # no record, config or number
