@@ -14,30 +14,16 @@ from pathlib import Path
 import pytest
 
 from harness import cache
-from harness.checks import run_checks
-from harness.guest import boot
 from harness.kernel import kbuild, nearest
 from harness.kernel.build import build_kernel
 from harness.kernel.model import BuildSpec, Kernel
+from tests import same_kernel
 
 pytestmark = [
     pytest.mark.boot,
     pytest.mark.opt_in("LTOBOOT_CCACHE_PROOF", "(three full kernel builds)"),
     pytest.mark.skipif(shutil.which("ccache") is None, reason="./setup.sh installs ccache"),
 ]
-
-
-def _names(k: Kernel) -> list[str]:
-    assert k.system_map is not None
-    return sorted(line.split()[2] for line in k.system_map.read_text().splitlines())
-
-
-def _verdicts(k: Kernel) -> list[tuple[str, str]]:
-    guest = boot.boot(k)
-    try:
-        return [(r.name, r.verdict) for r in run_checks(guest, k)]
-    finally:
-        guest.close()
 
 
 def _timed(spec: BuildSpec) -> tuple[Kernel, float]:
@@ -52,7 +38,7 @@ def test_a_warm_ccache_rebuilds_the_same_kernel_at_least_3x_faster(
     spec = BuildSpec(arch="x86_64")
     monkeypatch.setenv(kbuild.CCACHE_ENV, "0")
     plain, _ = _timed(spec)
-    facts = (plain.release, plain.config.read_text(), _names(plain), _verdicts(plain))
+    facts = same_kernel.facts(plain)
     entry = plain.build_dir
     assert entry is not None
     cache.release_all()
@@ -67,7 +53,7 @@ def test_a_warm_ccache_rebuilds_the_same_kernel_at_least_3x_faster(
           f"({warm.extra['ccache']})")
     assert hits >= 0.9 * compiles > 0
     assert warm_s * 3 <= cold_s, (warm_s, cold_s)
-    assert (warm.release, warm.config.read_text(), _names(warm), _verdicts(warm)) == facts
+    assert same_kernel.facts(warm) == facts
     frag = tmp_path / "one-more.config"
     frag.write_text("CONFIG_LOCALVERSION=\"-one-more\"\n")
     monkeypatch.setenv(nearest.ENV, "0")  # ccache alone (the next test: from the nearest)
@@ -92,7 +78,7 @@ def test_one_option_more_starts_from_the_nearest_build_and_is_the_same_kernel(
     monkeypatch.setenv(nearest.ENV, "0")
     full, full_s = _timed(spec)
     assert "incremental_from" not in full.extra
-    facts = (full.release, full.config.read_text(), _names(full), _verdicts(full))
+    facts = same_kernel.facts(full)
     assert full.build_dir is not None
     cache.release_all()
     shutil.rmtree(full.build_dir)
@@ -102,5 +88,5 @@ def test_one_option_more_starts_from_the_nearest_build_and_is_the_same_kernel(
           f"{full.extra.get('ccache')}), from the default build {near_s:.0f}s ({near.steps} "
           f"steps); the default's own build from nothing took {base.build_seconds:.0f}s")
     assert base.key[:12] in near.extra["incremental_from"], near.extra
-    assert (near.release, near.config.read_text(), _names(near), _verdicts(near)) == facts
+    assert same_kernel.facts(near) == facts
     assert near.steps * 3 <= full.steps, (near.steps, full.steps)

@@ -22,13 +22,12 @@ from typing import Any
 import pytest
 
 from harness import cache, series
-from harness.checks import run_checks
-from harness.guest import boot
 from harness.kernel import kconfig, nearest
 from harness.kernel.build import build_kernel
 from harness.kernel.model import BuildSpec, Kernel
 from harness.kernel.variants import _copy_tree, replace_in_copy
 from harness.pytest_plugin.fixtures import Kernels
+from tests import same_kernel
 
 pytestmark = [pytest.mark.boot, pytest.mark.ltoboot_group("series")]
 
@@ -205,19 +204,6 @@ def _series_kernel(repo: Path, sent: str, config: Path, work: Path) -> Kernel:
                                   config=str(config)))
 
 
-def _facts(kernel: Kernel) -> tuple[str, str, list[str], list[tuple[str, str]], bool]:
-    """What must be the same whichever way a kernel was built."""
-    guest = boot.boot(kernel)
-    try:
-        verdicts = [(r.name, r.verdict) for r in run_checks(guest, kernel)]
-        greeted = GREETING_V2 in guest.log.read_text(errors="replace")
-    finally:
-        guest.close()
-    assert kernel.system_map is not None
-    names = sorted(line.split()[2] for line in kernel.system_map.read_text().splitlines())
-    return kernel.release, kernel.config.read_text(), names, verdicts, greeted
-
-
 def _full_facts(repo: Path, config: Path, work: Path, monkeypatch: pytest.MonkeyPatch
                 ) -> tuple[Kernel, dict[str, Any]]:
     """v2 built from nothing, and its facts: a record in the cache made once per machine (the
@@ -233,8 +219,9 @@ def _full_facts(repo: Path, config: Path, work: Path, monkeypatch: pytest.Monkey
             full = _series_kernel(repo, "ltoboot-series-v2", config, work)
             monkeypatch.delenv(nearest.ENV)
         assert "incremental_from" not in full.extra
-        facts = {"facts": list(_facts(full)), "seconds": full.build_seconds,
-                 "steps": full.steps, "ccache": full.extra.get("ccache", "-")}
+        facts = {"facts": list(same_kernel.facts(full, GREETING_V2)),
+                 "seconds": full.build_seconds, "steps": full.steps,
+                 "ccache": full.extra.get("ccache", "-")}
         cache.write_atomic(record, json.dumps(facts))
     if "incremental_from" not in full.extra:
         _forget(full)  # the build to compare with it starts from v1's
@@ -256,7 +243,8 @@ def test_v2_starts_from_v1s_build_and_is_the_kernel_a_full_build_gives(
     inc = _series_kernel(series_repo, "ltoboot-series-v2", tester_config, tmp_path)
     assert inc.build_dir == full.build_dir and inc.key == full.key
     assert "Greet from init" in inc.extra.get("incremental_from", ""), inc.extra
-    got = json.loads(json.dumps(_facts(inc)))  # as the record has it: lists, not tuples
+    # as the record has it: lists, not tuples
+    got = json.loads(json.dumps(same_kernel.facts(inc, GREETING_V2)))
     assert got[-1] and got[3] and all(v != "FAIL" for _, v in got[3])
     assert got == expected["facts"]
     print(f"\nseries v2: from nothing {expected['seconds']:.0f}s ({expected['steps']} steps, "
