@@ -137,8 +137,13 @@ class Unrelated(Exception):
     """The donor's tree is not what its record says: build from nothing instead."""
 
 
+# at a tree's top: its build directories and the cache's own files beside them (a build's
+# lock, hold and size records: "..ltoboot-<label>-<key>.lock"), not the kernel's
+CACHE_OWN = (".ltoboot-", "..ltoboot-", ".tmp-.ltoboot-")
+
+
 def _top_level_skip(name: str) -> bool:
-    return name.startswith((".ltoboot-", ".tmp-.ltoboot-", ".git"))
+    return name.startswith(CACHE_OWN) or name == ".git"
 
 
 def align_times(tree: Path, donor: Donor, now: float) -> int:
@@ -151,6 +156,7 @@ def align_times(tree: Path, donor: Donor, now: float) -> int:
         rel_dir = os.path.relpath(dirpath, tree)
         if rel_dir == ".":
             dirnames[:] = [d for d in dirnames if not _top_level_skip(d)]
+            filenames = [f for f in filenames if not _top_level_skip(f)]
         for name in filenames:
             rel = name if rel_dir == "." else f"{rel_dir}/{name}"
             path = os.path.join(dirpath, name)

@@ -145,6 +145,14 @@ def test_times_make_sees_are_the_donors_except_for_what_differs(root: Path) -> N
     for f in v1.rglob("*"):
         os.utime(f, (old, old))
     v2 = _series(root, "v2", BASE_A, ["init/main.c"], {**FILES, "init/main.c": "int y;\n"})
+    # the cache's own files beside a build of v2 (its lock, hold and size records) and
+    # a build directory are not the kernel's: no donor has them
+    (v2 / "..ltoboot-x86_64-thin-k.lock").write_text("")
+    (v2 / "..ltoboot-x86_64-thin-k.size").write_text("1")
+    (v2 / ".ltoboot-arm64-thin-k").mkdir()
+    (v2 / ".ltoboot-arm64-thin-k" / "vmlinux.o").write_text("arm64")
+    (v2 / ".gitignore").write_text("*.o\n")  # the kernel's own dot-files are
+    (v1 / ".gitignore").write_text("*.o\n")
     donor = _find(root, _want(v2))
     assert donor is not None
     before = time.time()
