@@ -25,6 +25,9 @@ from harness.reports.results import KernelReport
 
 pytestmark = [
     pytest.mark.boot,
+    # one after another on one worker (beside the other groups): the interrupt test waits for
+    # a LAVA QEMU and the CLI test for LAVA's scratch directories to be gone, whoever made them
+    pytest.mark.xdist_group("lava"),
     pytest.mark.skipif(shutil.which("lava-run") is None or os.geteuid() != 0,
                        reason="needs lava-dispatcher (./setup.sh installs it) and root"),
 ]
@@ -39,8 +42,7 @@ def lava_reports(kernels: list[Kernel], tmp_path: Path,
             for k in kernels]
 
 
-@pytest.mark.parametrize("arch", [pytest.param("x86_64", marks=pytest.mark.xdist_group(
-    "x86_64-thin")), pytest.param("arm64", marks=pytest.mark.xdist_group("arm64-thin"))])
+@pytest.mark.parametrize("arch", ["x86_64", "arm64"])
 def test_lava_gives_the_verdicts_of_our_own_boot(arch: str, kernels: Kernels, guests: Guests,
                                                   tmp_path: Path) -> None:
     kernel = kernels.get(arch=arch)

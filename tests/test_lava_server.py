@@ -26,7 +26,7 @@ SCRIPT = Path(__file__).with_name("lava-server.sh")
 
 pytestmark = [
     pytest.mark.boot,
-    pytest.mark.xdist_group("lava-server"),
+    pytest.mark.xdist_group("lava"),  # with tests/test_lava.py: one LAVA test at a time
     pytest.mark.opt_in("LTOBOOT_LAVA_SERVER", "sets up Debian's lava-server here "
                        "(tests/lava-server.sh) and submits to it"),
 ]
