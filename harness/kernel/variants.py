@@ -5,6 +5,12 @@ option set, built incrementally: the tree is copied with hard links (the changed
 new inode), the base build directory is copied beside it, and make rebuilds what changed.
 That works because the base was built in a direct subdirectory of its tree, where kbuild
 records srctree as "..".
+
+Variants whose breakages are independent share one kernel (BUNDLES): each ThinLTO relink of
+vmlinux costs a minute or more, and ten variants built apart were most of a cold suite. A
+shared kernel is honest only if every member's check fails with that member's own message and
+every check no member names gives the base kernel's verdict; tests/test_broken_variants.py
+shows both on the real kernel.
 """
 
 from __future__ import annotations
@@ -222,6 +228,48 @@ VARIANTS: dict[str, Variant] = {v.name: v for v in (
 )}
 
 
+# Built as one kernel per base: the members that apply to it (their edits are there to make,
+# and the base's arch is one they are shown on). Not here: a breakage that stops the build or
+# the boot (efi-stub-lto, hyp-sections-narrowed), one whose check another member's breakage
+# would fail too (crcs-lost zeroes every CRC: modversions, which versions-unchecked breaks),
+# and one of another kernel version (kallsyms-inexact: Linux >= 6.11).
+BUNDLES: tuple[tuple[str, ...], ...] = (
+    ("cfi-permissive", "import-limit-dropped", "initcalls-reversed", "kallsyms-unstripped",
+     "mcount-unrecorded", "modules-unmerged", "notrace-ignored", "pci-fixups-unstubbed",
+     "rodata-executable", "vdso-lto", "versions-unchecked"),
+)
+
+
+def _applies(v: Variant, tree: Path, arch: str) -> bool:
+    """Whether `v` can be made on `tree` and is shown on `arch`."""
+    arches = {a for c in v.caught_by for a in c.arches}
+    if arches and arch not in arches:
+        return False
+    for e in v.edits:
+        f = tree / e.path
+        try:
+            if e.old and e.old not in f.read_text():
+                return False
+        except OSError:
+            return False
+    return True
+
+
+def sharing(base: Kernel, name: str) -> list[Variant]:
+    """The variants built into the kernel that shows `name` broken on `base`, sorted: `name`
+    and, when it is in a bundle and can be made there, the bundle's other members that can."""
+    v = VARIANTS.get(name)
+    if v is None:
+        raise UsageError(f"unknown variant {name!r}: use one of {', '.join(VARIANTS)}")
+    assert base.source_tree is not None
+    bundle = next((b for b in BUNDLES if name in b), ())
+    if not _applies(v, base.source_tree, base.arch):
+        return [v]  # made alone: its edit says what does not fit
+    return sorted((VARIANTS[m] for m in bundle
+                   if m == name or _applies(VARIANTS[m], base.source_tree, base.arch)),
+                  key=lambda m: m.name) or [v]
+
+
 def shown_to_fail() -> list[tuple[str, str, Caught]]:
     """(variant, arch or "" for the primary one, caught) for every check a variant is shown
     failing by the generated test, sorted (xdist needs one order on every worker)."""
@@ -239,34 +287,41 @@ def _copy_tree(src: Path, dest: Path) -> None:
                  error=InfraError)
 
 
-def _build(tmp: Path, base: Kernel, v: Variant, key: str) -> None:
+def _build(tmp: Path, base: Kernel, members: list[Variant], key: str, name: str) -> None:
     assert base.build_dir is not None and base.source_tree is not None
     tmp.mkdir()
     tree = tmp / base.source_tree.name
     copy_started = time.monotonic()
     _copy_tree(base.source_tree, tree)
-    for edit in v.edits:
-        edit.apply(tree)
-    out = tree / f".ltoboot-{base.label}-{v.name}"
+    for v in members:
+        for edit in v.edits:
+            edit.apply(tree)
+    out = tree / f".ltoboot-{base.label}-{name}"
     proc.run(["cp", "-a", str(base.build_dir), str(out)], what="copying the build directory",
              error=InfraError)
     shutil.rmtree(out / MODROOT, ignore_errors=True)
     (out / META).unlink(missing_ok=True)
     root = cache.cache_root()
-    log = root / "logs" / f"variant-{base.label}-{v.name}-{key[:12]}.log"
+    log = root / "logs" / f"variant-{base.label}-{name}-{key[:12]}.log"
     make = kbuild.Kbuild(tree, out, get_arch(base.arch), toolchain.of_kernel(base), log,
-                         f"{base.label}+{v.name}")
-    say(f"building variant {v.name} of {base.label} ({v.breaks}); log: {log}")
+                         f"{base.label}+{name}")
+    names = ", ".join(v.name for v in members)
+    breaks = "; ".join(f"{v.name}: {v.breaks}" for v in members)
+    say(f"building variant{'s' if len(members) > 1 else ''} {names} of {base.label} "
+        f"({breaks if len(members) == 1 else 'one kernel, independent breakages'}); log: {log}")
+    config: dict[str, str] = {}
+    for v in members:
+        config.update(v.config)
     copy_seconds = time.monotonic() - copy_started
-    with kbuild.machine_lock(f"variant {v.name}"):
+    with kbuild.machine_lock(f"variant {name}"):
         started = time.monotonic() - copy_seconds  # copying and building, not waiting
-        if v.config:
-            config = out / ".config"
-            config.write_text(kconfig.apply(config.read_text(), v.config))
+        if config:
+            dot_config = out / ".config"
+            dot_config.write_text(kconfig.apply(dot_config.read_text(), config))
             make("olddefconfig")
-            problems = kconfig.not_stuck(v.config, kconfig.parse(config.read_text()))
+            problems = kconfig.not_stuck(config, kconfig.parse(dot_config.read_text()))
             if problems:
-                raise BuildError(f"variant {v.name}: Kconfig dropped " + "; ".join(problems),
+                raise BuildError(f"variant {name}: Kconfig dropped " + "; ".join(problems),
                                  log=log)
         make(jobs=kbuild.jobs())
         make("modules_install", jobs=kbuild.jobs(),
@@ -276,25 +331,35 @@ def _build(tmp: Path, base: Kernel, v: Variant, key: str) -> None:
         base, image=out / get_arch(base.arch).image, config=out / ".config",
         system_map=out / "System.map", modules=out / MODROOT, build_dir=out, source_tree=tree,
         key=key, build_log=log, build_seconds=round(seconds, 1), steps=make.steps,
-        source=f"{base.source} + variant {v.name}", extra={"variant": v.name,
-                                                          "breaks": v.breaks},
+        source=f"{base.source} + variant{'s' if len(members) > 1 else ''} {names}",
+        extra={"variant": name, "variants": " ".join(v.name for v in members),
+               "breaks": breaks},
     )
     kernel.save(out)
-    say(f"built variant {v.name} of {base.label} in {duration(seconds)} ({make.steps} steps"
-        f"{make.ccache_said()})")
+    say(f"built variant{'s' if len(members) > 1 else ''} {names} of {base.label} in "
+        f"{duration(seconds)} ({make.steps} steps{make.ccache_said()})")
 
 
 def build_variant(base: Kernel, name: str) -> Kernel:
-    """`base` broken as variant `name` says, built incrementally from base's build."""
-    v = VARIANTS.get(name)
-    if v is None:
+    """A kernel that is `base` broken as variant `name` says (and, when `name` is in a
+    bundle, as its members that apply to `base` say), built incrementally from base's build."""
+    if name not in VARIANTS:
         raise UsageError(f"unknown variant {name!r}: use one of {', '.join(VARIANTS)}")
     if base.build_dir is None or base.source_tree is None \
             or base.build_dir.parent != base.source_tree:
         raise UsageError(f"{base.label}: variants need a kernel built by ltoboot from a tree it "
                          "owns (the default tarball)")
-    key = cache.content_key({"recipe": RECIPE, "base": base.key, "variant": name, **v.key()})
-    entry = cache.publish(cache.cache_root() / "variants" / f"{base.label}-{name}-{key}",
-                          lambda tmp: _build(tmp, base, v, key))
-    out = entry / base.source_tree.name / f".ltoboot-{base.label}-{name}"
+    members = sharing(base, name)
+    if len(members) == 1:  # the key variants built alone always had
+        v = members[0]
+        key = cache.content_key({"recipe": RECIPE, "base": base.key, "variant": v.name,
+                                 **v.key()})
+        entry_name = v.name
+    else:
+        key = cache.content_key({"recipe": RECIPE, "base": base.key,
+                                 "variants": {v.name: v.key() for v in members}})
+        entry_name = f"{len(members)}-variants-{key[:8]}"
+    entry = cache.publish(cache.cache_root() / "variants" / f"{base.label}-{entry_name}-{key}",
+                          lambda tmp: _build(tmp, base, members, key, entry_name))
+    out = entry / base.source_tree.name / f".ltoboot-{base.label}-{entry_name}"
     return Kernel.load(out)
