@@ -89,6 +89,10 @@ def kernel_repo(kernels: Kernels, primary_arch: str) -> tuple[Path, dict[str, st
     entry = cache.cache_root() / "test-repos" / f"bisect-{base.label}-{base.key}-{recipe}"
     repo = cache.publish(entry, lambda tmp: _make_repo(tmp, base, primary_arch))
     c: dict[str, str] = json.loads((repo / ".git" / "ltoboot-commits.json").read_text())
+    # The files are hard links into the cached tree, whose inodes' ctime every other copy
+    # (a variant's, a series') changes: trusting it, git would see every file modified and
+    # `checkout -f` rewrite all 78,000, and the next step rebuild the kernel from nothing.
+    _git(repo, "config", "core.trustctime", "false")
     _git(repo, "bisect", "reset", check=False)  # in case a run was killed mid-bisect
     _git(repo, "checkout", "-q", "-f", c["docs3"])
     return repo, c
