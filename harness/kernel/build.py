@@ -163,8 +163,12 @@ def configure(out: Path, spec: BuildSpec, make: kbuild.Kbuild, wanted: dict[str,
 
 def _do_build(out: Path, p: Plan, root: Path) -> None:
     spec, src = p.spec, p.src
+    whole = None
+    if spec.config not in BASE_TARGETS:
+        whole = {**kconfig.parse(_base_file(spec).read_text()), **p.wanted}
     donor = nearest.find(root / "index", nearest.Wanted(spec.label, p.kin, src.identity,
-                                                        src.tree, p.wanted, out.parent))
+                                                        src.tree, p.wanted, out.parent,
+                                                        p.near, whole))
     if donor is None:
         out.mkdir()
     (root / "logs").mkdir(exist_ok=True)
@@ -198,6 +202,7 @@ class Plan:
     left_out: dict[str, str]  # checks whose options this toolchain cannot give, and why
     optional: frozenset[str]  # what only the checks need (may fail to stick on --config)
     kin: str  # the key without source and config: the builds this one may start from
+    near: str  # the kin key without the base config: those it may start from by their config
 
 
 def _defines_all(wanted: dict[str, str], defined: frozenset[str], spec: BuildSpec,
@@ -258,7 +263,9 @@ def plan(spec: BuildSpec) -> Plan:
     return Plan(spec, src, tc, wanted, cache.content_key(parts), left_out,
                 frozenset(kconfig.follow_renames({s: "" for s in optional}, defined)),
                 cache.content_key({k: v for k, v in parts.items()
-                                   if k not in ("source", "config")}))
+                                   if k not in ("source", "config")}),
+                cache.content_key({k: v for k, v in parts.items()
+                                   if k not in ("source", "config", "base")}))
 
 
 def build_kernel(spec: BuildSpec) -> Kernel:
@@ -281,7 +288,7 @@ def _index(root: Path, kernel: Kernel, entry: Path, base: str, p: Plan) -> None:
     from it (a record from before it said what they need is written again)."""
     ref = root / "index" / f"{kernel.label}-{kernel.key}.json"
     try:
-        if "kin" in json.loads(ref.read_text()):
+        if "near" in json.loads(ref.read_text()):
             return
     except (OSError, ValueError):
         pass
@@ -290,4 +297,4 @@ def _index(root: Path, kernel: Kernel, entry: Path, base: str, p: Plan) -> None:
         "entry": str(entry), "steps": kernel.steps, "build_seconds": kernel.build_seconds,
         "version": kernel.release, "compiler": kernel.compiler, "base": base,
         **nearest.record(p.kin, p.src.identity, p.src.tree, p.wanted,
-                         f"{kernel.label} {kernel.key[:12]} of {kernel.source}")}))
+                         f"{kernel.label} {kernel.key[:12]} of {kernel.source}", p.near)}))

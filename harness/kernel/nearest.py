@@ -1,14 +1,19 @@
 """A kernel build starts from the nearest cached build instead of from nothing.
 
 A donor is a finished build for the same arch, LTO mode, toolchain and base config (its
-"kin" key), of either
+"kin" key) or, when the new build's base is a .config file, the same arch, LTO mode and
+toolchain with a final .config that differs from it in a few options (its "near" key), of
 - the same source (the same tree, and so the same place for build directories): a config
   that differs in a few options, a one-line `--fragment`, the checks' options of another
   toolchain; or
 - another series applied by `tested-by --series` on the same base, or on a base the tester's
   repository can compare with (a series tree records the files it changes on its base): v2
-  after v1, or another series on the same release.
-The donor with the fewest options that differ wins, then the fewest files, then the newest.
+  after v1, or another series on the same release; or
+- any other tree whose files are nearly the same, compared file by file (size, then bytes):
+  a series on the release whose tarball the default kernel was built from, a tester's own
+  build of the base. Comparing costs seconds; it is done for the best such donor only.
+The donor with the fewest options that differ wins, then the one whose differences are
+known, then the fewest files, then the newest.
 Its build directory is copied with its times kept; for another tree, the new tree's files that
 are the same get the donor's times and those that differ the time of now. The configuration
 is then made afresh from the base config, as a build from nothing makes it, the build count
@@ -22,9 +27,11 @@ Broken variants and bisect steps are never donors (they are not in the index).
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import shutil
+import stat
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,11 +39,13 @@ from typing import Any
 
 from harness import cache, proc
 from harness.errors import InfraError
-from harness.kernel import patched
+from harness.kernel import kconfig, patched
 from harness.kernel.model import META, MODROOT
 
 ENV = "LTOBOOT_INCREMENTAL"  # 0: no build starts from another one
 MAX_CHANGED = 5000  # more files than this differ: a donor saves little, build from nothing
+MAX_OPTIONS = 300  # more options than this differ: the same, for the config
+COMPARED = 2  # at most this many trees are compared file by file per build
 # what a build directory keeps that a full build would not have: the build number (#2 after
 # #1), the installed modules, the kernel's record; and the config, made afresh
 NOT_CARRIED = (".version", MODROOT, META, ".config")
@@ -46,7 +55,8 @@ NOT_CARRIED = (".version", MODROOT, META, ".config")
 class Donor:
     build_dir: Path  # a finished build
     tree: Path  # its source tree
-    changed: frozenset[str]  # the files that may differ between its tree and the new one
+    changed: frozenset[str] | None  # the files that may differ from the new tree; None:
+    # not known yet (compare() finds them)
     options: int  # how many of the asked-for options differ
     description: str
     align: bool  # another tree: its times are aligned to the donor's first
@@ -62,6 +72,9 @@ class Wanted:
     tree: Path
     options: dict[str, str]  # the config asked for
     home: Path  # where its build directory goes (donors of the same source live there too)
+    near: str = ""  # the kin key without the base config
+    config: dict[str, str] | None = None  # the whole config asked for, when the base is a
+    # file (its options with `options` on top): donors of another base are compared by it
 
 
 def enabled() -> bool:
@@ -69,10 +82,10 @@ def enabled() -> bool:
 
 
 def record(kin: str, identity: str, tree: Path, options: dict[str, str],
-           description: str) -> dict[str, object]:
+           description: str, near: str = "") -> dict[str, object]:
     """What the index keeps of a build for this search."""
-    return {"kin": kin, "identity": identity, "tree": str(tree), "options": options,
-            "description": description}
+    return {"kin": kin, "near": near, "identity": identity, "tree": str(tree),
+            "options": options, "description": description}
 
 
 def _between(new: dict[str, Any], old: dict[str, Any]) -> set[str] | None:
@@ -90,20 +103,36 @@ def _differ(a: dict[str, str], b: dict[str, str]) -> int:
     return sum(1 for s in a.keys() | b.keys() if a.get(s, "n") != b.get(s, "n"))
 
 
-def _candidate(ref: dict[str, Any], want: Wanted) -> tuple[frozenset[str], bool] | None:
-    """(files that may differ, whether the trees differ) for a donor record; None when it
+def _options_apart(ref: dict[str, Any], want: Wanted, build_dir: Path) -> int | None:
+    """How many options the donor's config differs in from the one asked for; None when it
     cannot be a donor."""
-    build_dir = Path(str(ref.get("entry", "")))
-    if ref.get("kin") != want.kin or not (build_dir / META).is_file():
+    if ref.get("kin") == want.kin:
+        return _differ(want.options, dict(ref.get("options") or {}))
+    if not want.near or ref.get("near") != want.near or want.config is None:
         return None
+    try:
+        theirs = kconfig.parse((build_dir / ".config").read_text())
+    except OSError:
+        return None
+    apart = _differ(want.config, theirs)
+    return apart if apart <= MAX_OPTIONS else None
+
+
+def _candidate(ref: dict[str, Any], want: Wanted) -> tuple[frozenset[str] | None, bool] | None:
+    """(files that may differ, None when they must be compared; whether the trees differ)
+    for a donor record; None when it cannot be a donor."""
+    build_dir = Path(str(ref.get("entry", "")))
     if ref.get("identity") == want.identity:  # the same source
         return (frozenset(), False) if build_dir.parent == want.home else None
-    mine, theirs = patched.marker(want.tree), patched.marker(Path(str(ref.get("tree", ""))))
-    if mine is None or theirs is None or "changed" not in mine or "changed" not in theirs:
+    tree = Path(str(ref.get("tree", "")))
+    if not tree.is_dir() or tree == want.tree:
         return None
+    mine, theirs = patched.marker(want.tree), patched.marker(tree)
+    if mine is None or theirs is None or "changed" not in mine or "changed" not in theirs:
+        return None, True
     between = _between(mine, theirs)
     if between is None:
-        return None
+        return None, True
     changed = between | set(mine["changed"]) | set(theirs["changed"])
     return (frozenset(changed), True) if len(changed) <= MAX_CHANGED else None
 
@@ -112,25 +141,81 @@ def find(index: Path, want: Wanted) -> Donor | None:
     """The nearest cached build to start `want` from, None when there is none."""
     if not enabled():
         return None
-    best: tuple[tuple[int, int, float], Donor] | None = None
+    ranked: list[tuple[tuple[int, int, int, float], Donor]] = []
     for path in index.glob(f"{want.label}-*.json"):
         try:
             ref = json.loads(path.read_text())
             when = path.stat().st_mtime
         except (OSError, ValueError):
             continue
+        build_dir = Path(str(ref.get("entry", "")))
+        if not (build_dir / META).is_file():
+            continue
+        options = _options_apart(ref, want, build_dir)
+        if options is None:
+            continue
         found = _candidate(ref, want)
         if found is None:
             continue
         changed, align = found
-        options = _differ(want.options, dict(ref.get("options") or {}))
-        build_dir = Path(ref["entry"])
         donor = Donor(build_dir, Path(ref["tree"]), changed, options,
                       str(ref.get("description", build_dir)), align)
-        rank = (options, len(changed), -when)
-        if best is None or rank < best[0]:
-            best = (rank, donor)
-    return best[1] if best else None
+        known = changed is not None
+        ranked.append(((options, 0 if known else 1, len(changed or ()), -when), donor))
+    compares = COMPARED
+    for _, donor in sorted(ranked, key=lambda r: r[0]):
+        if donor.changed is not None:
+            return donor
+        if not compares:
+            break
+        compares -= 1
+        found_changed = compare(want.tree, donor.tree)
+        if found_changed is not None:
+            return dataclasses.replace(donor, changed=frozenset(found_changed))
+    return None
+
+
+def _same_bytes(a: str, b: str) -> bool:
+    with open(a, "rb") as fa, open(b, "rb") as fb:
+        while True:
+            x, y = fa.read(1 << 16), fb.read(1 << 16)
+            if x != y:
+                return False
+            if not x:
+                return True
+
+
+def compare(tree: Path, other: Path) -> set[str] | None:
+    """The files of `tree` that `other` does not have the same (size, then bytes; a symlink
+    by its target), None when more than MAX_CHANGED differ."""
+    limit = MAX_CHANGED
+    changed: set[str] = set()
+    for dirpath, dirnames, filenames in os.walk(tree):
+        rel_dir = os.path.relpath(dirpath, tree)
+        if rel_dir == ".":
+            dirnames[:] = [d for d in dirnames if not _top_level_skip(d)]
+            filenames = [f for f in filenames if not _top_level_skip(f)]
+        for d in dirnames:
+            if os.path.islink(os.path.join(dirpath, d)):
+                filenames.append(d)  # os.walk lists a link to a directory as a directory
+        for name in filenames:
+            rel = name if rel_dir == "." else f"{rel_dir}/{name}"
+            mine, theirs = os.path.join(dirpath, name), os.path.join(other, rel)
+            try:
+                a, b = os.lstat(mine), os.lstat(theirs)
+            except FileNotFoundError:
+                same = False
+            else:
+                if stat.S_ISLNK(a.st_mode) or stat.S_ISLNK(b.st_mode):
+                    same = stat.S_ISLNK(a.st_mode) and stat.S_ISLNK(b.st_mode) \
+                        and os.readlink(mine) == os.readlink(theirs)
+                else:
+                    same = a.st_size == b.st_size and _same_bytes(mine, theirs)
+            if not same:
+                changed.add(rel)
+                if len(changed) > limit:
+                    return None
+    return changed
 
 
 class Unrelated(Exception):
@@ -151,6 +236,7 @@ def align_times(tree: Path, donor: Donor, now: float) -> int:
     and those among them the time `now`: make then sees as new exactly what differs. Returns
     how many files got `now`. A file that should be the same but is not there or has another
     size means the records are wrong: Unrelated."""
+    assert donor.changed is not None
     touched = 0
     for dirpath, dirnames, filenames in os.walk(tree):
         rel_dir = os.path.relpath(dirpath, tree)

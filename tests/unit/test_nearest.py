@@ -5,6 +5,7 @@ compared, is in tests/test_tested_by_series.py)."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import subprocess
@@ -71,7 +72,7 @@ def test_a_build_of_another_series_on_the_same_base_is_the_donor(root: Path) -> 
     v2 = _series(root, "v2", BASE_A, ["init/main.c", "Makefile"], FILES)
     donor = _find(root, _want(v2))
     assert donor is not None and donor.tree == v1
-    assert donor.changed == {"init/main.c", "Makefile"}  # what either series changes
+    assert donor.changed == frozenset({"init/main.c", "Makefile"})  # what either series changes
     assert donor.description == "series v1"
 
 
@@ -80,8 +81,14 @@ def test_no_donor_of_another_config_arch_or_unrelated_base(root: Path,
                                                            ) -> None:
     v1 = _series(root, "v1", BASE_A, [], FILES)
     out = _built(root, v1, "x86_64-thin", "N")
-    v2 = _series(root, "v2", BASE_B, [], FILES)  # its repository cannot compare the bases
+    # its repository cannot compare the bases: the trees are compared, file by file
+    v2 = _series(root, "v2", BASE_B, [], {**FILES, "README": "Linux 2\n", "new.c": ""})
+    donor = _find(root, _want(v2))
+    assert donor is not None and donor.changed == frozenset({"README", "new.c"})
+    assert donor.align
+    monkeypatch.setattr(nearest, "MAX_CHANGED", 1)  # more differ than is worth it
     assert _find(root, _want(v2)) is None
+    monkeypatch.undo()
     v3 = _series(root, "v3", BASE_A, [], FILES)
     assert _find(root, _want(v3, kin="other toolchain")) is None
     assert _find(root, _want(v3, label="arm64-thin")) is None
@@ -132,7 +139,7 @@ def test_bases_the_testers_repository_compares_add_their_differences(
     v2 = _series(root, "v2", second, [], FILES, repo=str(repo))
     donor = _find(root, _want(v2))
     assert donor is not None
-    assert donor.changed == {"README", "kernel.c", "old name.c", "new name.c"}
+    assert donor.changed == frozenset({"README", "kernel.c", "old name.c", "new name.c"})
 
 
 def test_times_make_sees_are_the_donors_except_for_what_differs(root: Path) -> None:
@@ -186,20 +193,50 @@ def test_the_same_source_with_the_fewest_other_options_is_the_donor(root: Path) 
     os.utime(tree / "README", (old, old))
     ours = _built(root, tree, "x86_64-thin", "N", age=100, identity="tarball:abc")
     other = tree.parent / "other"
-    other.mkdir()
+    for rel, text in {**FILES, "README": "Linux 2\n"}.items():
+        (other / rel).parent.mkdir(parents=True, exist_ok=True)
+        (other / rel).write_text(text)
     two_off = _built(root, other, "x86_64-thin", "N", age=1, identity="tarball:abc",
                      options={**OPTIONS, "LKDTM": "y", "CFI_CLANG": "y"})
     one_more = {**OPTIONS, "LOCALVERSION": '"-one-more"'}
     donor = _find(root, nearest.Wanted("x86_64-thin", "N", "tarball:abc", tree, one_more,
                                        tree))
     assert donor is not None and donor.build_dir == ours and donor.options == 1
-    assert not donor.align and donor.changed == set()
+    assert not donor.align and donor.changed == frozenset()
     # the same source's builds live beside its tree: one elsewhere is not one of them
     assert two_off.parent != tree
-    # another tarball is no donor, whatever its options
-    assert _find(root, nearest.Wanted("x86_64-thin", "N", "tarball:other", tree, OPTIONS,
-                                      tree)) is None
+    # another tarball's build is one when their files are compared: what differs is known
+    theirs = _find(root, nearest.Wanted("x86_64-thin", "N", "tarball:other", other, OPTIONS,
+                                        other))
+    assert theirs is not None and theirs.build_dir == ours and theirs.align
+    assert theirs.changed == frozenset({"README"})
     new_out = tree / ".ltoboot-x86_64-thin-new"
     assert nearest.start_from(donor, new_out, tree) == 0
     assert (tree / "README").stat().st_mtime == pytest.approx(old)  # the tree untouched
     assert sorted(p.name for p in new_out.iterdir()) == []  # no record, config or number
+
+
+def test_a_tester_config_starts_from_a_build_of_another_base_by_its_options(
+        root: Path, tmp_path: Path) -> None:
+    """A --config FILE build has another kin than ours (tinyconfig + options); the donor is
+    chosen by how many options its .config differs in, within the same toolchain and arch."""
+    tree = root / "src" / "abc" / "linux"
+    for rel, text in FILES.items():
+        (tree / rel).parent.mkdir(parents=True, exist_ok=True)
+        (tree / rel).write_text(text)
+    ours = _built(root, tree, "x86_64-thin", "tiny", identity="tarball:abc")
+    ref = next((root / "index").glob("*.json"))
+    ref.write_text(json.dumps({**json.loads(ref.read_text()), "near": "NEAR"}))
+    (ours / ".config").write_text("CONFIG_LTO_CLANG_THIN=y\nCONFIG_MODULES=y\n"
+                                  "# CONFIG_LKDTM is not set\nCONFIG_LOCALVERSION=\"\"\n")
+    series = _series(root, "s", BASE_A, ["init/main.c"], {**FILES, "init/main.c": "int y;\n"})
+    whole = {"LTO_CLANG_THIN": "y", "MODULES": "y", "LKDTM": "y",
+             "LOCALVERSION": '"-tester"'}
+    want = nearest.Wanted("x86_64-thin", "file:tester", "series:s", series, OPTIONS, series,
+                          "NEAR", whole)
+    donor = _find(root, want)
+    assert donor is not None and donor.build_dir == ours
+    assert donor.options == 2 and donor.changed == frozenset({"init/main.c"})
+    # another toolchain or arch (another near key), or a base that is no file: no donor
+    assert _find(root, dataclasses.replace(want, near="OTHER")) is None
+    assert _find(root, dataclasses.replace(want, config=None)) is None
