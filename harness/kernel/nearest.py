@@ -33,6 +33,7 @@ import os
 import shutil
 import stat
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -188,33 +189,23 @@ def _same_bytes(a: str, b: str) -> bool:
 def compare(tree: Path, other: Path) -> set[str] | None:
     """The files of `tree` that `other` does not have the same (size, then bytes; a symlink
     by its target), None when more than MAX_CHANGED differ."""
-    limit = MAX_CHANGED
     changed: set[str] = set()
-    for dirpath, dirnames, filenames in os.walk(tree):
-        rel_dir = os.path.relpath(dirpath, tree)
-        if rel_dir == ".":
-            dirnames[:] = [d for d in dirnames if not _top_level_skip(d)]
-            filenames = [f for f in filenames if not _top_level_skip(f)]
-        for d in dirnames:
-            if os.path.islink(os.path.join(dirpath, d)):
-                filenames.append(d)  # os.walk lists a link to a directory as a directory
-        for name in filenames:
-            rel = name if rel_dir == "." else f"{rel_dir}/{name}"
-            mine, theirs = os.path.join(dirpath, name), os.path.join(other, rel)
-            try:
-                a, b = os.lstat(mine), os.lstat(theirs)
-            except FileNotFoundError:
-                same = False
+    for rel, mine in _files(tree):
+        theirs = os.path.join(other, rel)
+        try:
+            a, b = os.lstat(mine), os.lstat(theirs)
+        except FileNotFoundError:
+            same = False
+        else:
+            if stat.S_ISLNK(a.st_mode) or stat.S_ISLNK(b.st_mode):
+                same = stat.S_ISLNK(a.st_mode) and stat.S_ISLNK(b.st_mode) \
+                    and os.readlink(mine) == os.readlink(theirs)
             else:
-                if stat.S_ISLNK(a.st_mode) or stat.S_ISLNK(b.st_mode):
-                    same = stat.S_ISLNK(a.st_mode) and stat.S_ISLNK(b.st_mode) \
-                        and os.readlink(mine) == os.readlink(theirs)
-                else:
-                    same = a.st_size == b.st_size and _same_bytes(mine, theirs)
-            if not same:
-                changed.add(rel)
-                if len(changed) > limit:
-                    return None
+                same = a.st_size == b.st_size and _same_bytes(mine, theirs)
+        if not same:
+            changed.add(rel)
+            if len(changed) > MAX_CHANGED:
+                return None
     return changed
 
 
@@ -231,6 +222,20 @@ def _top_level_skip(name: str) -> bool:
     return name.startswith(CACHE_OWN) or name == ".git"
 
 
+def _files(tree: Path) -> Iterator[tuple[str, str]]:
+    """(path relative to `tree`, path) of every file and symlink of the kernel's tree: not
+    its build directories, the cache's own files beside them, or .git."""
+    for dirpath, dirnames, filenames in os.walk(tree):
+        rel_dir = os.path.relpath(dirpath, tree)
+        if rel_dir == ".":
+            dirnames[:] = [d for d in dirnames if not _top_level_skip(d)]
+            filenames = [f for f in filenames if not _top_level_skip(f)]
+        # os.walk lists a symlink to a directory among the directories (and does not enter it)
+        links = [d for d in dirnames if os.path.islink(os.path.join(dirpath, d))]
+        for name in (*filenames, *links):
+            yield (name if rel_dir == "." else f"{rel_dir}/{name}"), os.path.join(dirpath, name)
+
+
 def align_times(tree: Path, donor: Donor, now: float) -> int:
     """Give every file of `tree` that is not among `donor.changed` the donor's time for it,
     and those among them the time `now`: make then sees as new exactly what differs. Returns
@@ -238,25 +243,18 @@ def align_times(tree: Path, donor: Donor, now: float) -> int:
     size means the records are wrong: Unrelated."""
     assert donor.changed is not None
     touched = 0
-    for dirpath, dirnames, filenames in os.walk(tree):
-        rel_dir = os.path.relpath(dirpath, tree)
-        if rel_dir == ".":
-            dirnames[:] = [d for d in dirnames if not _top_level_skip(d)]
-            filenames = [f for f in filenames if not _top_level_skip(f)]
-        for name in filenames:
-            rel = name if rel_dir == "." else f"{rel_dir}/{name}"
-            path = os.path.join(dirpath, name)
-            if rel in donor.changed:
-                os.utime(path, (now, now), follow_symlinks=False)
-                touched += 1
-                continue
-            try:
-                theirs = os.lstat(donor.tree / rel)
-            except FileNotFoundError:
-                raise Unrelated(f"{rel} is not in {donor.tree}") from None
-            if theirs.st_size != os.lstat(path).st_size:
-                raise Unrelated(f"{rel} differs from {donor.tree}'s")
-            os.utime(path, ns=(theirs.st_atime_ns, theirs.st_mtime_ns), follow_symlinks=False)
+    for rel, path in _files(tree):
+        if rel in donor.changed:
+            os.utime(path, (now, now), follow_symlinks=False)
+            touched += 1
+            continue
+        try:
+            theirs = os.lstat(donor.tree / rel)
+        except FileNotFoundError:
+            raise Unrelated(f"{rel} is not in {donor.tree}") from None
+        if theirs.st_size != os.lstat(path).st_size:
+            raise Unrelated(f"{rel} differs from {donor.tree}'s")
+        os.utime(path, ns=(theirs.st_atime_ns, theirs.st_mtime_ns), follow_symlinks=False)
     return touched
 
 

@@ -240,3 +240,20 @@ def test_a_tester_config_starts_from_a_build_of_another_base_by_its_options(
     # another toolchain or arch (another near key), or a base that is no file: no donor
     assert _find(root, dataclasses.replace(want, near="OTHER")) is None
     assert _find(root, dataclasses.replace(want, config=None)) is None
+
+
+def test_trees_are_compared_by_bytes_and_links_by_target(tmp_path: Path) -> None:
+    a, b = tmp_path / "a", tmp_path / "b"
+    for tree, same_size, target in ((a, "abc\n", "x"), (b, "abd\n", "y")):
+        (tree / "include" / "dt").mkdir(parents=True)
+        (tree / "same.c").write_text("int x;\n")
+        (tree / "same-size.c").write_text(same_size)
+        (tree / "include" / "link").symlink_to(target)
+        (tree / "include" / "dir-link").symlink_to("dt")
+        (tree / ".ltoboot-x86_64-thin-k").mkdir()  # a build directory: not the kernel's
+        (tree / ".ltoboot-x86_64-thin-k" / "only-here.o").write_text(str(tree))
+    (a / "new.c").write_text("")
+    assert nearest.compare(a, b) == {"same-size.c", "include/link", "new.c"}
+    (b / "include" / "dir-link").unlink()
+    (b / "include" / "dir-link").symlink_to("elsewhere")
+    assert "include/dir-link" in (nearest.compare(a, b) or set())
