@@ -253,6 +253,8 @@ def test_trees_are_compared_by_bytes_and_links_by_target(tmp_path: Path) -> None
         (tree / ".ltoboot-x86_64-thin-k").mkdir()  # a build directory: not the kernel's
         (tree / ".ltoboot-x86_64-thin-k" / "only-here.o").write_text(str(tree))
     (a / "new.c").write_text("")
+    os.link(a / "same.c", b / "linked.c")  # one inode in both trees: the same, unread
+    os.link(a / "same.c", a / "linked.c")
     assert nearest.compare(a, b) == {"same-size.c", "include/link", "new.c"}
     (b / "include" / "dir-link").unlink()
     (b / "include" / "dir-link").symlink_to("elsewhere")
