@@ -40,7 +40,7 @@ def test_hyp_code_outside_its_sections_stops_the_boot_in_kvm(kernels: Kernels,
     assert run_check("kvm_nvhe", guests.get(base), base).passed
     broken = build_variant(base, "hyp-sections-narrowed")
     with pytest.raises(KernelFailure) as e:  # it boots to a shell in 0.5 s when it does
-        guests.boot(broken, timeout=20)
+        guests.boot(broken, timeout=12)
     assert e.value.kind in ("hang", "panic"), str(e.value)
     kernel_lines = [line for line in e.value.excerpt.splitlines() if line.startswith("[")]
     (caught,) = VARIANTS["hyp-sections-narrowed"].caught_by

@@ -44,8 +44,9 @@ def start(kernel: Kernel, accel_name: str, *, initrd: Path | None, extra_cmdline
                   timeout_scale=scale)
     guest.firmware = firmware
     say(f"booting {name} ({accel_name}): {shlex.join(argv)}; console log: {guest.log}")
+    guest.firmware_allowance = FIRMWARE_SECONDS * scale if firmware else 0.0
     guest.ready_timeout = (timeout if timeout is not None else BOOT_TIMEOUT * scale) \
-        + (FIRMWARE_SECONDS * scale if firmware else 0)
+        + guest.firmware_allowance
     return guest.ready() if wait else guest
 
 

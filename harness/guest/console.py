@@ -15,6 +15,8 @@ from harness.errors import FailureKind
 
 READY_RE = r"LTOBOOT-READY (\S+)"
 _TS = r"(?:\[ *\d+\.\d+\] )?"
+# a kernel's first printk line (with its time): what ends the firmware's part of a boot
+KERNEL_LINE_RE = r"\[ *\d+\.\d{6}\] "
 
 # (kind, regex) in priority order. Anchored at a line start (after an optional printk time),
 # so a tagged command output line such as dmesg's "|[ 1.2] WARNING: ..." never matches.

@@ -47,6 +47,10 @@ class Guest:
         self.accel_reason = ""
         self.release = ""  # set when the shell is ready
         self.ready_timeout = 0.0  # for ready(), when nobody waited yet
+        # of ready_timeout, what is the firmware's: once the kernel prints its first line, it
+        # has ready_timeout - firmware_allowance from there (a hang behind UEFI firmware is
+        # not given the firmware's time twice)
+        self.firmware_allowance = 0.0
         self.firmware = ""  # what booted the kernel ("": QEMU loaded it itself)
         self.boot_seconds = 0.0
         self.broken: KernelFailure | None = None
@@ -102,24 +106,32 @@ class Guest:
     def ready(self) -> Guest:
         """Wait for the shell of a guest started without waiting (boot.start(wait=False))."""
         if not self.release:
-            self.wait_ready(self.ready_timeout)
+            self.wait_ready(self.ready_timeout, self.firmware_allowance)
         return self
 
-    def wait_ready(self, timeout: float) -> None:
+    def wait_ready(self, timeout: float, firmware_allowance: float = 0.0) -> None:
+        """The shell within `timeout`, of which `firmware_allowance` ends at the kernel's first
+        line: from there the kernel has the rest."""
         deadline = time.monotonic() + timeout
-        patterns = [re.compile(console.READY_RE), *console.FAILURE_RES.values(),
-                    pexpect.EOF, pexpect.TIMEOUT]
+        failures = list(console.FAILURE_RES.values())
         kinds = list(console.FAILURE_RES)
+        kernel_started = [re.compile(console.KERNEL_LINE_RE)] if firmware_allowance > 0 else []
         while True:
+            patterns = [re.compile(console.READY_RE), *failures, pexpect.EOF, pexpect.TIMEOUT,
+                        *kernel_started]
             i = self.child.expect(patterns, timeout=max(0.0, deadline - time.monotonic()))
             if i == 0:
                 self.release = self.child.match.group(1)
                 self.boot_seconds = time.monotonic() - self._started
                 return
-            if i == len(patterns) - 2:
+            if i == len(failures) + 1:
                 raise self._fail("exited", self._exit_summary() + " before the shell was ready")
-            if i == len(patterns) - 1:
+            if i == len(failures) + 2:
                 raise self._fail("hang", f"no shell within {timeout:.0f}s ({self.accel})")
+            if i == len(failures) + 3:  # the kernel's first line: the firmware's time is over
+                deadline = min(deadline, time.monotonic() + timeout - firmware_allowance)
+                kernel_started = []
+                continue
             kind, line = kinds[i - 1], self.child.match.group(0).strip()
             if kind == "warning":
                 self.warnings.append(line)

@@ -4,6 +4,7 @@ apart from printk lines, kernel failures are classified, and a guest reports exi
 from __future__ import annotations
 
 import re
+import time
 from pathlib import Path
 
 import pytest
@@ -85,3 +86,20 @@ def test_guest_reports_exit_and_hang(tmp_path: Path) -> None:
         g.wait_ready(0.3)
     assert e.value.kind == "hang"
     assert not g.child.isalive()
+
+
+def test_firmware_time_ends_at_the_kernels_first_line(tmp_path: Path) -> None:
+    """A kernel that hangs after its first line is given the kernel's part of the timeout from
+    that line, not the firmware's allowance again; silent firmware has the whole timeout."""
+    def hang(script: str, name: str) -> float:
+        g = Guest(["sh", "-c", script], tmp_path / name, label="t", accel="tcg",
+                  timeout_scale=1.0)
+        started = time.monotonic()
+        with pytest.raises(KernelFailure) as e:
+            g.wait_ready(4.0, firmware_allowance=3.0)
+        assert e.value.kind == "hang"
+        return time.monotonic() - started
+    kernel = hang("sleep 0.2; echo '[    0.000000] Booting Linux'; exec sleep 30", "k.log")
+    assert 1.1 < kernel < 2.5, kernel  # 0.2 s of firmware, then the kernel's 1 s
+    firmware = hang("exec sleep 30", "f.log")
+    assert 3.9 < firmware < 5.5, firmware
