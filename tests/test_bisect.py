@@ -17,6 +17,7 @@ from harness import bisect, cache
 from harness.kernel.model import BuildSpec, Kernel
 from harness.kernel.variants import _copy_tree, replace_in_copy
 from harness.pytest_plugin.fixtures import Kernels
+from tests.markers import BISECT_CHECK
 
 pytestmark = [pytest.mark.boot, pytest.mark.ltoboot_group("bisect")]
 
@@ -135,6 +136,7 @@ def test_bisect_names_the_commit_that_panics(kernel_repo: tuple[Path, dict[str, 
     assert not (repo / ".git" / "BISECT_LOG").exists()
 
 
+@BISECT_CHECK
 def test_bisect_one_check_names_the_commit_that_breaks_it(
         kernel_repo: tuple[Path, dict[str, str]], request: pytest.FixtureRequest) -> None:
     repo, c = kernel_repo

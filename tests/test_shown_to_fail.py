@@ -28,6 +28,20 @@ def test_lto_check_says_not_an_lto_kernel(kernels: Kernels, guests: Guests,
     assert proc_version(guest, kernel).passed
 
 
+@pytest.mark.ltoboot_group()
+def test_lto_check_fails_for_a_mode_the_kernel_was_not_built_with(
+        kernels: Kernels, guests: Guests, primary_arch: str) -> None:
+    """The default suite's real kernel against the other modes: lto_config fails with the
+    config lines as evidence (on a kernel without LTO: the test above)."""
+    kernel = kernels.get(arch=primary_arch)
+    guest = guests.get(kernel)
+    assert lto_config_as(guest, kernel.lto).passed
+    for other in {"thin", "full", "none"} - {kernel.lto}:
+        got = lto_config_as(guest, other)
+        assert not got.passed, (other, got.summary)
+        assert f"CONFIG_LTO_CLANG_{kernel.lto.upper()}=y" in got.evidence, got.evidence
+
+
 def test_panic_is_classified_with_excerpt_and_log(kernels: Kernels, primary_arch: str) -> None:
     kernel = kernels.get(arch=primary_arch)
     started = time.monotonic()
