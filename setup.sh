@@ -64,15 +64,44 @@ fi
 
 stamp=.venv/.ltoboot-setup
 want="$("$PY" --version 2>&1) $(sha256sum pyproject.toml | cut -d' ' -f1)"
+# The wheels of what pyproject.toml asks for, kept in the cache per pyproject.toml and Python:
+# a fresh clone installs from them offline (10 s instead of 26 s), with the versions the first
+# install resolved. Removing the directory (or `ltoboot cache prune`) fetches them anew.
+wheels="${LTOBOOT_CACHE:-$HOME/.cache/ltoboot}/wheels/$(echo "$want" | sha256sum | cut -c1-20)"
+from_wheels() { # offline; any failure (a wheel missing or damaged) falls back to PyPI
+	local pip=("$wheels"/pip-*.whl)
+	{ "$PY" -m venv --without-pip .venv &&
+		.venv/bin/python "${pip[0]}/pip" install --no-index --find-links "$wheels" \
+			--no-compile pip setuptools wheel &&
+		.venv/bin/python -m pip install --no-index --find-links "$wheels" \
+			--no-build-isolation --no-compile -e '.[test]'; } >>"$log" 2>&1
+}
+keep_wheels() { # after an install from PyPI: the same wheels into the cache, whole or not at all
+	local tmp="$wheels.tmp-$$"
+	rm -rf "$tmp" && mkdir -p "$tmp"
+	if .venv/bin/python -m pip wheel -q -w "$tmp" '.[test]' pip setuptools wheel >>"$log" 2>&1; then
+		rm -f "$tmp"/ltoboot-*.whl
+		mv -T "$tmp" "$wheels" 2>/dev/null || rm -rf "$tmp"
+	else
+		rm -rf "$tmp"
+		say "note: the wheels were not kept (see $log); the next fresh clone installs from PyPI"
+	fi
+}
 if [ ! -x .venv/bin/python ] || [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
 	started=$SECONDS
-	say "making .venv with $("$PY" --version 2>&1) ($PY) and installing ltoboot (log: $log)"
 	rm -rf .venv
-	quiet "$PY" -m venv .venv
-	quiet .venv/bin/python -m pip install --upgrade pip
-	quiet .venv/bin/python -m pip install -e '.[test]'
+	if [ -d "$wheels" ] && from_wheels; then
+		say "ltoboot installed into .venv from the kept wheels ($wheels, $((SECONDS - started))s)"
+	else
+		say "making .venv with $("$PY" --version 2>&1) ($PY) and installing ltoboot (log: $log)"
+		rm -rf .venv "$wheels"
+		quiet "$PY" -m venv .venv
+		quiet .venv/bin/python -m pip install --upgrade pip
+		quiet .venv/bin/python -m pip install -e '.[test]'
+		keep_wheels
+		say "ltoboot installed into .venv ($((SECONDS - started))s)"
+	fi
 	echo "$want" >"$stamp"
-	say "ltoboot installed into .venv ($((SECONDS - started))s)"
 else
 	say ".venv: ltoboot installed ($("$PY" --version 2>&1))"
 fi

@@ -29,6 +29,7 @@ DEFAULT_MAX = 30 * 1024**3
 # the kind of each top-level directory, in the order `ltoboot cache` lists them
 KINDS: dict[str, str] = {
     "src": "sources", "kernels": "builds", "variants": "variants", "series": "series trees",
+    "wheels": "downloads",
     "bisect": "bisect builds", "downloads": "downloads", "prebuilt": "downloads",
     "exports": "exports", "initramfs": "initramfs", "busybox": "initramfs",
     "modules": "initramfs", "tools": "initramfs", "ccache": "ccache",
