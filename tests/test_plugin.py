@@ -34,3 +34,40 @@ def test_all_tests_of_one_kernel_run_in_one_worker(tmp_path: Path) -> None:
         workers.setdefault(label, set()).add(worker)
     assert sorted(workers) == ["arm64-thin", "x86_64-thin"]
     assert all(len(w) == 1 for w in workers.values()), workers
+
+
+GROUPS = '''
+import pytest
+from harness.pytest_plugin.fixtures import POOLS
+def _say(what):
+    with open({out!r}, "a") as f:
+        f.write(what + "\\n")
+class Pool:
+    def close(self): _say("close")
+POOLS.append(Pool())
+@pytest.mark.xdist_group("one")
+def test_one_a(): _say("one")
+@pytest.mark.xdist_group("two")
+def test_two_a(): _say("two")
+@pytest.mark.xdist_group("one")
+def test_one_b(): _say("one")
+@pytest.mark.xdist_group("two")
+def test_two_b(): _say("two")
+'''
+
+
+def test_a_groups_last_test_closes_the_workers_guests(tmp_path: Path) -> None:
+    """Idle TCG guests cost CPU: the worker closes its guests when it moves on to another
+    group, never between two tests of one group."""
+    out = tmp_path / "ran.txt"
+    (tmp_path / "test_groups.py").write_text(GROUPS.format(out=str(out)))
+    (tmp_path / "pytest.ini").write_text("[pytest]\naddopts = --dist loadgroup\n")
+    got = subprocess.run([sys.executable, "-m", "pytest", "-q", "-n", "1", "-p",
+                          "no:cacheprovider", str(tmp_path)], cwd=tmp_path,
+                         capture_output=True, text=True)
+    assert got.returncode == 0, got.stdout + got.stderr
+    said = out.read_text().split()
+    assert said.count("close") == 2, said
+    # each group's two tests together, then a close
+    assert said in (["one", "one", "close", "two", "two", "close"],
+                    ["two", "two", "close", "one", "one", "close"]), said

@@ -13,8 +13,10 @@ from harness.pytest_plugin.hooks import (
     pytest_addoption,
     pytest_collection_modifyitems,
     pytest_configure,
+    pytest_configure_node,
     pytest_generate_tests,
     pytest_runtest_makereport,
+    pytest_runtest_teardown,
 )
 
 __all__ = [
@@ -26,6 +28,8 @@ __all__ = [
     "pytest_addoption",
     "pytest_collection_modifyitems",
     "pytest_configure",
+    "pytest_configure_node",
     "pytest_generate_tests",
     "pytest_runtest_makereport",
+    "pytest_runtest_teardown",
 ]

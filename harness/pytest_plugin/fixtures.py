@@ -97,9 +97,15 @@ class Guests:
         return self._admit(boot.boot(kernel, accel_mode=self.accel, **kwargs))
 
     def close(self) -> None:
+        """Close every live guest; remembered boot failures stay remembered."""
         for g in self._live:
             g.close()
+        self._guests = {k: v for k, v in self._guests.items() if not isinstance(v, Guest)}
         self._live.clear()
+
+
+# this worker's guest pools, which the hooks close when its tests move on to another group
+POOLS: list[Guests] = []
 
 
 @pytest.fixture(scope="session")
@@ -123,7 +129,9 @@ def kernel(kernel_spec: BuildSpec, kernels: Kernels) -> Kernel:
 @pytest.fixture(scope="session")
 def guests(request: pytest.FixtureRequest) -> Iterator[Guests]:
     pool = Guests(request.config.getoption("accel"))
+    POOLS.append(pool)
     yield pool
+    POOLS.remove(pool)
     pool.close()
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import os
 from collections.abc import Generator
+from typing import Any
 
 import pytest
 
@@ -97,6 +98,32 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             lto = mark.kwargs.get("lto") or (mark.args[0] if mark.args else None)
             item.add_marker(pytest.mark.xdist_group(
                 f"{primary(config)}-{lto or config.getoption('lto')}"))
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_configure_node(node: Any) -> None:
+    """pytest-xdist: tell each worker how tests are distributed (its own --dist says "no")."""
+    node.workerinput["ltoboot_dist"] = node.config.getoption("dist")
+
+
+def _group(item: pytest.Item | None) -> str | None:
+    mark = item.get_closest_marker("xdist_group") if item is not None else None
+    return str(mark.args[0]) if mark is not None and mark.args else None
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_runtest_teardown(item: pytest.Item, nextitem: pytest.Item | None) -> None:
+    """The last test of a group closes the worker's guests: xdist runs a group's tests one
+    after another, and an idle TCG guest still costs about 6 % of a core (its timer ticks).
+    Left running, a worker's guests (and their crash companions) took two thirds of a core
+    from the builds of a cold run."""
+    if getattr(item.config, "workerinput", {}).get("ltoboot_dist") != "loadgroup":
+        return  # without xdist's groups, one group's tests need not follow one another
+    group = _group(item)
+    if group is not None and group != _group(nextitem):
+        from harness.pytest_plugin.fixtures import POOLS
+        for pool in POOLS:
+            pool.close()
 
 
 @pytest.hookimpl(hookwrapper=True)
