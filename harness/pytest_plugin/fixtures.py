@@ -15,7 +15,7 @@ from harness.guest.session import Guest
 from harness.kernel import artifacts
 from harness.kernel.model import SERVED, BuildSpec, Kernel
 from harness.kernel.obtain import obtain
-from harness.pytest_plugin.hooks import base_spec, primary
+from harness.pytest_plugin.hooks import POOLS, base_spec, primary
 
 
 class Kernels:
@@ -102,10 +102,6 @@ class Guests:
             g.close()
         self._guests = {k: v for k, v in self._guests.items() if not isinstance(v, Guest)}
         self._live.clear()
-
-
-# this worker's guest pools, which the hooks close when its tests move on to another group
-POOLS: list[Guests] = []
 
 
 @pytest.fixture(scope="session")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 import os
 from collections.abc import Generator
-from typing import Any
+from typing import Any, Protocol
 
 import pytest
 
@@ -106,6 +106,14 @@ def pytest_configure_node(node: Any) -> None:
     node.workerinput["ltoboot_dist"] = node.config.getoption("dist")
 
 
+class _Pool(Protocol):
+    def close(self) -> None: ...
+
+
+# this worker's guest pools (fixtures.Guests), closed when its tests move on to another group
+POOLS: list[_Pool] = []
+
+
 def _group(item: pytest.Item | None) -> str | None:
     mark = item.get_closest_marker("xdist_group") if item is not None else None
     return str(mark.args[0]) if mark is not None and mark.args else None
@@ -121,7 +129,6 @@ def pytest_runtest_teardown(item: pytest.Item, nextitem: pytest.Item | None) -> 
         return  # without xdist's groups, one group's tests need not follow one another
     group = _group(item)
     if group is not None and group != _group(nextitem):
-        from harness.pytest_plugin.fixtures import POOLS
         for pool in POOLS:
             pool.close()
 
