@@ -18,17 +18,23 @@ def test_d(kernel_spec): _record(kernel_spec)
 '''
 
 
-def test_all_tests_of_one_kernel_run_in_one_worker(tmp_path: Path) -> None:
-    # pytest 9.2 + xdist 3.8 silently dropped loadgroup (pytest-xdist#1386): each worker then
-    # boots every kernel. This catches any such regression of the stack we install.
+def _loadgroup(tmp_path: Path, source: str, workers: int) -> str:
+    """Run the test file `source` (its {out} the file it writes) under xdist's loadgroup in
+    a pytest of its own; what it wrote."""
     out = tmp_path / "ran.txt"
-    (tmp_path / "test_probe.py").write_text(PROBE.format(out=str(out)))
+    (tmp_path / "test_probe.py").write_text(source.format(out=str(out)))
     (tmp_path / "pytest.ini").write_text("[pytest]\naddopts = --dist loadgroup\n")
-    got = subprocess.run([sys.executable, "-m", "pytest", "-q", "-n", "2", "-p",
+    got = subprocess.run([sys.executable, "-m", "pytest", "-q", "-n", str(workers), "-p",
                           "no:cacheprovider", str(tmp_path)], cwd=tmp_path,
                          capture_output=True, text=True)
     assert got.returncode == 0, got.stdout + got.stderr
-    runs = [line.split() for line in out.read_text().splitlines()]
+    return out.read_text()
+
+
+def test_all_tests_of_one_kernel_run_in_one_worker(tmp_path: Path) -> None:
+    # pytest 9.2 + xdist 3.8 silently dropped loadgroup (pytest-xdist#1386): each worker then
+    # boots every kernel. This catches any such regression of the stack we install.
+    runs = [line.split() for line in _loadgroup(tmp_path, PROBE, workers=2).splitlines()]
     workers: dict[str, set[str]] = {}
     for label, worker in runs:
         workers.setdefault(label, set()).add(worker)
@@ -59,14 +65,7 @@ def test_two_b(): _say("two")
 def test_a_groups_last_test_closes_the_workers_guests(tmp_path: Path) -> None:
     """Idle TCG guests cost CPU: the worker closes its guests when it moves on to another
     group, never between two tests of one group."""
-    out = tmp_path / "ran.txt"
-    (tmp_path / "test_groups.py").write_text(GROUPS.format(out=str(out)))
-    (tmp_path / "pytest.ini").write_text("[pytest]\naddopts = --dist loadgroup\n")
-    got = subprocess.run([sys.executable, "-m", "pytest", "-q", "-n", "1", "-p",
-                          "no:cacheprovider", str(tmp_path)], cwd=tmp_path,
-                         capture_output=True, text=True)
-    assert got.returncode == 0, got.stdout + got.stderr
-    said = out.read_text().split()
+    said = _loadgroup(tmp_path, GROUPS, workers=1).split()
     assert said.count("close") == 2, said
     # each group's two tests together, then a close
     assert said in (["one", "one", "close", "two", "two", "close"],
