@@ -25,6 +25,7 @@ from pathlib import Path
 from harness import cache, checks, proc
 from harness.errors import BuildError, InfraError, KernelFailure, LtobootError, UsageError
 from harness.guest import boot, modules
+from harness.kernel import failures
 from harness.kernel.build import Plan, compile_kernel, plan
 from harness.kernel.model import MODROOT, BuildSpec, Kernel
 from harness.progress import duration, say
@@ -43,7 +44,6 @@ def build_dir(tree: Path, spec: BuildSpec) -> Path:
     return tree / f".ltoboot-bisect-{spec.label}"
 
 
-COMPILE_ERROR = re.compile(r"^\S+:\d+:\d+: error: |^ld\.lld\S*: error: ", re.MULTILINE)
 SNAPSHOT_FILES = (".config", "System.map", "Module.symvers")
 
 
@@ -63,29 +63,11 @@ def _snapshot(tmp: Path, kernel: Kernel) -> None:
     snap.save(tmp)
 
 
-def compile_error(e: BuildError) -> bool:
-    """Whether the failed make said a compiler or linker error. Its whole output, not the
-    tail: with -j2, make finishes the jobs under way after the error, and a cold build prints
-    a hundred lines more after it."""
-    text = e.tail
-    if e.log is not None:
-        try:
-            whole = e.log.read_text(errors="replace")
-        except OSError:
-            whole = ""
-        text = whole[whole.rfind("\n$ make ") + 1:] if "\n$ make " in whole else whole or text
-    return COMPILE_ERROR.search(text) is not None
-
-
 def _step_kernel(tree: Path, spec: BuildSpec, p: Plan, key: str, log: Path) -> Kernel:
     """The kernel of the checked-out commit: built incrementally in the per-tree directory,
     once per commit and plan per machine (a bisect run again is boots, not builds)."""
     entry = cache.cache_root() / "bisect" / f"{spec.label}-{key}"
-    failed = entry.with_name(entry.name + ".build-failed.json")
-    if failed.exists():  # the same commit, config and toolchain fail the same way
-        known = json.loads(failed.read_text())
-        raise BuildError(f"{known['message']} (remembered: delete {failed} to build again)",
-                         Path(known["log"]), known["tail"])
+    failures.raise_if_remembered(entry)  # the same commit, config and toolchain fail alike
     if not entry.exists():
         out = build_dir(tree, spec)
         with cache.locked(out.with_name(out.name + ".lock"), f"waiting for {out}"):
@@ -93,10 +75,7 @@ def _step_kernel(tree: Path, spec: BuildSpec, p: Plan, key: str, log: Path) -> K
                 kernel = compile_kernel(out, spec, p.src, p.tc, p.wanted, key, log,
                                         optional=p.optional)
             except BuildError as e:
-                if compile_error(e):  # not a transient failure (OOM, disk, signal)
-                    entry.parent.mkdir(parents=True, exist_ok=True)
-                    cache.write_atomic(failed, json.dumps({"message": str(e).splitlines()[0],
-                                                           "log": str(e.log), "tail": e.tail}))
+                failures.remember(entry, e)  # not a transient failure (OOM, disk, signal)
                 raise
             with contextlib.suppress(LtobootError):  # while the build directory matches
                 modules.probe_modules(kernel)

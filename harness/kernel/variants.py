@@ -26,7 +26,7 @@ from pathlib import Path
 from harness import cache, proc
 from harness.arch import get_arch
 from harness.errors import BuildError, InfraError, UsageError
-from harness.kernel import kbuild, kconfig, toolchain
+from harness.kernel import failures, kbuild, kconfig, toolchain
 from harness.kernel.model import META, MODROOT, Kernel
 from harness.progress import duration, say
 
@@ -359,7 +359,12 @@ def build_variant(base: Kernel, name: str) -> Kernel:
         key = cache.content_key({"recipe": RECIPE, "base": base.key,
                                  "variants": {v.name: v.key() for v in members}})
         entry_name = f"{len(members)}-variants-{key[:8]}"
-    entry = cache.publish(cache.cache_root() / "variants" / f"{base.label}-{entry_name}-{key}",
-                          lambda tmp: _build(tmp, base, members, key, entry_name))
+    where = cache.cache_root() / "variants" / f"{base.label}-{entry_name}-{key}"
+    failures.raise_if_remembered(where)  # a variant that does not build, like the EFI stub's
+    try:
+        entry = cache.publish(where, lambda tmp: _build(tmp, base, members, key, entry_name))
+    except BuildError as e:
+        failures.remember(where, e)
+        raise
     out = entry / base.source_tree.name / f".ltoboot-{base.label}-{entry_name}"
     return Kernel.load(out)

@@ -70,8 +70,8 @@ END = "make: *** [Makefile:250: __sub-make] Error 2\n"
 def test_a_compile_error_far_above_the_tail_is_still_one(tmp_path: Path) -> None:
     """bisect remembers a commit that does not compile: with -j2 a cold build prints a hundred
     lines after the error, so the whole output of the failed make is read, not its tail."""
-    from harness import bisect
     from harness.errors import BuildError
+    from harness.kernel import failures
 
     log = tmp_path / "build.log"
     log.write_text("$ make olddefconfig\n../init/main.c:1:2: error: an earlier make's\n"
@@ -79,6 +79,31 @@ def test_a_compile_error_far_above_the_tail_is_still_one(tmp_path: Path) -> None
                    "../init/main.c:1478:2: error: ltoboot: this commit does not compile\n"
                    + "  CC      kernel/x.o\n" * 200 + END)
     tail = "\n".join(log.read_text().splitlines()[-40:])
-    assert bisect.compile_error(BuildError("make (all) failed", log=log, tail=tail))
+    assert failures.compile_error(BuildError("make (all) failed", log=log, tail=tail))
     log.write_text("$ make -j2\n  CC      kernel/x.o\n" + END)
-    assert not bisect.compile_error(BuildError("make (all) failed", log=log, tail="Error 2"))
+    assert not failures.compile_error(BuildError("make (all) failed", log=log, tail="Error 2"))
+
+
+def test_a_build_that_fails_alike_is_answered_again_and_a_passing_failure_is_not(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A variant or bisect step whose make said a tool's error fails again without a build
+    while its log is there; an OOM or a signal is never kept, and a pruned log means build."""
+    from harness.errors import BuildError
+    from harness.kernel import failures
+
+    monkeypatch.setenv("LTOBOOT_CACHE", str(tmp_path / "cache"))
+    entry = tmp_path / "cache" / "variants" / "arm64-thin-efi-stub-lto-0123"
+    log = tmp_path / "variant.log"
+    failures.raise_if_remembered(entry)  # nothing kept: no error
+    log.write_text("$ make -j2\nKilled\n" + END)
+    failures.remember(entry, BuildError("make (all) failed", log=log, tail="Killed"))
+    failures.raise_if_remembered(entry)  # a signal may pass next time: not kept
+    log.write_text("$ make -j2\nllvm-strip-19: error: 'drivers/firmware/efi/libstub/"
+                   "alignedmem.o': The file was not recognized as a valid object file\n" + END)
+    failures.remember(entry, BuildError("make (all) failed", log=log, tail=END))
+    with pytest.raises(BuildError, match=r"make \(all\) failed \(remembered: delete ") as e:
+        failures.raise_if_remembered(entry)
+    assert e.value.log == log and e.value.tail == END
+    log.unlink()  # the evidence was pruned with the logs: build again to have it
+    failures.raise_if_remembered(entry)
+    assert not failures.record(entry).exists()
