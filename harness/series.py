@@ -10,10 +10,13 @@ the `[PATCH vN k/n]` numbers order them, the newest revision wins.
 from __future__ import annotations
 
 import codecs
+import contextlib
 import email
 import email.message
 import email.policy
+import functools
 import hashlib
+import importlib.metadata
 import mailbox
 import os
 import re
@@ -207,8 +210,14 @@ def _messages(path: Path) -> list[tuple[email.message.Message, bytes]]:
 
 def _b4_version() -> str | None:
     exe = _b4()
-    if exe is None:
-        return None
+    return None if exe is None else _version_of(exe)
+
+
+@functools.cache
+def _version_of(exe: str) -> str:
+    if Path(exe) == Path(sys.executable).parent / "b4":  # ours: its metadata, not a second
+        with contextlib.suppress(importlib.metadata.PackageNotFoundError):  # of imports
+            return f"b4 {importlib.metadata.version('b4')}"
     out = proc.run([exe, "--version"], what="asking b4 for its version", ok=range(256))
     return f"b4 {out.strip()}" if out.strip() else "b4"
 
