@@ -109,7 +109,7 @@ def _evaluate(kernel: Kernel, accel: str, runs: int, only: Sequence[str], step: 
             return
         try:
             step.logs.append(str(guest.log))
-            results = checks.run_checks(guest, kernel, only or None)
+            results = checks.run_checks(guest, kernel, only or None, last_use=True)
         finally:
             guest.close()
         failed = [r for r in results if not r.passed]

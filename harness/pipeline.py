@@ -75,7 +75,8 @@ def check_obtained(rep: KernelReport, spec: BuildSpec, accel: str,
         guest = boot.boot(rep.kernel, accel_mode=accel)
         rep.accel, rep.accel_reason = guest.accel, guest.accel_reason
         rep.boot_seconds, rep.console_log = guest.boot_seconds, str(guest.log)
-        rep.results = checks.run_checks(guest, rep.kernel, names)
+        # the initcall comparison reads this guest's dmesg after the checks
+        rep.results = checks.run_checks(guest, rep.kernel, names, last_use=not initcalls)
         if initcalls:
             rep.results.append(compare_initcalls(spec, rep.kernel, guest, accel))
     except KernelFailure as e:

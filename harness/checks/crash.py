@@ -1,6 +1,7 @@
 """Checks that crash the kernel on purpose (LKDTM's provoke-crash): they share one throwaway
-guest per kernel, booted on first use; each crash is in a subshell of its own, so an oops
-kills that and the guest goes on serving the next. The main guest is never touched."""
+guest per kernel, booted on first use, or run last on the main guest when nothing will ask it
+anything after them (run_checks' last_use); each crash is in a subshell of its own, so an oops
+kills that and the guest goes on serving the next."""
 
 from __future__ import annotations
 

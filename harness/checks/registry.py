@@ -60,7 +60,7 @@ def companion(guest: GuestProtocol, kernel: Kernel, kind: str) -> GuestProtocol:
     crash broke it."""
     other = guest.companions.get(kind)
     if other is None or other.broken is not None:
-        if other is not None:
+        if other is not None and other is not guest:  # (a guest serving its own last checks)
             other.close()
         other = COMPANIONS[kind](guest, kernel)
     return other.ready()
@@ -115,8 +115,26 @@ def run_check(name: str, guest: GuestProtocol, kernel: Kernel) -> CheckResult:
                            f"{type(e).__name__}: {e}", "".join(traceback.format_exception(e)))
 
 
-def run_checks(guest: GuestProtocol, kernel: Kernel, names: Iterable[str] | None = None
-               ) -> list[CheckResult]:
+def run_checks(guest: GuestProtocol, kernel: Kernel, names: Iterable[str] | None = None,
+               *, last_use: bool = False) -> list[CheckResult]:
+    """The checks' results in registry order. With `last_use` (nothing asks `guest` anything
+    after them: a run, a bisect step) the checks that may crash a kernel run on `guest` too,
+    after all others (dmesg judged before them): one boot serves every check, and a companion
+    boots only if one of them broke the guest. Otherwise they run on a companion guest, booted
+    at once beside the main one, which other tests go on using."""
     todo = list(names or CHECKS)
-    start_companions(guest, kernel, todo)
-    return [run_check(n, guest, kernel) for n in todo]
+    if not last_use:
+        start_companions(guest, kernel, todo)
+        return [run_check(n, guest, kernel) for n in todo]
+    crashing = [n for n in todo if CHECKS[n].companion]
+    done = {n: run_check(n, guest, kernel) for n in todo if n not in crashing}
+    kinds = {CHECKS[n].companion for n in crashing} - set(guest.companions)
+    for kind in kinds:
+        guest.companions[kind] = guest
+    try:
+        done |= {n: run_check(n, guest, kernel) for n in crashing}
+    finally:
+        for kind in kinds:
+            if guest.companions.get(kind) is guest:
+                del guest.companions[kind]
+    return [done[n] for n in todo]

@@ -43,3 +43,85 @@ def test_a_machine_problem_inside_a_check_is_no_verdict(monkeypatch: pytest.Monk
         registry.run_check("t1", None, None)  # type: ignore[arg-type]
     got = registry.run_check("t2", None, None)  # type: ignore[arg-type]
     assert got.verdict == "FAIL" and got.summary == "probe modules did not build"
+
+
+class _Guest:
+    """Records which guest each check asked; `crash` breaks it as a panic would."""
+
+    def __init__(self, label: str, ran: list[tuple[str, str]]) -> None:
+        from harness.errors import KernelFailure
+
+        self.label, self.ran = label, ran
+        self.broken: KernelFailure | None = None
+        self.companions: dict[str, object] = {}
+        self.closed = False
+
+    def ready(self) -> _Guest:
+        return self
+
+    def close(self) -> None:
+        self.closed = True
+
+
+def test_a_last_use_runs_the_crashing_checks_on_the_main_guest_after_the_others(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """One boot serves every check of a run: the checks that may crash a kernel run last on
+    the main guest (after dmesg is judged), in their report order; a companion boots only when
+    one of them broke the main guest, and for the pool's guests (not a last use) as before."""
+    from harness.checks import registry
+    from harness.errors import KernelFailure
+
+    ran: list[tuple[str, str]] = []
+    booted: list[str] = []
+
+    def plain(name: str) -> registry.CheckFn:
+        def fn(guest: object, kernel: object) -> registry.CheckResult:
+            ran.append((name, guest.label))  # type: ignore[attr-defined]
+            return registry.CheckResult(name, True, "")
+        return fn
+
+    def crashing(name: str, panics: bool) -> registry.CheckFn:
+        def fn(guest: object, kernel: object) -> registry.CheckResult:
+            where = registry.companion(guest, kernel, "crash")  # type: ignore[arg-type]
+            ran.append((name, where.label))
+            if panics:
+                where.broken = KernelFailure("panic", "Kernel panic - not syncing")
+            return registry.CheckResult(name, True, "")
+        return fn
+
+    def companion(main: object, kernel: object) -> object:
+        guest = _Guest(f"companion-{len(booted) + 1}", ran)
+        booted.append(guest.label)
+        main.companions["crash"] = guest  # type: ignore[attr-defined]
+        return guest
+
+    checks = {"t_basic": registry.Check("t_basic", "", plain("t_basic")),
+              "t_lkdtm": registry.Check("t_lkdtm", "", crashing("t_lkdtm", True), "crash"),
+              "t_cfi": registry.Check("t_cfi", "", crashing("t_cfi", False), "crash"),
+              "t_dmesg": registry.Check("t_dmesg", "", plain("t_dmesg"))}
+    monkeypatch.setattr(registry, "CHECKS", checks)
+    monkeypatch.setitem(registry.COMPANIONS, "crash", companion)
+
+    main = _Guest("main", ran)
+    got = registry.run_checks(main, None, last_use=True)  # type: ignore[arg-type]
+    assert [r.name for r in got] == ["t_basic", "t_lkdtm", "t_cfi", "t_dmesg"]  # report order
+    # lkdtm broke the main guest (a panic): cfi needed the one companion of the run
+    assert ran == [("t_basic", "main"), ("t_dmesg", "main"), ("t_lkdtm", "main"),
+                   ("t_cfi", "companion-1")]
+    assert booted == ["companion-1"] and not main.closed
+    assert main.companions == {"crash": main.companions["crash"]} \
+        and main.companions["crash"] is not main  # never itself after the run
+
+    ran.clear()
+    booted.clear()
+    checks["t_lkdtm"] = registry.Check("t_lkdtm", "", crashing("t_lkdtm", False), "crash")
+    main = _Guest("main", ran)
+    registry.run_checks(main, None, last_use=True)  # type: ignore[arg-type]
+    assert ran[-2:] == [("t_lkdtm", "main"), ("t_cfi", "main")] and booted == []
+    assert main.companions == {}
+
+    ran.clear()
+    pool_guest = _Guest("pool", ran)  # a guest other tests go on using: never crashed
+    registry.run_checks(pool_guest, None)  # type: ignore[arg-type]
+    assert ("t_lkdtm", "companion-1") in ran and ("t_cfi", "companion-1") in ran
+    assert booted == ["companion-1"]
