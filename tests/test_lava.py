@@ -25,9 +25,6 @@ from harness.reports.results import KernelReport
 
 pytestmark = [
     pytest.mark.boot,
-    # one after another on one worker (beside the other groups): the interrupt test waits for
-    # a LAVA QEMU and the CLI test for LAVA's scratch directories to be gone, whoever made them
-    pytest.mark.xdist_group("lava"),
     pytest.mark.skipif(shutil.which("lava-run") is None or os.geteuid() != 0,
                        reason="needs lava-dispatcher (./setup.sh installs it) and root"),
 ]
@@ -42,7 +39,14 @@ def lava_reports(kernels: list[Kernel], tmp_path: Path,
             for k in kernels]
 
 
-@pytest.mark.parametrize("arch", ["x86_64", "arm64"])
+# Each in its kernel's group: our own verdicts come from the guest and crash companion that
+# group has booted anyway. The other tests are one group (one after another on one worker):
+# LAVA jobs of these two may run beside them, and each test looks for its own processes only.
+LAVA = pytest.mark.xdist_group("lava")
+
+
+@pytest.mark.parametrize("arch", [pytest.param(a, marks=pytest.mark.ltoboot_group(arch=a))
+                                  for a in ("x86_64", "arm64")])
 def test_lava_gives_the_verdicts_of_our_own_boot(arch: str, kernels: Kernels, guests: Guests,
                                                   tmp_path: Path) -> None:
     kernel = kernels.get(arch=arch)
@@ -56,6 +60,7 @@ def test_lava_gives_the_verdicts_of_our_own_boot(arch: str, kernels: Kernels, gu
     assert by_name["cfi"].summary.startswith("CFI failure at")  # its own job, crashed on purpose
 
 
+@LAVA
 def test_broken_kernels_fail_through_lava(kernels: Kernels, primary_arch: str,
                                           tmp_path: Path) -> None:
     base = kernels.get(arch=primary_arch)
@@ -73,15 +78,18 @@ def test_broken_kernels_fail_through_lava(kernels: Kernels, primary_arch: str,
     assert "rodata is executable" in lkdtm.summary
 
 
+@LAVA
 def test_lava_run_command_report_junit_and_status(kernels: Kernels, primary_arch: str,
                                                   tmp_path: Path) -> None:
     kernels.get(arch=primary_arch)  # built by the session (the command finds it cached)
     xml, kcidb_doc = tmp_path / "lava.xml", tmp_path / "kcidb.json"
-    r = subprocess.run([sys.executable, "-m", "harness.cli", "lava", "run", "--arch",
-                        primary_arch, "--check", "proc_version", "--check", "cfi",
-                        "--junit", str(xml), "--kcidb", str(kcidb_doc)], capture_output=True,
-                       text=True, timeout=600,
-                       env={**os.environ, "LTOBOOT_CACHE": str(cache.cache_root())})
+    p = subprocess.Popen([sys.executable, "-m", "harness.cli", "lava", "run", "--arch",
+                          primary_arch, "--check", "proc_version", "--check", "cfi",
+                          "--junit", str(xml), "--kcidb", str(kcidb_doc)],
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                         env={**os.environ, "LTOBOOT_CACHE": str(cache.cache_root())})
+    out, err = p.communicate(timeout=600)
+    r = subprocess.CompletedProcess(p.args, p.returncode, out, err)
     assert r.returncode == 0, r.stdout + r.stderr
     assert "PASS  proc_version" in r.stdout and "PASS  cfi" in r.stdout
     assert r.stdout.rstrip().splitlines()[-1] == f"ltoboot: all passed: {primary_arch}-thin ok"
@@ -91,8 +99,8 @@ def test_lava_run_command_report_junit_and_status(kernels: Kernels, primary_arch
     assert [(t["path"], t["status"]) for t in doc["tests"]] == [
         ("boot", "PASS"), ("ltoboot.proc_version", "PASS"), ("ltoboot.cfi", "PASS")]
     scratch = cache.scratch_root()
-    assert not [p for p in scratch.iterdir() if p.name.startswith("lava-")], \
-        "lava run left its scratch directories"
+    assert not [d for d in scratch.iterdir() if d.name.startswith(f"lava-{p.pid}-")], \
+        "lava run left its scratch directories"  # (other tests' jobs may run meanwhile)
 
 
 def _lava_processes() -> list[str]:
@@ -103,10 +111,11 @@ def _lava_processes() -> list[str]:
         except OSError:
             continue
         if "/dispatcher/tmp/" in text or text.startswith("lava-run"):
-            found.append(text[:120])
+            found.append(text)
     return found
 
 
+@LAVA
 def test_interrupted_lava_run_leaves_no_lava_run_or_qemu(kernels: Kernels, primary_arch: str
                                                          ) -> None:
     kernels.get(arch=primary_arch)
@@ -116,7 +125,8 @@ def test_interrupted_lava_run_leaves_no_lava_run_or_qemu(kernels: Kernels, prima
                          env={**os.environ, "LTOBOOT_CACHE": str(cache.cache_root())})
     try:
         deadline = time.monotonic() + 120
-        while not any("qemu-system" in c for c in _lava_processes()):
+        mine = str(p.pid)  # its jobs' ids begin with it: other tests' jobs may run too
+        while not any("qemu-system" in c and f"tmp/{mine}" in c for c in _lava_processes()):
             assert p.poll() is None and time.monotonic() < deadline, "no LAVA QEMU started"
             time.sleep(0.2)
         p.send_signal(signal.SIGTERM)
@@ -127,12 +137,11 @@ def test_interrupted_lava_run_leaves_no_lava_run_or_qemu(kernels: Kernels, prima
     finally:
         if p.poll() is None:
             p.kill()
-    # other tests' lava-run jobs may run at the same time on another worker: ours are gone
-    # when no job of this process's id prefix is left
-    mine = str(p.pid)
+    # ours are gone when no job of this process's id prefix is left
     assert not [c for c in _lava_processes() if f"tmp/{mine}" in c or f"job: {mine}" in c]
 
 
+@LAVA
 def test_an_exported_folder_is_a_prebuilt_kernel_lava_checks_too(kernels: Kernels,
                                                                  primary_arch: str,
                                                                  tmp_path: Path) -> None:
@@ -157,6 +166,7 @@ def test_an_exported_folder_is_a_prebuilt_kernel_lava_checks_too(kernels: Kernel
     assert probe.skipped and "build directory" in probe.summary
 
 
+@LAVA
 def test_a_job_boots_exactly_what_was_exported(kernels: Kernels, primary_arch: str,
                                                tmp_path: Path) -> None:
     """file:// URLs LAVA opens (a space and non-ASCII in the path), the folder named by the

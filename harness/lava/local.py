@@ -94,7 +94,8 @@ def run_one(job: Job, job_id: str, template_dir: Path, stop: threading.Event) ->
     definition = job.definition()
     log = lavalog.path_for(job)
     limit = definition["timeouts"]["job"]["minutes"] * 60 + MARGIN
-    with tempfile.TemporaryDirectory(dir=cache.scratch_root(), prefix="lava-") as work:
+    with tempfile.TemporaryDirectory(dir=cache.scratch_root(),
+                                     prefix=f"lava-{os.getpid()}-") as work:
         device, dispatcher = Path(work, "device.yaml"), Path(work, "dispatcher.yaml")
         device.write_text(render_device(definition["context"], template_dir))
         dispatcher.write_text(DISPATCHER)

@@ -64,8 +64,8 @@ def primary(config: pytest.Config) -> str:
 
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line(
-        "markers", "ltoboot_group(lto=None): run in the xdist group of the primary arch's "
-        "kernel with this LTO mode (default: --lto)")
+        "markers", "ltoboot_group(lto=None, arch=None): run in the xdist group of the kernel "
+        "of this arch (default: the primary one) and LTO mode (default: --lto)")
     config.addinivalue_line("markers", "boot: boots a real kernel in QEMU")
     # pytest-xdist registers it too, but our hooks add it even when xdist is not in use
     config.addinivalue_line("markers", "xdist_group(name): run in one xdist worker")
@@ -96,8 +96,8 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             item.add_marker(pytest.mark.xdist_group(callspec.params["kernel_spec"].label))
         elif (mark := item.get_closest_marker("ltoboot_group")) is not None:
             lto = mark.kwargs.get("lto") or (mark.args[0] if mark.args else None)
-            item.add_marker(pytest.mark.xdist_group(
-                f"{primary(config)}-{lto or config.getoption('lto')}"))
+            arch = mark.kwargs.get("arch") or primary(config)
+            item.add_marker(pytest.mark.xdist_group(f"{arch}-{lto or config.getoption('lto')}"))
 
 
 @pytest.hookimpl(optionalhook=True)
