@@ -13,7 +13,7 @@ from filelock import FileLock
 from harness import cache
 from harness.arch import get_arch
 from harness.errors import KernelFailure, LtobootError
-from harness.guest import accel, modules, qemu, tools
+from harness.guest import accel, modules, monitor, qemu, tools
 from harness.guest.initramfs import build_initramfs
 from harness.guest.protocol import GuestProtocol
 from harness.guest.session import Guest
@@ -37,11 +37,12 @@ def start(kernel: Kernel, accel_name: str, *, initrd: Path | None, extra_cmdline
     """Start QEMU; wait for the shell unless `wait` is False (then Guest.ready() does)."""
     arch = get_arch(kernel.arch)
     scale = 1.0 if accel_name == "kvm" else arch.tcg_slowdown
+    qmp = monitor.new_name()
     argv = qemu.qemu_argv(arch, kernel.image, initrd, qemu.kernel_cmdline(arch, extra_cmdline),
-                          accel=accel_name, firmware=firmware)
+                          accel=accel_name, firmware=firmware, qmp=qmp)
     name = label or kernel.label
     guest = Guest(argv, boot_log(name, log_dir), label=name, accel=accel_name,
-                  timeout_scale=scale)
+                  timeout_scale=scale, monitor=monitor.Monitor(qmp))
     guest.firmware = firmware
     say(f"booting {name} ({accel_name}): {shlex.join(argv)}; console log: {guest.log}")
     guest.firmware_allowance = FIRMWARE_SECONDS * scale if firmware else 0.0

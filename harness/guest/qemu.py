@@ -6,6 +6,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from harness.arch import Arch
+from harness.guest import monitor
 
 READY_LOGLEVEL = 4  # console loglevel once booted: KERN_ERR and worse still reach the console
 
@@ -21,8 +22,10 @@ def kernel_cmdline(arch: Arch, extra: Sequence[str] = (), *, panic: bool = True)
 
 
 def qemu_argv(arch: Arch, kernel: Path, initrd: Path | None, append: str, *, accel: str = "tcg",
-              memory_mb: int = 512, smp: int = 1, firmware: str = "") -> list[str]:
-    """The whole QEMU command line. `firmware`: boot through it (UEFI: the EFI stub runs)."""
+              memory_mb: int = 512, smp: int = 1, firmware: str = "", qmp: str = ""
+              ) -> list[str]:
+    """The whole QEMU command line. `firmware`: boot through it (UEFI: the EFI stub runs).
+    `qmp`: the abstract socket of its machine protocol (harness/guest/monitor.py)."""
     machine = arch.machine
     if accel == "tcg" and arch.tcg_machine_options:
         machine += f",{arch.tcg_machine_options}"
@@ -40,4 +43,4 @@ def qemu_argv(arch: Arch, kernel: Path, initrd: Path | None, append: str, *, acc
     if initrd is not None:
         argv += ["-initrd", str(initrd)]
     argv += ["-append", append]
-    return argv
+    return argv + (monitor.argv(qmp) if qmp else [])

@@ -13,9 +13,10 @@ from typing import Any
 
 import pexpect
 
-from harness.errors import FailureKind, KernelFailure
+from harness.errors import FailureKind, InfraError, KernelFailure
 from harness.guest import console
 from harness.guest.console import CommandResult
+from harness.guest.monitor import Monitor
 from harness.guest.protocol import GuestProtocol
 from harness.proc import die_with_parent
 
@@ -41,8 +42,10 @@ class Guest:
     """One QEMU process. `broken` is set by the first kernel failure; later commands refuse."""
 
     def __init__(self, argv: list[str], log: Path, *, label: str, accel: str,
-                 timeout_scale: float) -> None:
+                 timeout_scale: float, monitor: Monitor | None = None) -> None:
         self.argv, self.log, self.label, self.accel = argv, log, label, accel
+        self.monitor = monitor  # QEMU's QMP, to pause an idle guest (pause())
+        self.paused = False
         self.timeout_scale = timeout_scale
         self.accel_reason = ""
         self.release = ""  # set when the shell is ready
@@ -105,6 +108,7 @@ class Guest:
 
     def ready(self) -> Guest:
         """Wait for the shell of a guest started without waiting (boot.start(wait=False))."""
+        self._resume()
         if not self.release:
             self.wait_ready(self.ready_timeout, self.firmware_allowance)
         return self
@@ -150,6 +154,7 @@ class Guest:
         if self.broken is not None:
             raise KernelFailure("broken", f"guest broken earlier by {self.broken.kind}: "
                                 f"{self.broken.summary}", log=self.log)
+        self._resume()
         tag = secrets.token_hex(6)
         limit = timeout * self.timeout_scale
         self.child.sendline(console.command_line(cmd, tag))
@@ -173,7 +178,31 @@ class Guest:
             raise self._fail(fatal[0][0], f"{fatal[0][1]} (while running {cmd!r})")
         return result
 
+    # -- idle ------------------------------------------------------------------------------
+    def pause(self) -> None:
+        """Stop an idle guest's CPU and virtual clock (and its companions'), to be woken by
+        its next use: nothing else may be waiting on it. Only a guest at its shell: a boot's
+        timeout runs on the host's clock. Best effort: a guest that cannot be paused runs on."""
+        for companion in self.companions.values():
+            if isinstance(companion, Guest) and companion is not self:
+                companion.pause()
+        if self.monitor is None or self.paused or not self.release or self.broken is not None \
+                or self not in _LIVE:
+            return
+        try:
+            self.monitor.execute("stop")
+        except InfraError:
+            return
+        self.paused = True
+
+    def _resume(self) -> None:
+        if self.paused and self.monitor is not None:
+            self.paused = False
+            self.monitor.execute("cont")
+
     def close(self) -> None:
+        if self.monitor is not None:
+            self.monitor.close()
         for companion in self.companions.values():
             companion.close()
         self.companions.clear()

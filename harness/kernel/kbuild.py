@@ -17,7 +17,7 @@ import signal
 import threading
 import time
 from collections import deque
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 from harness import cache, proc
@@ -95,9 +95,16 @@ def jobs() -> int:
     return len(os.sched_getaffinity(0))
 
 
+# called before this process builds or waits for the machine to build: what it keeps running
+# meanwhile steps aside (the test suite pauses its idle guests)
+BEFORE_BUILD: list[Callable[[], None]] = []
+
+
 @contextlib.contextmanager
 def machine_lock(label: str) -> Iterator[None]:
     """One make at a time per machine: parallel workers never oversubscribe the cores."""
+    for step_aside in BEFORE_BUILD:
+        step_aside()
     locks = cache.cache_root() / "locks"
     locks.mkdir(exist_ok=True)
     with cache.locked(locks / "make.lock", f"building {label}: waiting for another build"):

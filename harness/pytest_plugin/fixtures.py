@@ -96,6 +96,12 @@ class Guests:
         have booted or at the end of the session."""
         return self._admit(boot.boot(kernel, accel_mode=self.accel, **kwargs))
 
+    def pause(self) -> None:
+        """Stop every live guest's CPU until its next use (while this worker builds: an idle
+        arm64 guest took 9 % of a core through a 22-minute wait for builds)."""
+        for g in self._live:
+            g.pause()
+
     def close(self) -> None:
         """Close every live guest; remembered boot failures stay remembered."""
         for g in self._live:

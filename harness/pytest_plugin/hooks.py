@@ -12,6 +12,7 @@ import pytest
 from harness import progress
 from harness.arch import PREFERRED
 from harness.errors import KernelFailure
+from harness.kernel import kbuild
 from harness.kernel.model import SERVED, BuildSpec
 from harness.options import KERNEL_OPTIONS, base_config, kernel_specs, split_arches
 
@@ -74,6 +75,8 @@ def pytest_configure(config: pytest.Config) -> None:
         os.write(_PROGRESS_FD, (line + "\n").encode(errors="replace"))
 
     progress.set_sink(sink)
+    if _pause_pools not in kbuild.BEFORE_BUILD:
+        kbuild.BEFORE_BUILD.append(_pause_pools)
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
@@ -107,11 +110,19 @@ def pytest_configure_node(node: Any) -> None:
 
 
 class _Pool(Protocol):
+    def pause(self) -> None: ...
+
     def close(self) -> None: ...
 
 
 # this worker's guest pools (fixtures.Guests), closed when its tests move on to another group
+# and paused while the worker builds
 POOLS: list[_Pool] = []
+
+
+def _pause_pools() -> None:
+    for pool in POOLS:
+        pool.pause()
 
 
 def _group(item: pytest.Item | None) -> str | None:

@@ -25,3 +25,11 @@ def test_arm64_kvm_argv_without_initrd() -> None:
     assert argv[:7] == ["qemu-system-aarch64", "-M", "virt", "-accel", "kvm", "-cpu", "host"]
     assert "-initrd" not in argv
     assert argv[-1].startswith("console=ttyAMA0 panic=-1 ") and argv[-1].endswith(" rdinit=/x")
+
+
+def test_a_guests_machine_protocol_is_an_abstract_socket() -> None:
+    """QMP (to pause an idle guest) on a socket that is no file: nothing written anywhere."""
+    a = ARCHES["x86_64"]
+    argv = qemu_argv(a, Path("/k/bzImage"), None, kernel_cmdline(a), qmp="ltoboot-qmp-x")
+    assert argv[-4:] == ["-chardev", "socket,id=qmp,path=ltoboot-qmp-x,abstract=on,server=on,"
+                         "wait=off", "-mon", "chardev=qmp,mode=control"]

@@ -1,0 +1,41 @@
+"""An idle guest of the suite stops while its worker builds (an idle TCG guest takes 2-9 % of a
+core for its timer ticks): QMP stops its CPU and virtual clock, its next use starts them, and
+the guest never notices."""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+
+import pytest
+
+from harness.kernel import kbuild
+from harness.pytest_plugin.fixtures import Guests, Kernels
+
+pytestmark = [pytest.mark.boot, pytest.mark.ltoboot_group()]
+
+
+def _cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime + stime
+
+
+def test_a_build_pauses_the_workers_idle_guests_and_their_next_use_wakes_them(
+        kernels: Kernels, guests: Guests, primary_arch: str) -> None:
+    kernel = kernels.get(arch=primary_arch)
+    guest = guests.boot(kernel, label="idle-test")
+    before = float(guest.run("cut -d' ' -f1 /proc/uptime").output)
+    seen = len(guest.run("dmesg").output.splitlines())
+    for step_aside in kbuild.BEFORE_BUILD:  # what every build does first, as the plugin set it
+        step_aside()
+    assert guest.paused
+    cpu = _cpu_seconds(guest.child.pid)
+    time.sleep(3)
+    assert _cpu_seconds(guest.child.pid) - cpu < 0.1  # running idle: 0.1-0.3 s in 3 s
+    after = float(guest.run("cut -d' ' -f1 /proc/uptime").output)  # woken by its use
+    assert not guest.paused
+    assert after - before < 1.5, (before, after)  # the guest's clock stood still
+    since = guest.run("dmesg").output.splitlines()[seen:]
+    assert not [line for line in since if any(
+        w in line.lower() for w in ("stall", "unstable", "watchdog", "hung"))], since
