@@ -49,6 +49,7 @@ def _say(what):
     with open({out!r}, "a") as f:
         f.write(what + "\\n")
 class Pool:
+    def pause(self): _say("pause")
     def close(self): _say("close")
 POOLS.append(Pool())
 @pytest.mark.xdist_group("one")
@@ -64,9 +65,9 @@ def test_two_b(): _say("two")
 
 def test_a_groups_last_test_closes_the_workers_guests(tmp_path: Path) -> None:
     """Idle TCG guests cost CPU: the worker closes its guests when it moves on to another
-    group, never between two tests of one group."""
+    group, never between two tests of one group: there they pause until their next use."""
     said = _loadgroup(tmp_path, GROUPS, workers=1).split()
     assert said.count("close") == 2, said
-    # each group's two tests together, then a close
-    assert said in (["one", "one", "close", "two", "two", "close"],
-                    ["two", "two", "close", "one", "one", "close"]), said
+    # each group's two tests together, a pause between them, then a close
+    assert said in (["one", "pause", "one", "close", "two", "pause", "two", "close"],
+                    ["two", "pause", "two", "close", "one", "pause", "one", "close"]), said

@@ -115,8 +115,8 @@ class _Pool(Protocol):
     def close(self) -> None: ...
 
 
-# this worker's guest pools (fixtures.Guests), closed when its tests move on to another group
-# and paused while the worker builds
+# this worker's guest pools (fixtures.Guests), closed when its tests move on to another group,
+# paused between tests and while the worker builds
 POOLS: list[_Pool] = []
 
 
@@ -132,16 +132,18 @@ def _group(item: pytest.Item | None) -> str | None:
 
 @pytest.hookimpl(trylast=True)
 def pytest_runtest_teardown(item: pytest.Item, nextitem: pytest.Item | None) -> None:
-    """The last test of a group closes the worker's guests: xdist runs a group's tests one
-    after another, and an idle TCG guest still costs about 6 % of a core (its timer ticks).
-    Left running, a worker's guests (and their crash companions) took two thirds of a core
-    from the builds of a cold run."""
-    if getattr(item.config, "workerinput", {}).get("ltoboot_dist") != "loadgroup":
-        return  # without xdist's groups, one group's tests need not follow one another
+    """The last test of a group closes the worker's guests (xdist runs a group's tests one
+    after another); after any other test they pause until their next use. An idle TCG guest
+    still costs 2-9 % of a core (its timer ticks): left running, a worker's guests (and their
+    crash companions) took two thirds of a core from the builds of a cold run."""
     group = _group(item)
-    if group is not None and group != _group(nextitem):
+    # without xdist's groups, one group's tests need not follow one another
+    if getattr(item.config, "workerinput", {}).get("ltoboot_dist") == "loadgroup" \
+            and group is not None and group != _group(nextitem):
         for pool in POOLS:
             pool.close()
+    else:
+        _pause_pools()
 
 
 @pytest.hookimpl(hookwrapper=True)
