@@ -7,7 +7,7 @@ Sections (median of --runs each; the suite of --suite-runs, default --runs):
   boot    raw QEMU to our init's ready marker vs the harness's boot to a usable shell: same
           kernel, initramfs and argv (target ratio <= 1.10)
   checks  all checks of one kernel on one booted guest: time beyond the boot, per check (the
-          companion guests some checks run on start first and boot meanwhile, as in a run)
+          ones that crash the kernel last, on the same guest, as in a run)
   run     a warm `ltoboot run` (both arches, every check), end to end, as a user types it
   lava    the same as LAVA jobs, `ltoboot lava run` (lava-run; root): what LAVA adds
   build   plain `make M=... modules` of our probe modules vs the harness building the same
@@ -28,6 +28,7 @@ Kernels come from the cache (built first if missing). Under TCG here: see the ac
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import shutil
@@ -42,9 +43,9 @@ from typing import Any
 
 from harness import cache, checks
 from harness.arch import get_arch
-from harness.checks.registry import start_companions
 from harness.guest import boot, modules, qemu
 from harness.guest.initramfs import build_initramfs
+from harness.guest.protocol import GuestProtocol
 from harness.kernel import kbuild, toolchain
 from harness.kernel.build import build_kernel
 from harness.kernel.model import BuildSpec, Kernel
@@ -101,21 +102,32 @@ def bench_boot(kernel: Kernel, runs: int) -> dict[str, Any]:
 def bench_checks(kernel: Kernel, runs: int) -> dict[str, Any]:
     per_check: dict[str, list[float]] = {}
 
+    def timed(check: checks.Check) -> checks.Check:
+        def run(guest: GuestProtocol, kernel: Kernel) -> checks.CheckResult:
+            c = time.monotonic()
+            try:
+                return check.run(guest, kernel)
+            finally:
+                per_check.setdefault(check.name, []).append(time.monotonic() - c)
+        return dataclasses.replace(check, run=run)
+
     def once() -> float:
         guest = boot.boot(kernel, accel_mode="tcg")
         t = time.monotonic()
-        start_companions(guest, kernel, list(checks.CHECKS))
-        for name in checks.CHECKS:
-            c = time.monotonic()
-            result = checks.run_check(name, guest, kernel)
-            per_check.setdefault(name, []).append(time.monotonic() - c)
-            if not result.passed:
-                raise RuntimeError(f"{kernel.label}: {name} failed: {result.summary}")
+        results = checks.run_checks(guest, kernel, last_use=True)  # as a run has them
         elapsed = time.monotonic() - t
         guest.close()
+        for r in results:
+            if not r.passed:
+                raise RuntimeError(f"{kernel.label}: {r.name} failed: {r.summary}")
         return elapsed
 
-    total, all_runs = median_of(runs, once)
+    plain = dict(checks.CHECKS)
+    checks.CHECKS.update({n: timed(c) for n, c in plain.items()})
+    try:
+        total, all_runs = median_of(runs, once)
+    finally:
+        checks.CHECKS.update(plain)
     return {"checks": len(checks.CHECKS), "beyond_boot_s": total, "runs": all_runs,
             "per_check_s": {n: statistics.median(v) for n, v in per_check.items()}}
 

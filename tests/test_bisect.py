@@ -33,7 +33,9 @@ def _git(repo: Path, *args: str, check: bool = True) -> str:
     date = "2026-01-01T00:00:00+00:00"  # fixed: the same commits on every run and machine
     env = {**os.environ, "GIT_AUTHOR_NAME": "ltoboot", "GIT_AUTHOR_EMAIL": "t@ltoboot.invalid",
            "GIT_COMMITTER_NAME": "ltoboot", "GIT_COMMITTER_EMAIL": "t@ltoboot.invalid",
-           "GIT_AUTHOR_DATE": date, "GIT_COMMITTER_DATE": date}
+           "GIT_AUTHOR_DATE": date, "GIT_COMMITTER_DATE": date,
+           # 78,000 loose objects: no automatic gc in a process that outlives the test
+           "GIT_CONFIG_COUNT": "1", "GIT_CONFIG_KEY_0": "gc.auto", "GIT_CONFIG_VALUE_0": "0"}
     return subprocess.run(["git", "-C", str(repo), *args], check=check, capture_output=True,
                           text=True, env=env).stdout.strip()
 

@@ -98,7 +98,8 @@ def _apply_into(tmp: Path, repo: Path, base: str, series: PatchSet,
     mbox.write_bytes(series.mbox)
     env = {**os.environ, **_AM_ENV}
     # no --keep-cr: mail arrives with CRLF line ends that the patched files never had
-    with proc.running(["git", "-C", str(tree), "am", "--quiet",
+    # no automatic gc after it: git would leave it running in the background, past us
+    with proc.running(["git", "-C", str(tree), "-c", "gc.auto=0", "am", "--quiet",
                        "--committer-date-is-author-date", str(mbox)],
                       stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env) as p:
         output, _ = p.communicate()
