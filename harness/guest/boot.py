@@ -33,16 +33,18 @@ def boot_log(label: str, log_dir: Path | None = None) -> Path:
 
 def start(kernel: Kernel, accel_name: str, *, initrd: Path | None, extra_cmdline: Sequence[str],
           timeout: float | None = None, label: str | None = None,
-          log_dir: Path | None = None, firmware: str = "", wait: bool = True) -> Guest:
-    """Start QEMU; wait for the shell unless `wait` is False (then Guest.ready() does)."""
+          log_dir: Path | None = None, firmware: str = "", wait: bool = True,
+          pausable: bool = False) -> Guest:
+    """Start QEMU; wait for the shell unless `wait` is False (then Guest.ready() does).
+    `pausable`: with QEMU's machine protocol, for Guest.pause() (a guest kept idle)."""
     arch = get_arch(kernel.arch)
     scale = 1.0 if accel_name == "kvm" else arch.tcg_slowdown
-    qmp = monitor.new_name()
+    qmp = monitor.new_name() if pausable else ""
     argv = qemu.qemu_argv(arch, kernel.image, initrd, qemu.kernel_cmdline(arch, extra_cmdline),
                           accel=accel_name, firmware=firmware, qmp=qmp)
     name = label or kernel.label
     guest = Guest(argv, boot_log(name, log_dir), label=name, accel=accel_name,
-                  timeout_scale=scale, monitor=monitor.Monitor(qmp))
+                  timeout_scale=scale, monitor=monitor.Monitor(qmp) if qmp else None)
     guest.firmware = firmware
     say(f"booting {name} ({accel_name}): {shlex.join(argv)}; console log: {guest.log}")
     guest.firmware_allowance = FIRMWARE_SECONDS * scale if firmware else 0.0
@@ -58,7 +60,7 @@ def companion(main: GuestProtocol, kernel: Kernel, kind: str, *, firmware: str =
     initrd = build_initramfs(kernel, None, guest_files(kernel))
     guest = start(kernel, main.accel, initrd=initrd, extra_cmdline=(),
                   label=f"{main.label}-{kind}", log_dir=main.log.parent, firmware=firmware,
-                  wait=False)
+                  wait=False, pausable=isinstance(main, Guest) and main.monitor is not None)
     main.companions[kind] = guest
     return guest
 
@@ -100,10 +102,12 @@ def default_firmware(kernel: Kernel) -> str:
 def boot(kernel: Kernel, *, accel_mode: str = "auto", init: Path | None = None,
          extra_cmdline: Sequence[str] = (), timeout: float | None = None,
          with_initramfs: bool = True, label: str | None = None,
-         log_dir: Path | None = None, firmware: str | None = None) -> Guest:
+         log_dir: Path | None = None, firmware: str | None = None,
+         pausable: bool = False) -> Guest:
     """A guest booted to our shell, through `firmware` (by default the arch's UEFI firmware
     for a kernel with an EFI stub: its boot exercises the stub at no extra boot; "" to have
-    QEMU load the kernel itself). Raises KernelFailure (kernel's fault) or InfraError."""
+    QEMU load the kernel itself), `pausable` when it will be kept idle (start()). Raises
+    KernelFailure (kernel's fault) or InfraError."""
     arch = get_arch(kernel.arch)
     if firmware is None:
         firmware = default_firmware(kernel)
@@ -112,7 +116,8 @@ def boot(kernel: Kernel, *, accel_mode: str = "auto", init: Path | None = None,
 
     def go(accel_name: str, limit: float | None) -> Guest:
         return start(kernel, accel_name, initrd=initrd, extra_cmdline=extra_cmdline,
-                     timeout=limit, label=label, log_dir=log_dir, firmware=firmware)
+                     timeout=limit, label=label, log_dir=log_dir, firmware=firmware,
+                     pausable=pausable)
 
     decision = accel.decide(arch, accel_mode, kernel.key)
     if decision.accel is not None:
@@ -124,7 +129,7 @@ def boot(kernel: Kernel, *, accel_mode: str = "auto", init: Path | None = None,
         if decision.accel is not None:
             return boot(kernel, accel_mode=accel_mode, init=init, extra_cmdline=extra_cmdline,
                         timeout=timeout, with_initramfs=with_initramfs, label=label,
-                        log_dir=log_dir, firmware=firmware)
+                        log_dir=log_dir, firmware=firmware, pausable=pausable)
         try:
             guest = go("kvm", accel.PROBE_TIMEOUT)
         except KernelFailure as e:

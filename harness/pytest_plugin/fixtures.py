@@ -81,7 +81,8 @@ class Guests:
     def get(self, kernel: Kernel) -> Guest:
         if kernel.key not in self._guests:
             try:
-                self._guests[kernel.key] = self._admit(boot.boot(kernel, accel_mode=self.accel))
+                self._guests[kernel.key] = self._admit(
+                    boot.boot(kernel, accel_mode=self.accel, pausable=True))
             except KernelFailure as e:
                 self._guests[kernel.key] = e
         got = self._guests[kernel.key]
@@ -94,7 +95,7 @@ class Guests:
     def boot(self, kernel: Kernel, **kwargs: Any) -> Guest:
         """A private guest (special command line or init), closed when MAX_LIVE newer ones
         have booted or at the end of the session."""
-        return self._admit(boot.boot(kernel, accel_mode=self.accel, **kwargs))
+        return self._admit(boot.boot(kernel, accel_mode=self.accel, pausable=True, **kwargs))
 
     def pause(self) -> None:
         """Stop every live guest's CPU until its next use (while this worker builds: an idle
