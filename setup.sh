@@ -105,4 +105,14 @@ if [ ! -x .venv/bin/python ] || [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; th
 else
 	say ".venv: ltoboot installed ($("$PY" --version 2>&1))"
 fi
+# Bytecode for what is installed and for ltoboot itself (editable: beside its sources), brought
+# up to date (0.3 s when it is; 8 s after an install). The wheels go in with --no-compile, and
+# where PYTHONDONTWRITEBYTECODE is set (CI machines) every process would otherwise compile every
+# module it imports, each time: b4 --version 0.78 s -> 0.20 s, ltoboot --help 0.56 -> 0.26 s.
+started=$SECONDS
+if .venv/bin/python -m compileall -q .venv/lib harness >>"$log" 2>&1; then
+	[ $((SECONDS - started)) -lt 2 ] || say "bytecode compiled ($((SECONDS - started))s)"
+else # a module that does not compile only costs its own speed: a note, not a failure
+	say "note: some modules were not byte-compiled (see $log)"
+fi
 say "ready; log: $log"
