@@ -18,9 +18,9 @@ from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from types import FrameType
+from typing import TYPE_CHECKING
 
 from harness import (
-    bisect,
     cache,
     checks,
     cli_args,
@@ -31,25 +31,23 @@ from harness import (
     pipeline,
     proc,
     redaction,
-    series,
 )
 from harness.errors import BuildError, InfraError, KernelFailure, LtobootError, UsageError
 from harness.kernel import source
 from harness.kernel.model import BuildSpec, Kernel, lto_mode
 from harness.kernel.obtain import obtain
 from harness.kernel.source import DEFAULT_TARBALL
-from harness.lava import export as lava_export
-from harness.lava import local as lava_local
-from harness.lava import server as lava_server
-from harness.lava import verdicts
-from harness.lava.job import Job
 from harness.options import base_config, kernel_specs, split_arches
 from harness.progress import say
-from harness.reports import junit, kcidb, reply
+from harness.reports import junit, kcidb
 from harness.reports.results import KernelReport, Stage
-from harness.reports.tested_by import facts_for_tested_by, render_tested_by
 from harness.reports.text import render
-from harness.series import Series
+
+# What only some commands need (bisect, LAVA and its HTTP client, mail parsing) they import
+# themselves: `ltoboot run` and every bisect step start without it.
+if TYPE_CHECKING:
+    from harness.lava.job import Job
+    from harness.series import Series
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERNAL = 0, 1, 2, 3
 _STARTED = datetime.now(UTC)  # when the command started: KCIDB's tests say it
@@ -117,6 +115,8 @@ def _obtained(args: argparse.Namespace) -> tuple[list[tuple[BuildSpec, Kernel]],
 
 
 def cmd_lava_export(args: argparse.Namespace) -> int:
+    from harness.lava import export as lava_export
+
     names = pipeline.check_names(args.check)
     lava_export.artifact_base(args.artifact_url)  # before any build
     kernels, failed = _obtained(args)
@@ -128,11 +128,16 @@ def cmd_lava_export(args: argparse.Namespace) -> int:
 
 
 def cmd_lava_run(args: argparse.Namespace) -> int:
+    from harness.lava import local as lava_local
+
     lava_local.require()
     return _lava_jobs(args, lambda jobs: lava_local.run(jobs, parallel=args.parallel))
 
 
 def cmd_lava_submit(args: argparse.Namespace) -> int:
+    from harness.lava import export as lava_export
+    from harness.lava import server as lava_server
+
     options.minutes("--wait", args.wait)
     if args.artifact_url:
         lava_export.artifact_base(args.artifact_url)
@@ -148,6 +153,9 @@ def _lava_jobs(args: argparse.Namespace,
                execute: Callable[[list[Job]], dict[Job, Path]]) -> int:
     """Export the kernels' jobs, have `execute` run them, judge them: the report, JUnit and
     exit status of `ltoboot run`."""
+    from harness.lava import export as lava_export
+    from harness.lava import verdicts
+
     names = pipeline.check_names(args.check)
     kernels, reports = _obtained(args)
     errors: dict[str, str] = {}  # a kernel LAVA could not judge: ERROR in KCIDB, exit 2
@@ -232,6 +240,8 @@ def _series_specs(args: argparse.Namespace, work: Path) -> tuple[list[BuildSpec]
                                                                   dict[str, object]]:
     """--series: the series read and applied onto --base of --kernel-src, in the cache; the
     specs build the patched tree."""
+    from harness import series
+
     if args.kernel:
         raise UsageError("--series is applied to a source tree and built: drop --kernel")
     if not args.kernel_src:
@@ -259,6 +269,9 @@ def _write_reply(path: Path, text: str) -> None:
 
 
 def cmd_tested_by(args: argparse.Namespace) -> int:
+    from harness.reports import reply
+    from harness.reports.tested_by import facts_for_tested_by, render_tested_by
+
     name = args.name or git_identity("user.name")
     email = args.email or git_identity("user.email")
     if not name or not email:
@@ -316,6 +329,8 @@ def _bisect_spec(args: argparse.Namespace) -> BuildSpec:
 
 
 def cmd_bisect_step(args: argparse.Namespace) -> int:
+    from harness import bisect
+
     # Only the kernel's verdicts may reach git bisect run: anything else stops the bisect (255)
     # with the error named, so that no commit is ever blamed for a harness or input problem.
     try:
@@ -333,6 +348,8 @@ def cmd_bisect_step(args: argparse.Namespace) -> int:
 
 
 def cmd_bisect(args: argparse.Namespace) -> int:
+    from harness import bisect
+
     spec = _bisect_spec(args)
     assert spec.kernel_src is not None
     step_argv = [*options.spec_argv(spec), "--accel", args.accel, "--runs", str(args.runs)]

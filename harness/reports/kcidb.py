@@ -18,7 +18,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from harness import cache, proc
 from harness.arch import get_arch
@@ -26,7 +26,9 @@ from harness.errors import LtobootError
 from harness.kernel import build, patched, source
 from harness.kernel.model import BuildSpec, Kernel
 from harness.reports.results import KernelReport, Stage
-from harness.series import Series
+
+if TYPE_CHECKING:  # the series' mail parsing is for tested-by --series only
+    from harness.series import Series
 
 ORIGIN = "ltoboot"
 EXCERPT = 16384  # KCIDB's log_excerpt limit, in characters
