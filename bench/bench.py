@@ -15,6 +15,8 @@ Sections (median of --runs each; the suite of --suite-runs, default --runs):
           (cache.publish + make), minutes long: --kernel-build adds one pair of those
   cache   a cache hit of the default kernel: milliseconds, and no make started
   suite   warm `pytest -n auto` vs `pytest -n 1` of the whole suite (xdist speed-up)
+  start   what a Python process of ours costs before it does anything: `ltoboot --help`, and
+          `b4 --version` (tested-by --series); the suite starts a hundred of them
 Minutes to hours each, only when named in --only (one run each):
   ccache  the default x86_64 kernel in a scratch cache: a cold ccache, then again after its
           cache entry is removed (a warm ccache), then with one option more
@@ -52,7 +54,7 @@ from harness.kernel.model import BuildSpec, Kernel
 from harness.kernel.obtain import obtain
 
 ROOT = Path(__file__).resolve().parent.parent
-SECTIONS = ("boot", "checks", "run", "lava", "build", "cache", "suite")
+SECTIONS = ("boot", "checks", "run", "lava", "build", "cache", "suite", "start")
 LONG = ("ccache", "series", "cold")
 
 
@@ -349,6 +351,20 @@ def bench_cold_suite() -> dict[str, Any]:
     return {"cold_s": seconds, "cache_bytes": size, "log": str(log)}
 
 
+def bench_start(runs: int) -> dict[str, Any]:
+    venv = Path(sys.executable).parent
+    out: dict[str, Any] = {}
+    for name, argv in (("ltoboot_help", [str(venv / "ltoboot"), "--help"]),
+                       ("b4_version", [str(venv / "b4"), "--version"])):
+        def once(argv: list[str] = argv) -> float:
+            t = time.perf_counter()
+            subprocess.run(argv, check=True, capture_output=True)
+            return time.perf_counter() - t
+
+        out[f"{name}_s"], out[f"{name}_runs"] = median_of(runs, once)
+    return out
+
+
 def bench_run(runs: int, *command: str) -> dict[str, Any]:
     exe = Path(sys.executable).with_name("ltoboot")
     argv = [str(exe), *(command or ("run",))]
@@ -422,6 +438,10 @@ def main() -> int:
         r = out["suite"]
         show(f"suite warm: -n auto {r['n_auto_s']:.0f} s   -n 1 {r['n_1_s']:.0f} s   "
                      f"speed-up {r['speedup']:.2f}x on {r['cpus']} CPUs")
+    if "start" in only:
+        r = out["start"] = bench_start(args.runs)
+        show(f"start `ltoboot --help` {r['ltoboot_help_s']:.2f} s, `b4 --version` "
+             f"{r['b4_version_s']:.2f} s")
     if "ccache" in only:
         r = out["ccache"] = bench_ccache()
         show(f"ccache x86_64 kernel: cold {r['cold_s']:.0f} s ({r['cold_ccache']}), warm "
