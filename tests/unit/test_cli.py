@@ -4,6 +4,8 @@ writes no reply, a spec survives a bisect step's argv, and the help and the comm
 from __future__ import annotations
 
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -108,3 +110,16 @@ def test_every_command_has_what_it_does() -> None:
     named = {n for n, _, _ in COMMANDS if n != "lava"} | {f"lava {n}" for n, _, _ in
                                                          LAVA_COMMANDS} | {"cache prune"}
     assert named == set(cli.COMMANDS)
+
+
+def test_run_starts_without_what_only_other_commands_need() -> None:
+    """`ltoboot run` and every bisect step are a process each: LAVA's HTTP client, bisect and
+    the mail parser are imported by the commands that use them (and those still import)."""
+    probe = ("import sys, harness.cli\n"
+             "late = ('requests', 'harness.bisect', 'harness.series', 'harness.lava.server',\n"
+             "        'harness.lava.local', 'harness.reports.reply')\n"
+             "print(' '.join(m for m in late if m in sys.modules))\n"
+             "import harness.bisect, harness.series, harness.lava.server, harness.reports.reply\n")
+    got = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
+                         check=True)
+    assert got.stdout.strip() == ""
