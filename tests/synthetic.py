@@ -8,6 +8,8 @@ from pathlib import Path
 
 from harness.arch import ARCHES
 
+RELEASE = "6.1.192"  # what the synthetic images say they are; no real source is compared with it
+
 
 def x86(xloadflags: int = 1, payload: bytes = b"") -> bytes:
     a = ARCHES["x86_64"]
@@ -16,7 +18,8 @@ def x86(xloadflags: int = 1, payload: bytes = b"") -> bytes:
     data[a.image_magic_at:a.image_magic_at + 4] = a.image_magic
     data[a.image_flag[0]] = xloadflags
     data[a.image_version_ptr_at:a.image_version_ptr_at + 2] = (0x300).to_bytes(2, "little")
-    data[0x500:0x520] = b"6.1.192 (ltoboot@ltoboot) #1\0\0\0\0"
+    version = f"{RELEASE} (ltoboot@ltoboot) #1".encode()
+    data[0x500:0x500 + len(version) + 4] = version + bytes(4)
     return bytes(data) + payload
 
 
@@ -24,7 +27,7 @@ def arm64(payload: bytes = b"") -> bytes:
     a = ARCHES["arm64"]
     data = bytearray(0x100)
     data[a.image_magic_at:a.image_magic_at + 4] = a.image_magic
-    return bytes(data) + b"Linux version 6.1.192 (ltoboot@ltoboot) (clang)" + payload
+    return bytes(data) + f"Linux version {RELEASE} (ltoboot@ltoboot) (clang)".encode() + payload
 
 
 def kconfig_defining_everything() -> str:

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.synthetic import arm64, fake_tree, x86
+from tests.synthetic import RELEASE, arm64, fake_tree, x86
 
 THIN = "CONFIG_LTO_CLANG=y\nCONFIG_LTO_CLANG_THIN=y\n# CONFIG_LTO_NONE is not set\n"
 
@@ -48,7 +48,7 @@ def prebuilt(tmp: Path, arch: str, modules: bool = False) -> Path:
         buf = io.BytesIO()
         with tarfile.open(fileobj=buf, mode="w:xz") as tar:
             data = b"\x7fELF not really"
-            info = tarfile.TarInfo("lib/modules/6.1.192/kernel/x.ko")
+            info = tarfile.TarInfo(f"lib/modules/{RELEASE}/kernel/x.ko")
             info.size = len(data)
             tar.addfile(info, io.BytesIO(data))
         (d / "modules.tar.xz").write_bytes(buf.getvalue())
