@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import shutil
 import time
@@ -11,7 +12,7 @@ from pathlib import Path
 from harness import cache, needs
 from harness.arch import get_arch
 from harness.errors import BuildError, UsageError
-from harness.kernel import kbuild, kconfig, nearest, source, toolchain
+from harness.kernel import copies, freshness, kbuild, kconfig, nearest, source, toolchain
 from harness.kernel.model import BASE_TARGETS, MODROOT, BuildSpec, Kernel, lto_mode
 from harness.progress import duration, say
 
@@ -87,8 +88,19 @@ def compile_kernel(out: Path, spec: BuildSpec, src: source.KernelSource,
     with kbuild.machine_lock(spec.label):
         started = time.monotonic()  # build time, not time spent waiting for the lock
         start = _start(out, spec, src, donor)
-        extra = {**configure(out, spec, make, wanted, optional, log), **start}
+        extra = {**configure(out, spec, make, wanted, optional, log), **start.said}
         make(jobs=kbuild.jobs())
+        if start.incremental:
+            stale = freshness.stale(out, start.changed, start.stamp_ns)
+            if stale:  # a change make did not see: the build from nothing is the answer
+                more = f" and {len(stale) - 1} more" if len(stale) > 1 else ""
+                say(f"{spec.label}: the build that started from another one missed a change "
+                    f"({stale[0]}{more}); building from nothing")
+                shutil.rmtree(out)
+                out.mkdir()
+                extra = {**configure(out, spec, make, wanted, optional, log),
+                         "incremental_missed": str(stale[0])}
+                make(jobs=kbuild.jobs())
         modroot: Path | None = None
         if wanted.get("MODULES") == "y":
             modroot = out / MODROOT
@@ -116,22 +128,37 @@ def _count(n: int, what: str) -> str:
     return f"{n:,} {what}{'' if n == 1 else 's'}"
 
 
+@dataclass(frozen=True)
+class Start:
+    """How a build directory was made ready: from a donor's build or not, and then which
+    source files make must see as new and the time they were given (freshness checks it)."""
+
+    said: dict[str, str]
+    incremental: bool = False
+    changed: frozenset[str] = frozenset()
+    stamp_ns: int = 0
+
+
 def _start(out: Path, spec: BuildSpec, src: source.KernelSource,
-           donor: nearest.Donor | None) -> dict[str, str]:
+           donor: nearest.Donor | None) -> Start:
     """`out` made ready to build in: a copy of the donor's build when there is one that
     matches (the kernel's metadata then says which), else empty or as it was."""
     if donor is not None:
         try:
-            differ = nearest.start_from(donor, out, src.tree)
+            differ, when = nearest.start_from(donor, out, src.tree)
         except nearest.Unrelated as e:
             say(f"{spec.label}: not starting from the build of {donor.description} ({e}); "
                 "building from nothing")
         else:
+            changed = donor.changed or frozenset()
+            copy = copies.Copy.of(src.tree)
+            if copy is not None and not donor.align and copy.base == donor.tree:
+                changed, when, differ = copy.changed, copy.stamp_ns, len(copy.changed)
             say(f"{spec.label}: starting from the build of {donor.description}: "
                 f"{_count(differ, 'file')} and {_count(donor.options, 'option')} differ")
-            return {"incremental_from": donor.description}
+            return Start({"incremental_from": donor.description}, True, changed, when)
     out.mkdir(exist_ok=True)
-    return {}
+    return Start({})
 
 
 def configure(out: Path, spec: BuildSpec, make: kbuild.Kbuild, wanted: dict[str, str],
@@ -275,11 +302,35 @@ def build_kernel(spec: BuildSpec) -> Kernel:
         if needs.scope_gap(needs.CHECKS[check], spec.arch, spec.lto) is None:  # else: obvious
             say(f"{spec.label}: not asking for what check {check} needs: {why} (it will SKIP)")
     root = cache.cache_root()
+    if not p.src.owned:  # a user's tree: its builds compile the cache's copy of it
+        p = dataclasses.replace(p, src=_copy_of(p, root))
     entry = cache.publish(entry_dir(p.src, spec.label, p.key, root),
                           lambda tmp: _do_build(tmp, p, root))
     kernel = Kernel.load(entry)
     _index(root, kernel, entry, base_config(spec), p)
     return kernel
+
+
+def _copy_of(p: Plan, root: Path) -> source.KernelSource:
+    """The cache's copy of the user's tree `p.src` (harness/kernel/copies.py): made from the
+    tree of the nearest build when there is one, so that build can start this one."""
+    home = copies.location(p.src.identity)
+    copy = copies.Copy.of(home)
+    if copy is None:
+        spec, src = p.spec, p.src
+        whole = None
+        if spec.config not in BASE_TARGETS:
+            whole = {**kconfig.parse(_base_file(spec).read_text()), **p.wanted}
+        donor = nearest.find(root / "index", nearest.Wanted(
+            spec.label, p.kin, src.identity, src.tree, p.wanted, home, p.near, whole,
+            frozenset(src.files or ())))
+        if donor is not None and donor.align:
+            copy = copies.make(src, donor.tree, donor.changed, donor.build_dir)
+        else:
+            copy = copies.make(src)
+        say(f"{spec.label}: {copy.said}")
+    cache.hold(copy.tree.parent)  # no prune removes it while its build is made or used
+    return dataclasses.replace(p.src, tree=copy.tree, owned=True, files=None)
 
 
 def _index(root: Path, kernel: Kernel, entry: Path, base: str, p: Plan) -> None:

@@ -32,15 +32,14 @@ import json
 import os
 import shutil
 import stat
-import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from harness import cache, proc
 from harness.errors import InfraError
-from harness.kernel import kconfig, patched
+from harness.kernel import kconfig, patched, source, stamps
 from harness.kernel.model import META, MODROOT
 
 ENV = "LTOBOOT_INCREMENTAL"  # 0: no build starts from another one
@@ -76,6 +75,7 @@ class Wanted:
     near: str = ""  # the kin key without the base config
     config: dict[str, str] | None = None  # the whole config asked for, when the base is a
     # file (its options with `options` on top): donors of another base are compared by it
+    files: frozenset[str] | None = None  # a user's tree: the files its identity covers
 
 
 def enabled() -> bool:
@@ -128,6 +128,11 @@ def _candidate(ref: dict[str, Any], want: Wanted) -> tuple[frozenset[str] | None
     tree = Path(str(ref.get("tree", "")))
     if not tree.is_dir() or tree == want.tree:
         return None
+    copied = source.copy_marker(want.tree)
+    if copied is not None:  # the cache's copy of a user's tree: its files are its base's
+        if copied.get("base") and Path(copied["base"]) == tree:
+            return frozenset(copied.get("changed", ())), False
+        return None
     mine, theirs = patched.marker(want.tree), patched.marker(tree)
     if mine is None or theirs is None or "changed" not in mine or "changed" not in theirs:
         return None, True
@@ -170,7 +175,7 @@ def find(index: Path, want: Wanted) -> Donor | None:
         if not compares:
             break
         compares -= 1
-        found_changed = compare(want.tree, donor.tree)
+        found_changed = compare(want.tree, donor.tree, want.files)
         if found_changed is not None:
             return dataclasses.replace(donor, changed=frozenset(found_changed))
     return None
@@ -186,13 +191,20 @@ def _same_bytes(a: str, b: str) -> bool:
                 return True
 
 
-def compare(tree: Path, other: Path) -> set[str] | None:
-    """The files of `tree` that `other` does not have the same (size, then bytes; a symlink
-    by its target), None when more than MAX_CHANGED differ. Sizes first, for every file:
-    trees far apart are told in a second, without reading them."""
+def _exec(mode: int) -> bool:
+    return bool(mode & 0o100)
+
+
+def compare(tree: Path, other: Path, files: Iterable[str] | None = None) -> set[str] | None:
+    """The files of `tree` (or those of `files`) that `other` does not have the same (type,
+    executable bit, size, then bytes; a symlink by its target), None when more than
+    MAX_CHANGED differ. Sizes first, for every file: trees far apart are told in a second,
+    without reading them."""
     changed: set[str] = set()
     same_size: list[tuple[str, str, str]] = []
-    for rel, mine in _files(tree):
+    listed = ((rel, os.path.join(tree, rel)) for rel in files) if files is not None \
+        else _files(tree)
+    for rel, mine in listed:
         theirs = os.path.join(other, rel)
         try:
             a, b = os.lstat(mine), os.lstat(theirs)
@@ -202,6 +214,8 @@ def compare(tree: Path, other: Path) -> set[str] | None:
             if stat.S_ISLNK(a.st_mode) or stat.S_ISLNK(b.st_mode):
                 same = stat.S_ISLNK(a.st_mode) and stat.S_ISLNK(b.st_mode) \
                     and os.readlink(mine) == os.readlink(theirs)
+            elif _exec(a.st_mode) != _exec(b.st_mode):
+                same = False
             elif a.st_size == b.st_size and (a.st_dev, a.st_ino) != (b.st_dev, b.st_ino):
                 same_size.append((rel, mine, theirs))
                 continue
@@ -223,9 +237,7 @@ class Unrelated(Exception):
     """The donor's tree is not what its record says: build from nothing instead."""
 
 
-# at a tree's top: its build directories and the cache's own files beside them (a build's
-# lock, hold and size records: "..ltoboot-<label>-<key>.lock"), not the kernel's
-CACHE_OWN = (".ltoboot-", "..ltoboot-", ".tmp-.ltoboot-")
+CACHE_OWN = source.CACHE_OWN
 
 
 def _top_level_skip(name: str) -> bool:
@@ -246,33 +258,39 @@ def _files(tree: Path) -> Iterator[tuple[str, str]]:
             yield (name if rel_dir == "." else f"{rel_dir}/{name}"), os.path.join(dirpath, name)
 
 
-def align_times(tree: Path, donor: Donor, now: float) -> int:
+def align_times(tree: Path, donor: Donor, when_ns: int) -> int:
     """Give every file of `tree` that is not among `donor.changed` the donor's time for it,
-    and those among them the time `now`: make then sees as new exactly what differs. Returns
-    how many files got `now`. A file that should be the same but is not there or has another
-    size means the records are wrong: Unrelated."""
+    and those among them `when_ns` (stamp(), above anything of the donor's): make then sees
+    as new exactly what differs. `tree` is the cache's own: a file shared with another tree
+    gets an inode of its own before its time changes. Returns how many files got `when_ns`.
+    A file that should be the same but is not there or has another size means the records
+    are wrong: Unrelated."""
     assert donor.changed is not None
     touched = 0
     for rel, path in _files(tree):
         if rel in donor.changed:
-            os.utime(path, (now, now), follow_symlinks=False)
-            touched += 1
             continue
         try:
             theirs = os.lstat(donor.tree / rel)
         except FileNotFoundError:
             raise Unrelated(f"{rel} is not in {donor.tree}") from None
-        if theirs.st_size != os.lstat(path).st_size:
+        mine = os.lstat(path)
+        if theirs.st_size != mine.st_size:
             raise Unrelated(f"{rel} differs from {donor.tree}'s")
-        os.utime(path, ns=(theirs.st_atime_ns, theirs.st_mtime_ns), follow_symlinks=False)
+        if stat.S_ISREG(mine.st_mode) and mine.st_mtime_ns != theirs.st_mtime_ns:
+            stamps.own(Path(path))
+            os.utime(path, ns=(theirs.st_atime_ns, theirs.st_mtime_ns))
+    for rel in sorted(donor.changed):  # after the rest: a symlink's target may be among them
+        stamps.stamp(tree, rel, when_ns)
+        touched += 1
     return touched
 
 
-def start_from(donor: Donor, out: Path, tree: Path) -> int:
+def start_from(donor: Donor, out: Path, tree: Path) -> tuple[int, int]:
     """`out` (a new build directory of `tree`, not there yet) made a copy of the donor's build,
     and, for another tree, `tree`'s times aligned to it. Returns the number of files make will
-    see as new because of the tree. Unrelated (nothing left at `out`) when the donor's tree
-    does not match."""
+    see as new because of the tree, and the time they were given (0 when none). Unrelated
+    (nothing left at `out`) when the donor's tree does not match."""
     cache.hold(donor.build_dir)  # no prune removes it while it is copied
     if not (donor.build_dir / META).is_file():
         raise Unrelated(f"{donor.build_dir} was removed")
@@ -285,9 +303,10 @@ def start_from(donor: Donor, out: Path, tree: Path) -> int:
         else:
             path.unlink(missing_ok=True)
     if not donor.align:
-        return 0
+        return 0, 0
     try:
-        return align_times(tree, donor, time.time())
+        when = stamps.stamp_after(donor.tree, out)
+        return align_times(tree, donor, when), when
     except Unrelated:
         shutil.rmtree(out)
         raise

@@ -2,11 +2,18 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import json
 import os
 import re
-from dataclasses import dataclass
+import shutil
+import stat
+import tempfile
+import time
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from harness import cache, proc
 from harness.errors import InfraError, UsageError
@@ -20,12 +27,31 @@ DEFAULT_TARBALL = Path(f"/usr/src/{DEFAULT_PACKAGE}.tar.xz")
 
 @dataclass(frozen=True)
 class KernelSource:
-    tree: Path  # the source tree kbuild runs in (never written to: builds use O=)
+    tree: Path  # the tree: the cache's own, or the user's (only read: builds use a copy)
     identity: str  # content identity for cache keys
     description: str  # what a human calls it: tarball name and hash, or git describe
     version: str  # VERSION.PATCHLEVEL.SUBLEVEL from the top Makefile
     git: bool
     owned: bool = False  # the cache made this tree: build directories may live inside it
+    # a user's tree: every file its identity covers, path -> (git mode, content hash)
+    files: dict[str, tuple[str, str]] | None = field(default=None, compare=False, repr=False)
+
+
+# at a tree's top: its build directories and the cache's own files beside them (a build's
+# lock, hold and size records: "..ltoboot-<label>-<key>.lock"), not the kernel's
+CACHE_OWN = (".ltoboot-", "..ltoboot-", ".tmp-.ltoboot-", ".trash-")
+COPY_MARKER = "copy.json"  # beside the cache's copy of a user's tree (harness/kernel/copies.py)
+
+
+def copy_marker(tree: Path) -> dict[str, Any] | None:
+    """The record of a copy of a user's tree that the cache made, None for any other tree."""
+    f = tree.parent / COPY_MARKER
+    try:
+        if f.is_file() and tree.parent.parent == cache.cache_root() / "trees":
+            return dict(json.loads(f.read_text()))
+    except (OSError, ValueError):
+        return None
+    return None
 
 
 def makefile_version(tree: Path) -> str:
@@ -62,31 +88,134 @@ def from_tarball(tarball: Path) -> KernelSource:
                         version=makefile_version(tree), git=False, owned=True)
 
 
-def _git(tree: Path, *args: str) -> str:
-    return proc.run(["git", "-C", str(tree), *args], what=f"reading the git state of {tree}",
-                    error=UsageError).strip()
+# git only reads the tester's repository: no index refresh, no lock, no gc, no maintenance
+# (ltoboot's writes go to a temporary index and an object directory in the cache)
+GIT_READ_ONLY = {"GIT_OPTIONAL_LOCKS": "0"}
+_GIT_CONFIG = ("-c", "gc.auto=0", "-c", "maintenance.auto=false", "-c", "core.splitIndex=false",
+               "-c", "core.fsmonitor=false", "-c", "core.untrackedCache=false")
+
+
+def _git(tree: Path, *args: str, env: dict[str, str] | None = None) -> str:
+    return proc.run(["git", "-C", str(tree), *_GIT_CONFIG, *args],
+                    what=f"reading the git state of {tree}", error=UsageError,
+                    env={**os.environ, **GIT_READ_ONLY, **(env or {})}).strip()
+
+
+@dataclass(frozen=True)
+class Content:
+    """What a tree holds, as its identity covers it: path -> (git mode, content hash), where
+    the mode is git's (100644, 100755, 120000 for a symlink, whose hash is its target's)."""
+
+    identity: str
+    description: str
+    files: dict[str, tuple[str, str]]
+
+
+def _git_content(tree: Path) -> Content:
+    """Every file kbuild can read in a git work tree: HEAD, the index, changes to tracked
+    files and the untracked files git does not ignore, named by one tree hash. git adds them
+    to a copy of the tester's index whose new objects go to a directory in the cache: the
+    tester's index, objects and locks are never written (their objects are not even visible
+    to the writing commands, so git cannot freshen their times)."""
+    head = proc.run(["git", "-C", str(tree), "rev-parse", "--verify", "--quiet", "HEAD"],
+                    what=f"reading the git state of {tree}", ok=range(256),
+                    env={**os.environ, **GIT_READ_ONLY}).strip()
+    index = Path(_git(tree, "rev-parse", "--path-format=absolute", "--git-path", "index"))
+    objects = cache.cache_root() / "git-objects" / hashlib.sha256(
+        str(tree).encode()).hexdigest()[:20]
+    objects.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=cache.scratch_root(), prefix="identity-") as tmp:
+        mine = Path(tmp) / "index"
+        if index.is_file():
+            shutil.copyfile(index, mine)
+        env = {"GIT_INDEX_FILE": str(mine), "GIT_OBJECT_DIRECTORY": str(objects)}
+        _git(tree, "add", "--all", "--", ".", env=env)
+        tree_hash = _git(tree, "write-tree", "--missing-ok", env=env)
+        listing = _git(tree, "ls-files", "--stage", "-z", env=env)
+    files: dict[str, tuple[str, str]] = {}
+    for line in listing.split("\0"):
+        if line:
+            meta, _, path = line.partition("\t")
+            mode, blob, _ = meta.split(" ", 2)
+            files[path] = (mode, blob)
+    committed = _git(tree, "rev-parse", f"{head}^{{tree}}") if head else ""
+    dirty = tree_hash != committed
+    try:
+        desc = _git(tree, "describe", "--always", "--tags", head) if head else "no commit"
+    except UsageError:
+        desc = head[:12]
+    return Content(f"git:{head}:{tree_hash if dirty else ''}",
+                   f"{tree} at {desc}{'-dirty' if dirty else ''} ({head[:12] or 'unborn'})",
+                   files)
+
+
+def _walk_content(tree: Path) -> Content:
+    """Every file of a tree that is not a repository, by its bytes: a file whose size, times
+    (ctime included, which no tool can set back) or inode changed is hashed again; the
+    others come from the last walk's record in the cache."""
+    record = cache.cache_root() / "hashes" / (
+        "tree-" + hashlib.sha256(str(tree).encode()).hexdigest()[:20] + ".json")
+    try:
+        known: dict[str, list[Any]] = json.loads(record.read_text())
+    except (OSError, ValueError):
+        known = {}
+    seen: dict[str, list[Any]] = {}
+    files: dict[str, tuple[str, str]] = {}
+    fresh = time.time_ns() - 2_000_000_000  # timestamps are coarser than writes
+    for dirpath, dirnames, filenames in os.walk(tree):
+        dirnames[:] = sorted(d for d in dirnames if d != ".git")
+        links = [d for d in dirnames if os.path.islink(os.path.join(dirpath, d))]
+        for name in sorted([*filenames, *links]):
+            path = os.path.join(dirpath, name)
+            rel = os.path.relpath(path, tree)
+            st = os.lstat(path)
+            stamp = [st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_mode]
+            if stat.S_ISLNK(st.st_mode):
+                files[rel] = ("120000", hashlib.sha256(os.readlink(path).encode()).hexdigest())
+                continue
+            if not stat.S_ISREG(st.st_mode):
+                continue
+            mode = "100755" if st.st_mode & 0o111 else "100644"
+            old = known.get(rel)
+            if old is not None and old[:5] == stamp:
+                digest = str(old[5])
+            else:
+                digest = cache.file_sha256(Path(path))
+            files[rel] = (mode, digest)
+            if max(st.st_mtime_ns, st.st_ctime_ns) < fresh:
+                seen[rel] = [*stamp, digest]
+    with contextlib.suppress(OSError):
+        record.parent.mkdir(exist_ok=True)
+        cache.write_atomic(record, json.dumps(seen))
+    h = hashlib.sha256()
+    for rel in sorted(files):
+        mode, digest = files[rel]
+        h.update(f"{rel}\0{mode}\0{digest}\n".encode())
+    return Content(f"tree:{h.hexdigest()}", f"{tree} (tree, {h.hexdigest()[:12]})", files)
+
+
+def content(tree: Path) -> Content:
+    """The identity of a source tree the user gives: every file kbuild can read."""
+    return _git_content(tree) if (tree / ".git").exists() else _walk_content(tree)
 
 
 def tree_identity(tree: Path) -> tuple[str, str]:
-    """(identity, description) of a source tree: git state when it is a repository."""
-    if (tree / ".git").exists():
-        head = _git(tree, "rev-parse", "HEAD")
-        status = _git(tree, "status", "--porcelain", "--untracked-files=no")
-        diff = _git(tree, "diff", "HEAD") if status else ""
-        dirty = hashlib.sha256(diff.encode()).hexdigest()[:12] if status else ""
-        try:
-            desc = _git(tree, "describe", "--always", "--tags", "--dirty")
-        except UsageError:
-            desc = head[:12]
-        return f"git:{head}:{dirty}", f"{tree} at {desc} ({head[:12]})"
-    h = hashlib.sha256()
-    for dirpath, dirnames, filenames in os.walk(tree):
-        dirnames[:] = sorted(d for d in dirnames if not d.startswith(".git"))
-        for name in sorted(filenames):
-            st = os.lstat(os.path.join(dirpath, name))
-            rel = os.path.relpath(os.path.join(dirpath, name), tree)
-            h.update(f"{rel}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
-    return f"tree:{h.hexdigest()}", f"{tree} (tree, {h.hexdigest()[:12]})"
+    """(identity, description) of a source tree: its content, whether or not git tracks it."""
+    c = content(tree)
+    return c.identity, c.description
+
+
+# what kbuild finds in a source tree that was built in (it refuses O= then; so do we, first)
+IN_TREE_OUTPUTS = (".config", "include/config", "include/generated")
+
+
+def require_clean(path: Path, what: str) -> None:
+    """Refuse a tree that holds an in-tree build, as kbuild refuses it for O=."""
+    found = [p for p in IN_TREE_OUTPUTS if (path / p).exists()]
+    found += [str(p.relative_to(path)) for p in sorted(path.glob("arch/*/include/generated"))]
+    if found:
+        raise UsageError(f"{what}: the tree holds an in-tree build ({', '.join(found[:3])}); "
+                         f"run `make mrproper` in it (kbuild refuses O= builds of it too)")
 
 
 def require_tree(path: Path, what: str) -> None:
@@ -106,14 +235,18 @@ def resolve(spec: str | os.PathLike[str] | None) -> KernelSource:
     if not path.is_dir():
         raise UsageError(f"--kernel-src {spec}: no such file or directory")
     require_tree(path, f"--kernel-src {spec}")
-    if not cache.kbuild_can_use(path):
-        raise UsageError(f"--kernel-src {spec}: kbuild cannot build a tree whose path has a "
-                         "space or a colon; move or link it to a path without them")
     applied = patched.marker(path)
     if applied is not None:  # a series applied by `tested-by --series`: the cache's own tree
         return KernelSource(tree=path, identity=applied["identity"],
                             description=applied["description"], version=makefile_version(path),
                             git=False, owned=True)
-    identity, desc = tree_identity(path)
-    return KernelSource(tree=path, identity=identity, description=desc,
-                        version=makefile_version(path), git=(path / ".git").exists())
+    copied = copy_marker(path)
+    if copied is not None:  # the cache's copy of a user's tree (a kernel's source_tree)
+        return KernelSource(tree=path, identity=copied["identity"],
+                            description=copied["description"], version=makefile_version(path),
+                            git=False, owned=True)
+    require_clean(path, f"--kernel-src {spec}")
+    c = content(path)
+    return KernelSource(tree=path, identity=c.identity, description=c.description,
+                        version=makefile_version(path), git=(path / ".git").exists(),
+                        files=c.files)

@@ -164,7 +164,7 @@ def test_times_make_sees_are_the_donors_except_for_what_differs(root: Path) -> N
     assert donor is not None
     before = time.time()
     new_out = v2 / ".ltoboot-x86_64-thin-new"
-    assert nearest.start_from(donor, new_out, v2) == 1
+    assert nearest.start_from(donor, new_out, v2)[0] == 1
     assert (v2 / "Makefile").stat().st_mtime_ns == (v1 / "Makefile").stat().st_mtime_ns
     assert (v2 / "README").stat().st_mtime == pytest.approx(old)
     assert (v2 / "init/main.c").stat().st_mtime >= before
@@ -211,7 +211,7 @@ def test_the_same_source_with_the_fewest_other_options_is_the_donor(root: Path) 
     assert theirs is not None and theirs.build_dir == ours and theirs.align
     assert theirs.changed == frozenset({"README"})
     new_out = tree / ".ltoboot-x86_64-thin-new"
-    assert nearest.start_from(donor, new_out, tree) == 0
+    assert nearest.start_from(donor, new_out, tree) == (0, 0)
     assert (tree / "README").stat().st_mtime == pytest.approx(old)  # the tree untouched
     assert sorted(p.name for p in new_out.iterdir()) == []  # no record, config or number
 
