@@ -29,6 +29,7 @@ DEFAULT_MAX = 30 * 1024**3
 # the kind of each top-level directory, in the order `ltoboot cache` lists them
 KINDS: dict[str, str] = {
     "src": "sources", "kernels": "builds", "variants": "variants", "series": "series trees",
+    "trees": "tree copies", "git-objects": "tree copies",
     "wheels": "downloads",
     "bisect": "bisect builds", "downloads": "downloads", "prebuilt": "downloads",
     "exports": "exports", "initramfs": "initramfs", "busybox": "initramfs",
@@ -77,7 +78,7 @@ def _builds_in(tree_entry: Path) -> Iterator[Path]:
 
 def _entry(kind: str, path: Path) -> Entry:
     st = path.lstat()
-    if kind in ("sources", "series trees") and path.is_dir():
+    if kind in ("sources", "series trees", "tree copies") and path.is_dir():
         builds = [Entry("builds", b, _size(b), b.lstat().st_mtime, []) for b in
                   _builds_in(path)]
         own = _size(path, less=sum(b.size for b in builds))

@@ -65,8 +65,8 @@ def _link_tree(base: Path, dest: Path) -> None:
     """`dest` made of hard links to `base`'s files (its build directories left out)."""
     dest.mkdir()
     for item in sorted(base.iterdir()):
-        if item.name.startswith(source.CACHE_OWN):
-            continue
+        if item.name.startswith(source.CACHE_OWN) or item.name == ".git":
+            continue  # its builds, and its own git directory (each copy has one)
         proc.run(["cp", "-al", str(item), str(dest / item.name)],
                  what=f"linking {base} into the cache's copy", error=InfraError)
 
@@ -92,12 +92,50 @@ def _extra(tree: Path, files: dict[str, tuple[str, str]]) -> list[str]:
     """Files of `tree` the identity does not have (the base's, not the tester's)."""
     extra: list[str] = []
     for dirpath, dirnames, filenames in os.walk(tree):
+        if dirpath == str(tree):
+            filenames = [f for f in filenames if f != ".git"]
         links = [d for d in dirnames if os.path.islink(os.path.join(dirpath, d))]
         for name in (*filenames, *links):
             rel = os.path.relpath(os.path.join(dirpath, name), tree)
             if rel not in files:
                 extra.append(rel)
     return extra
+
+
+def _git_dir(entry: Path, src: source.KernelSource) -> None:
+    """A git directory for the copy (`<entry>/git`, the tree's `.git` a file naming it): the
+    tester's commit and tags, their objects borrowed read-only, and an index of the copy's
+    files. kbuild's setlocalversion then names the kernel as in the tester's tree (`+`, or
+    `-<n>-g<hash>` with CONFIG_LOCALVERSION_AUTO, `-dirty`) without a command in it."""
+    head = src.identity.split(":")[1]
+    tree, gitdir = entry / "tree", entry / "git"
+    env = {**os.environ, "GIT_DIR": str(gitdir), "GIT_WORK_TREE": str(tree),
+           "GIT_CONFIG_NOSYSTEM": "1"}
+
+    def git(*args: str) -> str:
+        return proc.run(["git", "-c", "gc.auto=0", *args], what="making the copy's git "
+                        "directory", env=env, error=InfraError)
+
+    git("init", "--quiet", "--template=")
+    theirs = proc.run(["git", "-C", str(src.tree), "rev-parse", "--path-format=absolute",
+                       "--git-path", "objects"], what="reading the git state of the tree",
+                      env={**os.environ, **source.GIT_READ_ONLY}, error=UsageError).strip()
+    (gitdir / "objects" / "info" / "alternates").write_text(
+        f"{theirs}\n{source.objects_dir(src.tree)}\n")
+    tags = proc.run(["git", "-C", str(src.tree), "for-each-ref",
+                     "--format=%(objectname) %(refname)", "refs/tags"],
+                    what="reading the tree's tags", env={**os.environ, **source.GIT_READ_ONLY},
+                    error=UsageError)
+    (gitdir / "packed-refs").write_text(tags)
+    git("config", "core.trustctime", "false")  # linked files' ctimes move with other copies
+    # where it will be once the entry is in place (a variant's linked tree names it too)
+    (tree / ".git").write_text(f"gitdir: {location(src.identity).parent / 'git'}\n")
+    if head:
+        (gitdir / "HEAD").write_text(f"{head}\n")
+    if head:  # the index of a checkout of HEAD: git status says what it says in their tree
+        git("read-tree", head)
+    git("update-index", "-q", "--refresh")  # the index knows the files: status is quick
+    git("config", "--unset", "core.worktree")  # the tree is where the .git file is
 
 
 def _produce(tmp: Path, src: source.KernelSource, base: Path | None,
@@ -128,6 +166,8 @@ def _produce(tmp: Path, src: source.KernelSource, base: Path | None,
         when = stamps.stamp_after(base, *([build] if build else []))
         for rel in sorted(changed):
             stamps.stamp(tree, rel, when)
+    if src.git:
+        _git_dir(tmp, src)
     again = source.content(src.tree)
     if again.identity != src.identity:
         raise UsageError(f"--kernel-src {src.tree} changed while ltoboot copied it "

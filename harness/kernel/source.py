@@ -111,6 +111,11 @@ class Content:
     files: dict[str, tuple[str, str]]
 
 
+def objects_dir(tree: Path) -> Path:
+    """Where the objects git writes while identifying a user's tree go (never its .git)."""
+    return cache.cache_root() / "git-objects" / hashlib.sha256(str(tree).encode()).hexdigest()[:20]
+
+
 def _git_content(tree: Path) -> Content:
     """Every file kbuild can read in a git work tree: HEAD, the index, changes to tracked
     files and the untracked files git does not ignore, named by one tree hash. git adds them
@@ -121,9 +126,9 @@ def _git_content(tree: Path) -> Content:
                     what=f"reading the git state of {tree}", ok=range(256),
                     env={**os.environ, **GIT_READ_ONLY}).strip()
     index = Path(_git(tree, "rev-parse", "--path-format=absolute", "--git-path", "index"))
-    objects = cache.cache_root() / "git-objects" / hashlib.sha256(
-        str(tree).encode()).hexdigest()[:20]
+    objects = objects_dir(tree)
     objects.mkdir(parents=True, exist_ok=True)
+    cache.hold(objects)  # no prune removes it under git
     with tempfile.TemporaryDirectory(dir=cache.scratch_root(), prefix="identity-") as tmp:
         mine = Path(tmp) / "index"
         if index.is_file():

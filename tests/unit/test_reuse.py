@@ -151,7 +151,7 @@ def test_the_copy_is_the_testers_files_sharing_the_rest_with_its_base(repo: Path
     tree = copy.tree
     assert (tree / "init" / "main.c").read_text() == "int edited;\n"
     assert os.access(tree / "scripts" / "tool.sh", os.X_OK)
-    assert not (tree / "only-in-base.h").exists() and not (tree / ".git").exists()
+    assert not (tree / "only-in-base.h").exists() and (tree / ".git").is_file()
     assert _linked(tree / "Makefile", base / "Makefile")  # the same: shared, its time kept
     assert not _linked(tree / "scripts" / "tool.sh", base / "scripts" / "tool.sh")
     assert copy.changed == {"init/main.c", "init/untracked.h", "scripts/tool.sh",
@@ -161,6 +161,19 @@ def test_the_copy_is_the_testers_files_sharing_the_rest_with_its_base(repo: Path
     assert (base / "Makefile").stat().st_mtime == pytest.approx(future)  # never re-timed
     assert source.resolve(tree).owned and source.resolve(tree).identity == src.identity
     assert copies.make(src).tree == tree  # made once per identity
+    # kbuild's setlocalversion asks git in the copy what it would ask in the tester's tree
+    assert git(tree, "rev-parse", "--show-cdup") == ""
+    assert git(tree, "rev-parse", "HEAD") == git(repo, "rev-parse", "HEAD")
+    assert git(tree, "--no-optional-locks", "status", "-uno", "--porcelain") == \
+        git(repo, "--no-optional-locks", "status", "-uno", "--porcelain")
+    assert snapshot(repo) == before
+
+
+def test_a_clean_copy_at_a_tag_describes_as_the_tester_s_tree(repo: Path) -> None:
+    git(repo, "tag", "-a", "-m", "v6.1", "v6.1")
+    tree = copies.make(source.resolve(repo)).tree
+    assert git(tree, "describe", "--exact-match") == "v6.1"
+    assert git(tree, "--no-optional-locks", "status", "-uno", "--porcelain") == ""
 
 
 def test_a_tree_that_changes_while_it_is_copied_is_refused(repo: Path,
