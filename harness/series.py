@@ -137,9 +137,11 @@ def _content(mail: Mail) -> str:
 
 
 def _charset(name: str | None) -> str:
-    """A charset Python knows: mail says unknown-8bit, x-unknown and worse."""
+    """A charset Python knows: mail says unknown-8bit, x-unknown and worse. Fuzzed mail puts a
+    NUL byte in the name, which codecs refuses with ValueError: the name ends there, as it does
+    for git mailinfo (C strings)."""
     try:
-        return codecs.lookup(name or "utf-8").name
+        return codecs.lookup((name or "utf-8").partition("\0")[0]).name
     except LookupError:
         return "utf-8"
 
@@ -160,7 +162,8 @@ def _header(msg: email.message.Message, name: str) -> str:
         value = msg.get(name)
     except Exception:  # mail from the world: its raw header beats a traceback
         value = next((v for k, v in msg.raw_items() if k.lower() == name.lower()), None)
-    return " ".join(str(value).split()) if value is not None else ""
+    # a NUL byte (fuzzed mail) would reach a terminal or our reply's headers
+    return " ".join(str(value).replace("\0", "\ufffd").split()) if value is not None else ""
 
 
 def _parse(raw: bytes) -> email.message.Message:
@@ -265,7 +268,11 @@ def read(path: Path, work: Path) -> Series:
         raise UsageError(f"--series {path}: no patch in it (no message with a diff): give an "
                          "mbox or a directory of `git format-patch` files")
     version = _b4_version()
-    if version and all(m.message_id for m, _ in mails):
+    # b4 stops with a ValueError on a NUL byte in a header (a charset name in fuzzed mail):
+    # the numbers order such a series, as git am reads it
+    nul = any(b"\0" in re.split(rb"\r?\n\r?\n", raw, maxsplit=1)[0] for _, raw in mails)
+    threaded = all(m.message_id for m, _ in mails)
+    if version and threaded and not nul:
         mbx, cover_raw = _with_b4(messages, work, path, version)
         # b4 rewrites what it writes (no To/Cc, trailers added): a reply answers the message
         # as it was mailed, so each is the original of the same Message-ID
@@ -282,7 +289,9 @@ def read(path: Path, work: Path) -> Series:
                            key=lambda m: m.parsed.counter))
     mbox = b"".join(raw_of[id(m)] if raw_of[id(m)].endswith(b"\n") else raw_of[id(m)] + b"\n"
                     for m in patches)
-    return _checked(Series(cover, patches, mbox, "the [PATCH k/n] numbers"), path)
+    return _checked(Series(cover, patches, mbox, "the [PATCH k/n] numbers" + (
+        " (b4 cannot read a NUL byte in a header)" if version and threaded and nul else "")),
+        path)
 
 
 def _messages_of(mbox: bytes, work: Path) -> list[tuple[email.message.Message, bytes]]:

@@ -177,3 +177,28 @@ def test_unknown_charsets_fall_back_to_utf8(tmp_path: Path) -> None:
     f.write_bytes(raw)
     s = series.read(f, tmp_path)
     assert s.patches[0].body.startswith("b\ufffddy")
+
+
+FUZZED = (b"From: A <a@example.org>\nSubject: [PATCH] x: y\n"
+          b"Content-Type: text/plain; charset=utf-8\n\nb\xc3\xb6dy\n---\n"
+          b"diff --git a/f b/f\n--- a/f\n+++ b/f\n@@ -1 +1 @@\n-a\n+b\n")
+
+
+@pytest.mark.parametrize("thread", [False, True], ids=["no-message-id", "message-id"])
+@pytest.mark.parametrize(("damage", "body"), [
+    ((b"charset=utf-8", b'charset="utf-8\x00"'), "b\u00f6dy"),  # patchwork's fuzz sample
+    ((b"charset=utf-8", b'charset="utf\x00-8"'), "b\u00f6dy"),
+    ((b"charset=utf-8", b'charset="iso-8859-1\x00"'), "b\u00c3\u00b6dy"),
+    ((b"b\xc3\xb6dy", b"b\xc3\xb6\x00dy"), "b\u00f6\x00dy"),  # in the body: only a byte
+], ids=["charset-nul-at-end", "charset-nul-inside", "latin1-nul", "body-nul"])
+def test_a_nul_byte_ends_a_charset_name(
+        damage: tuple[bytes, bytes], body: str, thread: bool, tmp_path: Path) -> None:
+    """Fuzzed mail: codecs refuses a charset name with a NUL (ValueError) and b4 stops on it;
+    the name ends at the NUL, as git mailinfo (C) reads it."""
+    raw = FUZZED.replace(*damage)
+    if thread:  # b4 orders mail that carries Message-IDs
+        raw = b"Message-ID: <1@example.org>\n" + raw
+    f = tmp_path / "p.patch"
+    f.write_bytes(raw)
+    s = series.read(f, tmp_path)
+    assert s.patches[0].title == "x: y" and s.patches[0].body.startswith(body)
