@@ -202,3 +202,21 @@ def test_a_nul_byte_ends_a_charset_name(
     f.write_bytes(raw)
     s = series.read(f, tmp_path)
     assert s.patches[0].title == "x: y" and s.patches[0].body.startswith(body)
+
+
+@pytest.mark.parametrize("setting", ["[am]\n\tkeepcr = true\n",
+                                     "[apply]\n\twhitespace = fix\n"])
+def test_the_testers_git_config_does_not_change_what_am_applies(
+        setting: str, tmp_path: Path, cache: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """CRLF mail applies without its CRs and a patch as it is, trailing blank included,
+    whatever ~/.gitconfig says: the series' key names what am applies."""
+    config = tmp_path / "gitconfig"
+    config.write_text(setting)
+    monkeypatch.setenv("GIT_CONFIG_GLOBAL", str(config))
+    crlf = tmp_path / "crlf.mbox"
+    crlf.write_bytes((mailcorpus.CORPUS / "crlf-no-msgid.mbox").read_bytes()  # no b4: am gets CRLF
+                     .replace(b"+\treturn 1;\r\n", b"+\treturn 1; \r\n"))
+    applied = series.apply(series.read(crlf, tmp_path), mailcorpus.base_repo(tmp_path / "repo"),
+                           "base")
+    assert (applied.tree / "main.c").read_bytes() == b"int main(void)\n{\n\treturn 1; \n}\n"
+    assert (applied.tree / "Makefile").read_text() == mailcorpus.AFTER["Makefile"]
