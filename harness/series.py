@@ -202,13 +202,29 @@ def _messages(path: Path) -> list[tuple[email.message.Message, bytes]]:
             box = mailbox.mbox(f, create=False)
             try:
                 for key in box.iterkeys():
-                    found.append((_parse(box.get_bytes(key)), box.get_bytes(key, from_=True)))
+                    # mailbox drops the blank line that parts messages only when it is
+                    # os.linesep: a CRLF one goes here
+                    raw = _unparted(box.get_bytes(key, from_=True), b"\r\n")
+                    found.append((_parse(box.get_bytes(key)), raw))
             finally:
                 box.close()
         elif re.match(rb"^[A-Za-z-]+:", raw):  # one message without an mbox From line
-            found.append((_parse(raw),
-                          b"From ltoboot Thu Jan  1 00:00:00 1970\n" + raw))
+            found.append((_parse(raw), b"From ltoboot Thu Jan  1 00:00:00 1970\n"
+                          + _unparted(raw, b"\n", b"\r\n")))
     return found
+
+
+def _unparted(raw: bytes, *blanks: bytes) -> bytes:
+    """A message without the blank line that parts it from the next one in an mbox."""
+    return next((raw[:-len(b)] for b in blanks if raw.endswith(b + b)), raw)
+
+
+def _mbox(raws: list[bytes]) -> bytes:
+    """Messages as an mbox: each one's last line ended, and a blank line after it, as b4
+    writes them (git am's mailsplit keeps that line with the message: the series key reads
+    the same bytes from b4 and from us)."""
+    ending = [raw if raw.endswith(b"\n") else raw + b"\n" for raw in raws]
+    return b"".join(raw + (b"\r\n" if raw.endswith(b"\r\n") else b"\n") for raw in ending)
 
 
 def _b4_version() -> str | None:
@@ -236,8 +252,7 @@ def _with_b4(messages: list[tuple[email.message.Message, bytes]], work: Path, pa
     exe = _b4()
     assert exe is not None
     whole = work / "input.mbox"
-    whole.write_bytes(b"".join(raw if raw.endswith(b"\n") else raw + b"\n"
-                               for _, raw in messages))
+    whole.write_bytes(_mbox([raw for _, raw in messages]))
     out = work / "b4"
     env = {**os.environ, "HOME": str(work), "XDG_CONFIG_HOME": str(work / "config"),
            "XDG_CACHE_HOME": str(work / "cache"), "XDG_DATA_HOME": str(work / "data")}
@@ -287,8 +302,7 @@ def read(path: Path, work: Path) -> Series:
     cover = next((m for m in numbered if _is_cover(m)), None)
     patches = tuple(sorted((m for m in numbered if _is_patch(m) and not _is_cover(m)),
                            key=lambda m: m.parsed.counter))
-    mbox = b"".join(raw_of[id(m)] if raw_of[id(m)].endswith(b"\n") else raw_of[id(m)] + b"\n"
-                    for m in patches)
+    mbox = _mbox([raw_of[id(m)] for m in patches])
     return _checked(Series(cover, patches, mbox, "the [PATCH k/n] numbers" + (
         " (b4 cannot read a NUL byte in a header)" if version and threaded and nul else "")),
         path)
