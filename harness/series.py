@@ -23,6 +23,7 @@ import re
 import shutil
 import subprocess
 import sys
+import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -116,24 +117,82 @@ class Series:
                                 self.ordered_by, self.key())
 
     def key(self) -> str:
-        """What the patches change, in order: commit messages without their trailers and the
-        diffs, so the series saved again with new trailers (or beside our own reply) is the
-        same series."""
-        return hashlib.sha256("\0".join(_content(p) for p in self.patches).encode()) \
-            .hexdigest()
+        """What `git am` applies, read as am reads it (git mailsplit, then git mailinfo): each
+        patch's subject, its commit message without the trailer block, and the patch byte for
+        byte. The same series saved by another mail client (CRLF, quoted-printable, base64,
+        another charset) or again with new trailers (or beside our own reply) is the same
+        series; any other change to what am applies, a trailing blank included, is another."""
+        return _am_key(self.mbox, tuple(f"{p.number} \"{p.title}\"" for p in self.patches))
 
 
-_TRAILER = re.compile(r"^[A-Za-z][A-Za-z0-9-]*:\s+\S")
+@functools.lru_cache(maxsize=16)
+def _am_key(mbox: bytes, names: tuple[str, ...]) -> str:
+    digest = hashlib.sha256()
+    for part in _as_am_reads(mbox, names):
+        digest.update(len(part).to_bytes(8, "big") + part)  # sized: no two ways to split
+    return digest.hexdigest()
 
 
-def _content(mail: Mail) -> str:
-    body = mail.body.replace("\r\n", "\n")
-    message, _, rest = body.partition("\n---\n")
-    diff_at = re.search(r"^diff --git |^--- \S", body, re.M)
-    diff = body[diff_at.start():] if diff_at else rest
-    diff = re.split(r"^-- $", diff, maxsplit=1, flags=re.M)[0]  # the signature
-    kept = [line.rstrip() for line in message.splitlines() if not _TRAILER.match(line)]
-    return "\n".join([mail.title, *kept, "\0", *(line.rstrip() for line in diff.splitlines())])
+def _as_am_reads(mbox: bytes, names: tuple[str, ...]) -> list[bytes]:
+    """Of each message in `mbox`, as `git am` reads it: the subject, the commit message
+    without its trailers and the patch (named by `names`, in order, when git cannot)."""
+    config = patched.git_config(patched.AM_CONFIG)
+    parts: list[bytes] = []
+    with tempfile.TemporaryDirectory(prefix="ltoboot-series-") as tmp:
+        work = Path(tmp)
+        (work / "series.mbx").write_bytes(mbox)
+        split = work / "split"
+        split.mkdir()
+        # am's own call: -b takes a file without a From line as one message; no --keep-cr,
+        # so CRLF line ends lose their CR here (git mailinfo keeps them)
+        proc.run(["git", *config, "mailsplit", "-b", f"-o{split}", "--",
+                  str(work / "series.mbx")], what="splitting the series as git am does",
+                 error=UsageError, cwd=work)
+        for index, mail in enumerate(sorted(split.iterdir())):
+            with mail.open("rb") as f, proc.running(
+                    ["git", *config, "mailinfo", str(work / "msg"), str(work / "patch")],
+                    stdin=f, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=False,
+                    cwd=work) as p:
+                info, err = p.communicate()
+            if p.returncode != 0:
+                name = names[index] if index < len(names) else f"message {index + 1}"
+                why = [line for line in bytes(err).decode(errors="replace").splitlines()
+                       if line.strip()][-1:] or [f"exit {p.returncode}"]
+                raise UsageError(f"--series: patch {name}: git am cannot read it (git mailinfo: "
+                                 f"{why[0]}): the mail is damaged; save it again from the list's "
+                                 "archive (b4 mbox MSGID)")
+            subject = next((line for line in bytes(info).split(b"\n")
+                            if line.startswith(b"Subject: ")), b"")
+            parts += [subject, _without_trailers((work / "msg").read_bytes()),
+                      (work / "patch").read_bytes()]
+    return parts
+
+
+_TRAILER = re.compile(rb"^[A-Za-z][A-Za-z0-9-]*:[ \t]+\S")
+
+
+def _is_trailer_block(lines: list[bytes]) -> bool:
+    """Trailers (Signed-off-by:, Tested-by: ...), their continuation lines and [ notes ]."""
+    return bool(lines) and _TRAILER.match(lines[0]) is not None and all(
+        _TRAILER.match(line) or line[:1] in (b" ", b"\t")
+        or (line.startswith(b"[") and line.rstrip().endswith(b"]")) for line in lines)
+
+
+def _without_trailers(message: bytes) -> bytes:
+    """A commit message without its last paragraph when that is trailers (what b4 and
+    maintainers add to), nor the blank lines at its end (git am drops them)."""
+    lines = message.split(b"\n")
+    end = len(lines)
+    while end and not lines[end - 1].strip():
+        end -= 1
+    start = end
+    while start and lines[start - 1].strip():
+        start -= 1
+    if _is_trailer_block(lines[start:end]):
+        end = start
+        while end and not lines[end - 1].strip():
+            end -= 1
+    return b"\n".join(lines[:end])
 
 
 def _charset(name: str | None) -> str:

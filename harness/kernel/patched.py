@@ -23,7 +23,8 @@ from harness import cache, proc
 from harness.errors import UsageError
 from harness.progress import say
 
-RECIPE = 3  # bump when applying produces a different tree from the same inputs
+RECIPE = 4  # bump when applying produces a different tree from the same inputs, or the
+# series key means another thing (4: what git am applies, byte for byte, with AM_CONFIG)
 MARKER = "series.json"  # beside the patched tree in its cache entry
 # What `git am` applies depends on how it reads the mail (git mailsplit, git mailinfo) and on
 # git apply. Fixed here, whatever the tester's git config says, so that am applies what
