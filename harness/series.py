@@ -138,6 +138,8 @@ def _as_am_reads(mbox: bytes, names: tuple[str, ...]) -> list[bytes]:
     without its trailers and the patch (named by `names`, in order, when git cannot)."""
     config = patched.git_config(patched.AM_CONFIG)
     parts: list[bytes] = []
+    if not mbox:  # nothing to apply (git mailsplit refuses an empty file)
+        return parts
     with tempfile.TemporaryDirectory(prefix="ltoboot-series-") as tmp:
         work = Path(tmp)
         (work / "series.mbx").write_bytes(mbox)
