@@ -47,7 +47,7 @@ class PatchSet:
     mbox: bytes  # the patches, in order, ready for `git am`
     patches: tuple[tuple[str, str], ...]  # ("k/n", title) of each, in order
     ordered_by: str
-    key: str  # what the patches change (Series.key): the cache entry's identity
+    key: str  # what git am applies of it (Series.key): the cache entry's identity
 
 
 @dataclass(frozen=True)
