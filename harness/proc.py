@@ -43,10 +43,11 @@ def _missing(argv: Sequence[str], e: OSError) -> InfraError:
 
 def spawn(argv: Sequence[str], *, stdout: int | IO[Any] | None = subprocess.PIPE,
           stderr: int | IO[Any] | None = subprocess.STDOUT, cwd: Path | None = None,
-          env: Mapping[str, str] | None = None, text: bool = True) -> subprocess.Popen[Any]:
+          env: Mapping[str, str] | None = None, text: bool = True,
+          stdin: int | IO[Any] = subprocess.DEVNULL) -> subprocess.Popen[Any]:
     """Start `argv` in a new process group that `end` (or the harness's exit) will end."""
     try:
-        p = subprocess.Popen(list(argv), stdin=subprocess.DEVNULL, stdout=stdout, stderr=stderr,
+        p = subprocess.Popen(list(argv), stdin=stdin, stdout=stdout, stderr=stderr,
                              cwd=cwd, env=None if env is None else dict(env), text=text,
                              errors="replace" if text else None, process_group=0,
                              preexec_fn=die_with_parent(signal.SIGTERM))

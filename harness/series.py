@@ -23,6 +23,7 @@ import re
 import shutil
 import subprocess
 import sys
+import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -116,30 +117,92 @@ class Series:
                                 self.ordered_by, self.key())
 
     def key(self) -> str:
-        """What the patches change, in order: commit messages without their trailers and the
-        diffs, so the series saved again with new trailers (or beside our own reply) is the
-        same series."""
-        return hashlib.sha256("\0".join(_content(p) for p in self.patches).encode()) \
-            .hexdigest()
+        """What `git am` applies, read as am reads it (git mailsplit, then git mailinfo): each
+        patch's subject, its commit message without the trailer block, and the patch byte for
+        byte. The same series saved by another mail client (CRLF, quoted-printable, base64,
+        another charset) or again with new trailers (or beside our own reply) is the same
+        series; any other change to what am applies, a trailing blank included, is another."""
+        return _am_key(self.mbox, tuple(f"{p.number} \"{p.title}\"" for p in self.patches))
 
 
-_TRAILER = re.compile(r"^[A-Za-z][A-Za-z0-9-]*:\s+\S")
+@functools.lru_cache(maxsize=16)
+def _am_key(mbox: bytes, names: tuple[str, ...]) -> str:
+    digest = hashlib.sha256()
+    for part in _as_am_reads(mbox, names):
+        digest.update(len(part).to_bytes(8, "big") + part)  # sized: no two ways to split
+    return digest.hexdigest()
 
 
-def _content(mail: Mail) -> str:
-    body = mail.body.replace("\r\n", "\n")
-    message, _, rest = body.partition("\n---\n")
-    diff_at = re.search(r"^diff --git |^--- \S", body, re.M)
-    diff = body[diff_at.start():] if diff_at else rest
-    diff = re.split(r"^-- $", diff, maxsplit=1, flags=re.M)[0]  # the signature
-    kept = [line.rstrip() for line in message.splitlines() if not _TRAILER.match(line)]
-    return "\n".join([mail.title, *kept, "\0", *(line.rstrip() for line in diff.splitlines())])
+def _as_am_reads(mbox: bytes, names: tuple[str, ...]) -> list[bytes]:
+    """Of each message in `mbox`, as `git am` reads it: the subject, the commit message
+    without its trailers and the patch (named by `names`, in order, when git cannot)."""
+    config = patched.git_config(patched.AM_CONFIG)
+    parts: list[bytes] = []
+    if not mbox:  # nothing to apply (git mailsplit refuses an empty file)
+        return parts
+    with tempfile.TemporaryDirectory(prefix="ltoboot-series-") as tmp:
+        work = Path(tmp)
+        (work / "series.mbx").write_bytes(mbox)
+        split = work / "split"
+        split.mkdir()
+        # am's own call: -b takes a file without a From line as one message; no --keep-cr,
+        # so CRLF line ends lose their CR here (git mailinfo keeps them)
+        proc.run(["git", *config, "mailsplit", "-b", f"-o{split}", "--",
+                  str(work / "series.mbx")], what="splitting the series as git am does",
+                 error=UsageError, cwd=work)
+        for index, mail in enumerate(sorted(split.iterdir())):
+            with mail.open("rb") as f, proc.running(
+                    ["git", *config, "mailinfo", str(work / "msg"), str(work / "patch")],
+                    stdin=f, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=False,
+                    cwd=work) as p:
+                info, err = p.communicate()
+            if p.returncode != 0:
+                name = names[index] if index < len(names) else f"message {index + 1}"
+                why = [line for line in bytes(err).decode(errors="replace").splitlines()
+                       if line.strip()][-1:] or [f"exit {p.returncode}"]
+                raise UsageError(f"--series: patch {name}: git am cannot read it (git mailinfo: "
+                                 f"{why[0]}): the mail is damaged; save it again from the list's "
+                                 "archive (b4 mbox MSGID)")
+            subject = next((line for line in bytes(info).split(b"\n")
+                            if line.startswith(b"Subject: ")), b"")
+            parts += [subject, _without_trailers((work / "msg").read_bytes()),
+                      (work / "patch").read_bytes()]
+    return parts
+
+
+_TRAILER = re.compile(rb"^[A-Za-z][A-Za-z0-9-]*:[ \t]+\S")
+
+
+def _is_trailer_block(lines: list[bytes]) -> bool:
+    """Trailers (Signed-off-by:, Tested-by: ...), their continuation lines and [ notes ]."""
+    return bool(lines) and _TRAILER.match(lines[0]) is not None and all(
+        _TRAILER.match(line) or line[:1] in (b" ", b"\t")
+        or (line.startswith(b"[") and line.rstrip().endswith(b"]")) for line in lines)
+
+
+def _without_trailers(message: bytes) -> bytes:
+    """A commit message without its last paragraph when that is trailers (what b4 and
+    maintainers add to), nor the blank lines at its end (git am drops them)."""
+    lines = message.split(b"\n")
+    end = len(lines)
+    while end and not lines[end - 1].strip():
+        end -= 1
+    start = end
+    while start and lines[start - 1].strip():
+        start -= 1
+    if _is_trailer_block(lines[start:end]):
+        end = start
+        while end and not lines[end - 1].strip():
+            end -= 1
+    return b"\n".join(lines[:end])
 
 
 def _charset(name: str | None) -> str:
-    """A charset Python knows: mail says unknown-8bit, x-unknown and worse."""
+    """A charset Python knows: mail says unknown-8bit, x-unknown and worse. Fuzzed mail puts a
+    NUL byte in the name, which codecs refuses with ValueError: the name ends there, as it does
+    for git mailinfo (C strings)."""
     try:
-        return codecs.lookup(name or "utf-8").name
+        return codecs.lookup((name or "utf-8").partition("\0")[0]).name
     except LookupError:
         return "utf-8"
 
@@ -160,7 +223,8 @@ def _header(msg: email.message.Message, name: str) -> str:
         value = msg.get(name)
     except Exception:  # mail from the world: its raw header beats a traceback
         value = next((v for k, v in msg.raw_items() if k.lower() == name.lower()), None)
-    return " ".join(str(value).split()) if value is not None else ""
+    # a NUL byte (fuzzed mail) would reach a terminal or our reply's headers
+    return " ".join(str(value).replace("\0", "\ufffd").split()) if value is not None else ""
 
 
 def _parse(raw: bytes) -> email.message.Message:
@@ -199,13 +263,29 @@ def _messages(path: Path) -> list[tuple[email.message.Message, bytes]]:
             box = mailbox.mbox(f, create=False)
             try:
                 for key in box.iterkeys():
-                    found.append((_parse(box.get_bytes(key)), box.get_bytes(key, from_=True)))
+                    # mailbox drops the blank line that parts messages only when it is
+                    # os.linesep: a CRLF one goes here
+                    raw = _unparted(box.get_bytes(key, from_=True), b"\r\n")
+                    found.append((_parse(box.get_bytes(key)), raw))
             finally:
                 box.close()
         elif re.match(rb"^[A-Za-z-]+:", raw):  # one message without an mbox From line
-            found.append((_parse(raw),
-                          b"From ltoboot Thu Jan  1 00:00:00 1970\n" + raw))
+            found.append((_parse(raw), b"From ltoboot Thu Jan  1 00:00:00 1970\n"
+                          + _unparted(raw, b"\n", b"\r\n")))
     return found
+
+
+def _unparted(raw: bytes, *blanks: bytes) -> bytes:
+    """A message without the blank line that parts it from the next one in an mbox."""
+    return next((raw[:-len(b)] for b in blanks if raw.endswith(b + b)), raw)
+
+
+def _mbox(raws: list[bytes]) -> bytes:
+    """Messages as an mbox: each one's last line ended, and a blank line after it, as b4
+    writes them (git am's mailsplit keeps that line with the message: the series key reads
+    the same bytes from b4 and from us)."""
+    ending = [raw if raw.endswith(b"\n") else raw + b"\n" for raw in raws]
+    return b"".join(raw + (b"\r\n" if raw.endswith(b"\r\n") else b"\n") for raw in ending)
 
 
 def _b4_version() -> str | None:
@@ -233,8 +313,7 @@ def _with_b4(messages: list[tuple[email.message.Message, bytes]], work: Path, pa
     exe = _b4()
     assert exe is not None
     whole = work / "input.mbox"
-    whole.write_bytes(b"".join(raw if raw.endswith(b"\n") else raw + b"\n"
-                               for _, raw in messages))
+    whole.write_bytes(_mbox([raw for _, raw in messages]))
     out = work / "b4"
     env = {**os.environ, "HOME": str(work), "XDG_CONFIG_HOME": str(work / "config"),
            "XDG_CACHE_HOME": str(work / "cache"), "XDG_DATA_HOME": str(work / "data")}
@@ -265,7 +344,11 @@ def read(path: Path, work: Path) -> Series:
         raise UsageError(f"--series {path}: no patch in it (no message with a diff): give an "
                          "mbox or a directory of `git format-patch` files")
     version = _b4_version()
-    if version and all(m.message_id for m, _ in mails):
+    # b4 stops with a ValueError on a NUL byte in a header (a charset name in fuzzed mail):
+    # the numbers order such a series, as git am reads it
+    nul = any(b"\0" in re.split(rb"\r?\n\r?\n", raw, maxsplit=1)[0] for _, raw in mails)
+    threaded = all(m.message_id for m, _ in mails)
+    if version and threaded and not nul:
         mbx, cover_raw = _with_b4(messages, work, path, version)
         # b4 rewrites what it writes (no To/Cc, trailers added): a reply answers the message
         # as it was mailed, so each is the original of the same Message-ID
@@ -280,9 +363,10 @@ def read(path: Path, work: Path) -> Series:
     cover = next((m for m in numbered if _is_cover(m)), None)
     patches = tuple(sorted((m for m in numbered if _is_patch(m) and not _is_cover(m)),
                            key=lambda m: m.parsed.counter))
-    mbox = b"".join(raw_of[id(m)] if raw_of[id(m)].endswith(b"\n") else raw_of[id(m)] + b"\n"
-                    for m in patches)
-    return _checked(Series(cover, patches, mbox, "the [PATCH k/n] numbers"), path)
+    mbox = _mbox([raw_of[id(m)] for m in patches])
+    return _checked(Series(cover, patches, mbox, "the [PATCH k/n] numbers" + (
+        " (b4 cannot read a NUL byte in a header)" if version and threaded and nul else "")),
+        path)
 
 
 def _messages_of(mbox: bytes, work: Path) -> list[tuple[email.message.Message, bytes]]:

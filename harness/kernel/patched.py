@@ -23,8 +23,17 @@ from harness import cache, proc
 from harness.errors import UsageError
 from harness.progress import say
 
-RECIPE = 3  # bump when applying produces a different tree from the same inputs
+RECIPE = 4  # bump when applying produces a different tree from the same inputs, or the
+# series key means another thing (4: what git am applies, byte for byte, with AM_CONFIG)
 MARKER = "series.json"  # beside the patched tree in its cache entry
+# What `git am` applies depends on how it reads the mail (git mailsplit, git mailinfo) and on
+# git apply. Fixed here, whatever the tester's git config says, so that am applies what
+# Series.key names (its git mailsplit and mailinfo run with the same settings)
+AM_CONFIG = {"am.keepcr": "false",  # CRLF mail: the patched files never had the CR
+             "mailinfo.quotedCr": "warn",  # a CR that quoted-printable or base64 carries stays
+             "mailinfo.scissors": "false",  # a "-- >8 --" line in a message is text
+             "i18n.commitEncoding": "UTF-8",
+             "apply.whitespace": "warn"}  # never "fix": the tree is the patch's, byte for byte
 # A fixed identity and dates make `git am` give the same commits for the same base and series
 _AM_ENV = {"GIT_COMMITTER_NAME": "ltoboot", "GIT_COMMITTER_EMAIL": "ltoboot@localhost",
            "GIT_COMMITTER_DATE": "1970-01-01T00:00:00+00:00"}
@@ -38,7 +47,7 @@ class PatchSet:
     mbox: bytes  # the patches, in order, ready for `git am`
     patches: tuple[tuple[str, str], ...]  # ("k/n", title) of each, in order
     ordered_by: str
-    key: str  # what the patches change (Series.key): the cache entry's identity
+    key: str  # what git am applies of it (Series.key): the cache entry's identity
 
 
 @dataclass(frozen=True)
@@ -48,6 +57,11 @@ class Applied:
     base_described: str  # as git describe names it
     description: str  # "TREE at DESCRIBE + N patches of <name>"
     key: str
+
+
+def git_config(settings: dict[str, str]) -> list[str]:
+    """`settings` as git's -c options, for a git command line before the subcommand."""
+    return [arg for name, value in settings.items() for arg in ("-c", f"{name}={value}")]
 
 
 def _git(repo: Path, *args: str, what: str) -> str:
@@ -97,9 +111,9 @@ def _apply_into(tmp: Path, repo: Path, base: str, series: PatchSet,
     mbox = tmp / "series.mbx"
     mbox.write_bytes(series.mbox)
     env = {**os.environ, **_AM_ENV}
-    # no --keep-cr: mail arrives with CRLF line ends that the patched files never had
     # no automatic gc after it: git would leave it running in the background, past us
-    with proc.running(["git", "-C", str(tree), "-c", "gc.auto=0", "am", "--quiet",
+    with proc.running(["git", "-C", str(tree), "-c", "gc.auto=0", *git_config(AM_CONFIG),
+                       "am", "--quiet",
                        "--committer-date-is-author-date", str(mbox)],
                       stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env) as p:
         output, _ = p.communicate()

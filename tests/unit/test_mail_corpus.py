@@ -146,6 +146,96 @@ def test_the_series_key_is_what_the_patches_change(tmp_path: Path) -> None:
     assert series.read(other, tmp_path).key() != key
 
 
+def variant(tmp_path: Path, shape: str, *edits: tuple[bytes, bytes]) -> Path:
+    """A corpus file with `edits` made to its bytes (each must change something)."""
+    data = (mailcorpus.CORPUS / shape).read_bytes()
+    for old, new in edits:
+        assert old in data, old
+        data = data.replace(old, new)
+    f = tmp_path / f"variant-{len(list(tmp_path.glob('variant-*')))}.mbox"
+    f.write_bytes(data)
+    return f
+
+
+SUBJECT = b"=?UTF-8?q?main:=20return=201=20for=20the=20w=C3=B6rld?="
+SENT_AS: dict[str, list[tuple[bytes, bytes]]] = {  # another mail client's way, same patches
+    "raw UTF-8 subject": [(SUBJECT, "main: return 1 for the wörld".encode())],
+    "Latin-1": [(SUBJECT, b"=?ISO-8859-1?Q?main:_return_1_for_the_w=F6rld?="),
+                (b"charset=UTF-8", b"charset=ISO-8859-1"),
+                ("Jörg's".encode(), b"J\xf6rg's"),
+                ("Signed-off-by: Jörg Rödel".encode(), b"Signed-off-by: J\xf6rg R\xf6del")],
+    # git send-email by someone else than the author: the author's From in the body
+    "in-body From": [(b"\n\nSo that", "\n\nFrom: Jörg Rödel <joro@example.org>\n\nSo that"
+                      .encode()),
+                     (b"From: =?UTF-8?q?J=C3=B6rg=20R=C3=B6del?=",
+                      b"From: =?UTF-8?q?M=C3=A4x=20Maintainer?=")],
+}
+
+
+def test_the_same_series_however_it_was_mailed_has_one_key(tmp_path: Path) -> None:
+    """The key is what git am applies: CRLF, quoted-printable, base64, RFC 2047 or raw
+    headers, another charset, a cover letter or none, [RFC PATCH v3] or [PATCHv2], ordered
+    by b4 or by the numbers: one series, one key (unknown-8bit.mbox changed a letter)."""
+    key = series.read(mailcorpus.CORPUS / "no-cover-thread.mbox", tmp_path).key()
+    shapes = [mailcorpus.CORPUS / shape for shape in SHAPES if shape != "unknown-8bit.mbox"]
+    sent = [variant(tmp_path, "no-cover-thread.mbox", *edits) for edits in SENT_AS.values()]
+    lf = variant(tmp_path, "crlf-no-msgid.mbox", (b"\r\n", b"\n"))  # our mbox, not b4's
+    assert {p.name: series.read(p, tmp_path).key() for p in [*shapes, *sent, lf]} == \
+        dict.fromkeys([p.name for p in [*shapes, *sent, lf]], key)
+
+
+NO_B4 = (b"Message-Id: ", b"X-Message-Id: ")  # git am gets the mail as it came, not b4's
+
+
+@pytest.mark.parametrize(("shape", "edits"), [
+    ("no-cover-thread.mbox", [(b"+\treturn 1;\n", b"+\treturn 1; \n")]),  # an added line's end
+    ("no-cover-thread.mbox", [(b" int main(void)\n", b" int main(void) \n")]),  # a context line
+    ("rfc-v3-qp.mbox", [NO_B4, (b"+\treturn 1;\n", b"+\treturn 1;=0D\n")]),  # a quoted CR
+    ("no-cover-thread.mbox", [(b"sees it.\n", b"sees it.\nNote: on x86 only.\n")]),  # text
+], ids=["added-line-blank", "context-line-blank", "quoted-cr", "text-like-a-trailer"])
+def test_any_change_to_what_am_applies_is_another_series(
+        shape: str, edits: list[tuple[bytes, bytes]], tmp_path: Path) -> None:
+    """A v2 that only fixes whitespace (checkpatch), or mail that damaged it, is not v1:
+    the cache must not answer it with v1's tree and kernel."""
+    key = series.read(mailcorpus.CORPUS / shape, tmp_path).key()
+    assert series.read(variant(tmp_path, shape, NO_B4), tmp_path).key() == key
+    assert series.read(variant(tmp_path, shape, *edits), tmp_path).key() != key
+
+
+def test_a_whitespace_v2_is_applied_not_served_v1s_tree(tmp_path: Path, cache: Path) -> None:
+    base = mailcorpus.base_repo(tmp_path / "repo")
+    v1 = variant(tmp_path, "no-cover-thread.mbox", (b"+\treturn 1;\n", b"+\treturn 1; \n"))
+    main = series.apply(series.read(v1, tmp_path), base, "base").tree / "main.c"
+    assert main.read_text() == "int main(void)\n{\n\treturn 1; \n}\n"
+    v2 = mailcorpus.CORPUS / "no-cover-thread.mbox"  # checkpatch's fix
+    main = series.apply(series.read(v2, tmp_path), base, "base").tree / "main.c"
+    assert main.read_text() == mailcorpus.AFTER["main.c"]
+    damaged = variant(tmp_path, "no-cover-thread.mbox",  # a mailer added a blank
+                      (b" int main(void)\n", b" int main(void) \n"))
+    with pytest.raises(UsageError, match=r"patch 1/2 .* does not apply: main.c"):
+        series.apply(series.read(damaged, tmp_path), base, "base")
+
+
+SOB = "Signed-off-by: Jörg Rödel <joro@example.org>".encode()
+TRAILERS: dict[str, tuple[list[tuple[bytes, bytes]], list[tuple[bytes, bytes]]]] = {
+    # (the series as first mailed, saved again): what b4 and maintainers add
+    "reviewed": ([], [(SOB + b"\n---", SOB + "\nReviewed-by: Zoë Ångström <zoe@example.org>\n"
+                       "Cc: stable@vger.kernel.org # 6.1+\n"
+                       "Link: https://lore.kernel.org/r/1-joro@example.org\n---".encode())]),
+    "first-trailer": ([(b"it.\n\n" + SOB, b"it.")],
+                      [(b"it.\n\n" + SOB, b"it.\n\nTested-by: Tess <tess@example.org>")]),
+}
+
+
+@pytest.mark.parametrize(("mailed", "saved"), TRAILERS.values(), ids=TRAILERS.keys())
+def test_new_trailers_keep_the_key(mailed: list[tuple[bytes, bytes]],
+                                   saved: list[tuple[bytes, bytes]], tmp_path: Path) -> None:
+    """The trailer block (the message's last paragraph, when it is trailers) is not what a
+    series changes: saved again with Reviewed-by, Cc: stable, Link lines, it is the same."""
+    key = series.read(variant(tmp_path, "no-cover-thread.mbox", *mailed), tmp_path).key()
+    assert series.read(variant(tmp_path, "no-cover-thread.mbox", *saved), tmp_path).key() == key
+
+
 @pytest.mark.parametrize(("name", "addr", "says"), [
     ("Tess\nBcc: x@evil.org", "tess@example.org", "--name"),
     ("", "tess@example.org", "--name"),
@@ -177,3 +267,67 @@ def test_unknown_charsets_fall_back_to_utf8(tmp_path: Path) -> None:
     f.write_bytes(raw)
     s = series.read(f, tmp_path)
     assert s.patches[0].body.startswith("b\ufffddy")
+
+
+FUZZED = (b"From: A <a@example.org>\nSubject: [PATCH] x: y\n"
+          b"Content-Type: text/plain; charset=utf-8\n\nb\xc3\xb6dy\n---\n"
+          b"diff --git a/f b/f\n--- a/f\n+++ b/f\n@@ -1 +1 @@\n-a\n+b\n")
+
+
+@pytest.mark.parametrize("thread", [False, True], ids=["no-message-id", "message-id"])
+@pytest.mark.parametrize(("damage", "body", "am_reads"), [
+    ((b"charset=utf-8", b'charset="utf-8\x00"'), "b\u00f6dy", True),  # patchwork's fuzz sample
+    ((b"charset=utf-8", b'charset="utf\x00-8"'), "b\u00f6dy", False),  # "utf": unknown
+    ((b"charset=utf-8", b'charset="iso-8859-1\x00"'), "b\u00c3\u00b6dy", True),
+    ((b"b\xc3\xb6dy", b"b\xc3\xb6\x00dy"), "b\u00f6\x00dy", True),  # in the body: only a byte
+], ids=["charset-nul-at-end", "charset-nul-inside", "latin1-nul", "body-nul"])
+def test_a_nul_byte_ends_a_charset_name(damage: tuple[bytes, bytes], body: str,
+                                        am_reads: bool, thread: bool, tmp_path: Path) -> None:
+    """Fuzzed mail: codecs refuses a charset name with a NUL (ValueError) and b4 stops on it;
+    the name ends at the NUL, as git mailinfo (C) reads it."""
+    raw = FUZZED.replace(*damage)
+    if thread:  # b4 orders mail that carries Message-IDs
+        raw = b"Message-ID: <1@example.org>\n" + raw
+    f = tmp_path / "p.patch"
+    f.write_bytes(raw)
+    s = series.read(f, tmp_path)
+    assert s.patches[0].title == "x: y" and s.patches[0].body.startswith(body)
+    if am_reads:
+        assert len(s.key()) == 64
+    else:  # git am cannot: refused with the patch's name, before a build
+        with pytest.raises(UsageError, match=r'^--series: patch 1/1 "x: y": git am cannot read'):
+            s.key()
+
+
+@pytest.mark.parametrize("thread", [False, True], ids=["no-message-id", "message-id"])
+def test_a_nul_byte_in_an_encoded_word_is_refused_by_name(thread: bool, tmp_path: Path,
+                                                         cache: Path) -> None:
+    """`=?utf-8\\0?Q?...?=`: git mailinfo cannot read the subject, so git am cannot apply it:
+    one line naming the patch, not an internal error, and never a key for it."""
+    raw = FUZZED.replace(b"Subject: [PATCH] x: y", b"Subject: [PATCH] =?utf-8\x00?Q?x:_y?=")
+    if thread:
+        raw = b"Message-ID: <1@example.org>\n" + raw
+    f = tmp_path / "p.patch"
+    f.write_bytes(raw)
+    s = series.read(f, tmp_path)
+    assert "\0" not in s.patches[0].subject
+    with pytest.raises(UsageError, match=r"^--series: patch 1/1 .*: git am cannot read it"):
+        series.apply(s, mailcorpus.base_repo(tmp_path / "repo"), "base")
+
+
+@pytest.mark.parametrize("setting", ["[am]\n\tkeepcr = true\n",
+                                     "[apply]\n\twhitespace = fix\n"])
+def test_the_testers_git_config_does_not_change_what_am_applies(
+        setting: str, tmp_path: Path, cache: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """CRLF mail applies without its CRs and a patch as it is, trailing blank included,
+    whatever ~/.gitconfig says: the series' key names what am applies."""
+    config = tmp_path / "gitconfig"
+    config.write_text(setting)
+    monkeypatch.setenv("GIT_CONFIG_GLOBAL", str(config))
+    crlf = tmp_path / "crlf.mbox"
+    crlf.write_bytes((mailcorpus.CORPUS / "crlf-no-msgid.mbox").read_bytes()  # no b4: am gets CRLF
+                     .replace(b"+\treturn 1;\r\n", b"+\treturn 1; \r\n"))
+    applied = series.apply(series.read(crlf, tmp_path), mailcorpus.base_repo(tmp_path / "repo"),
+                           "base")
+    assert (applied.tree / "main.c").read_bytes() == b"int main(void)\n{\n\treturn 1; \n}\n"
+    assert (applied.tree / "Makefile").read_text() == mailcorpus.AFTER["Makefile"]
