@@ -4,8 +4,10 @@ and every command keeps the cache under its bound."""
 
 from __future__ import annotations
 
+import fcntl
 import multiprocessing
 import os
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -116,3 +118,35 @@ def test_every_command_keeps_the_cache_under_its_bound(
     assert "cache over its bound (100.0 KiB, $LTOBOOT_CACHE_MAX): removed 1 least recently " \
         "used entries (exports)" in err
     assert not (root / "exports" / "a").exists()
+
+
+def test_a_hold_that_waited_out_a_prune_holds_the_entry_made_again(
+        root: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """hold() waited while a prune removed the entry, and the prune unlinked the use lock: the
+    shared lock hold() then got was on a file no longer there, so the entry made again was not
+    held and the next prune deleted it in use."""
+    entry = _entry(root, "exports", "a", 1000, 9)
+    cache.release_all()
+    waiting = threading.Event()
+    holder = threading.Thread(target=cache.hold, args=(entry,))
+    flock, rename = fcntl.flock, os.rename
+
+    def flock_told(fd: int, operation: int) -> None:
+        if operation == fcntl.LOCK_SH:
+            waiting.set()  # the holder has opened the use lock the prune is about to unlink
+        flock(fd, operation)
+
+    def rename_while_held(src: str | os.PathLike[str], dst: str | os.PathLike[str]) -> None:
+        if Path(src) == entry and not holder.is_alive() and not waiting.is_set():
+            holder.start()  # the prune holds the use lock exclusively now
+            assert waiting.wait(10)
+        rename(src, dst)
+
+    monkeypatch.setattr(fcntl, "flock", flock_told)
+    monkeypatch.setattr(os, "rename", rename_while_held)
+    assert [e.path for e in housekeeping.prune(max_size=0).removed] == [entry]
+    holder.join(10)
+    assert not holder.is_alive()
+    cache.publish(entry, lambda tmp: tmp.mkdir())  # made again: this process holds it
+    assert housekeeping.held(entry)
+    assert housekeeping.prune(max_size=0).kept_in_use[0].path == entry and entry.is_dir()
