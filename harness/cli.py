@@ -366,8 +366,9 @@ def cmd_cache(args: argparse.Namespace) -> int:
 
 
 def cmd_cache_prune(args: argparse.Namespace) -> int:
-    print("\n".join(housekeeping.prune_command(args.max_size, args.older_than)))
-    return EXIT_OK
+    lines, all_removed = housekeeping.prune_command(args.max_size, args.older_than)
+    print("\n".join(lines))
+    return EXIT_OK if all_removed else EXIT_USAGE  # what stayed needs the user: it says how
 
 
 def _keep_cache_bounded() -> None:

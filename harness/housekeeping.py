@@ -14,11 +14,12 @@ import contextlib
 import fcntl
 import math
 import os
+import pwd
 import re
 import shutil
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from harness import cache
@@ -126,13 +127,14 @@ def held(path: Path) -> bool:
 
 def _remove(path: Path) -> bool:
     """Remove an entry unless it is in use: renamed away under its use lock (exclusive), then
-    deleted. False when a process holds it."""
+    deleted. False when a process holds it; OSError when it cannot be removed (then it is
+    whole where it was, or what is left of it is trash that the next prune removes)."""
     lock = cache.use_lock(path)
     fd = os.open(lock, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
     try:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:
+        except BlockingIOError:
             return False
         trash = path.with_name(cache.unique_name(f".trash-{path.name}-"))
         try:
@@ -143,17 +145,63 @@ def _remove(path: Path) -> bool:
             side.unlink(missing_ok=True)
     finally:
         os.close(fd)
-    if trash.is_dir() and not trash.is_symlink():
-        shutil.rmtree(trash, ignore_errors=True)
-    else:
-        trash.unlink(missing_ok=True)
+    _delete(trash)
     return True
+
+
+def _delete(path: Path) -> None:
+    """Delete `path` whole, or raise the first OSError that left part of it (another prune
+    deleting the same trash at once is no error)."""
+    if not path.is_dir() or path.is_symlink():
+        path.unlink(missing_ok=True)
+        return
+    failed: list[OSError] = []
+
+    def note(function: object, name: str, exc_info: tuple[object, BaseException, object]
+             ) -> None:
+        e = exc_info[1]
+        if not isinstance(e, FileNotFoundError):
+            failed.append(e if isinstance(e, OSError) else OSError(str(e)))
+
+    shutil.rmtree(path, onerror=note)
+    if failed:
+        raise failed[0]
+
+
+def _user(uid: int) -> str:
+    try:
+        return pwd.getpwuid(uid).pw_name
+    except KeyError:
+        return str(uid)
+
+
+def _why_not(path: Path, e: OSError) -> str:
+    """One line for what a prune could not remove: which, why, and what to do about it."""
+    why = e.strerror or str(e)
+    if e.filename and Path(os.fsdecode(e.filename)) != path:
+        why += f": {os.fsdecode(e.filename)}"
+    for owned in (path, path.parent):  # made through sudo: root's, in a directory of root's
+        with contextlib.suppress(OSError):
+            uid = owned.lstat().st_uid
+            if uid != os.getuid():
+                user = _user(uid)
+                return (f"not removed: {path} ({why}): remove it as {user}, the user that made "
+                        f"it (sudo -u {user} rm -rf {path})")
+    return (f"not removed: {path} ({why}): make {path.parent} writable for you or remove it "
+            "as the user that made it")
+
+
+@dataclass
+class NotRemoved:
+    entry: Entry
+    why: str  # one line: which entry, why, and what to do
 
 
 @dataclass
 class Pruned:
     removed: list[Entry]
     kept_in_use: list[Entry]
+    not_removed: list[NotRemoved] = field(default_factory=list)
 
     @property
     def freed(self) -> int:
@@ -181,7 +229,12 @@ def prune(max_size: int | None = None, older_than_days: float | None = None,
         if tree is None and any(b.path not in gone for b in e.inside):
             result.kept_in_use.append(e)  # a build inside it stayed: the tree stays too
             continue
-        if held(e.path) or not _remove(e.path):
+        try:
+            in_use = held(e.path) or not _remove(e.path)
+        except OSError as error:  # one entry's: the others still go
+            result.not_removed.append(NotRemoved(e, _why_not(e.path, error)))
+            continue
+        if in_use:
             result.kept_in_use.append(e)
             continue
         gone.add(e.path)
@@ -243,16 +296,22 @@ def listing(found: list[Entry]) -> str:
     return "\n".join(lines)
 
 
-def prune_command(max_size_text: str | None, older_than_days: float | None) -> list[str]:
-    """`ltoboot cache prune`: what it removed, what it kept because a process uses it."""
+def prune_command(max_size_text: str | None, older_than_days: float | None
+                  ) -> tuple[list[str], bool]:
+    """`ltoboot cache prune`: what it removed, what it kept because a process uses it, what it
+    could not remove and what to do; and whether it removed all it should have."""
     if older_than_days is not None and (not math.isfinite(older_than_days)
                                         or older_than_days < 0):
         raise UsageError(f"--older-than {older_than_days}: give a number of days, 0 or more")
     bound = parse_size(max_size_text) if max_size_text else max_size()
     done = prune(bound, older_than_days)
+    summary = f"ltoboot: cache pruned: {len(done.removed)} removed, {human(done.freed)} freed"
+    if done.not_removed:
+        summary += (f"; {len(done.not_removed)} not removed "
+                    f"({human(sum(n.entry.size for n in done.not_removed))}): see above")
     return [*(f"removed {e.kind}: {e.path} ({human(e.size)})" for e in done.removed),
             *(f"kept (in use): {e.path}" for e in done.kept_in_use),
-            f"ltoboot: cache pruned: {len(done.removed)} removed, {human(done.freed)} freed"]
+            *(n.why for n in done.not_removed), summary], not done.not_removed
 
 
 def keep_bounded() -> str:
@@ -266,9 +325,13 @@ def keep_bounded() -> str:
         done = prune(bound)
     except Exception:  # pruning is never a command's failure: `ltoboot cache` says why
         return ""
-    if not done.removed:
+    if not done.removed and not done.not_removed:
         return ""
     kinds = ", ".join(sorted({e.kind for e in done.removed}))
-    return (f"ltoboot: cache over its bound ({human(bound)}, ${MAX_ENV}): removed "
-            f"{len(done.removed)} least recently used entries ({kinds}), {human(done.freed)} "
-            "freed")
+    said = (f"ltoboot: cache over its bound ({human(bound)}, ${MAX_ENV}): removed "
+            f"{len(done.removed)} least recently used entries" + (f" ({kinds})" if kinds else "")
+            + f", {human(done.freed)} freed")
+    if done.not_removed:
+        said += (f"; {len(done.not_removed)} could not be removed: `ltoboot cache prune` names "
+                 "them and what to do")
+    return said

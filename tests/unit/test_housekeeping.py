@@ -4,9 +4,11 @@ and every command keeps the cache under its bound."""
 
 from __future__ import annotations
 
+import errno
 import fcntl
 import multiprocessing
 import os
+import re
 import threading
 import time
 from collections.abc import Iterator
@@ -118,6 +120,32 @@ def test_every_command_keeps_the_cache_under_its_bound(
     assert "cache over its bound (100.0 KiB, $LTOBOOT_CACHE_MAX): removed 1 least recently " \
         "used entries (exports)" in err
     assert not (root / "exports" / "a").exists()
+
+
+def test_an_entry_prune_cannot_remove_is_named_and_the_rest_still_go(
+        root: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    """An entry made by root through sudo, pruned by a user: the prune once stopped there with
+    an internal error (PermissionError)."""
+    stuck = _entry(root, "exports", "made-by-root", 300_000, 9)
+    other = _entry(root, "exports", "b", 300_000, 5)
+    cache.release_all()
+    rename = os.rename
+
+    def refused(src: str | os.PathLike[str], dst: str | os.PathLike[str]) -> None:
+        if Path(src) == stuck:
+            raise PermissionError(errno.EACCES, "Permission denied", str(src))
+        rename(src, dst)
+
+    monkeypatch.setattr(os, "rename", refused)
+    assert cli.main(["cache", "prune", "--max-size", "0"]) == 2
+    out = capsys.readouterr().out.splitlines()
+    assert [line for line in out if str(stuck) in line] == [
+        f"not removed: {stuck} (Permission denied): make {stuck.parent} writable for you or "
+        "remove it as the user that made it"]
+    assert stuck.is_dir() and (stuck / "data").stat().st_size == 300_000  # whole
+    assert not other.exists()
+    assert re.fullmatch(r"ltoboot: cache pruned: 1 removed, 29\d\.\d KiB freed; "
+                        r"1 not removed \(29\d\.\d KiB\): see above", out[-1])
 
 
 def test_a_hold_that_waited_out_a_prune_holds_the_entry_made_again(
