@@ -170,6 +170,9 @@ def locked(path: Path, waiting_message: str) -> Iterator[None]:
         lock.release()
 
 
+TRASH = ".trash-"  # an entry being pruned: renamed to this + its name, then deleted
+
+
 def use_lock(entry: Path) -> Path:
     """The file whose lock says an entry is in use: shared by every process using the entry,
     tried exclusively by `ltoboot cache prune` (harness/housekeeping.py)."""

@@ -5,7 +5,9 @@ An entry is a top-level item of a kind's directory (a build inside an unpacked s
 an entry of its own). In use means a process holds the entry's use lock (shared; cache.hold,
 taken by every cache hit): pruning tries it exclusively and leaves the entry alone when it
 cannot. An entry goes by one rename to a trash name in the same directory (atomic), then is
-deleted: a reader sees it whole or not at all.
+deleted: a reader sees it whole or not at all. Trash a stopped prune left is listed as a kind
+of its own and removed first by every prune: nobody uses it (it was renamed away under the
+entry's exclusive use lock).
 """
 
 from __future__ import annotations
@@ -36,7 +38,8 @@ KINDS: dict[str, str] = {
     "modules": "initramfs", "tools": "initramfs", "ccache": "ccache",
     "test-repos": "test repositories", "logs": "logs", "reports": "logs",
 }
-ORDER = list(dict.fromkeys(["sources", "builds", *KINDS.values()]))
+TRASH_KIND = "leftover trash"
+ORDER = list(dict.fromkeys(["sources", "builds", *KINDS.values(), TRASH_KIND]))
 # bookkeeping: small, and what the rest relies on; never listed as entries or pruned
 KEEP = {"hashes", "index", "locks", "probe", "scratch"}
 _BUILD = re.compile(r"^\.ltoboot-.+")  # a build directory inside a tree the cache owns
@@ -48,7 +51,7 @@ class Entry:
     path: Path
     size: int
     last_used: float
-    inside: list[Entry]  # builds in a source tree: removed before the tree, or with it
+    inside: list[Entry]  # builds in a source tree and their trash: removed before the tree
 
     @property
     def total(self) -> int:
@@ -68,12 +71,25 @@ def _size(path: Path, less: int = 0) -> int:
     return size
 
 
+def _tops(tree_entry: Path) -> list[Path]:
+    return [p for p in tree_entry.iterdir() if p.is_dir() and not p.is_symlink()]
+
+
 def _builds_in(tree_entry: Path) -> Iterator[Path]:
-    for top in (p for p in tree_entry.iterdir() if p.is_dir() and not p.is_symlink()):
+    for top in _tops(tree_entry):
         for child in top.iterdir():
             if child.is_dir() and _BUILD.match(child.name) and not child.name.endswith(
                     (".lock", ".use", ".size", ".json")):
                 yield child
+
+
+def _trash(path: Path) -> Entry:
+    """Trash a stopped prune left: measured each time (no size record for what is going)."""
+    return Entry(TRASH_KIND, path, cache.disk_size(path), path.lstat().st_mtime, [])
+
+
+def _trash_in(directory: Path) -> list[Entry]:
+    return [_trash(p) for p in sorted(directory.iterdir()) if p.name.startswith(cache.TRASH)]
 
 
 def _entry(kind: str, path: Path) -> Entry:
@@ -81,9 +97,10 @@ def _entry(kind: str, path: Path) -> Entry:
     if kind in ("sources", "series trees") and path.is_dir():
         builds = [Entry("builds", b, _size(b), b.lstat().st_mtime, []) for b in
                   _builds_in(path)]
-        own = _size(path, less=sum(b.size for b in builds))
+        trash = [t for top in _tops(path) for t in _trash_in(top)]  # of builds inside it
+        own = _size(path, less=sum(b.size for b in (*builds, *trash)))
         last = max([st.st_mtime, *(b.last_used for b in builds)])
-        return Entry(kind, path, own, last, builds)
+        return Entry(kind, path, own, last, builds + trash)
     return Entry(kind, path, _size(path), st.st_mtime, [])
 
 
@@ -96,9 +113,17 @@ def entries(root: Path | None = None) -> list[Entry]:
         if not d.is_dir():
             continue
         if name == "logs":  # a log is an entry; its subdirectories hold logs too
-            found += [Entry(kind, p, p.lstat().st_size, p.lstat().st_mtime, [])
-                      for p in d.rglob("*") if p.is_file() and not p.is_symlink()]
+            for p in d.rglob("*"):
+                inner = p.relative_to(d).parts
+                with contextlib.suppress(OSError):  # gone since the look
+                    if p.name.startswith(cache.TRASH):
+                        found.append(_trash(p))
+                    elif p.is_file() and not p.is_symlink() and not any(
+                            part.startswith(cache.TRASH) for part in inner):
+                        found.append(Entry(kind, p, p.lstat().st_size, p.lstat().st_mtime, []))
             continue
+        with contextlib.suppress(OSError):
+            found += _trash_in(d)
         for p in sorted(d.iterdir()):
             if p.name.startswith(".") or (name == "downloads" and p.name == "urls"):
                 continue
@@ -136,7 +161,7 @@ def _remove(path: Path) -> bool:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             return False
-        trash = path.with_name(cache.unique_name(f".trash-{path.name}-"))
+        trash = path.with_name(cache.unique_name(f"{cache.TRASH}{path.name}-"))
         try:
             os.rename(path, trash)
         except FileNotFoundError:
@@ -210,17 +235,29 @@ class Pruned:
 
 def prune(max_size: int | None = None, older_than_days: float | None = None,
           root: Path | None = None, now: float | None = None) -> Pruned:
-    """Remove what is older than `older_than_days`, then the least recently used until the
-    cache is at most `max_size` bytes; what a process holds stays, whole."""
+    """Remove leftover trash, then what is older than `older_than_days`, then the least
+    recently used until the cache is at most `max_size` bytes; what a process holds stays,
+    whole."""
     root = root or cache.cache_root()
     now = time.time() if now is None else now
-    flat: list[tuple[Entry, Entry | None]] = []  # (entry, the tree it is inside)
-    for e in entries(root):
-        flat += [(b, e) for b in e.inside]
-        flat.append((e, None))
-    total = sum(e.size for e, _ in flat)
+    found = entries(root)
     result = Pruned([], [])
     gone: set[Path] = set()
+    total = 0
+    for t in (t for e in found for t in (e, *e.inside) if t.kind == TRASH_KIND):
+        try:
+            _delete(t.path)
+        except OSError as error:
+            result.not_removed.append(NotRemoved(t, _why_not(t.path, error)))
+            total += t.size  # still there: the bound counts it
+            continue
+        gone.add(t.path)
+        result.removed.append(t)
+    flat: list[tuple[Entry, Entry | None]] = []  # (entry, the tree it is inside)
+    for e in (e for e in found if e.kind != TRASH_KIND):
+        flat += [(b, e) for b in e.inside if b.kind != TRASH_KIND]
+        flat.append((e, None))
+    total += sum(e.size for e, _ in flat)
     for e, tree in sorted(flat, key=lambda t: (t[0].last_used, t[1] is None)):
         old = older_than_days is not None and now - e.last_used > older_than_days * 86400
         big = max_size is not None and total > max_size
@@ -287,8 +324,13 @@ def listing(found: list[Entry]) -> str:
         items = sorted(by_kind.get(kind, []), key=lambda e: -e.last_used)
         if not items:
             continue
-        lines.append(f"{kind}: {len(items)}, {human(sum(e.size for e in items))}, last used "
-                     f"{ago(items[0].last_used)}")
+        size = human(sum(e.size for e in items))
+        if kind == TRASH_KIND:  # its time is its entry's last use: no news
+            lines.append(f"{kind}: {len(items)}, {size} (of a prune that was stopped; the "
+                         "next prune removes it)")
+            lines += [f"  {human(e.size):>10}  {'':>12}  {e.path}" for e in items]
+            continue
+        lines.append(f"{kind}: {len(items)}, {size}, last used {ago(items[0].last_used)}")
         if kind != "logs":
             lines += [f"  {human(e.size):>10}  {ago(e.last_used):>12}  {e.path}" for e in items]
     total = sum(e.size for v in by_kind.values() for e in v)

@@ -224,8 +224,9 @@ class Unrelated(Exception):
 
 
 # at a tree's top: its build directories and the cache's own files beside them (a build's
-# lock, hold and size records: "..ltoboot-<label>-<key>.lock"), not the kernel's
-CACHE_OWN = (".ltoboot-", "..ltoboot-", ".tmp-.ltoboot-")
+# lock, hold and size records: "..ltoboot-<label>-<key>.lock"; a build being made, or pruned
+# and not yet deleted), not the kernel's
+CACHE_OWN = (".ltoboot-", "..ltoboot-", ".tmp-.ltoboot-", f"{cache.TRASH}.ltoboot-")
 
 
 def _top_level_skip(name: str) -> bool:

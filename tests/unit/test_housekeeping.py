@@ -148,6 +148,25 @@ def test_an_entry_prune_cannot_remove_is_named_and_the_rest_still_go(
                         r"1 not removed \(29\d\.\d KiB\): see above", out[-1])
 
 
+def test_leftover_trash_is_listed_and_every_prune_removes_it_first(
+        root: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    """A prune killed between renaming an entry to trash and deleting it left trash that
+    `ltoboot cache` did not count ("total: 0 B" beside 66 MB) and no prune removed."""
+    trash = root / "variants" / ".trash-x86_64-thin-a-1-2-0123456789ab"
+    trash.mkdir(parents=True)
+    (trash / "data").write_bytes(os.urandom(100_000))
+    in_tree = root / "src" / "abc" / "linux" / ".trash-.ltoboot-x86_64-thin-k-1-2-0123456789ab"
+    in_tree.mkdir(parents=True)
+    (in_tree / "vmlinux.o").write_bytes(os.urandom(50_000))
+    assert cli.main(["cache"]) == 0
+    text = capsys.readouterr().out
+    assert "leftover trash: 2, " in text and str(trash) in text and str(in_tree) in text
+    assert not text.splitlines()[-1].startswith("total: 0 B")
+    assert housekeeping.prune(max_size=10 * 1024**3).removed  # far under the bound: still
+    assert not trash.exists() and not in_tree.exists()
+    assert (root / "src" / "abc" / "linux").is_dir()
+
+
 def test_a_hold_that_waited_out_a_prune_holds_the_entry_made_again(
         root: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """hold() waited while a prune removed the entry, and the prune unlinked the use lock: the
