@@ -185,7 +185,9 @@ def size_record(entry: Path) -> Path:
 
 _HELD: dict[Path, int] = {}  # entries this process uses: their use locks' descriptors
 _PRODUCED: list[Path] = []  # entries this process made: the cache grew
+_SHOWN: set[Path] = set()  # files this process named to the user from an earlier run
 _HELD_LOCK = threading.Lock()
+STARTED = time.time()  # files this process wrote are newer (the prune after it keeps them)
 
 
 def hold(entry: Path) -> None:
@@ -224,6 +226,20 @@ def grew() -> bool:
     """Whether this process added an entry to the cache (what pruning after a command needs:
     a command that only used what was there adds its logs alone)."""
     return bool(_PRODUCED)
+
+
+def shown(path: Path) -> None:
+    """Keep a file this process names to the user (a reused kernel's build log, a crash file)
+    from the prune after its command."""
+    with _HELD_LOCK:
+        _SHOWN.add(path)
+
+
+def ours() -> set[Path]:
+    """What this process holds, made or named to the user: the prune after its command
+    leaves it."""
+    with _HELD_LOCK:
+        return {*_HELD, *_PRODUCED, *_SHOWN}
 
 
 def release_all() -> None:

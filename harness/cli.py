@@ -399,6 +399,7 @@ def _internal_error(e: BaseException) -> str:
         logs.mkdir(exist_ok=True)
         crash = logs / f"crash-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}.txt"
         cache.write_atomic(crash, text, mode=0o600)
+        cache.shown(crash)
     where = f"traceback in {crash}" if crash else "no traceback saved: the cache is not writable"
     return redaction.redact(f"ltoboot: internal error: {type(e).__name__}: {e} (a bug in "
                           f"ltoboot; {where})")

@@ -20,7 +20,7 @@ import pwd
 import re
 import shutil
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -234,10 +234,11 @@ class Pruned:
 
 
 def prune(max_size: int | None = None, older_than_days: float | None = None,
-          root: Path | None = None, now: float | None = None) -> Pruned:
+          root: Path | None = None, now: float | None = None,
+          spare: Callable[[Entry], bool] = lambda e: False) -> Pruned:
     """Remove leftover trash, then what is older than `older_than_days`, then the least
-    recently used until the cache is at most `max_size` bytes; what a process holds stays,
-    whole."""
+    recently used until the cache is at most `max_size` bytes; what a process holds, and
+    what `spare` says to keep, stays whole."""
     root = root or cache.cache_root()
     now = time.time() if now is None else now
     found = entries(root)
@@ -265,6 +266,9 @@ def prune(max_size: int | None = None, older_than_days: float | None = None,
             continue
         if tree is None and any(b.path not in gone for b in e.inside):
             result.kept_in_use.append(e)  # a build inside it stayed: the tree stays too
+            continue
+        if spare(e):
+            result.kept_in_use.append(e)
             continue
         try:
             in_use = held(e.path) or not _remove(e.path)
@@ -357,14 +361,23 @@ def prune_command(max_size_text: str | None, older_than_days: float | None
 
 
 def keep_bounded() -> str:
-    """After each command: the cache pruned to $LTOBOOT_CACHE_MAX; one line when it removed
-    anything, else nothing. A command that made no entry (a warm run: its logs alone) skips
-    the look at the whole cache: the harness adds almost nothing to a warm run."""
+    """After each command: the cache pruned to $LTOBOOT_CACHE_MAX, but never what the command
+    made, uses, wrote or printed; one line when it removed anything, else nothing. A command
+    that made no entry (a warm run: its logs alone) skips the look at the whole cache: the
+    harness adds almost nothing to a warm run."""
     if not cache.grew():
         return ""
+    mine = {os.path.abspath(p) for p in cache.ours()}
+    since = cache.STARTED - 2  # file times lag the clock by a tick: a margin
+
+    def this_process(e: Entry) -> bool:
+        """Held, made or named by this process; or a log written since it started (its own,
+        or a run's beside it), whose path the command may just have printed."""
+        return os.path.abspath(e.path) in mine or (e.kind == "logs" and e.last_used >= since)
+
     try:
         bound = max_size()
-        done = prune(bound)
+        done = prune(bound, spare=this_process)
     except Exception:  # pruning is never a command's failure: `ltoboot cache` says why
         return ""
     if not done.removed and not done.not_removed:

@@ -110,16 +110,27 @@ def test_the_bound_and_sizes_are_checked() -> None:
             housekeeping.parse_size(bad)
 
 
+def _made_by_another_run(root: Path, kind: str, name: str, size: int, age_days: float) -> Path:
+    """An entry as an earlier run left it: made, then that run ended."""
+    entry = root / kind / name
+    entry.mkdir(parents=True)
+    (entry / "data").write_bytes(os.urandom(size))
+    then = time.time() - age_days * 86400
+    os.utime(entry, (then, then))
+    return entry
+
+
 def test_every_command_keeps_the_cache_under_its_bound(
         root: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
-    _entry(root, "exports", "a", 300_000, 9)
+    old = _made_by_another_run(root, "exports", "a", 300_000, 9)
+    mine = _entry(root, "exports", "b", 200_000, 1)  # this command made it: it stays
     cache.release_all()
     monkeypatch.setenv(housekeeping.MAX_ENV, "100K")
     assert cli.main(["coverage"]) == 0
     err = capsys.readouterr().err
     assert "cache over its bound (100.0 KiB, $LTOBOOT_CACHE_MAX): removed 1 least recently " \
         "used entries (exports)" in err
-    assert not (root / "exports" / "a").exists()
+    assert not old.exists() and mine.exists()
 
 
 def test_an_entry_prune_cannot_remove_is_named_and_the_rest_still_go(
@@ -165,6 +176,41 @@ def test_leftover_trash_is_listed_and_every_prune_removes_it_first(
     assert housekeeping.prune(max_size=10 * 1024**3).removed  # far under the bound: still
     assert not trash.exists() and not in_tree.exists()
     assert (root / "src" / "abc" / "linux").is_dir()
+
+
+def test_the_prune_after_a_command_keeps_what_the_command_wrote_made_and_printed(
+        root: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """It once removed the build log whose path the command had just printed."""
+    made = _entry(root, "exports", "made-now", 1000, 0)
+    cache.release_all()  # made in this run, even when no longer held
+    logs = root / "logs"
+    logs.mkdir()
+    written = logs / "build-x86_64-thin-0123.log"
+    written.write_text("make\n")
+    printed = logs / "build-arm64-thin-4567.log"  # a cache hit's: written by an earlier run
+    printed.write_text("make\n")
+    old = logs / "boot-x86_64-thin-89ab.log"
+    old.write_text("boot\n")
+    then = time.time() - 86400
+    for f in (printed, old):
+        os.utime(f, (then, then))
+    cache.shown(printed)
+    monkeypatch.setenv(housekeeping.MAX_ENV, "0")
+    assert "removed 1 least recently used entries (logs)" in housekeeping.keep_bounded()
+    assert written.exists() and printed.exists() and made.exists() and not old.exists()
+
+
+def test_a_crash_file_outlives_the_prune_after_its_command(
+        root: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    def bug(args: object) -> int:
+        _entry(root, "exports", "made-now", 1000, 0)
+        raise RuntimeError("a bug")
+
+    monkeypatch.setitem(cli.COMMANDS, "coverage", bug)
+    monkeypatch.setenv(housekeeping.MAX_ENV, "0")
+    assert cli.main(["coverage"]) == 3
+    crash = Path(capsys.readouterr().err.split("traceback in ")[1].split(")")[0])
+    assert crash.is_file()
 
 
 def test_a_hold_that_waited_out_a_prune_holds_the_entry_made_again(
