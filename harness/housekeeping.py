@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from harness import cache
-from harness.errors import UsageError
+from harness.errors import LtobootError, UsageError
 
 MAX_ENV = "LTOBOOT_CACHE_MAX"
 DEFAULT_MAX = 30 * 1024**3
@@ -349,7 +349,7 @@ def prune_command(max_size_text: str | None, older_than_days: float | None
     if older_than_days is not None and (not math.isfinite(older_than_days)
                                         or older_than_days < 0):
         raise UsageError(f"--older-than {older_than_days}: give a number of days, 0 or more")
-    bound = parse_size(max_size_text) if max_size_text else max_size()
+    bound = parse_size(max_size_text) if max_size_text is not None else max_size()
     done = prune(bound, older_than_days)
     summary = f"ltoboot: cache pruned: {len(done.removed)} removed, {human(done.freed)} freed"
     if done.not_removed:
@@ -378,8 +378,12 @@ def keep_bounded() -> str:
     try:
         bound = max_size()
         done = prune(bound, spare=this_process)
-    except Exception:  # pruning is never a command's failure: `ltoboot cache` says why
+    except LtobootError:  # a bad $LTOBOOT_CACHE_MAX: the command said so when it started
         return ""
+    except OSError as e:  # pruning is never a command's failure
+        return f"ltoboot: cache not pruned ({e}): `ltoboot cache prune` says more"
+    except Exception as e:  # not even a bug of pruning's: the command's result stands
+        return f"ltoboot: cache not pruned: {type(e).__name__}: {e} (a bug in ltoboot)"
     if not done.removed and not done.not_removed:
         return ""
     kinds = ", ".join(sorted({e.kind for e in done.removed}))

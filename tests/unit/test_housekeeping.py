@@ -213,6 +213,30 @@ def test_a_crash_file_outlives_the_prune_after_its_command(
     assert crash.is_file()
 
 
+def test_a_bad_bound_is_one_line_before_the_command_runs(
+        root: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    """LTOBOOT_CACHE_MAX=lots was ignored without a word by the prune after each command (after
+    its build), and `--max-size ''` pruned to the default bound."""
+    ran: list[object] = []
+
+    def command(args: object) -> int:
+        ran.append(args)
+        return 0
+
+    monkeypatch.setitem(cli.COMMANDS, "coverage", command)
+    monkeypatch.setenv(housekeeping.MAX_ENV, "lots")
+    assert cli.main(["coverage"]) == 2
+    assert ran == []
+    assert capsys.readouterr().err == ("ltoboot: error: LTOBOOT_CACHE_MAX 'lots': give a size "
+                                       "such as 30G, 500M or 1048576\n")
+    assert cli.main(["bisect-step", "--kernel-src", str(root)]) == 255  # no verdict on a commit
+    assert "LTOBOOT_CACHE_MAX 'lots'" in capsys.readouterr().err
+    monkeypatch.delenv(housekeeping.MAX_ENV)
+    assert cli.main(["cache", "prune", "--max-size", ""]) == 2
+    assert capsys.readouterr().err == ("ltoboot: error: --max-size '': give a size such as "
+                                       "30G, 500M or 1048576\n")
+
+
 def test_a_hold_that_waited_out_a_prune_holds_the_entry_made_again(
         root: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """hold() waited while a prune removed the entry, and the prune unlinked the use lock: the
