@@ -170,6 +170,9 @@ def locked(path: Path, waiting_message: str) -> Iterator[None]:
         lock.release()
 
 
+TRASH = ".trash-"  # an entry being pruned: renamed to this + its name, then deleted
+
+
 def use_lock(entry: Path) -> Path:
     """The file whose lock says an entry is in use: shared by every process using the entry,
     tried exclusively by `ltoboot cache prune` (harness/housekeeping.py)."""
@@ -182,26 +185,61 @@ def size_record(entry: Path) -> Path:
 
 _HELD: dict[Path, int] = {}  # entries this process uses: their use locks' descriptors
 _PRODUCED: list[Path] = []  # entries this process made: the cache grew
+_SHOWN: set[Path] = set()  # files this process named to the user from an earlier run
 _HELD_LOCK = threading.Lock()
+STARTED = time.time()  # files this process wrote are newer (the prune after it keeps them)
 
 
 def hold(entry: Path) -> None:
     """Mark `entry` in use by this process until it exits (pruning leaves it alone), and
-    used now (its last use, for pruning the least recently used)."""
+    used now (its last use, for pruning the least recently used). The entry need not be there
+    yet: held before it is made, no prune removes it between its making and its use."""
     with _HELD_LOCK:
         if entry in _HELD:
             return
-        fd = os.open(use_lock(entry), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
-        fcntl.flock(fd, fcntl.LOCK_SH)  # waits out a prune that is removing it right now
-        _HELD[entry] = fd
+        _HELD[entry] = _lock_shared(use_lock(entry))
     with contextlib.suppress(OSError):
         os.utime(entry, follow_symlinks=False)
+
+
+def _lock_shared(path: Path) -> int:
+    """A descriptor with a shared lock on the file at `path` now. The lock waits out a prune
+    that holds it exclusively, and that prune unlinks the file as it removes the entry: a
+    lock on that unlinked file guards nothing, so it is taken again on the file now there."""
+    while True:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH)
+            locked_file, there = os.fstat(fd), os.stat(path)
+        except FileNotFoundError:  # unlinked by the prune we waited for
+            os.close(fd)
+            continue
+        except BaseException:
+            os.close(fd)
+            raise
+        if (locked_file.st_dev, locked_file.st_ino) == (there.st_dev, there.st_ino):
+            return fd
+        os.close(fd)  # unlinked, and another process made the file anew: lock that one
 
 
 def grew() -> bool:
     """Whether this process added an entry to the cache (what pruning after a command needs:
     a command that only used what was there adds its logs alone)."""
     return bool(_PRODUCED)
+
+
+def shown(path: Path) -> None:
+    """Keep a file this process names to the user (a reused kernel's build log, a crash file)
+    from the prune after its command."""
+    with _HELD_LOCK:
+        _SHOWN.add(path)
+
+
+def ours() -> set[Path]:
+    """What this process holds, made or named to the user: the prune after its command
+    leaves it."""
+    with _HELD_LOCK:
+        return {*_HELD, *_PRODUCED, *_SHOWN}
 
 
 def release_all() -> None:
@@ -237,11 +275,10 @@ def publish(entry: Path, produce: Callable[[Path], None]) -> Path:
     `produce` writes a file or directory at the path it is given; it is renamed to `entry`
     only when `produce` returns. Safe across processes: exactly one produces, others wait.
     """
-    if entry.exists():
-        hold(entry)
-        if entry.exists():  # not pruned between the look and the hold
-            return entry
     entry.parent.mkdir(parents=True, exist_ok=True)
+    hold(entry)  # before the look: a prune removes it before this line or not at all
+    if entry.exists():
+        return entry
     with locked(entry.with_name(f".{entry.name}.lock"),
                 f"waiting for another process to finish {entry.parent.name}/{entry.name}"):
         if not entry.exists():
@@ -249,7 +286,6 @@ def publish(entry: Path, produce: Callable[[Path], None]) -> Path:
             _PRODUCED.append(entry)
             with contextlib.suppress(OSError):  # its size, once: `ltoboot cache` reads it
                 write_atomic(size_record(entry), str(disk_size(entry)))
-    hold(entry)
     return entry
 
 

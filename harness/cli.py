@@ -334,6 +334,7 @@ def cmd_bisect_step(args: argparse.Namespace) -> int:
     # Only the kernel's verdicts may reach git bisect run: anything else stops the bisect (255)
     # with the error named, so that no commit is ever blamed for a harness or input problem.
     try:
+        housekeeping.max_size()  # as every command checks it first; a bad one is no verdict
         spec = _bisect_spec(args)
         log_dir = Path(args.log_dir) if args.log_dir else \
             cache.cache_root() / "logs" / "bisect" / "steps"
@@ -366,8 +367,12 @@ def cmd_cache(args: argparse.Namespace) -> int:
 
 
 def cmd_cache_prune(args: argparse.Namespace) -> int:
-    print("\n".join(housekeeping.prune_command(args.max_size, args.older_than)))
-    return EXIT_OK
+    lines, all_removed = housekeeping.prune_command(args.max_size, args.older_than)
+    print("\n".join(lines))
+    return EXIT_OK if all_removed else EXIT_USAGE  # what stayed needs the user: it says how
+
+
+_NOT_PRUNED_AFTER = ("cache", "cache prune")  # they look at the cache, or prune it, themselves
 
 
 def _keep_cache_bounded() -> None:
@@ -398,6 +403,7 @@ def _internal_error(e: BaseException) -> str:
         logs.mkdir(exist_ok=True)
         crash = logs / f"crash-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}.txt"
         cache.write_atomic(crash, text, mode=0o600)
+        cache.shown(crash)
     where = f"traceback in {crash}" if crash else "no traceback saved: the cache is not writable"
     return redaction.redact(f"ltoboot: internal error: {type(e).__name__}: {e} (a bug in "
                           f"ltoboot; {where})")
@@ -410,6 +416,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     previous = signal.signal(signal.SIGTERM, _terminate)
     try:
         options.check_outputs(args)  # a typo in an output path costs no build
+        if args.command not in (*_NOT_PRUNED_AFTER, "bisect-step"):  # it checks for itself
+            housekeeping.max_size()  # nor does a bad $LTOBOOT_CACHE_MAX, found after a build
         return int(COMMANDS[args.command](args))
     except (UsageError, InfraError) as e:
         print(redaction.redact(f"ltoboot: error: {e}"), file=sys.stderr)
@@ -426,7 +434,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     finally:
         proc.end_all()
         signal.signal(signal.SIGTERM, previous)
-        if args.command not in ("cache", "cache prune"):
+        if args.command not in _NOT_PRUNED_AFTER:
             _keep_cache_bounded()
 
 

@@ -307,6 +307,8 @@ def build_kernel(spec: BuildSpec) -> Kernel:
     entry = cache.publish(entry_dir(p.src, spec.label, p.key, root),
                           lambda tmp: _do_build(tmp, p, root))
     kernel = Kernel.load(entry)
+    if kernel.build_log is not None:  # a cache hit's report names the log of its build
+        cache.shown(kernel.build_log)
     _index(root, kernel, entry, base_config(spec), p)
     return kernel
 

@@ -51,6 +51,7 @@ def raise_if_remembered(entry: Path) -> None:
         failed.unlink(missing_ok=True)
         return
     cache.hold(failed)
+    cache.shown(log)  # the error names it
     raise BuildError(f"{message} (remembered: delete {failed} to build again)", log, tail)
 
 

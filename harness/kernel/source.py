@@ -38,8 +38,9 @@ class KernelSource:
 
 
 # at a tree's top: its build directories and the cache's own files beside them (a build's
-# lock, hold and size records: "..ltoboot-<label>-<key>.lock"), not the kernel's
-CACHE_OWN = (".ltoboot-", "..ltoboot-", ".tmp-.ltoboot-", ".trash-")
+# lock, hold and size records: "..ltoboot-<label>-<key>.lock"; a build being made, or pruned
+# and not yet deleted), not the kernel's
+CACHE_OWN = (".ltoboot-", "..ltoboot-", ".tmp-.ltoboot-", f"{cache.TRASH}.ltoboot-")
 COPY_MARKER = "copy.json"  # beside the cache's copy of a user's tree (harness/kernel/copies.py)
 
 

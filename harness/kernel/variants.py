@@ -367,4 +367,7 @@ def build_variant(base: Kernel, name: str) -> Kernel:
         failures.remember(where, e)
         raise
     out = entry / base.source_tree.name / f".ltoboot-{base.label}-{entry_name}"
-    return Kernel.load(out)
+    kernel = Kernel.load(out)
+    if kernel.build_log is not None:  # a cache hit's report names the log of its build
+        cache.shown(kernel.build_log)
+    return kernel

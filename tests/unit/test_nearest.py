@@ -259,3 +259,15 @@ def test_trees_are_compared_by_bytes_and_links_by_target(tmp_path: Path) -> None
     (b / "include" / "dir-link").unlink()
     (b / "include" / "dir-link").symlink_to("elsewhere")
     assert "include/dir-link" in (nearest.compare(a, b) or set())
+
+
+def test_a_build_directory_a_prune_left_as_trash_is_not_the_kernels(tmp_path: Path) -> None:
+    """A prune stopped between renaming a build inside a tree to trash and deleting it leaves
+    `.trash-.ltoboot-…` at the tree's top: its files are not kernel source files."""
+    tree = tmp_path / "tree"
+    tree.mkdir()
+    (tree / "Makefile").write_text("all:\n")
+    trash = tree / ".trash-.ltoboot-x86_64-thin-k-1-2-0123456789ab"
+    trash.mkdir()
+    (trash / "vmlinux.o").write_text("")
+    assert [rel for rel, _ in nearest._files(tree)] == ["Makefile"]
