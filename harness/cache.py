@@ -202,6 +202,23 @@ def hold(entry: Path) -> None:
         os.utime(entry, follow_symlinks=False)
 
 
+def _unhold(entry: Path) -> None:
+    """Let go of `entry`, and remove its use lock when no other process holds it (a lock
+    taken again on the file afterwards sees it unlinked and makes it anew)."""
+    with _HELD_LOCK:
+        fd = _HELD.pop(entry, None)
+        if fd is None:
+            return
+        os.close(fd)
+        with contextlib.suppress(OSError):
+            mine = os.open(use_lock(entry), os.O_RDWR | os.O_CLOEXEC)
+            try:
+                fcntl.flock(mine, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                os.unlink(use_lock(entry))
+            finally:
+                os.close(mine)
+
+
 def _lock_shared(path: Path) -> int:
     """A descriptor with a shared lock on the file at `path` now. The lock waits out a prune
     that holds it exclusively, and that prune unlinks the file as it removes the entry: a
@@ -282,7 +299,11 @@ def publish(entry: Path, produce: Callable[[Path], None]) -> Path:
     with locked(entry.with_name(f".{entry.name}.lock"),
                 f"waiting for another process to finish {entry.parent.name}/{entry.name}"):
         if not entry.exists():
-            _produce(entry, produce)
+            try:
+                _produce(entry, produce)
+            except BaseException:
+                _unhold(entry)  # nothing was made: no use lock is left beside nothing
+                raise
             _PRODUCED.append(entry)
             with contextlib.suppress(OSError):  # its size, once: `ltoboot cache` reads it
                 write_atomic(size_record(entry), str(disk_size(entry)))
