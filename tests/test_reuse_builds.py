@@ -73,7 +73,7 @@ def _make_clone(tmp: Path, tree: Path) -> None:
     gitignore = (tmp / ".gitignore").read_text()
     (tmp / ".gitignore").write_text(gitignore[:gitignore.index(DEBIAN_BLOCK)])
     _git(tmp, "init", "-q")
-    _git(tmp, "add", "-A")
+    _git(tmp, "add", "-A", "--force")  # as the kernel's repository tracks its dot-files
     _git(tmp, "commit", "-q", "-m", "Linux 6.1 from Debian's linux-source-6.1")
 
 

@@ -23,6 +23,8 @@ from harness import cache, proc
 from harness.errors import UsageError
 from harness.progress import say
 
+# git only reads the tester's repository (no index refresh, no lock)
+READ_ONLY = {**os.environ, "GIT_OPTIONAL_LOCKS": "0"}
 RECIPE = 4  # bump when applying produces a different tree from the same inputs, or the
 # series key means another thing (4: what git am applies, byte for byte, with AM_CONFIG)
 MARKER = "series.json"  # beside the patched tree in its cache entry
@@ -65,7 +67,8 @@ def git_config(settings: dict[str, str]) -> list[str]:
 
 
 def _git(repo: Path, *args: str, what: str) -> str:
-    return proc.run(["git", "-C", str(repo), *args], what=what, error=UsageError).strip()
+    return proc.run(["git", "-C", str(repo), *args], what=what, error=UsageError,
+                    env=READ_ONLY).strip()
 
 
 def _am_failure(output: str, series: PatchSet) -> str:
@@ -92,7 +95,7 @@ def changed_between(repo: Path, old: str, new: str) -> list[str] | None:
     try:
         out = proc.run(["git", "-C", str(repo), "diff", "--name-only", "--no-renames", "-z",
                         old, new, "--"], what="listing the files two commits differ in",
-                       error=UsageError)
+                       error=UsageError, env=READ_ONLY)
     except UsageError:
         return None
     return [p for p in out.split("\0") if p]
@@ -105,7 +108,7 @@ def _apply_into(tmp: Path, repo: Path, base: str, series: PatchSet,
     say(f"applying {len(series.patches)} patches onto {record['base_described']} "
         f"in a scratch tree ({tmp.parent})")
     proc.run(["git", "clone", "--quiet", "--shared", "--no-checkout", str(repo), str(tree)],
-             what=f"cloning {repo} (borrowing its objects) for the series")
+             what=f"cloning {repo} (borrowing its objects) for the series", env=READ_ONLY)
     proc.run(["git", "-C", str(tree), "checkout", "--quiet", "--detach", base],
              what=f"checking out {base[:12]} in the scratch tree")
     mbox = tmp / "series.mbx"
@@ -137,13 +140,15 @@ def apply(series: PatchSet, repo: Path, base: str) -> Applied:
         raise UsageError(f"--series needs --kernel-src to be a git repository to apply it to; "
                          f"{repo} is not one")
     commit = proc.run(["git", "-C", str(repo), "rev-parse", "--verify", "--quiet",
-                       f"{base}^{{commit}}"], what=f"resolving --base {base}", ok=range(256))
+                       f"{base}^{{commit}}"], what=f"resolving --base {base}", ok=range(256),
+                       env=READ_ONLY)
     if not re.fullmatch(r"[0-9a-f]{40,64}\n?", commit):
         raise UsageError(f"--base {base} is not a commit of {repo}: give a branch, tag or "
                          "commit of it")
     commit = commit.strip()
     described = proc.run(["git", "-C", str(repo), "describe", "--always", "--tags", commit],
-                         what="describing the base", ok=range(256)).strip() or commit[:12]
+                         what="describing the base", ok=range(256),
+                         env=READ_ONLY).strip() or commit[:12]
     key = cache.content_key({"recipe": RECIPE, "base": commit,
                              "patches": series.key})
     description = (f"{repo} at {described} + {len(series.patches)} patch"

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -136,8 +137,8 @@ def source_of(rep: KernelReport) -> Source:
 
 def _git(tree: Path, *args: str) -> str:
     try:
-        return proc.run(["git", "-C", str(tree), *args], what="asking git",
-                        ok=range(256)).strip()
+        return proc.run(["git", "-C", str(tree), *args], what="asking git", ok=range(256),
+                        env={**os.environ, **source.GIT_READ_ONLY}).strip()
     except LtobootError:  # no git: the field is left out
         return ""
 
