@@ -63,19 +63,22 @@ def from_tarball(tarball: Path) -> KernelSource:
 
 
 def _git(tree: Path, *args: str) -> str:
-    return proc.run(["git", "-C", str(tree), *args], what=f"reading the git state of {tree}",
-                    error=UsageError).strip()
+    """git's output; never an opportunistic write (an index refresh) in a tester's tree."""
+    return proc.run(["git", "--no-optional-locks", "-C", str(tree), *args],
+                    what=f"reading the git state of {tree}", error=UsageError).strip()
 
 
 def tree_identity(tree: Path) -> tuple[str, str]:
-    """(identity, description) of a source tree: git state when it is a repository."""
+    """(identity, description) of a source tree: git state when it is a repository. Only
+    commands that write nothing in it: `git diff` and `describe --dirty` write the index
+    whenever its file times are stale (--no-optional-locks or not), diff-index does not."""
     if (tree / ".git").exists():
         head = _git(tree, "rev-parse", "HEAD")
         status = _git(tree, "status", "--porcelain", "--untracked-files=no")
-        diff = _git(tree, "diff", "HEAD") if status else ""
+        diff = _git(tree, "diff-index", "-p", "HEAD", "--") if status else ""
         dirty = hashlib.sha256(diff.encode()).hexdigest()[:12] if status else ""
         try:
-            desc = _git(tree, "describe", "--always", "--tags", "--dirty")
+            desc = _git(tree, "describe", "--always", "--tags") + ("-dirty" if status else "")
         except UsageError:
             desc = head[:12]
         return f"git:{head}:{dirty}", f"{tree} at {desc} ({head[:12]})"
