@@ -161,14 +161,19 @@ def configure(out: Path, spec: BuildSpec, make: kbuild.Kbuild, wanted: dict[str,
         added_to_base(spec.config, before, wanted, after, dropped)
 
 
+def find_donor(p: Plan, out: Path, root: Path) -> nearest.Donor | None:
+    """The nearest cached build for a build of `p` in `out` (not there yet) to start from."""
+    whole = None
+    if p.spec.config not in BASE_TARGETS:
+        whole = {**kconfig.parse(_base_file(p.spec).read_text()), **p.wanted}
+    return nearest.find(root / "index", nearest.Wanted(p.spec.label, p.kin, p.src.identity,
+                                                       p.src.tree, p.wanted, out.parent,
+                                                       p.near, whole))
+
+
 def _do_build(out: Path, p: Plan, root: Path) -> None:
     spec, src = p.spec, p.src
-    whole = None
-    if spec.config not in BASE_TARGETS:
-        whole = {**kconfig.parse(_base_file(spec).read_text()), **p.wanted}
-    donor = nearest.find(root / "index", nearest.Wanted(spec.label, p.kin, src.identity,
-                                                        src.tree, p.wanted, out.parent,
-                                                        p.near, whole))
+    donor = find_donor(p, out, root)
     if donor is None:
         out.mkdir()
     (root / "logs").mkdir(exist_ok=True)
