@@ -30,7 +30,8 @@ DEFAULT_MAX = 30 * 1024**3
 KINDS: dict[str, str] = {
     "src": "sources", "kernels": "builds", "variants": "variants", "series": "series trees",
     "wheels": "downloads",
-    "bisect": "bisect builds", "downloads": "downloads", "prebuilt": "downloads",
+    "bisect": "bisect builds", "bisect-builds": "bisect builds",
+    "bisect-trees": "bisect clones", "downloads": "downloads", "prebuilt": "downloads",
     "exports": "exports", "initramfs": "initramfs", "busybox": "initramfs",
     "modules": "initramfs", "tools": "initramfs", "ccache": "ccache",
     "test-repos": "test repositories", "logs": "logs", "reports": "logs",

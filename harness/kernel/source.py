@@ -16,6 +16,7 @@ from harness.progress import say
 
 DEFAULT_PACKAGE = DEFAULT_SOURCE_PACKAGE
 DEFAULT_TARBALL = Path(f"/usr/src/{DEFAULT_PACKAGE}.tar.xz")
+BISECT_TREES = "bisect-trees"  # `ltoboot bisect`'s clones of testers' repositories
 
 
 @dataclass(frozen=True)
@@ -92,6 +93,13 @@ def tree_identity(tree: Path) -> tuple[str, str]:
     return f"tree:{h.hexdigest()}", f"{tree} (tree, {h.hexdigest()[:12]})"
 
 
+def bisect_clone(tree: Path) -> bool:
+    """Whether `tree` is a clone `ltoboot bisect` made in the cache (harness/bisect.py): a
+    tree the cache owns, whose file times a build may align to its donor's."""
+    return tree.resolve().parent == cache.cache_root().resolve() / BISECT_TREES \
+        and (tree / ".git").is_dir()
+
+
 def require_tree(path: Path, what: str) -> None:
     """Refuse a directory that is not a kernel source tree, naming what the user gave."""
     if not (path / "Makefile").is_file() or not (path / "Kconfig").is_file():
@@ -119,4 +127,5 @@ def resolve(spec: str | os.PathLike[str] | None) -> KernelSource:
                             git=False, owned=True)
     identity, desc = tree_identity(path)
     return KernelSource(tree=path, identity=identity, description=desc,
-                        version=makefile_version(path), git=(path / ".git").exists())
+                        version=makefile_version(path), git=(path / ".git").exists(),
+                        owned=bisect_clone(path))
