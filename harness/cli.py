@@ -352,11 +352,10 @@ def cmd_bisect(args: argparse.Namespace) -> int:
     from harness import bisect
 
     spec = _bisect_spec(args)
-    assert spec.kernel_src is not None
-    step_argv = [*options.spec_argv(spec), "--accel", args.accel, "--runs", str(args.runs)]
+    step_options = ["--accel", args.accel, "--runs", str(args.runs)]
     for n in args.check:
-        step_argv += ["--check", n]
-    report = bisect.run(Path(spec.kernel_src), args.good, args.bad, step_argv)
+        step_options += ["--check", n]
+    report = bisect.run(spec, args.good, args.bad, step_options)
     print(report.render())
     return EXIT_OK if report.first_bad is not None else EXIT_FAILED
 

@@ -6,6 +6,8 @@ import hashlib
 import inspect
 import json
 import os
+import re
+import stat
 import subprocess
 import sys
 import time
@@ -14,7 +16,8 @@ from pathlib import Path
 import pytest
 
 from harness import bisect, cache
-from harness.kernel.model import BuildSpec, Kernel
+from harness.kernel import nearest
+from harness.kernel.model import Kernel
 from harness.kernel.variants import _copy_tree, replace_in_copy
 from harness.pytest_plugin.fixtures import Kernels
 from tests.markers import BISECT_CHECK
@@ -46,10 +49,11 @@ def _commit(repo: Path, message: str, path: str, old: str, new: str) -> str:
     return _git(repo, "rev-parse", "HEAD")
 
 
-def _make_repo(repo: Path, base: Kernel, arch: str) -> None:
-    """A kernel git repository: the source tree (hard links), our commits on top, and the
-    default build's directory seeded in as the per-tree build directory."""
-    assert base.source_tree is not None and base.build_dir is not None
+def _make_repo(repo: Path, base: Kernel) -> None:
+    """A kernel git repository: the source tree (hard links) and our commits on top. No build
+    directory: `ltoboot bisect` builds in its clone, whose first step starts from the nearest
+    cached build (the default kernel's), and bisect-step in the cache."""
+    assert base.source_tree is not None
     _copy_tree(base.source_tree, repo)
     gitignore = (repo / ".gitignore").read_text()
     assert DEBIAN_BLOCK in gitignore  # else nothing at the top level would be committed
@@ -57,9 +61,6 @@ def _make_repo(repo: Path, base: Kernel, arch: str) -> None:
     _git(repo, "init", "-q")
     _git(repo, "add", "-A")
     _git(repo, "commit", "-q", "-m", "Linux 6.1 from Debian's linux-source-6.1")
-    spec = BuildSpec(arch=arch, kernel_src=str(repo))
-    subprocess.run(["cp", "-a", str(base.build_dir), str(bisect.build_dir(repo, spec))],
-                   check=True)
     c = {"base": _git(repo, "rev-parse", "HEAD")}
     c["docs1"] = _commit(repo, "docs: a harmless change", "README", "Linux kernel",
                          "Linux kernel (ltoboot bisect test)")
@@ -90,15 +91,58 @@ def kernel_repo(kernels: Kernels, primary_arch: str) -> tuple[Path, dict[str, st
     base = kernels.get(arch=primary_arch)
     recipe = hashlib.sha256(inspect.getsource(_make_repo).encode()).hexdigest()[:12]
     entry = cache.cache_root() / "test-repos" / f"bisect-{base.label}-{base.key}-{recipe}"
-    repo = cache.publish(entry, lambda tmp: _make_repo(tmp, base, primary_arch))
+    repo = cache.publish(entry, lambda tmp: _make_repo(tmp, base))
     c: dict[str, str] = json.loads((repo / ".git" / "ltoboot-commits.json").read_text())
     # The files are hard links into the cached tree, whose inodes' ctime every other copy
     # (a variant's, a series') changes: trusting it, git would see every file modified and
     # `checkout -f` rewrite all 78,000, and the next step rebuild the kernel from nothing.
     _git(repo, "config", "core.trustctime", "false")
-    _git(repo, "bisect", "reset", check=False)  # in case a run was killed mid-bisect
-    _git(repo, "checkout", "-q", "-f", c["docs3"])
+    _git(repo, "checkout", "-q", "-f", c["docs3"])  # in case a step test was killed
     return repo, c
+
+
+def _snapshot(repo: Path) -> dict[str, tuple[object, ...]]:
+    """(mode, size, mtime_ns, symlink target) of every path under `repo`, itself and .git
+    included, and ctime_ns in .git. Not the ctime of the work tree: its files are hard links
+    into the cached source tree, whose inodes' ctime other tests' copies change (a link more
+    or less), so it says nothing about what bisect did."""
+    found: dict[str, tuple[object, ...]] = {}
+    for dirpath, dirnames, filenames in os.walk(repo):
+        for path in [dirpath] + [os.path.join(dirpath, n) for n in (*dirnames, *filenames)]:
+            st = os.lstat(path)
+            rel = os.path.relpath(path, repo)
+            in_git = rel == ".git" or rel.startswith(".git/")
+            found[rel] = (st.st_mode, st.st_size, st.st_mtime_ns,
+                          st.st_ctime_ns if in_git else None,
+                          os.readlink(path) if stat.S_ISLNK(st.st_mode) else None)
+    return found
+
+
+def _bisect_reading_only(repo: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    """`ltoboot bisect --kernel-src repo args`, asserting it left the repository as it was:
+    no path under it (.git included) changed, the same HEAD, a clean work tree."""
+    head = _git(repo, "rev-parse", "HEAD")
+    before = _snapshot(repo)
+    got = _ltoboot("bisect", "--kernel-src", str(repo), *args)
+    after = _snapshot(repo)
+    changed = sorted(p for p in before.keys() | after.keys() if before.get(p) != after.get(p))
+    assert changed == [], f"bisect changed {len(changed)} paths of {repo}: {changed[:20]}" \
+        f"\n{got.stderr[-2000:]}"
+    assert _git(repo, "rev-parse", "HEAD") == head
+    # read without refreshing the index, which would write it
+    assert _git(repo, "--no-optional-locks", "status", "--porcelain") == ""
+    return got
+
+
+def _first_build_started_from_a_donor(fresh: bool, got: subprocess.CompletedProcess[str]) -> None:
+    """The first build in a new clone (steps whose kernels the cache has build nothing)
+    started from a copy of a cached build: the default kernel's is there for it."""
+    if not fresh or "ltoboot: building " not in got.stderr or not nearest.enabled():
+        return
+    log_dir = re.search(r"^logs: (.*)$", got.stdout, re.M)
+    assert log_dir is not None, got.stdout
+    log = (Path(log_dir.group(1)) / "bisect-run.log").read_text()
+    assert re.search(r"^ltoboot: \S+: starting from the build of ", log, re.M), log[-3000:]
 
 
 def _ltoboot(*args: str) -> subprocess.CompletedProcess[str]:
@@ -125,26 +169,25 @@ def test_commit_that_does_not_build_is_skipped(kernel_repo: tuple[Path, dict[str
 def test_bisect_names_the_commit_that_panics(kernel_repo: tuple[Path, dict[str, str]],
                                              request: pytest.FixtureRequest) -> None:
     repo, c = kernel_repo
-    head = _git(repo, "rev-parse", "HEAD")
+    clone = bisect.clone_dir(repo)  # the cache's: this process and ltoboot's share it
+    fresh = not any(clone.glob(".ltoboot-bisect-*"))
     started = time.monotonic()
-    got = _ltoboot("bisect", "--kernel-src", str(repo), "--good", c["base"], "--bad",
-                   c["docs2"], "--accel", request.config.getoption("accel"))
+    got = _bisect_reading_only(repo, "--good", c["base"], "--bad", c["docs2"],
+                               "--accel", request.config.getoption("accel"))
     print(got.stdout, f"bisect took {time.monotonic() - started:.0f}s", sep="\n")
     assert got.returncode == 0, got.stdout + got.stderr
     assert f"first bad commit: {c['panic']} init: panic during boot" in got.stdout
     assert "failure: panic: " in got.stdout and "ltoboot: deliberate panic" in got.stdout
-    # the tree is left as it was found
-    assert _git(repo, "rev-parse", "HEAD") == head
-    assert not (repo / ".git" / "BISECT_LOG").exists()
+    assert not (clone / ".git" / "BISECT_LOG").exists()  # the clone is left out of bisect
+    _first_build_started_from_a_donor(fresh, got)
 
 
 @BISECT_CHECK
 def test_bisect_one_check_names_the_commit_that_breaks_it(
         kernel_repo: tuple[Path, dict[str, str]], request: pytest.FixtureRequest) -> None:
     repo, c = kernel_repo
-    got = _ltoboot("bisect", "--kernel-src", str(repo), "--check", "test_module",
-                   "--good", c["docs2"], "--bad", c["docs3"],
-                   "--accel", request.config.getoption("accel"))
+    got = _bisect_reading_only(repo, "--check", "test_module", "--good", c["docs2"],
+                               "--bad", c["docs3"], "--accel", request.config.getoption("accel"))
     print(got.stdout)
     assert got.returncode == 0, got.stdout + got.stderr
     assert f"first bad commit: {c['hello']} test_module: greet differently" in got.stdout

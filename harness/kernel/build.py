@@ -188,14 +188,19 @@ def configure(out: Path, spec: BuildSpec, make: kbuild.Kbuild, wanted: dict[str,
         added_to_base(spec.config, before, wanted, after, dropped)
 
 
+def find_donor(p: Plan, out: Path, root: Path) -> nearest.Donor | None:
+    """The nearest cached build for a build of `p` in `out` (not there yet) to start from."""
+    whole = None
+    if p.spec.config not in BASE_TARGETS:
+        whole = {**kconfig.parse(_base_file(p.spec).read_text()), **p.wanted}
+    return nearest.find(root / "index", nearest.Wanted(
+        p.spec.label, p.kin, p.src.identity, p.src.tree, p.wanted, out.parent, p.near, whole,
+        None if p.src.files is None else frozenset(p.src.files)))
+
+
 def _do_build(out: Path, p: Plan, root: Path) -> None:
     spec, src = p.spec, p.src
-    whole = None
-    if spec.config not in BASE_TARGETS:
-        whole = {**kconfig.parse(_base_file(spec).read_text()), **p.wanted}
-    donor = nearest.find(root / "index", nearest.Wanted(spec.label, p.kin, src.identity,
-                                                        src.tree, p.wanted, out.parent,
-                                                        p.near, whole))
+    donor = find_donor(p, out, root)
     if donor is None:
         out.mkdir()
     (root / "logs").mkdir(exist_ok=True)
@@ -319,18 +324,13 @@ def _copy_of(p: Plan, root: Path) -> source.KernelSource:
     home = copies.location(p.src.identity)
     copy = copies.Copy.of(home)
     if copy is None:
-        spec, src = p.spec, p.src
-        whole = None
-        if spec.config not in BASE_TARGETS:
-            whole = {**kconfig.parse(_base_file(spec).read_text()), **p.wanted}
-        donor = nearest.find(root / "index", nearest.Wanted(
-            spec.label, p.kin, src.identity, src.tree, p.wanted, home, p.near, whole,
-            frozenset(src.files or ())))
+        src = p.src
+        donor = find_donor(p, home / "build", root)
         if donor is not None and donor.align:
             copy = copies.make(src, donor.tree, donor.changed, donor.build_dir)
         else:
             copy = copies.make(src)
-        say(f"{spec.label}: {copy.said}")
+        say(f"{p.spec.label}: {copy.said}")
     cache.hold(copy.tree.parent)  # no prune removes it while its build is made or used
     return dataclasses.replace(p.src, tree=copy.tree, owned=True, files=None)
 

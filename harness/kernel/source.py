@@ -23,6 +23,7 @@ from harness.progress import say
 
 DEFAULT_PACKAGE = DEFAULT_SOURCE_PACKAGE
 DEFAULT_TARBALL = Path(f"/usr/src/{DEFAULT_PACKAGE}.tar.xz")
+BISECT_TREES = "bisect-trees"  # `ltoboot bisect`'s clones of testers' repositories
 
 
 @dataclass(frozen=True)
@@ -224,6 +225,13 @@ def require_clean(path: Path, what: str) -> None:
                          f"run `make mrproper` in it (kbuild refuses O= builds of it too)")
 
 
+def bisect_clone(tree: Path) -> bool:
+    """Whether `tree` is a clone `ltoboot bisect` made in the cache (harness/bisect.py): a
+    tree the cache owns, whose file times a build may align to its donor's."""
+    return tree.resolve().parent == cache.cache_root().resolve() / BISECT_TREES \
+        and (tree / ".git").is_dir()
+
+
 def require_tree(path: Path, what: str) -> None:
     """Refuse a directory that is not a kernel source tree, naming what the user gave."""
     if not (path / "Makefile").is_file() or not (path / "Kconfig").is_file():
@@ -251,8 +259,10 @@ def resolve(spec: str | os.PathLike[str] | None) -> KernelSource:
         return KernelSource(tree=path, identity=copied["identity"],
                             description=copied["description"], version=makefile_version(path),
                             git=False, owned=True)
-    require_clean(path, f"--kernel-src {spec}")
+    owned = bisect_clone(path)  # `ltoboot bisect`'s clone: the cache builds inside it
+    if not owned:
+        require_clean(path, f"--kernel-src {spec}")
     c = content(path)
     return KernelSource(tree=path, identity=c.identity, description=c.description,
                         version=makefile_version(path), git=(path / ".git").exists(),
-                        files=c.files)
+                        owned=owned, files=None if owned else c.files)
