@@ -73,14 +73,15 @@ def _step_kernel(tree: Path, spec: BuildSpec, p: Plan, key: str, log: Path) -> K
         with cache.locked(out.with_name(out.name + ".lock"), f"waiting for {out}"):
             try:
                 kernel = compile_kernel(out, spec, p.src, p.tc, p.wanted, key, log,
-                                        optional=p.optional)
+                                        optional=p.optional, checkout=p.checkout)
             except BuildError as e:
                 failures.remember(entry, e)  # not a transient failure (OOM, disk, signal)
                 raise
             with contextlib.suppress(LtobootError):  # while the build directory matches
                 modules.probe_modules(kernel)
             cache.publish(entry, lambda tmp: _snapshot(tmp, kernel))
-    return Kernel.load(entry)
+    # this step's checkout, also for a step kept from before kernels carried one
+    return dataclasses.replace(Kernel.load(entry), checkout=p.checkout)
 
 
 @dataclass
