@@ -100,8 +100,8 @@ def _evaluate(kernel: Kernel, accel: str, runs: int, only: Sequence[str], step: 
               log_dir: Path) -> None:
     for n in range(runs):
         try:
-            guest = boot.boot(kernel, accel_mode=accel, label=f"console-{n + 1}",
-                              log_dir=log_dir)
+            guest = boot.boot(boot.BootRequest(kernel, accel_mode=accel,
+                                               label=f"console-{n + 1}", log_dir=log_dir))
         except KernelFailure as e:
             step.logs.append(str(e.log))
             # bisecting one check: a kernel that does not boot cannot answer for it
