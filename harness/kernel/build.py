@@ -44,7 +44,7 @@ def _previous_build(index: Path, label: str, version: str, compiler: str,
     return best
 
 
-def base_config(spec: BuildSpec) -> str:
+def base_config_identity(spec: BuildSpec) -> str:
     """The base config as the cache and the build history name it: tinyconfig, defconfig or
     file:<sha256> (what the file says, not where it is)."""
     if spec.config in BASE_TARGETS:
@@ -209,9 +209,10 @@ def _do_build(out: Path, p: Plan, root: Path) -> None:
         out.mkdir()
     (root / "logs").mkdir(exist_ok=True)
     log = root / "logs" / f"build-{spec.label}-{p.key[:12]}-{time.strftime('%Y%m%d-%H%M%S')}.log"
-    compile_kernel(out, spec, src, p.tc, p.wanted, p.key, log,
-                   _previous_build(root / "index", spec.label, src.version, p.tc.clang_version,
-                                   base_config(spec)), p.optional, donor, checkout=p.checkout)
+    expected = _previous_build(root / "index", spec.label, src.version, p.tc.clang_version,
+                               base_config_identity(spec))
+    compile_kernel(out, spec, src, p.tc, p.wanted, p.key, log, expected, p.optional, donor,
+                   checkout=p.checkout)
 
 
 def added_to_base(base: str, before: dict[str, str], wanted: dict[str, str],
@@ -294,7 +295,7 @@ def plan(spec: BuildSpec) -> Plan:
     if spec.config != "tinyconfig":
         if spec.config not in BASE_TARGETS:
             _base_file(spec)
-        parts["base"] = base_config(spec)
+        parts["base"] = base_config_identity(spec)
     optional = frozenset(options) - set(kconfig.wanted_options(arch.fragment, spec.lto, extra,
                                                                {}))
     return Plan(spec, src, tc, wanted, cache.content_key(parts), left_out,
@@ -325,7 +326,7 @@ def build_kernel(spec: BuildSpec) -> Kernel:
     kernel = dataclasses.replace(Kernel.load(entry), checkout=p.checkout)
     if kernel.build_log is not None:  # a cache hit's report names the log of its build
         cache.shown(kernel.build_log)
-    _index(root, kernel, entry, base_config(spec), p)
+    _index(root, kernel, entry, base_config_identity(spec), p)
     return kernel
 
 
