@@ -17,9 +17,9 @@ from typing import Any
 
 from harness import cache, proc
 from harness.errors import InfraError, LtobootError, UsageError
+from harness.host_packages import DEFAULT_SOURCE_PACKAGE
 from harness.kernel import patched
 from harness.kernel.model import Checkout
-from harness.kernel.toolchain import DEFAULT_SOURCE_PACKAGE
 from harness.progress import say
 
 DEFAULT_PACKAGE = DEFAULT_SOURCE_PACKAGE
