@@ -2,7 +2,7 @@
 # Set up ltoboot on Debian 12: the Debian packages it needs, then the Python package (with its
 # test extras) in .venv, made from Debian's own python3. One line per stage; the output of apt
 # and pip goes to a log whose path is printed, and is shown whole when a stage fails.
-# Idempotent: when everything is there it changes nothing and takes about a second.
+# Idempotent: when everything is there it changes nothing (its time: docs/benchmarks.md).
 set -euo pipefail
 cd "$(dirname "$0")"
 
