@@ -2,7 +2,7 @@
 # Set up ltoboot on Debian 12: the Debian packages it needs, then the Python package (with its
 # test extras) in .venv, made from Debian's own python3. One line per stage; the output of apt
 # and pip goes to a log whose path is printed, and is shown whole when a stage fails.
-# Idempotent: when everything is there it changes nothing and takes about a second.
+# Idempotent: when everything is there it changes nothing (its time: docs/benchmarks.md).
 set -euo pipefail
 cd "$(dirname "$0")"
 
@@ -29,10 +29,11 @@ if [ ! -x "$PY" ]; then
 	say "Debian's $PY is missing: apt-get install python3 python3-venv"
 	exit 1
 fi
-# What to install comes from the package itself (the toolchain and arch tables), read with
-# Debian's python before any venv exists: it needs nothing beyond the standard library.
-read -r -a packages <<<"$("$PY" -m harness.kernel.toolchain packages "$LLVM")"
-read -r -a foreign <<<"$("$PY" -m harness.kernel.toolchain foreign-arches)"
+# What to install comes from the package itself (harness/host_packages.py, with the toolchain
+# and arch tables), read with Debian's python before any venv exists: it needs nothing beyond
+# the standard library.
+read -r -a packages <<<"$("$PY" -m harness.host_packages packages "$LLVM")"
+read -r -a foreign <<<"$("$PY" -m harness.host_packages foreign-arches)"
 "$PY" -c 'import ensurepip, venv' 2>/dev/null || packages+=(python3-venv)
 
 missing=()

@@ -114,7 +114,7 @@ def bench_checks(kernel: Kernel, runs: int) -> dict[str, Any]:
         return dataclasses.replace(check, run=run)
 
     def once() -> float:
-        guest = boot.boot(kernel, accel_mode="tcg")
+        guest = boot.boot(boot.BootRequest(kernel, accel_mode="tcg"))
         t = time.monotonic()
         results = checks.run_checks(guest, kernel, last_use=True)  # as a run has them
         elapsed = time.monotonic() - t

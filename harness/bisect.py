@@ -105,7 +105,8 @@ def _step_kernel(tree: Path, spec: BuildSpec, p: Plan, key: str, log: Path) -> K
                 if p.src.owned and not out.exists() else None
             try:
                 kernel = compile_kernel(out, spec, p.src, p.tc, p.wanted, key, log,
-                                        optional=p.optional, donor=donor)
+                                        optional=p.optional, donor=donor,
+                                        checkout=p.checkout)
             except BuildError as e:
                 failures.remember(entry, e)  # not a transient failure (OOM, disk, signal)
                 raise
@@ -117,7 +118,8 @@ def _step_kernel(tree: Path, spec: BuildSpec, p: Plan, key: str, log: Path) -> K
             with contextlib.suppress(LtobootError):  # while the build directory matches
                 modules.probe_modules(kernel)
             cache.publish(entry, lambda tmp: _snapshot(tmp, kernel))
-    return Kernel.load(entry)
+    # this step's checkout, also for a step kept from before kernels carried one
+    return dataclasses.replace(Kernel.load(entry), checkout=p.checkout)
 
 
 @dataclass
@@ -136,8 +138,8 @@ def _evaluate(kernel: Kernel, accel: str, runs: int, only: Sequence[str], step: 
               log_dir: Path) -> None:
     for n in range(runs):
         try:
-            guest = boot.boot(kernel, accel_mode=accel, label=f"console-{n + 1}",
-                              log_dir=log_dir)
+            guest = boot.boot(boot.BootRequest(kernel, accel_mode=accel,
+                                               label=f"console-{n + 1}", log_dir=log_dir))
         except KernelFailure as e:
             step.logs.append(str(e.log))
             # bisecting one check: a kernel that does not boot cannot answer for it

@@ -38,6 +38,7 @@ class BuildError(LtobootError):
     """The kernel did not build; carries the tail of the build log and its path."""
 
     def __init__(self, message: str, log: Path | None = None, tail: str = "") -> None:
+        self.message = message
         self.log = log
         self.tail = tail
         text = message

@@ -72,7 +72,7 @@ def check_obtained(rep: KernelReport, spec: BuildSpec, accel: str,
     assert rep.kernel is not None
     guest: Guest | None = None
     try:
-        guest = boot.boot(rep.kernel, accel_mode=accel)
+        guest = boot.boot(boot.BootRequest(rep.kernel, accel_mode=accel))
         rep.accel, rep.accel_reason = guest.accel, guest.accel_reason
         rep.boot_seconds, rep.console_log = guest.boot_seconds, str(guest.log)
         # the initcall comparison reads this guest's dmesg after the checks
@@ -93,7 +93,7 @@ def compare_initcalls(spec: BuildSpec, kernel: Kernel, guest: Guest, accel: str
     name = "initcall_order"
     try:
         ref_kernel = obtain(dataclasses.replace(spec, lto="none"))
-        ref = boot.boot(ref_kernel, accel_mode=accel)
+        ref = boot.boot(boot.BootRequest(ref_kernel, accel_mode=accel))
     except (BuildError, KernelFailure) as e:
         return checks.CheckResult(name, False, f"no non-LTO reference: {e}".splitlines()[0])
     try:

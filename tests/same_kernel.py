@@ -30,7 +30,7 @@ def names(kernel: Kernel) -> list[str]:
 def facts(kernel: Kernel, console_says: str = ""
           ) -> tuple[str, str, list[str], list[tuple[str, str]], bool]:
     """(release, .config, names, verdicts, whether the console said `console_says`)."""
-    guest = boot.boot(kernel)
+    guest = boot.boot(boot.BootRequest(kernel))
     try:
         verdicts = [(r.name, r.verdict) for r in run_checks(guest, kernel)]
         said = console_says in guest.log.read_text(errors="replace")

@@ -65,8 +65,8 @@ def test_hung_init_fails_at_the_timeout(kernels: Kernels, primary_arch: str,
                     "exec /bin/busybox sleep 100000\n")
     started = time.monotonic()
     with pytest.raises(KernelFailure) as e:
-        boot.boot(kernels.get(arch=primary_arch), init=init, timeout=8,
-                  label="hang-test").close()
+        boot.boot(boot.BootRequest(kernels.get(arch=primary_arch), init=init, timeout=8,
+                                   label="hang-test")).close()
     assert e.value.kind == "hang"
     assert 8 <= time.monotonic() - started < 20
     assert "ltoboot: init hangs" in e.value.excerpt
@@ -93,8 +93,8 @@ from harness.kernel.model import BuildSpec
 from harness.kernel.obtain import obtain
 import time
 def test_linger():
-    g = boot.boot(obtain(BuildSpec(arch={arch!r})), accel_mode="tcg",
-                  extra_cmdline=["ltoboot.token={token}"])
+    g = boot.boot(boot.BootRequest(obtain(BuildSpec(arch={arch!r})), accel_mode="tcg",
+                                   extra_cmdline=["ltoboot.token={token}"]))
     open({ready!r}, "w").write("booted")
     time.sleep(600)
 '''
@@ -156,18 +156,19 @@ def qemu_left():
 def test_ending(tmp_path):
     how = {how!r}
     if how == "pass":
-        assert boot.boot(K, extra_cmdline=TOKEN).run("true").ok
+        assert boot.boot(boot.BootRequest(K, extra_cmdline=TOKEN)).run("true").ok
     elif how == "failed-check":
-        assert boot.boot(K, extra_cmdline=TOKEN).run("false").ok
+        assert boot.boot(boot.BootRequest(K, extra_cmdline=TOKEN)).run("false").ok
     elif how == "boot-timeout":
         init = tmp_path / "init"
         init.write_text("#!/bin/busybox sh\\nexec /bin/busybox sleep 100000\\n")
         with pytest.raises(KernelFailure):
-            boot.boot(K, init=init, timeout=5, extra_cmdline=TOKEN)
+            boot.boot(boot.BootRequest(K, init=init, timeout=5, extra_cmdline=TOKEN))
         assert not qemu_left()  # gone at the failure, not only at exit
     elif how == "panic":
         with pytest.raises(KernelFailure):
-            boot.boot(K, extra_cmdline=[*TOKEN, "rdinit=/nonexistent", "init=/nonexistent"])
+            boot.boot(boot.BootRequest(K, extra_cmdline=[*TOKEN, "rdinit=/nonexistent",
+                                                         "init=/nonexistent"]))
         assert not qemu_left()
 '''
 

@@ -85,8 +85,8 @@ def test_a_boot_that_panics_is_boot_fail_and_checks_miss(kernels: Kernels) -> No
     k = kernels.get(arch="x86_64")
     rep = KernelReport(label=k.label, kernel=k, spec=BuildSpec(arch="x86_64"))
     with pytest.raises(KernelFailure) as e:
-        boot.boot(k, extra_cmdline=["rdinit=/nonexistent", "init=/nonexistent"],
-                  label=f"{k.label}-kcidb-panic").close()
+        boot.boot(boot.BootRequest(k, extra_cmdline=["rdinit=/nonexistent", "init=/nonexistent"],
+                                   label=f"{k.label}-kcidb-panic")).close()
     rep.fail(Stage.BOOT, e.value)
     doc = kcidb.document([rep], _run("panic"), ["proc_version", "modversions"])
     kcidb.validate(doc)

@@ -46,8 +46,9 @@ def test_panic_is_classified_with_excerpt_and_log(kernels: Kernels, primary_arch
     kernel = kernels.get(arch=primary_arch)
     started = time.monotonic()
     with pytest.raises(KernelFailure) as e:
-        guest = boot.boot(kernel, extra_cmdline=["rdinit=/nonexistent", "init=/nonexistent"],
-                          label=f"{kernel.label}-no-init")
+        guest = boot.boot(boot.BootRequest(
+            kernel, extra_cmdline=["rdinit=/nonexistent", "init=/nonexistent"],
+            label=f"{kernel.label}-no-init"))
         guest.close()
     elapsed = time.monotonic() - started
     assert e.value.kind == "panic", str(e.value)

@@ -6,6 +6,7 @@ import os
 import shlex
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from filelock import FileLock
@@ -99,37 +100,52 @@ def default_firmware(kernel: Kernel) -> str:
     return arch.efi_firmware
 
 
-def boot(kernel: Kernel, *, accel_mode: str = "auto", init: Path | None = None,
-         extra_cmdline: Sequence[str] = (), timeout: float | None = None,
-         with_initramfs: bool = True, label: str | None = None,
-         log_dir: Path | None = None, firmware: str | None = None,
-         pausable: bool = False) -> Guest:
-    """A guest booted to our shell, through `firmware` (by default the arch's UEFI firmware
-    for a kernel with an EFI stub: its boot exercises the stub at no extra boot; "" to have
-    QEMU load the kernel itself), `pausable` when it will be kept idle (start()). Raises
-    KernelFailure (kernel's fault) or InfraError."""
+@dataclass(frozen=True)
+class BootRequest:
+    """What to boot and how: `kernel` under `accel_mode` (auto: KVM where a probe booted a
+    guest under it, else TCG), our init or `init`, `extra_cmdline` on the kernel's command
+    line, `timeout` to the shell (None: the arch's), no initramfs at all when
+    `with_initramfs` is False, `label` naming the console log (in `log_dir`), through
+    `firmware` (None: the arch's UEFI firmware for a kernel with an EFI stub, whose boot then
+    exercises the stub at no extra boot; "" to have QEMU load the kernel itself), `pausable`
+    when it will be kept idle (start())."""
+
+    kernel: Kernel
+    accel_mode: str = "auto"
+    init: Path | None = None
+    extra_cmdline: Sequence[str] = ()
+    timeout: float | None = None
+    with_initramfs: bool = True
+    label: str | None = None
+    log_dir: Path | None = None
+    firmware: str | None = None
+    pausable: bool = False
+
+
+def boot(request: BootRequest) -> Guest:
+    """A guest booted to our shell as `request` asks. Raises KernelFailure (kernel's fault)
+    or InfraError."""
+    kernel = request.kernel
     arch = get_arch(kernel.arch)
-    if firmware is None:
-        firmware = default_firmware(kernel)
+    firmware = default_firmware(kernel) if request.firmware is None else request.firmware
     toolchain.require([(arch.qemu, arch.qemu_package)])
-    initrd = build_initramfs(kernel, init, guest_files(kernel)) if with_initramfs else None
+    initrd = build_initramfs(kernel, request.init, guest_files(kernel)) \
+        if request.with_initramfs else None
 
     def go(accel_name: str, limit: float | None) -> Guest:
-        return start(kernel, accel_name, initrd=initrd, extra_cmdline=extra_cmdline,
-                     timeout=limit, label=label, log_dir=log_dir, firmware=firmware,
-                     pausable=pausable)
+        return start(kernel, accel_name, initrd=initrd, extra_cmdline=request.extra_cmdline,
+                     timeout=limit, label=request.label, log_dir=request.log_dir,
+                     firmware=firmware, pausable=request.pausable)
 
-    decision = accel.decide(arch, accel_mode, kernel.key)
+    decision = accel.decide(arch, request.accel_mode, kernel.key)
     if decision.accel is not None:
-        guest = go(decision.accel, timeout)
+        guest = go(decision.accel, request.timeout)
         guest.accel_reason = decision.reason
         return guest
     with FileLock(str(accel.probe_record(arch)) + ".lock"):
-        decision = accel.decide(arch, accel_mode, kernel.key)
-        if decision.accel is not None:
-            return boot(kernel, accel_mode=accel_mode, init=init, extra_cmdline=extra_cmdline,
-                        timeout=timeout, with_initramfs=with_initramfs, label=label,
-                        log_dir=log_dir, firmware=firmware, pausable=pausable)
+        decision = accel.decide(arch, request.accel_mode, kernel.key)
+        if decision.accel is not None:  # another process probed meanwhile
+            return boot(replace(request, firmware=firmware))
         try:
             guest = go("kvm", accel.PROBE_TIMEOUT)
         except KernelFailure as e:
@@ -139,7 +155,7 @@ def boot(kernel: Kernel, *, accel_mode: str = "auto", init: Path | None = None,
             guest.accel_reason = "KVM: probe booted this guest"
             return guest
         say(f"KVM did not boot {kernel.label} ({kvm_failure}); falling back to TCG")
-        guest = go("tcg", timeout)
+        guest = go("tcg", request.timeout)
         # A verdict on the host only when QEMU itself failed under KVM and the same kernel
         # then booted under TCG; a kernel that fails under KVM alone is that kernel's story.
         if accel.host_failure(kind):

@@ -13,7 +13,15 @@ from harness import cache, needs
 from harness.arch import get_arch
 from harness.errors import BuildError, UsageError
 from harness.kernel import copies, freshness, kbuild, kconfig, nearest, source, toolchain
-from harness.kernel.model import BASE_TARGETS, MODROOT, BuildSpec, Kernel, lto_mode
+from harness.kernel.model import (
+    BASE_TARGETS,
+    MODROOT,
+    BuildSpec,
+    Checkout,
+    Kernel,
+    PlannedBuildError,
+    lto_mode,
+)
 from harness.progress import duration, say
 
 RECIPE = 1  # bump when the build procedure changes what it produces
@@ -36,7 +44,7 @@ def _previous_build(index: Path, label: str, version: str, compiler: str,
     return best
 
 
-def base_config(spec: BuildSpec) -> str:
+def base_config_identity(spec: BuildSpec) -> str:
     """The base config as the cache and the build history name it: tinyconfig, defconfig or
     file:<sha256> (what the file says, not where it is)."""
     if spec.config in BASE_TARGETS:
@@ -73,12 +81,13 @@ def compile_kernel(out: Path, spec: BuildSpec, src: source.KernelSource,
                    tc: toolchain.Toolchain, wanted: dict[str, str], key: str, log: Path,
                    expected: tuple[int, float] = (0, 0.0),
                    optional: frozenset[str] = frozenset(),
-                   donor: nearest.Donor | None = None) -> Kernel:
+                   donor: nearest.Donor | None = None, *, checkout: Checkout) -> Kernel:
     """Configure and build in `out`, incrementally when it already holds a build; the config
     is the base (--config: tinyconfig, defconfig or a file; first time only) + `wanted`,
     verified. On a base other than tinyconfig, `optional` options (what checks need) may fail
     to stick: those checks SKIP. With a `donor` (`out` not there yet), the build starts from
-    a copy of the donor's. Writes the metadata; returns the kernel."""
+    a copy of the donor's. Writes the metadata (with `checkout`, where the source came from,
+    as the plan found it); returns the kernel."""
     arch = get_arch(spec.arch)
     make = kbuild.Kbuild(src.tree, out, arch, tc.llvm, log, spec.label,
                          *(expected if donor is None else (0, 0.0)))
@@ -116,7 +125,7 @@ def compile_kernel(out: Path, spec: BuildSpec, src: source.KernelSource,
         config=out / ".config", system_map=out / "System.map", modules=modroot, build_dir=out,
         source_tree=src.tree, compiler=tc.clang_version, linker=tc.lld_version,
         llvm_major=tc.major, source=src.description, key=key, build_log=log,
-        build_seconds=round(seconds, 1), steps=make.steps, extra=extra,
+        build_seconds=round(seconds, 1), steps=make.steps, extra=extra, checkout=checkout,
     )
     kernel.save(out)
     say(f"built {spec.label} ({release}) in {duration(seconds)}, {make.steps} steps"
@@ -205,9 +214,10 @@ def _do_build(out: Path, p: Plan, root: Path) -> None:
         out.mkdir()
     (root / "logs").mkdir(exist_ok=True)
     log = root / "logs" / f"build-{spec.label}-{p.key[:12]}-{time.strftime('%Y%m%d-%H%M%S')}.log"
-    compile_kernel(out, spec, src, p.tc, p.wanted, p.key, log,
-                   _previous_build(root / "index", spec.label, src.version, p.tc.clang_version,
-                                   base_config(spec)), p.optional, donor)
+    expected = _previous_build(root / "index", spec.label, src.version, p.tc.clang_version,
+                               base_config_identity(spec))
+    compile_kernel(out, spec, src, p.tc, p.wanted, p.key, log, expected, p.optional, donor,
+                   checkout=p.checkout)
 
 
 def added_to_base(base: str, before: dict[str, str], wanted: dict[str, str],
@@ -235,6 +245,7 @@ class Plan:
     optional: frozenset[str]  # what only the checks need (may fail to stick on --config)
     kin: str  # the key without source and config: the builds this one may start from
     near: str  # the kin key without the base config: those it may start from by their config
+    checkout: Checkout  # where the source came from (the tester's tree, not the cache's copy)
 
 
 def _defines_all(wanted: dict[str, str], defined: frozenset[str], spec: BuildSpec,
@@ -289,7 +300,7 @@ def plan(spec: BuildSpec) -> Plan:
     if spec.config != "tinyconfig":
         if spec.config not in BASE_TARGETS:
             _base_file(spec)
-        parts["base"] = base_config(spec)
+        parts["base"] = base_config_identity(spec)
     optional = frozenset(options) - set(kconfig.wanted_options(arch.fragment, spec.lto, extra,
                                                                {}))
     return Plan(spec, src, tc, wanted, cache.content_key(parts), left_out,
@@ -297,7 +308,8 @@ def plan(spec: BuildSpec) -> Plan:
                 cache.content_key({k: v for k, v in parts.items()
                                    if k not in ("source", "config")}),
                 cache.content_key({k: v for k, v in parts.items()
-                                   if k not in ("source", "config", "base")}))
+                                   if k not in ("source", "config", "base")}),
+                source.checkout_of(src))
 
 
 def build_kernel(spec: BuildSpec) -> Kernel:
@@ -307,14 +319,19 @@ def build_kernel(spec: BuildSpec) -> Kernel:
         if needs.scope_gap(needs.CHECKS[check], spec.arch, spec.lto) is None:  # else: obvious
             say(f"{spec.label}: not asking for what check {check} needs: {why} (it will SKIP)")
     root = cache.cache_root()
-    if not p.src.owned:  # a user's tree: its builds compile the cache's copy of it
-        p = dataclasses.replace(p, src=_copy_of(p, root))
-    entry = cache.publish(entry_dir(p.src, spec.label, p.key, root),
-                          lambda tmp: _do_build(tmp, p, root))
-    kernel = Kernel.load(entry)
+    try:
+        if not p.src.owned:  # a user's tree: its builds compile the cache's copy of it
+            p = dataclasses.replace(p, src=_copy_of(p, root))
+        entry = cache.publish(entry_dir(p.src, spec.label, p.key, root),
+                              lambda tmp: _do_build(tmp, p, root))
+    except BuildError as e:  # the report names the build that failed, as its plan did
+        raise PlannedBuildError(e, p.key, p.checkout) from e
+    # a cache hit says where this run's source came from (and metadata from before kernels
+    # carried their checkout gets one)
+    kernel = dataclasses.replace(Kernel.load(entry), checkout=p.checkout)
     if kernel.build_log is not None:  # a cache hit's report names the log of its build
         cache.shown(kernel.build_log)
-    _index(root, kernel, entry, base_config(spec), p)
+    _index(root, kernel, entry, base_config_identity(spec), p)
     return kernel
 
 

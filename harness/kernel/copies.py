@@ -16,7 +16,7 @@ start another one, and any build of another tree can start one of it).
   keeps the donor's time through the shared inode, so make sees exactly what differs as new.
   Copying the files that differ costs milliseconds; linking the rest a few seconds.
 - With no build to start from, it is a full copy (1.4 GiB of a 6.1 tree: 20-35 s here,
-  against a build from nothing of 6 to 16 minutes).
+  against minutes of a build from nothing: docs/benchmarks.md).
 """
 
 from __future__ import annotations

@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from harness.errors import UsageError
+from harness.errors import BuildError, UsageError
 
 
 @dataclass(frozen=True)
@@ -83,6 +83,43 @@ class BuildSpec:
 
 
 @dataclass(frozen=True)
+class Checkout:
+    """The source a kernel was built from, as its build's plan found it: what the reports say
+    of it (KCIDB's checkout) after the run, without asking git or the tree again."""
+
+    identity: str = ""  # the source's content identity: git:, tree:, tarball:, series:, prebuilt:
+    description: str = ""  # what a human calls it ("TREE at DESCRIBE (HEAD)", "NAME (sha256 …)")
+    tree: str = ""  # the tree given (the tester's, never the cache's copy), or the tarball's tree
+    tarball: str = ""  # the tarball the tree was unpacked from
+    version: str = ""  # VERSION.PATCHLEVEL.SUBLEVEL of its top Makefile
+    commit: str = ""  # git: HEAD; a series: the commit it was applied onto
+    described: str = ""  # `git describe --always --tags` of that commit
+    local_changes: str = ""  # git: the tree hash of what HEAD does not hold ("" when clean)
+    remote_url: str = ""  # git: the URL of the tree's `origin`
+    repository: str = ""  # a series: the tester's repository it was applied from
+    prebuilt: str = ""  # a kernel built elsewhere: what the user gave (--kernel)
+
+    @property
+    def kind(self) -> str:
+        """git, tree, tarball, series or prebuilt ("" when not known)."""
+        return self.identity.partition(":")[0]
+
+    @classmethod
+    def of_prebuilt(cls, origin: str) -> Checkout:
+        return cls(identity=f"prebuilt:{origin}", description=f"a prebuilt kernel: {origin}",
+                   prebuilt=origin)
+
+
+class PlannedBuildError(BuildError):
+    """A build ltoboot planned did not build: the BuildError, with the key and checkout its
+    plan gave the kernel (the report names the build that failed without planning it again)."""
+
+    def __init__(self, failure: BuildError, key: str, checkout: Checkout) -> None:
+        super().__init__(failure.message, failure.log, failure.tail)
+        self.key, self.checkout = key, checkout
+
+
+@dataclass(frozen=True)
 class Kernel:
     """A kernel ready to boot, wherever it came from. Paths are absolute."""
 
@@ -104,6 +141,7 @@ class Kernel:
     build_seconds: float | None = None
     steps: int = 0
     extra: dict[str, str] = field(default_factory=dict)
+    checkout: Checkout = Checkout()  # metadata from before kernels carried it: not known
 
     @property
     def label(self) -> str:
@@ -128,6 +166,7 @@ class Kernel:
                   "build_log"):
             if raw.get(k) is not None:
                 raw[k] = Path(os.path.normpath(base / raw[k]))
+        raw["checkout"] = Checkout(**raw.get("checkout", {}))
         return cls(**raw)
 
     def save(self, directory: Path) -> None:

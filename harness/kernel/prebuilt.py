@@ -25,7 +25,7 @@ from harness import cache, proc
 from harness.arch import ARCHES, get_arch
 from harness.errors import InfraError, NotFound, UsageError
 from harness.kernel import fetch, image, kconfig
-from harness.kernel.model import MODROOT, BuildSpec, Kernel, lto_of_config
+from harness.kernel.model import MODROOT, BuildSpec, Checkout, Kernel, lto_of_config
 from harness.progress import say
 
 RECIPE = 1
@@ -297,7 +297,8 @@ def resolve(spec: BuildSpec) -> Kernel:
     common = dict(arch=info.arch, lto=lto, compiler=config.get("CC_VERSION_TEXT", "")
                   .strip('"'), linker="LLD" if config.get("LD_IS_LLD") == "y" else "BFD",
                   llvm_major=int(clang) // 10000 or None, key=key,
-                  source=f"prebuilt {files.origin}", extra={"prebuilt": files.origin})
+                  source=f"prebuilt {files.origin}", extra={"prebuilt": files.origin},
+                  checkout=Checkout.of_prebuilt(files.origin))
     if files.build_dir is not None:
         d = files.build_dir
         modroot = _build_dir_modules(d, key)

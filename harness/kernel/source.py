@@ -11,14 +11,15 @@ import shutil
 import stat
 import tempfile
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 from harness import cache, proc
-from harness.errors import InfraError, UsageError
+from harness.errors import InfraError, LtobootError, UsageError
+from harness.host_packages import DEFAULT_SOURCE_PACKAGE
 from harness.kernel import patched
-from harness.kernel.toolchain import DEFAULT_SOURCE_PACKAGE
+from harness.kernel.model import Checkout
 from harness.progress import say
 
 DEFAULT_PACKAGE = DEFAULT_SOURCE_PACKAGE
@@ -36,6 +37,8 @@ class KernelSource:
     owned: bool = False  # the cache made this tree: build directories may live inside it
     # a user's tree: every file its identity covers, path -> (git mode, content hash)
     files: dict[str, tuple[str, str]] | None = field(default=None, compare=False, repr=False)
+    described: str = ""  # a git tree: `git describe --always --tags` of its HEAD
+    tarball: Path | None = None  # the tarball the tree was unpacked from
 
 
 # at a tree's top: its build directories and the cache's own files beside them (a build's
@@ -87,7 +90,7 @@ def from_tarball(tarball: Path) -> KernelSource:
     tree = tops[0]
     return KernelSource(tree=tree, identity=f"tarball:{digest}",
                         description=f"{tarball.name} (sha256 {digest[:12]})",
-                        version=makefile_version(tree), git=False, owned=True)
+                        version=makefile_version(tree), git=False, owned=True, tarball=tarball)
 
 
 # git only reads the tester's repository: no index refresh, no lock, no gc, no maintenance
@@ -111,6 +114,7 @@ class Content:
     identity: str
     description: str
     files: dict[str, tuple[str, str]]
+    described: str = ""  # a git tree: `git describe --always --tags` of its HEAD
 
 
 def objects_dir(tree: Path) -> Path:
@@ -148,12 +152,13 @@ def _git_content(tree: Path) -> Content:
     committed = _git(tree, "rev-parse", f"{head}^{{tree}}") if head else ""
     dirty = tree_hash != committed
     try:
-        desc = _git(tree, "describe", "--always", "--tags", head) if head else "no commit"
+        described = _git(tree, "describe", "--always", "--tags", head) if head else ""
     except UsageError:
-        desc = head[:12]
+        described = ""
+    desc = described or head[:12] or "no commit"
     return Content(f"git:{head}:{tree_hash if dirty else ''}",
                    f"{tree} at {desc}{'-dirty' if dirty else ''} ({head[:12] or 'unborn'})",
-                   files)
+                   files, described)
 
 
 def _walk_content(tree: Path) -> Content:
@@ -265,4 +270,36 @@ def resolve(spec: str | os.PathLike[str] | None) -> KernelSource:
     c = content(path)
     return KernelSource(tree=path, identity=c.identity, description=c.description,
                         version=makefile_version(path), git=(path / ".git").exists(),
-                        owned=owned, files=None if owned else c.files)
+                        owned=owned, files=None if owned else c.files, described=c.described)
+
+
+def _git_answer(tree: Path, *args: str) -> str:
+    """What git says, only reading the repository; "" when it says nothing (no git, no
+    such remote): the field is then left out."""
+    try:
+        return proc.run(["git", "-C", str(tree), *_GIT_CONFIG, *args],
+                        what=f"reading the git state of {tree}", ok=range(256),
+                        env={**os.environ, **GIT_READ_ONLY}).strip()
+    except LtobootError:
+        return ""
+
+
+def checkout_of(src: KernelSource) -> Checkout:
+    """Where `src` came from, for the reports (a kernel carries it from its build's plan):
+    its identity, the commit and its name, local changes, the remote, a series' base."""
+    found = Checkout(identity=src.identity, description=src.description, tree=str(src.tree),
+                     tarball=str(src.tarball or ""), version=src.version)
+    kind, _, rest = src.identity.partition(":")
+    if kind == "git":
+        head, _, dirty = rest.partition(":")
+        described = src.described or (_git_answer(src.tree, "describe", "--always", "--tags",
+                                                   head) if head else "")
+        remote = _git_answer(src.tree, "remote", "get-url", "origin")
+        return replace(found, commit=head, described=described, local_changes=dirty,
+                       remote_url=remote)
+    if kind == "series":
+        record = patched.marker(src.tree) or {}
+        return replace(found, commit=str(record.get("base", "")),
+                       described=str(record.get("base_described", "")),
+                       repository=str(record.get("repo", "")))
+    return found

@@ -1,22 +1,20 @@
-"""Host tools: what the build and boot need, which Debian package ships each, and versions."""
+"""Host tools: what the build and boot need, which Debian package ships each, and versions.
+The whole list of Debian packages a host needs is harness/host_packages.py."""
 
 from __future__ import annotations
 
 import re
 import shutil
-import sys
 from collections.abc import Iterable
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
 
 from harness import proc
-from harness.arch import ARCHES
 from harness.errors import InfraError, UsageError
 from harness.kernel.model import Kernel
 
 DEFAULT_LLVM = "19"
-DEFAULT_SOURCE_PACKAGE = "linux-source-6.1"  # Debian's package of the embedded default kernel
 
 # (command or header path, Debian package)
 BUILD_TOOLS: tuple[tuple[str, str], ...] = (
@@ -95,44 +93,3 @@ def of_kernel(kernel: Kernel) -> str:
         require(llvm_tools(""))
         return ""
     return detect(str(kernel.llvm_major)).llvm
-
-
-# Debian packages a fresh machine needs: what setup.sh installs (it asks this module).
-BASE_PACKAGES = ("busybox-static", "flex", "bison", "bc", "libelf-dev", "libssl-dev", "cpio",
-                 "kmod", "make", "libc6-dev", "xz-utils", "git", "perl", "ccache")
-
-
-# What the test suite checks beyond the default (tests/test_support_matrix.py): Debian's other
-# kernel source and Debian 12's default clang, the oldest of the matrix.
-TEST_SOURCE_PACKAGES = ("linux-source-6.12",)
-TEST_LLVM = ("14",)
-# `ltoboot lava run` and its tests (tests/test_lava.py): LAVA's dispatcher, lava-run, with the
-# schema its server checks jobs against (lava_common)
-LAVA_PACKAGES = ("lava-dispatcher",)
-
-
-def debian_packages(llvm: str = DEFAULT_LLVM) -> list[str]:
-    """Every Debian package ltoboot and its tests need on a host, QEMU for each arch of the
-    table included."""
-    qemu = sorted({a.qemu_package for a in ARCHES.values()}
-                  | {a.efi_firmware_package for a in ARCHES.values() if a.efi_firmware_package})
-    tools = sorted({pkg for v in (llvm, *TEST_LLVM) for _, pkg in llvm_tools(v)})
-    return [*qemu, *tools, DEFAULT_SOURCE_PACKAGE, *TEST_SOURCE_PACKAGES, *BASE_PACKAGES,
-            *LAVA_PACKAGES]
-
-
-def foreign_deb_arches(host_machine: str) -> list[str]:
-    """Debian architectures whose packages we download for guests (their static busybox)."""
-    return sorted({a.deb_arch for a in ARCHES.values() if a.kvm_host != host_machine})
-
-
-if __name__ == "__main__":  # used by setup.sh, with Debian's python3 before any venv exists
-    import platform
-
-    what = sys.argv[1] if len(sys.argv) > 1 else ""
-    if what == "packages":
-        print(" ".join(debian_packages(sys.argv[2] if len(sys.argv) > 2 else DEFAULT_LLVM)))
-    elif what == "foreign-arches":
-        print(" ".join(foreign_deb_arches(platform.machine())))
-    else:
-        sys.exit("usage: python3 -m harness.kernel.toolchain packages [LLVM] | foreign-arches")

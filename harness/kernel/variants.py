@@ -367,7 +367,8 @@ def build_variant(base: Kernel, name: str) -> Kernel:
         failures.remember(where, e)
         raise
     out = entry / base.source_tree.name / f".ltoboot-{base.label}-{entry_name}"
-    kernel = Kernel.load(out)
+    # the base's checkout: this run's, also for a variant built before kernels carried one
+    kernel = dataclasses.replace(Kernel.load(out), checkout=base.checkout)
     if kernel.build_log is not None:  # a cache hit's report names the log of its build
         cache.shown(kernel.build_log)
     return kernel

@@ -82,7 +82,7 @@ class Guests:
         if kernel.key not in self._guests:
             try:
                 self._guests[kernel.key] = self._admit(
-                    boot.boot(kernel, accel_mode=self.accel, pausable=True))
+                    boot.boot(boot.BootRequest(kernel, accel_mode=self.accel, pausable=True)))
             except KernelFailure as e:
                 self._guests[kernel.key] = e
         got = self._guests[kernel.key]
@@ -95,7 +95,8 @@ class Guests:
     def boot(self, kernel: Kernel, **kwargs: Any) -> Guest:
         """A private guest (special command line or init), closed when MAX_LIVE newer ones
         have booted or at the end of the session."""
-        return self._admit(boot.boot(kernel, accel_mode=self.accel, pausable=True, **kwargs))
+        return self._admit(boot.boot(boot.BootRequest(kernel, accel_mode=self.accel,
+                                                      pausable=True, **kwargs)))
 
     def pause(self) -> None:
         """Stop every live guest's CPU until its next use (while this worker builds: an idle

@@ -7,13 +7,15 @@ applied onto a base), a build is the kernel's cache key, a test is the build, th
 the test's path (`boot`, `ltoboot.<check>`): the same kernel tested twice is two runs of one
 build. A check that could not run because the kernel failed first is MISS; a failure of the
 machine or the lab (LAVA could not fetch a file) is ERROR, never FAIL.
+
+A document is made of what the run carries (the kernel's Checkout and key, from its build's
+plan): nothing here asks git, the source tree or the build planner again after the run.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-import os
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -21,11 +23,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from harness import cache, proc
+from harness import cache
 from harness.arch import get_arch
-from harness.errors import LtobootError
-from harness.kernel import build, patched, source
-from harness.kernel.model import BuildSpec, Kernel
+from harness.kernel.model import BuildSpec, Checkout, Kernel
 from harness.reports.results import KernelReport, Stage
 
 if TYPE_CHECKING:  # the series' mail parsing is for tested-by --series only
@@ -101,46 +101,50 @@ def excerpt(text: str) -> str:
     return text.replace("\0", "")[-EXCERPT:]
 
 
-def source_of(rep: KernelReport) -> Source:
-    """The checkout a report's kernel came from."""
+def checkout_of(rep: KernelReport) -> Checkout:
+    """Where a report's kernel came from, as its build's plan found it (a kernel that did not
+    build: as the plan of its failed build did)."""
     k, spec = rep.kernel, rep.spec
-    if (k is not None and "prebuilt" in k.extra) or (spec is not None and spec.prebuilt):
-        origin = (k.extra.get("prebuilt") if k else None) or (spec.prebuilt if spec else "")
-        return Source(f"prebuilt:{origin}", {"comment": f"a prebuilt kernel: {origin}"},
-                      {"prebuilt": origin})
-    src = source.resolve(spec.kernel_src if spec is not None else None)
-    fields: dict[str, Any] = {"tree_name": Path(src.tree).name, "comment": src.description}
-    misc: dict[str, Any] = {"identity": src.identity, "version": src.version}
-    kind, _, rest = src.identity.partition(":")
-    if kind == "git":
-        head, _, dirty = rest.partition(":")
-        fields["git_commit_hash"] = head
-        name = _git(src.tree, "describe", "--always", "--tags", head)
-        if name:
-            fields["git_commit_name"] = name
-        url = _git(src.tree, "remote", "get-url", "origin")
-        if url.startswith("https://"):
-            fields["git_repository_url"] = url
-        elif url:
-            misc["git_repository"] = url
-        if dirty:
-            misc["local_changes"] = dirty
-    elif kind == "tarball":
-        misc["tarball_sha256"] = rest
-    elif kind == "series":
-        record = patched.marker(src.tree) or {}
-        fields["git_commit_hash"] = record.get("base", "")
-        fields["git_commit_name"] = record.get("base_described", "")
-        misc["repository"] = record.get("repo", "")
-    return Source(src.identity, {k: v for k, v in fields.items() if v}, misc)
+    if k is not None and k.checkout.identity:
+        return k.checkout
+    if k is None and rep.checkout is not None:
+        return rep.checkout
+    origin = (k.extra.get("prebuilt") if k else None) or (spec.prebuilt if spec else None)
+    if origin:
+        return Checkout.of_prebuilt(origin)
+    # a kernel whose metadata is older than checkouts, or a build that failed in its plan:
+    # named by what is known of it
+    if k is not None:
+        what = k.source
+    else:
+        what = (spec.kernel_src or "the default kernel source") if spec else rep.label
+    return Checkout(identity=f"unknown:{_short(what)}", description=what)
 
 
-def _git(tree: Path, *args: str) -> str:
-    try:
-        return proc.run(["git", "-C", str(tree), *args], what="asking git", ok=range(256),
-                        env={**os.environ, **source.GIT_READ_ONLY}).strip()
-    except LtobootError:  # no git: the field is left out
-        return ""
+def source_of(rep: KernelReport) -> Source:
+    """The checkout a report's kernel came from, as KCIDB says it."""
+    c = checkout_of(rep)
+    if c.kind == "prebuilt":
+        return Source(c.identity, {"comment": c.description}, {"prebuilt": c.prebuilt})
+    fields: dict[str, Any] = {"tree_name": Path(c.tree).name if c.tree else "",
+                              "comment": c.description}
+    misc: dict[str, Any] = {"identity": c.identity, "version": c.version}
+    if c.kind == "git":
+        fields["git_commit_hash"] = c.commit
+        fields["git_commit_name"] = c.described
+        if c.remote_url.startswith("https://"):
+            fields["git_repository_url"] = c.remote_url
+        elif c.remote_url:
+            misc["git_repository"] = c.remote_url
+        if c.local_changes:
+            misc["local_changes"] = c.local_changes
+    elif c.kind == "tarball":
+        misc["tarball_sha256"] = c.identity.partition(":")[2]
+    elif c.kind == "series":
+        fields["git_commit_hash"] = c.commit
+        fields["git_commit_name"] = c.described
+        misc["repository"] = c.repository
+    return Source(c.identity, {k: v for k, v in fields.items() if v}, misc)
 
 
 def _checkout(src: Source, run: Run) -> dict[str, Any]:
@@ -259,13 +263,9 @@ def document(reports: Sequence[KernelReport], run: Run, names: Sequence[str]
 
 
 def build_key(rep: KernelReport) -> str:
-    """A kernel that did not build has no key of its own: the one it would have had."""
-    if rep.spec is not None and not rep.spec.prebuilt:
-        try:
-            return build.plan(rep.spec).key
-        except LtobootError:  # the plan itself failed: name it by the spec
-            pass
-    return _short(repr(rep.spec) if rep.spec else rep.label)
+    """A kernel that did not build has no key of its own: the one its plan gave it, or, when
+    the plan itself failed, one named by the spec."""
+    return rep.planned_key or _short(repr(rep.spec) if rep.spec else rep.label)
 
 
 def validate(doc: Mapping[str, Any]) -> None:

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 
 from harness.checks import CheckResult
-from harness.kernel.model import BuildSpec, Kernel
+from harness.kernel.model import BuildSpec, Checkout, Kernel, PlannedBuildError
 
 
 class Stage(StrEnum):
@@ -28,11 +28,17 @@ class KernelReport:
     results: list[CheckResult] = field(default_factory=list)
     error: str = ""  # build or boot failure: no checks ran
     failed_at: Stage | None = None  # where it failed, when `error` says it did
-    spec: BuildSpec | None = None  # what was asked for (the checkout and build it names)
+    spec: BuildSpec | None = None  # what was asked for
+    # a kernel that did not build: the key and checkout its build's plan gave it
+    planned_key: str = ""
+    checkout: Checkout | None = None
 
     def fail(self, stage: Stage, why: object) -> KernelReport:
-        """No check could run: the kernel failed at `stage`, for `why`."""
+        """No check could run: the kernel failed at `stage`, for `why` (a build of ours
+        that failed says which build it was)."""
         self.failed_at, self.error = stage, f"{stage}: {why}"
+        if isinstance(why, PlannedBuildError):
+            self.planned_key, self.checkout = why.key, why.checkout
         return self
 
     @property

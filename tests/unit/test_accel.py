@@ -39,3 +39,49 @@ def test_qemu_failing_under_kvm_is_the_host_verdict() -> None:
         assert d.accel == "tcg" and "KVM probe failed" in d.reason
     accel.remember(X86, True, "booted in 0.4s")
     assert accel.decide(X86, "auto", "k1").accel == "kvm"
+
+
+def test_a_probe_made_meanwhile_boots_the_same_request(tmp_path: Path,
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    """Another process probed KVM while this one waited for the probe's lock: boot() starts
+    again with the same request, its firmware the one already chosen."""
+    from harness.guest import boot
+    from harness.kernel import toolchain
+    from harness.kernel.model import Kernel
+
+    (tmp_path / "probe").mkdir()
+    k = Kernel(arch="x86_64", lto="thin", release="6.1.192", image=tmp_path / "bzImage",
+               config=tmp_path / "config", system_map=None, modules=None, build_dir=None,
+               source_tree=None, compiler="clang 19", linker="LLD 19", llvm_major=19,
+               source="test", key="k1")
+    answers = [accel.Decision(None, "probe"), accel.Decision("kvm", "probed meanwhile"),
+               accel.Decision("kvm", "probed meanwhile")]
+    firmware_asked: list[Kernel] = []
+    started: list[dict[str, object]] = []
+
+    class Started:
+        accel_reason = ""
+
+    def start(kernel: Kernel, accel_name: str, **kwargs: object) -> Started:
+        started.append({"accel": accel_name, **kwargs})
+        return Started()
+
+    def default_firmware(kernel: Kernel) -> str:
+        firmware_asked.append(kernel)
+        return "/usr/share/ovmf/OVMF.fd"
+
+    monkeypatch.setattr(accel, "decide", lambda arch, mode, key: answers.pop(0))
+    monkeypatch.setattr(boot, "default_firmware", default_firmware)
+    monkeypatch.setattr(toolchain, "require", lambda tools: None)
+    monkeypatch.setattr(boot, "guest_files", lambda kernel: {})
+    monkeypatch.setattr(boot, "build_initramfs", lambda kernel, init, files: tmp_path / "initrd")
+    monkeypatch.setattr(boot, "start", start)
+    request = boot.BootRequest(k, init=tmp_path / "init", extra_cmdline=("quiet",), timeout=9.0,
+                               label="probe-test", log_dir=tmp_path)
+    guest = boot.boot(request)
+    assert guest.accel_reason == "probed meanwhile" and not answers
+    assert firmware_asked == [k]  # chosen once, passed on
+    assert started == [{"accel": "kvm", "initrd": tmp_path / "initrd",
+                        "extra_cmdline": ("quiet",), "timeout": 9.0, "label": "probe-test",
+                        "log_dir": tmp_path, "firmware": "/usr/share/ovmf/OVMF.fd",
+                        "pausable": False}]

@@ -19,7 +19,7 @@ from harness import bisect, cli, progress
 from harness.errors import BuildError
 from harness.kernel import build, nearest, source
 from harness.kernel.build import Plan
-from harness.kernel.model import BuildSpec
+from harness.kernel.model import BuildSpec, Checkout
 from harness.kernel.toolchain import Toolchain
 
 OLD = 1_000_000_000  # 2001: every path of the scratch repository gets this time
@@ -230,7 +230,7 @@ def _fake_plan_and_build(monkeypatch: pytest.MonkeyPatch,
 
     def plan(spec: BuildSpec) -> Plan:
         return Plan(spec, source.resolve(spec.kernel_src), Toolchain("", "clang", "lld", 19),
-                    {}, "key", {}, frozenset(), "kin", "near")
+                    {}, "key", {}, frozenset(), "kin", "near", Checkout())
 
     def compile_kernel(out: Path, *args: object, donor: object = None,
                        **kwargs: object) -> None:
@@ -286,7 +286,7 @@ def test_find_donor_is_what_a_cached_build_asks(monkeypatch: pytest.MonkeyPatch,
     monkeypatch.setattr(nearest, "find", lambda index, want: asked.append(want))
     src = source.KernelSource(tmp_path, "git:x:", "tree", "6.1.0", True, owned=True)
     p = Plan(BuildSpec(arch="x86_64"), src, Toolchain("", "c", "l", 19), {"A": "y"}, "k", {},
-             frozenset(), "kin", "near")
+             frozenset(), "kin", "near", Checkout())
     assert build.find_donor(p, tmp_path / ".ltoboot-bisect-x", tmp_path / "cache") is None
     assert asked == [nearest.Wanted("x86_64-thin", "kin", "git:x:", tmp_path, {"A": "y"},
                                     tmp_path, "near", None)]

@@ -26,9 +26,9 @@ def test_a_base_config_file_is_named_by_its_content(tmp_path: Path) -> None:
     a, b = tmp_path / "a.config", tmp_path / "b.config"
     a.write_text("CONFIG_MODULES=y\n")
     b.write_text("CONFIG_MODULES=y\n")
-    assert build.base_config(BuildSpec("x86_64", config=str(a))) == \
-        build.base_config(BuildSpec("x86_64", config=str(b))) != "tinyconfig"
-    assert build.base_config(BuildSpec("x86_64")) == "tinyconfig"
+    assert build.base_config_identity(BuildSpec("x86_64", config=str(a))) == \
+        build.base_config_identity(BuildSpec("x86_64", config=str(b))) != "tinyconfig"
+    assert build.base_config_identity(BuildSpec("x86_64")) == "tinyconfig"
     junk = tmp_path / "junk"
     junk.write_bytes(b"\x00\x01 not a config")
     with pytest.raises(UsageError, match="is not a kernel config"):

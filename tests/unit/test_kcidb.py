@@ -6,7 +6,12 @@ document is refused and never written. Documents from real runs: tests/test_kcid
 
 from __future__ import annotations
 
+import ast
 import copy
+import dataclasses
+import json
+import os
+import subprocess
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -14,8 +19,9 @@ from typing import Any
 import pytest
 
 from harness.checks import CheckResult
-from harness.errors import InfraError, KernelFailure
-from harness.kernel.model import BuildSpec, Kernel
+from harness.errors import BuildError, InfraError, KernelFailure
+from harness.kernel import source
+from harness.kernel.model import META, BuildSpec, Checkout, Kernel, PlannedBuildError
 from harness.lava import job, verdicts
 from harness.reports import kcidb
 from harness.reports.results import KernelReport, Stage
@@ -139,3 +145,139 @@ def test_a_hand_broken_document_is_refused_and_never_written(tmp_path: Path) -> 
         assert not out.exists()
     kcidb.write(tmp_path / "good.json", good)
     assert (tmp_path / "good.json").is_file()
+
+
+# -- the checkout travels with the kernel: nothing is asked again after the run ---------------
+
+REPORTS = Path(kcidb.__file__).parent
+ASKING = {"subprocess", "harness.proc", "harness.kernel.build", "harness.kernel.source",
+          "harness.kernel.patched"}
+
+
+def _imported(tree: ast.Module) -> set[str]:
+    found: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            found |= {a.name for a in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.module:
+            found |= {node.module} | {f"{node.module}.{a.name}" for a in node.names}
+    return found
+
+
+def test_the_renderers_ask_nothing_after_the_run() -> None:
+    """No renderer runs git, resolves the source again or calls the build planner: what they
+    say of a checkout and a build is what the kernel (or its failed build) carries."""
+    pages = sorted(REPORTS.glob("*.py"))
+    assert {p.name for p in pages} >= {"kcidb.py", "tested_by.py", "text.py", "junit.py"}
+    for page in pages:
+        tree = ast.parse(page.read_text())
+        assert not _imported(tree) & ASKING, f"{page.name}: {_imported(tree) & ASKING}"
+        called = {ast.unparse(n.func) for n in ast.walk(tree) if isinstance(n, ast.Call)}
+        asked = {c for c in called if c.split(".")[-1] in ("resolve", "plan", "build_kernel")
+                 and c.split(".")[0] in ("resolve", "plan", "build_kernel", "source", "build")}
+        assert not asked, f"{page.name}: {asked}"
+
+
+GIT_ENV = {"GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@t", "GIT_COMMITTER_NAME": "t",
+           "GIT_COMMITTER_EMAIL": "t@t"}
+
+
+def git(repo: Path, *args: str) -> str:
+    return subprocess.run(["git", "-C", str(repo), *args], check=True, capture_output=True,
+                          text=True, env={**os.environ, **GIT_ENV}).stdout.strip()
+
+
+@pytest.fixture
+def repo(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A tester's git tree: a tag, a commit after it, an https origin, an uncommitted edit."""
+    monkeypatch.setenv("LTOBOOT_CACHE", str(tmp_path / "cache"))
+    r = tmp_path / "linux"
+    (r / "init").mkdir(parents=True)
+    (r / "Makefile").write_text("VERSION = 6\nPATCHLEVEL = 1\nSUBLEVEL = 0\n")
+    (r / "Kconfig").write_text("")
+    (r / "init" / "main.c").write_text("int main;\n")
+    git(r, "init", "-q")
+    git(r, "add", "-A")
+    git(r, "commit", "-q", "-m", "base")
+    git(r, "tag", "-a", "-m", "v6.1", "v6.1")
+    (r / "init" / "main.c").write_text("int main2;\n")
+    git(r, "commit", "-q", "-am", "next")
+    git(r, "remote", "add", "origin", "https://git.example.org/linux.git")
+    (r / "init" / "main.c").write_text("int changed;\n")  # not committed
+    return r
+
+
+def _no_commands(monkeypatch: pytest.MonkeyPatch) -> None:
+    def refuse(*args: object, **kwargs: object) -> None:
+        raise AssertionError(f"a command ran while reporting: {args}")
+
+    monkeypatch.setattr(subprocess, "Popen", refuse)
+
+
+def test_a_git_checkout_is_read_once_at_plan_time_and_carried(repo: Path, tmp_path: Path,
+                                                              monkeypatch: pytest.MonkeyPatch
+                                                              ) -> None:
+    before = {p: p.stat().st_mtime_ns for p in repo.rglob("*")}
+    src = source.resolve(repo)
+    found = source.checkout_of(src)
+    head = git(repo, "rev-parse", "HEAD")
+    assert (found.commit, found.described) == (head, f"v6.1-1-g{head[:7]}")  # never --dirty
+    assert found.local_changes and found.identity == src.identity
+    assert found.remote_url == "https://git.example.org/linux.git"
+    assert (found.tree, found.version) == (str(repo), "6.1.0")
+    assert {p: p.stat().st_mtime_ns for p in repo.rglob("*")} == before  # only read
+    out = tmp_path / "out"
+    out.mkdir()
+    k = dataclasses.replace(kernel(out), extra={}, checkout=found)
+    k.save(out)
+    loaded = Kernel.load(out)
+    assert loaded.checkout == found
+    _no_commands(monkeypatch)
+    doc = kcidb.document([KernelReport(label=k.label, kernel=loaded,
+                                       spec=BuildSpec(arch="x86_64", kernel_src=str(repo)))],
+                         run(), NAMES)
+    kcidb.validate(doc)
+    (checkout,) = doc["checkouts"]
+    assert checkout["tree_name"] == "linux" and checkout["git_commit_hash"] == head
+    assert checkout["git_commit_name"] == f"v6.1-1-g{head[:7]}"
+    assert checkout["git_repository_url"] == "https://git.example.org/linux.git"
+    assert checkout["misc"] == {"identity": src.identity, "version": "6.1.0",
+                                "local_changes": found.local_changes}
+    assert checkout["comment"] == src.description
+
+
+def test_metadata_from_before_checkouts_still_loads(tmp_path: Path,
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    k = dataclasses.replace(kernel(tmp_path), extra={})
+    raw = json.loads(k.to_json(tmp_path))
+    del raw["checkout"]
+    (tmp_path / META).write_text(json.dumps(raw))
+    old = Kernel.load(tmp_path)
+    assert old.checkout == Checkout() and old.key == k.key
+    _no_commands(monkeypatch)
+    doc = kcidb.document([KernelReport(label=old.label, kernel=old,
+                                       spec=BuildSpec(arch="x86_64"))], run(), NAMES)
+    kcidb.validate(doc)
+    assert doc["checkouts"][0]["comment"] == old.source
+
+
+def test_a_kernel_that_did_not_build_is_named_by_its_plan(monkeypatch: pytest.MonkeyPatch
+                                                          ) -> None:
+    """The build's key and checkout come with its error (build_kernel raises it), so the
+    report does not plan the build again."""
+    made = BuildError("build x86_64-thin: make (all) failed (exit 2)", Path("/logs/b.log"),
+                      "make: *** [Makefile:250: __sub-make] Error 2")
+    e = PlannedBuildError(made, "planned-key", Checkout(
+        identity="series:abc", description="linux at v6.1 + 2 patches",
+        tree="/cache/series/abc/tree", version="6.1.0", commit="c" * 40, described="v6.1",
+        repository="/home/t/linux"))
+    assert str(e) == str(made) and (e.log, e.tail) == (made.log, made.tail)
+    rep = KernelReport(label="x86_64-thin", spec=BuildSpec(arch="x86_64")).fail(Stage.BUILD, e)
+    _no_commands(monkeypatch)
+    doc = kcidb.document([rep], run(), NAMES)
+    kcidb.validate(doc)
+    assert doc["builds"][0]["id"] == "ltoboot:build:planned-key"
+    assert doc["builds"][0]["status"] == "FAIL"
+    (checkout,) = doc["checkouts"]
+    assert checkout["git_commit_hash"] == "c" * 40 and checkout["git_commit_name"] == "v6.1"
+    assert checkout["misc"]["repository"] == "/home/t/linux"

@@ -18,7 +18,7 @@ STAGES: tuple[tuple[str, ...], ...] = (
     ("harness", "harness.errors", "harness.progress", "harness.proc", "harness.arch",
      "harness.elf", "harness.resources", "harness.cache", "harness.needs", "harness.redaction",
      "harness.retry"),
-    ("harness.kernel",),
+    ("harness.kernel", "harness.host_packages"),
     ("harness.guest",),
     ("harness.checks",),
     ("harness.reports", "harness.series"),
