@@ -30,13 +30,14 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from harness import cache, checks, options, proc
+from harness import cache, options, pipeline, proc
 from harness.errors import BuildError, InfraError, KernelFailure, LtobootError, UsageError
-from harness.guest import boot, modules
+from harness.guest import modules
 from harness.kernel import failures, source
 from harness.kernel.build import Plan, compile_kernel, find_donor, plan
 from harness.kernel.model import MODROOT, BuildSpec, Kernel
 from harness.progress import duration, say
+from harness.reports.results import KernelReport
 
 GOOD, BAD, SKIP, ABORT = 0, 1, 125, 255
 
@@ -134,24 +135,23 @@ class StepResult:
     seconds: float = 0.0
 
 
-def _evaluate(kernel: Kernel, accel: str, runs: int, only: Sequence[str], step: StepResult,
-              log_dir: Path) -> None:
+def _evaluate(kernel: Kernel, spec: BuildSpec, accel: str, runs: int, only: Sequence[str],
+              step: StepResult, log_dir: Path) -> None:
+    """`runs` boots of the step's kernel through the pipeline `ltoboot run` uses, each with
+    every check (or `only` those); the first that fails decides."""
     for n in range(runs):
-        try:
-            guest = boot.boot(boot.BootRequest(kernel, accel_mode=accel,
-                                               label=f"console-{n + 1}", log_dir=log_dir))
-        except KernelFailure as e:
+        rep = pipeline.check_obtained(KernelReport(spec.label, kernel=kernel, spec=spec), spec,
+                                      accel, list(only) or None, console=f"console-{n + 1}",
+                                      log_dir=log_dir)
+        if isinstance(rep.cause, KernelFailure):
+            e = rep.cause
             step.logs.append(str(e.log))
             # bisecting one check: a kernel that does not boot cannot answer for it
             step.verdict = "skip" if only else "bad"
             step.kind, step.summary, step.excerpt = e.kind, e.summary, e.excerpt
             return
-        try:
-            step.logs.append(str(guest.log))
-            results = checks.run_checks(guest, kernel, only or None, last_use=True)
-        finally:
-            guest.close()
-        failed = [r for r in results if not r.passed]
+        step.logs.append(rep.console_log)
+        failed = [r for r in rep.results if not r.passed]
         if failed:
             step.verdict, step.kind = "bad", "check"
             step.summary = f"run {n + 1}/{runs}: " + "; ".join(f"{r.name}: {r.summary}"
@@ -177,7 +177,7 @@ def step(spec: BuildSpec, accel: str, runs: int, only: Sequence[str], log_dir: P
         key = cache.content_key({"bisect": commit, "plan": p.key})
         kernel = _step_kernel(tree, spec, p, key, step_dir / "build.log")
         result.logs.append(str(kernel.build_log))
-        _evaluate(kernel, accel, runs, only, result, step_dir)
+        _evaluate(kernel, spec, accel, runs, only, result, step_dir)
     except BuildError as e:  # any other error is no verdict: the CLI answers ABORT
         result.kind, result.summary = "build", str(e).splitlines()[0]
         result.excerpt, result.logs = e.tail, [str(e.log)]

@@ -10,6 +10,7 @@ import dataclasses
 import threading
 from collections.abc import Iterator, Sequence
 from concurrent.futures import Future
+from pathlib import Path
 
 from harness import checks
 from harness.checks import initcall_order
@@ -67,12 +68,16 @@ def check_kernels(specs: Sequence[BuildSpec], accel: str, names: Sequence[str] |
 
 
 def check_obtained(rep: KernelReport, spec: BuildSpec, accel: str,
-                   names: Sequence[str] | None, initcalls: bool = False) -> KernelReport:
-    """Boot and check rep.kernel (built, fetched or a variant) and fill in the report."""
+                   names: Sequence[str] | None, initcalls: bool = False, *,
+                   console: str | None = None, log_dir: Path | None = None) -> KernelReport:
+    """Boot and check rep.kernel (built, fetched, a variant or a bisect step's) and fill in
+    the report; `console` and `log_dir` name the console log (a bisect step keeps one per
+    run in its own directory)."""
     assert rep.kernel is not None
     guest: Guest | None = None
     try:
-        guest = boot.boot(boot.BootRequest(rep.kernel, accel_mode=accel))
+        guest = boot.boot(boot.BootRequest(rep.kernel, accel_mode=accel, label=console,
+                                           log_dir=log_dir))
         rep.accel, rep.accel_reason = guest.accel, guest.accel_reason
         rep.boot_seconds, rep.console_log = guest.boot_seconds, str(guest.log)
         # the initcall comparison reads this guest's dmesg after the checks

@@ -6,6 +6,7 @@ import dataclasses
 import json
 import shutil
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -97,25 +98,9 @@ def compile_kernel(out: Path, spec: BuildSpec, src: source.KernelSource,
     with kbuild.machine_lock(spec.label):
         started = time.monotonic()  # build time, not time spent waiting for the lock
         start = _start(out, spec, src, donor)
-        extra = {**configure(out, spec, make, wanted, optional, log), **start.said}
-        make(jobs=kbuild.jobs())
-        if start.incremental:
-            stale = freshness.stale(out, start.changed, start.stamp_ns)
-            if stale:  # a change make did not see: the build from nothing is the answer
-                more = f" and {len(stale) - 1} more" if len(stale) > 1 else ""
-                say(f"{spec.label}: the build that started from another one missed a change "
-                    f"({stale[0]}{more}); building from nothing")
-                shutil.rmtree(out)
-                out.mkdir()
-                extra = {**configure(out, spec, make, wanted, optional, log),
-                         "incremental_missed": str(stale[0])}
-                make(jobs=kbuild.jobs())
-        modroot: Path | None = None
-        if wanted.get("MODULES") == "y":
-            modroot = out / MODROOT
-            shutil.rmtree(modroot, ignore_errors=True)
-            make("modules_install", jobs=kbuild.jobs(),
-                 variables=[f"INSTALL_MOD_PATH={modroot}", "INSTALL_MOD_STRIP=1"])
+        extra, modroot = build_in(out, make, spec.label, start,
+                                  lambda: configure(out, spec, make, wanted, optional, log),
+                                  modules=wanted.get("MODULES") == "y")
     seconds = time.monotonic() - started
     release = (out / "include/config/kernel.release").read_text().strip()
     if make.ccache:  # how many compiles the compilers' cache served: bench and the note
@@ -131,6 +116,35 @@ def compile_kernel(out: Path, spec: BuildSpec, src: source.KernelSource,
     say(f"built {spec.label} ({release}) in {duration(seconds)}, {make.steps} steps"
         + make.ccache_said())
     return kernel
+
+
+def build_in(out: Path, make: kbuild.Kbuild, label: str, start: Start,
+             configure_step: Callable[[], dict[str, str]], modules: bool
+             ) -> tuple[dict[str, str], Path | None]:
+    """The build sequence of every kernel (a plan's, a broken variant's, a bisect step's), run
+    under the machine lock in `out` as `start` left it: configure, make, and for a build that
+    started from another one the freshness check, which sends it back to a build from
+    nothing, saying why; then the modules. Returns what the configuring and the start said,
+    and where the modules are installed."""
+    extra = {**configure_step(), **start.said}
+    make(jobs=kbuild.jobs())
+    if start.incremental:
+        stale = freshness.stale(out, start.changed, start.stamp_ns)
+        if stale:  # a change make did not see: the build from nothing is the answer
+            more = f" and {len(stale) - 1} more" if len(stale) > 1 else ""
+            say(f"{label}: the build that started from another one missed a change "
+                f"({stale[0]}{more}); building from nothing")
+            shutil.rmtree(out)
+            out.mkdir()
+            extra = {**configure_step(), "incremental_missed": str(stale[0])}
+            make(jobs=kbuild.jobs())
+    modroot: Path | None = None
+    if modules:
+        modroot = out / MODROOT
+        shutil.rmtree(modroot, ignore_errors=True)
+        make("modules_install", jobs=kbuild.jobs(),
+             variables=[f"INSTALL_MOD_PATH={modroot}", "INSTALL_MOD_STRIP=1"])
+    return extra, modroot
 
 
 def _count(n: int, what: str) -> str:

@@ -26,7 +26,7 @@ from pathlib import Path
 from harness import cache, proc
 from harness.arch import get_arch
 from harness.errors import BuildError, InfraError, UsageError
-from harness.kernel import failures, kbuild, kconfig, toolchain
+from harness.kernel import build, failures, kbuild, kconfig, stamps, toolchain
 from harness.kernel.model import META, MODROOT, Kernel
 from harness.progress import duration, say
 
@@ -301,6 +301,11 @@ def _build(tmp: Path, base: Kernel, members: list[Variant], key: str, name: str)
              error=InfraError)
     shutil.rmtree(out / MODROOT, ignore_errors=True)
     (out / META).unlink(missing_ok=True)
+    # what the variants change is new to make, whatever the clock says of the base's build
+    edited = sorted({e.path for v in members for e in v.edits})
+    when = stamps.stamp_after(base.build_dir)
+    for rel in edited:
+        stamps.stamp(tree, rel, when)
     root = cache.cache_root()
     log = root / "logs" / f"variant-{base.label}-{name}-{key[:12]}.log"
     make = kbuild.Kbuild(tree, out, get_arch(base.arch), toolchain.of_kernel(base), log,
@@ -312,20 +317,27 @@ def _build(tmp: Path, base: Kernel, members: list[Variant], key: str, name: str)
     config: dict[str, str] = {}
     for v in members:
         config.update(v.config)
-    copy_seconds = time.monotonic() - copy_started
-    with kbuild.machine_lock(f"variant {name}"):
-        started = time.monotonic() - copy_seconds  # copying and building, not waiting
+
+    def configure() -> dict[str, str]:
+        """The base's .config with the variants' options (afresh after a missed change)."""
+        dot_config = out / ".config"
+        if not dot_config.exists():
+            shutil.copyfile(base.config, dot_config)
         if config:
-            dot_config = out / ".config"
             dot_config.write_text(kconfig.apply(dot_config.read_text(), config))
             make("olddefconfig")
             problems = kconfig.not_stuck(config, kconfig.parse(dot_config.read_text()))
             if problems:
                 raise BuildError(f"variant {name}: Kconfig dropped " + "; ".join(problems),
                                  log=log)
-        make(jobs=kbuild.jobs())
-        make("modules_install", jobs=kbuild.jobs(),
-             variables=[f"INSTALL_MOD_PATH={out / MODROOT}", "INSTALL_MOD_STRIP=1"])
+        return {}
+
+    copy_seconds = time.monotonic() - copy_started
+    with kbuild.machine_lock(f"variant {name}"):
+        started = time.monotonic() - copy_seconds  # copying and building, not waiting
+        start = build.Start({}, True, frozenset(edited), when)
+        said, _ = build.build_in(out, make, f"{base.label}+{name}", start, configure,
+                                 modules=True)
     seconds = time.monotonic() - started
     kernel = dataclasses.replace(
         base, image=out / get_arch(base.arch).image, config=out / ".config",
@@ -333,7 +345,7 @@ def _build(tmp: Path, base: Kernel, members: list[Variant], key: str, name: str)
         key=key, build_log=log, build_seconds=round(seconds, 1), steps=make.steps,
         source=f"{base.source} + variant{'s' if len(members) > 1 else ''} {names}",
         extra={"variant": name, "variants": " ".join(v.name for v in members),
-               "breaks": breaks},
+               "breaks": breaks, **said},
     )
     kernel.save(out)
     say(f"built variant{'s' if len(members) > 1 else ''} {names} of {base.label} in "

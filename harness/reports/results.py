@@ -32,11 +32,12 @@ class KernelReport:
     # a kernel that did not build: the key and checkout its build's plan gave it
     planned_key: str = ""
     checkout: Checkout | None = None
+    cause: object = None  # what failed it: the BuildError or KernelFailure itself
 
     def fail(self, stage: Stage, why: object) -> KernelReport:
         """No check could run: the kernel failed at `stage`, for `why` (a build of ours
         that failed says which build it was)."""
-        self.failed_at, self.error = stage, f"{stage}: {why}"
+        self.failed_at, self.error, self.cause = stage, f"{stage}: {why}", why
         if isinstance(why, PlannedBuildError):
             self.planned_key, self.checkout = why.key, why.checkout
         return self
