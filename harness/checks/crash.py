@@ -5,8 +5,7 @@ kills that and the guest goes on serving the next."""
 
 from __future__ import annotations
 
-from harness.checks.registry import COMPANIONS, CheckResult, check, companion
-from harness.guest import boot
+from harness.checks.registry import CheckResult, check, companion
 from harness.guest.console import CommandResult, without_time
 from harness.guest.protocol import GuestProtocol
 from harness.kernel.model import Kernel
@@ -21,9 +20,6 @@ NX_FAULTS = ("kernel tried to execute NX-protected page",
 def provoke(guest: GuestProtocol, kernel: Kernel, test: str) -> CommandResult:
     return companion(guest, kernel, "crash").run(f"echo {test} > {TRIGGER}",
                                                  allow_kernel_errors=True)
-
-
-COMPANIONS["crash"] = lambda guest, kernel: boot.companion(guest, kernel, "crash")
 
 
 def evaluate_exec_rodata(r: CommandResult) -> tuple[bool, str]:

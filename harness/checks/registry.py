@@ -8,6 +8,7 @@ from dataclasses import dataclass
 
 from harness import needs
 from harness.errors import InfraError, KernelFailure, LtobootError, NotApplicable
+from harness.guest import boot
 from harness.guest.protocol import GuestProtocol
 from harness.kernel import kconfig
 from harness.kernel.model import Kernel
@@ -31,15 +32,15 @@ class Check:
     name: str
     description: str
     run: Callable[[GuestProtocol, Kernel], CheckResult]
-    companion: str = ""  # the kind of extra guest it runs on (COMPANIONS), if any
+    # the kind of extra guest it runs on, if any ("crash": the checks that crash the kernel on
+    # purpose share one); the registry boots it with boot.companion when a check first asks
+    companion: str = ""
     # the commands it types, for a check whose later commands depend on what the guest
     # printed (harness/lava/plan.py records the others by running them)
     plan: Callable[[Kernel], list[str]] | None = None
 
 
 CHECKS: dict[str, Check] = {}
-# How to start each kind of companion guest, without waiting for it: (main guest, kernel)
-COMPANIONS: dict[str, Callable[[GuestProtocol, Kernel], GuestProtocol]] = {}
 
 
 CheckFn = Callable[[GuestProtocol, Kernel], CheckResult]
@@ -62,7 +63,7 @@ def companion(guest: GuestProtocol, kernel: Kernel, kind: str) -> GuestProtocol:
     if other is None or other.broken is not None:
         if other is not None and other is not guest:  # (a guest serving its own last checks)
             other.close()
-        other = COMPANIONS[kind](guest, kernel)
+        other = boot.companion(guest, kernel, kind)
     return other.ready()
 
 
@@ -72,7 +73,7 @@ def start_companions(guest: GuestProtocol, kernel: Kernel, names: Iterable[str])
     kinds = {CHECKS[n].companion for n in names if CHECKS[n].companion and why_skip(n, kernel)
              is None}
     for kind in sorted(kinds - set(guest.companions)):
-        COMPANIONS[kind](guest, kernel)
+        boot.companion(guest, kernel, kind)
 
 
 _CONFIGS: dict[str, dict[str, str]] = {}

@@ -70,6 +70,7 @@ def test_a_last_use_runs_the_crashing_checks_on_the_main_guest_after_the_others(
     one of them broke the main guest, and for the pool's guests (not a last use) as before."""
     from harness.checks import registry
     from harness.errors import KernelFailure
+    from harness.guest import boot
 
     ran: list[tuple[str, str]] = []
     booted: list[str] = []
@@ -89,10 +90,10 @@ def test_a_last_use_runs_the_crashing_checks_on_the_main_guest_after_the_others(
             return registry.CheckResult(name, True, "")
         return fn
 
-    def companion(main: object, kernel: object) -> object:
+    def companion(main: object, kernel: object, kind: str) -> object:
         guest = _Guest(f"companion-{len(booted) + 1}", ran)
         booted.append(guest.label)
-        main.companions["crash"] = guest  # type: ignore[attr-defined]
+        main.companions[kind] = guest  # type: ignore[attr-defined]
         return guest
 
     checks = {"t_basic": registry.Check("t_basic", "", plain("t_basic")),
@@ -100,7 +101,7 @@ def test_a_last_use_runs_the_crashing_checks_on_the_main_guest_after_the_others(
               "t_cfi": registry.Check("t_cfi", "", crashing("t_cfi", False), "crash"),
               "t_dmesg": registry.Check("t_dmesg", "", plain("t_dmesg"))}
     monkeypatch.setattr(registry, "CHECKS", checks)
-    monkeypatch.setitem(registry.COMPANIONS, "crash", companion)
+    monkeypatch.setattr(boot, "companion", companion)  # the one way a companion boots
 
     main = _Guest("main", ran)
     got = registry.run_checks(main, None, last_use=True)  # type: ignore[arg-type]
