@@ -8,7 +8,7 @@ from collections import Counter
 from pathlib import Path
 
 from harness import elf
-from harness.checks.registry import CheckResult, check
+from harness.checks.registry import Outcome, check
 from harness.guest import modules
 from harness.guest.protocol import GuestProtocol
 from harness.kernel.model import Kernel
@@ -29,19 +29,19 @@ def od_bytes(text: str) -> bytes:
     return bytes.fromhex("".join(text.split()))
 
 
-@check("lto_elf_note", "the Linux LTO note in /sys/kernel/notes agrees with the LTO mode")
-def lto_elf_note(guest: GuestProtocol, kernel: Kernel) -> CheckResult:
+@check("lto_elf_note", "the Linux LTO note in /sys/kernel/notes agrees with the LTO mode",
+       evaluate=lto_note)
+def lto_elf_note(guest: GuestProtocol, kernel: Kernel) -> Outcome:
     r = guest.run("od -An -v -tx1 /sys/kernel/notes")
     if not r.ok:
-        return CheckResult("lto_elf_note", False, "cannot read /sys/kernel/notes", r.output)
+        return Outcome(False, "cannot read /sys/kernel/notes", r.output)
     says = lto_note(elf.notes(od_bytes(r.output)))
     want = kernel.lto != "none"
     if says is None:
-        return CheckResult("lto_elf_note", False, "no Linux LTO_INFO note in /sys/kernel/notes")
+        return Outcome(False, "no Linux LTO_INFO note in /sys/kernel/notes")
     word = "LTO" if says else "no LTO"
-    return CheckResult("lto_elf_note", says == want,
-                       f"the note says {word}" + ("" if says == want else
-                                                  f", but the kernel was built with {kernel.lto}"))
+    return Outcome(says == want, f"the note says {word}" + (
+        "" if says == want else f", but the kernel was built with {kernel.lto}"))
 
 
 def promoted_functions(system_map: str) -> list[tuple[str, str]]:
@@ -121,28 +121,27 @@ def llvm_symbols_plan(kernel: Kernel) -> list[str]:
 @check("llvm_symbols", "ThinLTO: kallsyms has .llvm.<hash> names, and a kprobe finds them by "
        "the name their kernel looks them up by (the C name before 6.11, the full one since)",
        plan=llvm_symbols_plan)
-def llvm_symbols(guest: GuestProtocol, kernel: Kernel) -> CheckResult:
-    name = "llvm_symbols"
+def llvm_symbols(guest: GuestProtocol, kernel: Kernel) -> Outcome:
     r = guest.run(COUNT_CMD)
     if not r.output.strip().isdigit():
-        return CheckResult(name, False, "cannot count names in /proc/kallsyms", r.output)
+        return Outcome(False, "cannot count names in /proc/kallsyms", r.output)
     count = int(r.output.strip())
     if kernel.lto != "thin":
-        return CheckResult(name, count == 0, f"{count} .llvm.<hash> names in /proc/kallsyms "
-                           f"(expected none without ThinLTO)")
+        return Outcome(count == 0, f"{count} .llvm.<hash> names in /proc/kallsyms "
+                       f"(expected none without ThinLTO)")
     if count == 0:
-        return CheckResult(name, False, "no .llvm.<hash> names in /proc/kallsyms of a ThinLTO "
-                           "kernel")
+        return Outcome(False, "no .llvm.<hash> names in /proc/kallsyms of a ThinLTO "
+                       "kernel")
     exact = kallsyms_exact(kernel.release)
     if kernel.system_map is None or not Path(kernel.system_map).is_file():
-        return CheckResult(name, True, f"{count} .llvm.<hash> names (no System.map: lookup "
-                           "not checked)")
+        return Outcome(True, f"{count} .llvm.<hash> names (no System.map: lookup "
+                       "not checked)")
     if kernel.build_dir is None:
-        return CheckResult(name, True, f"{count} .llvm.<hash> names (lookup not checked: our "
-                           "kprobe module needs the kernel's build directory)")
+        return Outcome(True, f"{count} .llvm.<hash> names (lookup not checked: our "
+                       "kprobe module needs the kernel's build directory)")
     if exact is None:
-        return CheckResult(name, True, f"{count} .llvm.<hash> names (lookup not checked: "
-                           f"release {kernel.release!r} does not say which kallsyms it has)")
+        return Outcome(True, f"{count} .llvm.<hash> names (lookup not checked: "
+                       f"release {kernel.release!r} does not say which kallsyms it has)")
     modules.probe_modules(kernel)  # the guest's copy of ltoboot_probe.ko comes from here
     by = "full" if exact else "plain"
     tried = []
@@ -158,11 +157,11 @@ def llvm_symbols(guest: GuestProtocol, kernel: Kernel) -> CheckResult:
                 plain_at = kprobe(guest, plain)
                 summary += " (Linux >= 6.11 matches exactly; the C name " + (
                     "is not found)" if plain_at is None else f"is found too, at {plain_at:x})")
-            return CheckResult(name, True, summary)
+            return Outcome(True, summary)
         tried.append(f"{full if exact else plain}: kprobe "
                      + (f"at {got:x}" if got is not None else "failed")
                      + f" (kallsyms: {full} at " + (f"{addr:x})" if addr else "?)"))
-    return CheckResult(name, False, f"{count} .llvm.<hash> names, but none could be found by "
-                       f"its {by} name (kallsyms of Linux {kernel.release} "
-                       + ("matches exactly)" if exact else "strips .llvm.<hash>)"),
-                       "\n".join(tried))
+    return Outcome(False, f"{count} .llvm.<hash> names, but none could be found by "
+                   f"its {by} name (kallsyms of Linux {kernel.release} "
+                   + ("matches exactly)" if exact else "strips .llvm.<hash>)"),
+                   "\n".join(tried))
