@@ -17,6 +17,7 @@ from harness.checks.registry import (
     Check,
     CheckResult,
     Outcome,
+    Verdict,
     check,
     put_in_order,
     run_check,
@@ -27,5 +28,5 @@ for _module in pkgutil.iter_modules(__path__, f"{__name__}."):
     importlib.import_module(_module.name)
 put_in_order()  # dmesg_clean judged last, after what the others did
 
-__all__ = ["CHECKS", "LTO_GREP", "Check", "CheckResult", "Outcome", "check", "lto_config_as",
-           "proc_version", "run_check", "run_checks"]
+__all__ = ["CHECKS", "LTO_GREP", "Check", "CheckResult", "Outcome", "Verdict", "check",
+           "lto_config_as", "proc_version", "run_check", "run_checks"]

@@ -14,6 +14,7 @@ import functools
 import traceback
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from enum import StrEnum
 
 from harness import needs
 from harness.errors import InfraError, KernelFailure, LtobootError, NotApplicable
@@ -22,6 +23,17 @@ from harness.guest.protocol import GuestProtocol
 from harness.kernel import kconfig
 from harness.kernel.model import Kernel
 from harness.needs import Needs
+
+
+class Verdict(StrEnum):
+    """What a result comes to, the same in every report: the text, JUnit, KCIDB (whose test
+    statuses these are) and the Tested-by block. ERROR is no verdict on the kernel: the
+    machine or the lab failed (KCIDB's boot test of a run that never reached the guest)."""
+
+    PASS = "PASS"
+    FAIL = "FAIL"
+    SKIP = "SKIP"  # the kernel lacks what the check needs; does not fail a run
+    ERROR = "ERROR"
 
 
 @dataclass(frozen=True)
@@ -33,8 +45,9 @@ class CheckResult:
     skipped: bool = False  # could not run on this kernel (passed is then True)
 
     @property
-    def verdict(self) -> str:
-        return "SKIP" if self.skipped else "PASS" if self.passed else "FAIL"
+    def verdict(self) -> Verdict:
+        """The one place a result's outcome is worked out."""
+        return Verdict.SKIP if self.skipped else Verdict.PASS if self.passed else Verdict.FAIL
 
 
 @dataclass(frozen=True)
