@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import ast
 import dataclasses
+import re
 from pathlib import Path
 
 import pytest
@@ -202,3 +203,16 @@ def test_a_check_is_named_by_the_registry_once() -> None:
     for path in Path(harness.checks.__file__).parent.glob("*.py"):
         if path.name != "registry.py":
             assert "CheckResult(" not in path.read_text(), path.name
+
+
+def test_every_check_names_its_pure_evaluator_and_a_unit_test_calls_it() -> None:
+    """The rule of harness/checks/__init__.py, held: a check declares its pure evaluator, which
+    a unit test calls on recorded output (test_module still judges where it asks)."""
+    from harness.checks import CHECKS
+
+    tests = "\n".join(p.read_text() for p in Path(__file__).parents[1].rglob("test_*.py"))
+    assert [n for n, c in CHECKS.items() if c.evaluate is None] == ["test_module"]
+    for name, c in CHECKS.items():
+        if c.evaluate is not None:
+            fn = c.evaluate.__name__
+            assert re.search(rf"\b{fn}\(", tests), f"{name}: no unit test calls {fn}"
