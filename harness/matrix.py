@@ -10,6 +10,7 @@ from dataclasses import asdict, dataclass, field
 from enum import StrEnum
 
 from harness import pipeline
+from harness.checks import Verdict
 from harness.errors import InfraError, UsageError
 from harness.kernel.model import BuildSpec
 from harness.progress import duration, say
@@ -58,12 +59,12 @@ def _fill(cell: Cell, rep: KernelReport) -> None:
         cell.status = CellStatus(rep.failed_at or Stage.BUILD)
         cell.failures = [rep.error.splitlines()[0]]
         return
-    cell.passed = sum(r.passed and not r.skipped for r in rep.results)
-    cell.failed = sum(not r.passed for r in rep.results)
-    cell.skipped = sum(r.skipped for r in rep.results)
-    cell.failures = [f"{r.name}: {r.summary}" for r in rep.results if not r.passed]
+    cell.passed = sum(r.verdict is Verdict.PASS for r in rep.results)
+    cell.failed = sum(r.verdict is Verdict.FAIL for r in rep.results)
+    cell.skipped = sum(r.verdict is Verdict.SKIP for r in rep.results)
+    cell.failures = [f"{r.name}: {r.summary}" for r in rep.results if r.verdict is Verdict.FAIL]
     cell.skips = [f"{r.name}: {r.summary.removeprefix('skipped: ')}" for r in rep.results
-                  if r.skipped]
+                  if r.verdict is Verdict.SKIP]
     cell.status = CellStatus.PASSED if rep.passed else CellStatus.FAILED
 
 

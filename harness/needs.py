@@ -1,8 +1,11 @@
 """What each check needs from a kernel, as data: one table that the builder reads to ask Kconfig
 for exactly what the toolchain can give, and that the checks read to say SKIP, with the reason,
-where a kernel lacks it (a prebuilt kernel without LKDTM, a clang 14 build without kCFI).
+where a kernel lacks it (a prebuilt kernel without LKDTM, a clang 14 build without kCFI). Its
+order is the checks' run and report order.
 
-Pure data and pure functions: the kernel stage and the checks both import it.
+Pure data and pure functions: the kernel stage and the checks both import it. A check's module
+declares the rest of it (harness/checks/registry.py); this row is the part the kernel stage
+reads while it plans a build, before any check exists.
 """
 
 from __future__ import annotations
@@ -23,7 +26,11 @@ class Needs:
 
 MODULES = {"MODULES": "y", "MODULE_UNLOAD": "y"}
 
-# Every check of harness/checks, by name. A check that is not here needs nothing special.
+# Every check of harness/checks, by name, in the order the checks run and are reported:
+# dmesg_clean last, judged after what all others did (a run's last checks on the guest, those
+# that crash it on purpose, come after it: harness/checks/registry.py's run_checks). A check
+# that needs nothing says so: Needs(). tests/unit/test_needs.py holds this table and the
+# registered checks to each other.
 CHECKS: dict[str, Needs] = {
     "proc_version": Needs(),
     "lto_config": Needs({"IKCONFIG": "y", "IKCONFIG_PROC": "y"}),

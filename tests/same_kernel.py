@@ -32,7 +32,7 @@ def facts(kernel: Kernel, console_says: str = ""
     """(release, .config, names, verdicts, whether the console said `console_says`)."""
     guest = boot.boot(boot.BootRequest(kernel))
     try:
-        verdicts = [(r.name, r.verdict) for r in run_checks(guest, kernel)]
+        verdicts = [(r.name, r.verdict.value) for r in run_checks(guest, kernel)]
         said = console_says in guest.log.read_text(errors="replace")
     finally:
         guest.close()

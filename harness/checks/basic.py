@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 
-from harness.checks.registry import CheckResult, check
+from harness.checks.registry import Outcome, check
 from harness.guest.protocol import GuestProtocol
 from harness.kernel import kconfig
 from harness.kernel.model import LTO_MODES, Kernel, lto_of_config, lto_title
@@ -50,39 +50,40 @@ def module_listed(proc_modules: str, name: str) -> bool:
 
 
 # -- checks ----------------------------------------------------------------------------------
-@check("proc_version", "/proc/version names the clang and LLD that built the kernel")
-def proc_version(guest: GuestProtocol, kernel: Kernel) -> CheckResult:
+@check("proc_version", "/proc/version names the clang and LLD that built the kernel",
+       evaluate=evaluate_proc_version)
+def proc_version(guest: GuestProtocol, kernel: Kernel) -> Outcome:
     out = guest.run("cat /proc/version").output.strip()
     ok, summary = evaluate_proc_version(out, kernel.llvm_major)
-    return CheckResult("proc_version", ok, summary, out)
+    return Outcome(ok, summary, out)
 
 
-def lto_config_as(guest: GuestProtocol, want: str) -> CheckResult:
+def lto_config_as(guest: GuestProtocol, want: str) -> Outcome:
     r = guest.run("zcat /proc/config.gz | grep 'LTO[_=]'")
     ok, summary = evaluate_lto_config(r.output, want)
-    return CheckResult("lto_config", ok, summary, r.output.strip())
+    return Outcome(ok, summary, r.output.strip())
 
 
-@check("lto_config", "/proc/config.gz has the LTO settings of the mode asked for")
-def lto_config(guest: GuestProtocol, kernel: Kernel) -> CheckResult:
+@check("lto_config", "/proc/config.gz has the LTO settings of the mode asked for",
+       evaluate=evaluate_lto_config)
+def lto_config(guest: GuestProtocol, kernel: Kernel) -> Outcome:
     return lto_config_as(guest, kernel.lto)
 
 
 @check("test_module", "lib/test_module.ko loads (Hello, world), is listed, and unloads")
-def test_module(guest: GuestProtocol, kernel: Kernel) -> CheckResult:
-    name = "test_module"
-    load = guest.run(f"modprobe {name}")
+def test_module(guest: GuestProtocol, kernel: Kernel) -> Outcome:
+    module = "test_module"  # lib/test_module.ko, which the check is named after
+    load = guest.run(f"modprobe {module}")
     if not load.ok:
-        return CheckResult(name, False, f"modprobe {name} failed (exit {load.status})",
-                           load.output)
+        return Outcome(False, f"modprobe {module} failed (exit {load.status})", load.output)
     hello = "Hello, world" in guest.run("dmesg").output
-    listed = module_listed(guest.run("cat /proc/modules").output, name)
-    unload = guest.run(f"rmmod {name}")
-    gone = not module_listed(guest.run("cat /proc/modules").output, name)
+    listed = module_listed(guest.run("cat /proc/modules").output, module)
+    unload = guest.run(f"rmmod {module}")
+    gone = not module_listed(guest.run("cat /proc/modules").output, module)
     problems = [p for p, bad in (("no 'Hello, world' in dmesg", not hello),
                                  ("not in /proc/modules after loading", not listed),
                                  (f"rmmod failed: {unload.output.strip()}", not unload.ok),
                                  ("still in /proc/modules after rmmod", not gone)) if bad]
     if problems:
-        return CheckResult(name, False, "; ".join(problems))
-    return CheckResult(name, True, "loaded (Hello, world), listed in /proc/modules, unloaded")
+        return Outcome(False, "; ".join(problems))
+    return Outcome(True, "loaded (Hello, world), listed in /proc/modules, unloaded")

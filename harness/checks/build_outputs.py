@@ -9,7 +9,7 @@ import re
 from collections.abc import Mapping
 from pathlib import Path
 
-from harness.checks.registry import CheckResult, check, kernel_config
+from harness.checks.registry import Outcome, check, kernel_config
 from harness.errors import NotApplicable
 from harness.guest.protocol import GuestProtocol
 from harness.kernel.model import Kernel
@@ -99,8 +99,9 @@ def objtool_warnings(build_log: Path | None) -> list[str]:
 
 
 @check("build_outputs", "objtool ran on vmlinux.o (with --mcount for ftrace), the ThinLTO "
-       "import limit was passed, LKDTM's rodata function is in .rodata")
-def build_outputs(guest: GuestProtocol, kernel: Kernel) -> CheckResult:
+       "import limit was passed, LKDTM's rodata function is in .rodata",
+       evaluate=evaluate_build_outputs)
+def build_outputs(guest: GuestProtocol, kernel: Kernel) -> Outcome:
     command = vmlinux_o_command(kernel.build_dir) if kernel.build_dir is not None else None
     system_map = kernel.system_map.read_text(errors="replace") \
         if kernel.system_map is not None and kernel.system_map.is_file() else ""
@@ -114,5 +115,5 @@ def build_outputs(guest: GuestProtocol, kernel: Kernel) -> CheckResult:
                                        *[fact for _, fact in facts],
                                        *objtool_warnings(kernel.build_log)]))
     if bad:
-        return CheckResult("build_outputs", False, "; ".join(bad), evidence)
-    return CheckResult("build_outputs", True, "; ".join(fact for _, fact in facts), evidence)
+        return Outcome(False, "; ".join(bad), evidence)
+    return Outcome(True, "; ".join(fact for _, fact in facts), evidence)

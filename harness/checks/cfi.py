@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from harness.checks.crash import TRIGGER, provoke
-from harness.checks.registry import CheckResult, check
+from harness.checks.crash import COMPANION, TRIGGER, provoke
+from harness.checks.registry import Outcome, check
 from harness.guest.console import CommandResult, without_time
 from harness.guest.protocol import GuestProtocol
 from harness.kernel.model import Kernel
@@ -26,8 +26,8 @@ def evaluate_cfi(r: CommandResult) -> tuple[bool, str]:
 
 
 @check("cfi", "LKDTM CFI_FORWARD_PROTO is stopped by a CFI failure (on a throwaway guest)",
-       companion="crash")
-def cfi(guest: GuestProtocol, kernel: Kernel) -> CheckResult:
+       evaluate=evaluate_cfi, companion=COMPANION)
+def cfi(guest: GuestProtocol, kernel: Kernel) -> Outcome:
     r = provoke(guest, kernel, "CFI_FORWARD_PROTO")
     ok, summary = evaluate_cfi(r)
-    return CheckResult("cfi", ok, summary, "\n".join(r.kernel_lines[-25:]))
+    return Outcome(ok, summary, "\n".join(r.kernel_lines[-25:]))

@@ -5,12 +5,12 @@ kills that and the guest goes on serving the next."""
 
 from __future__ import annotations
 
-from harness.checks.registry import COMPANIONS, CheckResult, check, companion
-from harness.guest import boot
+from harness.checks.registry import Outcome, check, companion
 from harness.guest.console import CommandResult, without_time
 from harness.guest.protocol import GuestProtocol
 from harness.kernel.model import Kernel
 
+COMPANION = "crash"  # the kind of guest they share
 TRIGGER = "/sys/kernel/debug/provoke-crash/DIRECT"
 RETURNED = "FAIL: func returned"  # LKDTM's execute_location() when the bad call came back
 # the fault each arch reports for executing a non-executable page
@@ -19,11 +19,8 @@ NX_FAULTS = ("kernel tried to execute NX-protected page",
 
 
 def provoke(guest: GuestProtocol, kernel: Kernel, test: str) -> CommandResult:
-    return companion(guest, kernel, "crash").run(f"echo {test} > {TRIGGER}",
-                                                 allow_kernel_errors=True)
-
-
-COMPANIONS["crash"] = lambda guest, kernel: boot.companion(guest, kernel, "crash")
+    return companion(guest, kernel, COMPANION).run(f"echo {test} > {TRIGGER}",
+                                                   allow_kernel_errors=True)
 
 
 def evaluate_exec_rodata(r: CommandResult) -> tuple[bool, str]:
@@ -42,8 +39,8 @@ def evaluate_exec_rodata(r: CommandResult) -> tuple[bool, str]:
 
 
 @check("lkdtm_rodata", "LKDTM EXEC_RODATA: executing from .rodata faults (on a throwaway "
-       "guest)", companion="crash")
-def lkdtm_rodata(guest: GuestProtocol, kernel: Kernel) -> CheckResult:
+       "guest)", evaluate=evaluate_exec_rodata, companion=COMPANION)
+def lkdtm_rodata(guest: GuestProtocol, kernel: Kernel) -> Outcome:
     r = provoke(guest, kernel, "EXEC_RODATA")
     ok, summary = evaluate_exec_rodata(r)
-    return CheckResult("lkdtm_rodata", ok, summary, "\n".join(r.kernel_lines[-25:]))
+    return Outcome(ok, summary, "\n".join(r.kernel_lines[-25:]))

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import re
 
-from harness.checks.registry import CheckResult, check
+from harness.checks.registry import Outcome, check
 from harness.guest.protocol import GuestProtocol
 from harness.kernel.model import Kernel
 
@@ -17,13 +17,12 @@ def dmesg_problems(dmesg: str) -> list[str]:
 
 
 @check("dmesg_clean", "the kernel log has no WARNING, BUG, Oops or Call Trace, after all "
-       "other checks")
-def dmesg_clean(guest: GuestProtocol, kernel: Kernel) -> CheckResult:
+       "other checks", evaluate=dmesg_problems)
+def dmesg_clean(guest: GuestProtocol, kernel: Kernel) -> Outcome:
     # filtered in the guest: the whole log is 50 KB that the serial console need not carry
     bad = dmesg_problems(guest.run("dmesg | grep -E 'WARNING:|BUG:|Oops|Call Trace'").output)
     if bad:
-        return CheckResult("dmesg_clean", False, f"{len(bad)} problem line(s) in dmesg",
-                           "\n".join(bad[:20]))
-    return CheckResult("dmesg_clean", True, "no WARNING, BUG, Oops or Call Trace")
+        return Outcome(False, f"{len(bad)} problem line(s) in dmesg", "\n".join(bad[:20]))
+    return Outcome(True, "no WARNING, BUG, Oops or Call Trace")
 
 

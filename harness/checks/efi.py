@@ -7,7 +7,7 @@ under TCG, where a guest of its own would cost a whole boot."""
 from __future__ import annotations
 
 from harness.arch import get_arch
-from harness.checks.registry import CheckResult, check
+from harness.checks.registry import Outcome, check
 from harness.errors import NotApplicable
 from harness.guest.protocol import GuestProtocol
 from harness.kernel.model import Kernel
@@ -23,8 +23,9 @@ def evaluate_efi_stub(console: str, sysfs_listing: str) -> tuple[bool, str]:
     return True, f"{BOOTING}; /sys/firmware/efi: {' '.join(sorted(sysfs_listing.split()))}"
 
 
-@check("efi_stub", "booted by UEFI firmware through the EFI stub; /sys/firmware/efi present")
-def efi_stub(guest: GuestProtocol, kernel: Kernel) -> CheckResult:
+@check("efi_stub", "booted by UEFI firmware through the EFI stub; /sys/firmware/efi present",
+       evaluate=evaluate_efi_stub)
+def efi_stub(guest: GuestProtocol, kernel: Kernel) -> Outcome:
     if not guest.firmware:
         arch = get_arch(kernel.arch)
         raise NotApplicable(f"the guest was not booted through UEFI firmware ({arch.efi_firmware}"
@@ -34,4 +35,4 @@ def efi_stub(guest: GuestProtocol, kernel: Kernel) -> CheckResult:
     ok, summary = evaluate_efi_stub(console, listing)
     stub = [line.strip() for line in console.splitlines() if "EFI stub" in line
             or "efi: " in line]
-    return CheckResult("efi_stub", ok, summary, "\n".join(stub[:30]) + f"\n{listing}")
+    return Outcome(ok, summary, "\n".join(stub[:30]) + f"\n{listing}")

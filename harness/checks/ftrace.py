@@ -10,7 +10,7 @@ from __future__ import annotations
 import itertools
 import re
 
-from harness.checks.registry import CheckResult, check
+from harness.checks.registry import Outcome, check
 from harness.guest import modules
 from harness.guest.protocol import GuestProtocol
 from harness.kernel.model import Kernel
@@ -93,11 +93,11 @@ def evaluate_ftrace(output: str, with_module: bool = True) -> tuple[bool, str]:
 
 
 @check("ftrace", "dynamic ftrace has entries; the function tracer records a vmlinux and a "
-       "module function (objtool mcount, patchable function entries)")
-def ftrace(guest: GuestProtocol, kernel: Kernel) -> CheckResult:
+       "module function (objtool mcount, patchable function entries)", evaluate=evaluate_ftrace)
+def ftrace(guest: GuestProtocol, kernel: Kernel) -> Outcome:
     with_module = kernel.build_dir is not None
     if with_module:
         modules.probe_modules(kernel)
     r = guest.run(ftrace_script(modules.GUEST_DIR if with_module else None), timeout=20)
     ok, summary = evaluate_ftrace(r.output, with_module)
-    return CheckResult("ftrace", ok, summary, r.output.strip())
+    return Outcome(ok, summary, r.output.strip())

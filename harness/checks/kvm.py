@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import re
 
-from harness.checks.registry import CheckResult, check
+from harness.checks.registry import Outcome, check
 from harness.errors import NotApplicable
 from harness.guest.protocol import GuestProtocol
 from harness.kernel.model import Kernel
@@ -32,9 +32,9 @@ def evaluate_kvm_nvhe(dmesg: str, accel: str) -> tuple[bool, str]:
 
 
 @check("kvm_nvhe", "arm64: started at EL2, KVM's nVHE hyp code initialized "
-       "(kvm-arm.mode=nvhe)")
-def kvm_nvhe(guest: GuestProtocol, kernel: Kernel) -> CheckResult:
+       "(kvm-arm.mode=nvhe)", evaluate=evaluate_kvm_nvhe)
+def kvm_nvhe(guest: GuestProtocol, kernel: Kernel) -> Outcome:
     out = guest.run("dmesg | grep -E 'started at EL|kvm \\[|[Hh]yp|KVM'").output
     ok, summary = evaluate_kvm_nvhe(out, guest.accel)
     evidence = "\n".join(line for line in out.splitlines() if KVM_LINES.search(line))
-    return CheckResult("kvm_nvhe", ok, summary, evidence[-3000:])
+    return Outcome(ok, summary, evidence[-3000:])

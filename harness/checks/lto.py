@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import dataclasses
 import re
 import shlex
 from collections import Counter
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 from harness import elf
-from harness.checks.registry import CheckResult, check
+from harness.checks.registry import Outcome, check
 from harness.guest import modules
 from harness.guest.protocol import GuestProtocol
 from harness.kernel.model import Kernel
@@ -29,19 +32,19 @@ def od_bytes(text: str) -> bytes:
     return bytes.fromhex("".join(text.split()))
 
 
-@check("lto_elf_note", "the Linux LTO note in /sys/kernel/notes agrees with the LTO mode")
-def lto_elf_note(guest: GuestProtocol, kernel: Kernel) -> CheckResult:
+@check("lto_elf_note", "the Linux LTO note in /sys/kernel/notes agrees with the LTO mode",
+       evaluate=lto_note)
+def lto_elf_note(guest: GuestProtocol, kernel: Kernel) -> Outcome:
     r = guest.run("od -An -v -tx1 /sys/kernel/notes")
     if not r.ok:
-        return CheckResult("lto_elf_note", False, "cannot read /sys/kernel/notes", r.output)
+        return Outcome(False, "cannot read /sys/kernel/notes", r.output)
     says = lto_note(elf.notes(od_bytes(r.output)))
     want = kernel.lto != "none"
     if says is None:
-        return CheckResult("lto_elf_note", False, "no Linux LTO_INFO note in /sys/kernel/notes")
+        return Outcome(False, "no Linux LTO_INFO note in /sys/kernel/notes")
     word = "LTO" if says else "no LTO"
-    return CheckResult("lto_elf_note", says == want,
-                       f"the note says {word}" + ("" if says == want else
-                                                  f", but the kernel was built with {kernel.lto}"))
+    return Outcome(says == want, f"the note says {word}" + (
+        "" if says == want else f", but the kernel was built with {kernel.lto}"))
 
 
 def promoted_functions(system_map: str) -> list[tuple[str, str]]:
@@ -76,9 +79,9 @@ def kprobe_cmd(symbol: str) -> str:
             "| tail -1")
 
 
-def kprobe(guest: GuestProtocol, symbol: str) -> int | None:
-    """Where a kprobe on `symbol` (registered by our probe module) lands, None if it fails."""
-    got = re.search(r"at ([0-9a-f]+)$", guest.run(kprobe_cmd(symbol)).output.strip())
+def kprobe_address(output: str) -> int | None:
+    """Where the kprobe kprobe_cmd registered landed, None if it failed."""
+    got = re.search(r"at ([0-9a-f]+)$", output.strip())
     return int(got.group(1), 16) if got else None
 
 
@@ -86,8 +89,9 @@ def kallsyms_cmd(symbol: str) -> str:
     return f"grep -F {shlex.quote(' ' + symbol)} /proc/kallsyms"
 
 
-def kallsyms_address(guest: GuestProtocol, symbol: str) -> int | None:
-    out = guest.run(kallsyms_cmd(symbol)).output.split()
+def kallsyms_address(output: str) -> int | None:
+    """The address of kallsyms_cmd's first line, None without one."""
+    out = output.split()
     return int(out[0], 16) if out and re.fullmatch(r"[0-9a-f]+", out[0]) else None
 
 
@@ -95,9 +99,33 @@ COUNT_CMD = "grep -c '[.]llvm[.]' /proc/kallsyms"
 CANDIDATES = 8  # promoted functions tried, in System.map order, until one is found
 
 
+def count_of(output: str) -> int | None:
+    """How many .llvm.<hash> names COUNT_CMD found, None when it did not print a number."""
+    return int(output.strip()) if output.strip().isdigit() else None
+
+
+@dataclass(frozen=True)
+class Lookup:
+    """What the guest printed when asked for one promoted function: kallsyms_cmd of its full
+    name, kprobe_cmd of the name its kernel looks it up by (the full one where kallsyms
+    matches exactly, Linux >= 6.11), and there, once that found it, kprobe_cmd of its C name
+    (None: not asked)."""
+
+    plain: str
+    full: str
+    kallsyms: str
+    kprobe: str
+    plain_kprobe: str | None = None
+
+    @property
+    def found(self) -> bool:
+        at = kallsyms_address(self.kallsyms)
+        return at is not None and kprobe_address(self.kprobe) == at
+
+
 def lookup_candidates(kernel: Kernel) -> tuple[bool, list[tuple[str, str]]] | None:
     """(kallsyms matches exactly, the (plain, full) names to look up), or None when the
-    lookup cannot be checked on this kernel (the reason is in llvm_symbols)."""
+    lookup cannot be checked on this kernel (evaluate_llvm_symbols says why)."""
     exact = kallsyms_exact(kernel.release)
     if kernel.lto != "thin" or kernel.system_map is None or exact is None \
             or not Path(kernel.system_map).is_file() or kernel.build_dir is None:
@@ -118,51 +146,76 @@ def llvm_symbols_plan(kernel: Kernel) -> list[str]:
     return cmds
 
 
-@check("llvm_symbols", "ThinLTO: kallsyms has .llvm.<hash> names, and a kprobe finds them by "
-       "the name their kernel looks them up by (the C name before 6.11, the full one since)",
-       plan=llvm_symbols_plan)
-def llvm_symbols(guest: GuestProtocol, kernel: Kernel) -> CheckResult:
-    name = "llvm_symbols"
-    r = guest.run(COUNT_CMD)
-    if not r.output.strip().isdigit():
-        return CheckResult(name, False, "cannot count names in /proc/kallsyms", r.output)
-    count = int(r.output.strip())
-    if kernel.lto != "thin":
-        return CheckResult(name, count == 0, f"{count} .llvm.<hash> names in /proc/kallsyms "
-                           f"(expected none without ThinLTO)")
+def evaluate_llvm_symbols(counted: str, lto: str, release: str, lookups: Sequence[Lookup] = (),
+                          *, system_map: bool = True, build_dir: bool = True) -> Outcome:
+    """The verdict on what the guest printed: COUNT_CMD's output and, on a ThinLTO kernel
+    whose lookup can be checked (a System.map, a build directory for our kprobe module, a
+    release that says which kallsyms it has), the lookups asked, up to the first found."""
+    count = count_of(counted)
+    if count is None:
+        return Outcome(False, "cannot count names in /proc/kallsyms", counted)
+    if lto != "thin":
+        return Outcome(count == 0, f"{count} .llvm.<hash> names in /proc/kallsyms "
+                       "(expected none without ThinLTO)")
     if count == 0:
-        return CheckResult(name, False, "no .llvm.<hash> names in /proc/kallsyms of a ThinLTO "
-                           "kernel")
-    exact = kallsyms_exact(kernel.release)
-    if kernel.system_map is None or not Path(kernel.system_map).is_file():
-        return CheckResult(name, True, f"{count} .llvm.<hash> names (no System.map: lookup "
-                           "not checked)")
-    if kernel.build_dir is None:
-        return CheckResult(name, True, f"{count} .llvm.<hash> names (lookup not checked: our "
-                           "kprobe module needs the kernel's build directory)")
+        return Outcome(False, "no .llvm.<hash> names in /proc/kallsyms of a ThinLTO kernel")
+    exact = kallsyms_exact(release)
+    if not system_map:
+        return Outcome(True, f"{count} .llvm.<hash> names (no System.map: lookup not checked)")
+    if not build_dir:
+        return Outcome(True, f"{count} .llvm.<hash> names (lookup not checked: our kprobe "
+                       "module needs the kernel's build directory)")
     if exact is None:
-        return CheckResult(name, True, f"{count} .llvm.<hash> names (lookup not checked: "
-                           f"release {kernel.release!r} does not say which kallsyms it has)")
-    modules.probe_modules(kernel)  # the guest's copy of ltoboot_probe.ko comes from here
-    by = "full" if exact else "plain"
-    tried = []
-    found = lookup_candidates(kernel)
-    assert found is not None  # the same conditions as above
-    for plain, full in found[1]:
-        addr = kallsyms_address(guest, full)
-        got = kprobe(guest, full if exact else plain)
-        if addr is not None and got == addr:
-            summary = f"{count} .llvm.<hash> names; kprobe on {full if exact else plain} " \
-                f"found {full} at {addr:x}"
+        return Outcome(True, f"{count} .llvm.<hash> names (lookup not checked: release "
+                       f"{release!r} does not say which kallsyms it has)")
+
+    def by(x: Lookup) -> str:
+        return x.full if exact else x.plain
+
+    for x in lookups:
+        if x.found:
+            summary = f"{count} .llvm.<hash> names; kprobe on {by(x)} found {x.full} at " \
+                f"{kallsyms_address(x.kallsyms):x}"
             if exact:  # say, not judge, what the C name finds: a backport may keep stripping
-                plain_at = kprobe(guest, plain)
+                plain_at = kprobe_address(x.plain_kprobe or "")
                 summary += " (Linux >= 6.11 matches exactly; the C name " + (
                     "is not found)" if plain_at is None else f"is found too, at {plain_at:x})")
-            return CheckResult(name, True, summary)
-        tried.append(f"{full if exact else plain}: kprobe "
-                     + (f"at {got:x}" if got is not None else "failed")
-                     + f" (kallsyms: {full} at " + (f"{addr:x})" if addr else "?)"))
-    return CheckResult(name, False, f"{count} .llvm.<hash> names, but none could be found by "
-                       f"its {by} name (kallsyms of Linux {kernel.release} "
-                       + ("matches exactly)" if exact else "strips .llvm.<hash>)"),
-                       "\n".join(tried))
+            return Outcome(True, summary)
+    tried = []
+    for x in lookups:
+        got, addr = kprobe_address(x.kprobe), kallsyms_address(x.kallsyms)
+        tried.append(f"{by(x)}: kprobe " + (f"at {got:x}" if got is not None else "failed")
+                     + f" (kallsyms: {x.full} at " + (f"{addr:x})" if addr else "?)"))
+    return Outcome(False, f"{count} .llvm.<hash> names, but none could be found by its "
+                   f"{'full' if exact else 'plain'} name (kallsyms of Linux {release} "
+                   + ("matches exactly)" if exact else "strips .llvm.<hash>)"), "\n".join(tried))
+
+
+def look_up(guest: GuestProtocol, exact: bool, candidates: Iterable[tuple[str, str]]
+            ) -> list[Lookup]:
+    """Ask the guest for each candidate, in order, until one is found."""
+    asked = []
+    for plain, full in candidates:
+        x = Lookup(plain, full, guest.run(kallsyms_cmd(full)).output,
+                   guest.run(kprobe_cmd(full if exact else plain)).output)
+        if x.found and exact:
+            x = dataclasses.replace(x, plain_kprobe=guest.run(kprobe_cmd(plain)).output)
+        asked.append(x)
+        if x.found:
+            break
+    return asked
+
+
+@check("llvm_symbols", "ThinLTO: kallsyms has .llvm.<hash> names, and a kprobe finds them by "
+       "the name their kernel looks them up by (the C name before 6.11, the full one since)",
+       evaluate=evaluate_llvm_symbols, plan=llvm_symbols_plan)
+def llvm_symbols(guest: GuestProtocol, kernel: Kernel) -> Outcome:
+    counted = guest.run(COUNT_CMD).output
+    found = lookup_candidates(kernel) if (count_of(counted) or 0) > 0 else None
+    lookups = []
+    if found is not None:
+        modules.probe_modules(kernel)  # the guest's copy of ltoboot_probe.ko comes from here
+        lookups = look_up(guest, *found)
+    return evaluate_llvm_symbols(
+        counted, kernel.lto, kernel.release, lookups, build_dir=kernel.build_dir is not None,
+        system_map=kernel.system_map is not None and Path(kernel.system_map).is_file())

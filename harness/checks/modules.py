@@ -7,7 +7,7 @@ from pathlib import Path
 
 from harness import elf
 from harness.checks.basic import module_listed
-from harness.checks.registry import CheckResult, check
+from harness.checks.registry import Outcome, check
 from harness.guest import modules
 from harness.guest.protocol import GuestProtocol
 from harness.kernel.model import Kernel
@@ -26,8 +26,9 @@ def split_sections(names: list[str]) -> list[str]:
     return [n for n in names if SPLIT_SECTION.match(n)]
 
 
-@check("symvers_crcs", "Module.symvers of the kernel and of our modules has no zero CRC")
-def symvers_crcs(guest: GuestProtocol, kernel: Kernel) -> CheckResult:
+@check("symvers_crcs", "Module.symvers of the kernel and of our modules has no zero CRC",
+       evaluate=zero_crcs)
+def symvers_crcs(guest: GuestProtocol, kernel: Kernel) -> Outcome:
     if kernel.build_dir is None:
         return shipped_crcs(kernel)
     texts = {"vmlinux": Path(kernel.build_dir, "Module.symvers"),
@@ -38,35 +39,34 @@ def symvers_crcs(guest: GuestProtocol, kernel: Kernel) -> CheckResult:
         total += sum(1 for line in text.splitlines() if line.startswith("0x"))
         zeros += [f"{s} ({what})" for s in zero_crcs(text)]
     if total == 0:
-        return CheckResult("symvers_crcs", False, "no CRCs in Module.symvers (MODVERSIONS off?)")
+        return Outcome(False, "no CRCs in Module.symvers (MODVERSIONS off?)")
     if zeros:
-        return CheckResult("symvers_crcs", False, f"{len(zeros)} of {total} CRCs are zero",
-                           "\n".join(zeros[:30]))
-    return CheckResult("symvers_crcs", True, f"{total} CRCs, none zero")
+        return Outcome(False, f"{len(zeros)} of {total} CRCs are zero", "\n".join(zeros[:30]))
+    return Outcome(True, f"{total} CRCs, none zero")
 
 
-def shipped_crcs(kernel: Kernel) -> CheckResult:
+def shipped_crcs(kernel: Kernel) -> Outcome:
     """Without a build directory, the CRCs the kernel's own modules import (Module.symvers put
     them there) stand in for Module.symvers."""
-    name, total, zeros = "symvers_crcs", 0, []
+    total, zeros = 0, []
     for ko in modules.shipped(kernel):
         versions = elf.module_versions(ko.read_bytes())
         total += len(versions)
         zeros += [f"{s} ({ko.name})" for s, crc in versions.items() if crc & 0xFFFFFFFF == 0]
     if total == 0:
-        return CheckResult(name, False, "no build directory, and no module CRCs to read instead "
-                           "(no modules, or MODVERSIONS off?)")
+        return Outcome(False, "no build directory, and no module CRCs to read instead "
+                       "(no modules, or MODVERSIONS off?)")
     if zeros:
-        return CheckResult(name, False, f"{len(zeros)} of {total} module __versions CRCs are "
-                           "zero", "\n".join(zeros[:30]))
-    return CheckResult(name, True, f"no build directory: {total} __versions CRCs of the "
-                       "kernel's own modules, none zero")
+        return Outcome(False, f"{len(zeros)} of {total} module __versions CRCs are zero",
+                       "\n".join(zeros[:30]))
+    return Outcome(True, f"no build directory: {total} __versions CRCs of the kernel's own "
+                   "modules, none zero")
 
 
 @check("probe_modules", "our M= modules load, link to each other, show up, merge sections, "
-       "unload")
-def probe_modules(guest: GuestProtocol, kernel: Kernel) -> CheckResult:
-    name, d = "probe_modules", modules.GUEST_DIR
+       "unload", evaluate=split_sections)
+def probe_modules(guest: GuestProtocol, kernel: Kernel) -> Outcome:
+    d = modules.GUEST_DIR
     modules.probe_modules(kernel)
     problems = []
     for m in ("ltoboot_probe", "ltoboot_user"):
@@ -100,19 +100,30 @@ def probe_modules(guest: GuestProtocol, kernel: Kernel) -> CheckResult:
     if module_listed(guest.run("cat /proc/modules").output, "ltoboot_probe"):
         problems.append("ltoboot_probe still loaded after rmmod")
     if problems:
-        return CheckResult(name, False, "; ".join(problems), " ".join(sections))
-    return CheckResult(name, True, "ltoboot_probe and ltoboot_user loaded, linked, listed, "
-                       f"unloaded; sections: {' '.join(sections)}")
+        return Outcome(False, "; ".join(problems), " ".join(sections))
+    return Outcome(True, "ltoboot_probe and ltoboot_user loaded, linked, listed, unloaded; "
+                   f"sections: {' '.join(sections)}")
 
 
-@check("modversions", "a module with one altered __versions CRC is refused by the kernel")
-def modversions(guest: GuestProtocol, kernel: Kernel) -> CheckResult:
-    name, d = "modversions", modules.GUEST_DIR
+def refused(loaded: bool, log: str, symbol: str, output: str) -> Outcome:
+    """The verdict on loading a module whose CRC for `symbol` was altered."""
+    disagrees = f"disagrees about version of symbol {symbol}"
+    if loaded:
+        return Outcome(False, f"the module with a wrong CRC for {symbol} was loaded", log)
+    if disagrees not in log:
+        return Outcome(False, f"refused, but dmesg lacks '{disagrees}'", output + "\n" + log)
+    return Outcome(True, f"refused: {disagrees}")
+
+
+@check("modversions", "a module with one altered __versions CRC is refused by the kernel",
+       evaluate=refused)
+def modversions(guest: GuestProtocol, kernel: Kernel) -> Outcome:
+    d = modules.GUEST_DIR
     if kernel.build_dir is None:
         return shipped_modversions(guest, kernel)
     if not (modules.probe_modules(kernel).dir / modules.USER_BADCRC).exists():
-        return CheckResult(name, False, f"{modules.USER} has no __versions CRC for "
-                           f"{modules.EXPORTED} to alter: module versioning lost its CRCs")
+        return Outcome(False, f"{modules.USER} has no __versions CRC for {modules.EXPORTED} "
+                       "to alter: module versioning lost its CRCs")
     before = len(guest.run("dmesg").output.splitlines())  # dmesg stays whole for others
     guest.run(f"insmod {d}/{modules.PROBE}")
     bad = guest.run(f"insmod {d}/{modules.USER_BADCRC}")
@@ -121,23 +132,11 @@ def modversions(guest: GuestProtocol, kernel: Kernel) -> CheckResult:
     return refused(bad.ok, log, modules.EXPORTED, bad.output)
 
 
-def refused(loaded: bool, log: str, symbol: str, output: str) -> CheckResult:
-    """The verdict on loading a module whose CRC for `symbol` was altered."""
-    disagrees = f"disagrees about version of symbol {symbol}"
-    if loaded:
-        return CheckResult("modversions", False, f"the module with a wrong CRC for {symbol} "
-                           "was loaded", log)
-    if disagrees not in log:
-        return CheckResult("modversions", False, f"refused, but dmesg lacks '{disagrees}'",
-                           output + "\n" + log)
-    return CheckResult("modversions", True, f"refused: {disagrees}")
-
-
-def shipped_modversions(guest: GuestProtocol, kernel: Kernel) -> CheckResult:
+def shipped_modversions(guest: GuestProtocol, kernel: Kernel) -> Outcome:
     bad = modules.shipped_badcrc(kernel)
     if bad is None:
-        return CheckResult("modversions", False, f"no build directory and no {modules.SHIPPED} "
-                           "with __versions to alter")
+        return Outcome(False, f"no build directory and no {modules.SHIPPED} with __versions "
+                       "to alter")
     path, symbol = bad
     before = len(guest.run("dmesg").output.splitlines())
     r = guest.run(f"insmod {modules.GUEST_DIR}/{path.name}")

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 
-from harness.checks.registry import CheckResult, check
+from harness.checks.registry import Outcome, check
 from harness.guest.protocol import GuestProtocol
 from harness.kernel.model import Kernel
 
@@ -34,8 +34,9 @@ def evaluate_pci_fixups(dmesg: str, lto: str) -> tuple[bool, str]:
         f"{stubs[0]}"
 
 
-@check("pci_fixups", "x86_64 q35: PCI fixups run, through the __UNIQUE_ID_ stubs LTO needs")
-def pci_fixups(guest: GuestProtocol, kernel: Kernel) -> CheckResult:
+@check("pci_fixups", "x86_64 q35: PCI fixups run, through the __UNIQUE_ID_ stubs LTO needs",
+       evaluate=evaluate_pci_fixups)
+def pci_fixups(guest: GuestProtocol, kernel: Kernel) -> Outcome:
     out = guest.run("dmesg | grep -E 'pci .*calling  '").output
     ok, summary = evaluate_pci_fixups(out, kernel.lto)
-    return CheckResult("pci_fixups", ok, summary, "\n".join(out.splitlines()[:40]))
+    return Outcome(ok, summary, "\n".join(out.splitlines()[:40]))

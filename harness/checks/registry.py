@@ -1,16 +1,39 @@
-"""The check registry: what a check is, what it returns, and how one is run."""
+"""The check registry: what a check is, what it returns, and how one is run.
+
+A check declares itself once, with @check on the function that asks the guest: its name, what
+it proves, its pure evaluator, the kind of guest it runs on, and (when what it types depends
+on what the guest printed) its commands. The function returns an Outcome; the registry names
+it. What a check needs from a kernel, and its place in the run and report order, is its row
+of harness/needs.py, data the kernel stage reads while it plans a build (it may not import
+this stage); Check.needs reads that row. harness/checks/__init__.py finds the modules.
+"""
 
 from __future__ import annotations
 
+import functools
 import traceback
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from enum import StrEnum
 
 from harness import needs
 from harness.errors import InfraError, KernelFailure, LtobootError, NotApplicable
+from harness.guest import boot
 from harness.guest.protocol import GuestProtocol
 from harness.kernel import kconfig
 from harness.kernel.model import Kernel
+from harness.needs import Needs
+
+
+class Verdict(StrEnum):
+    """What a result comes to, the same in every report: the text, JUnit, KCIDB (whose test
+    statuses these are) and the Tested-by block. ERROR is no verdict on the kernel: the
+    machine or the lab failed (KCIDB's boot test of a run that never reached the guest)."""
+
+    PASS = "PASS"
+    FAIL = "FAIL"
+    SKIP = "SKIP"  # the kernel lacks what the check needs; does not fail a run
+    ERROR = "ERROR"
 
 
 @dataclass(frozen=True)
@@ -22,37 +45,74 @@ class CheckResult:
     skipped: bool = False  # could not run on this kernel (passed is then True)
 
     @property
-    def verdict(self) -> str:
-        return "SKIP" if self.skipped else "PASS" if self.passed else "FAIL"
+    def verdict(self) -> Verdict:
+        """The one place a result's outcome is worked out."""
+        return Verdict.SKIP if self.skipped else Verdict.PASS if self.passed else Verdict.FAIL
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What a check found, before the registry names it (a SKIP is NotApplicable, raised)."""
+
+    passed: bool
+    summary: str
+    evidence: str = ""  # what the guest printed that the verdict rests on
+
+
+CheckFn = Callable[[GuestProtocol, Kernel], CheckResult]
+AskFn = Callable[[GuestProtocol, Kernel], Outcome]
 
 
 @dataclass(frozen=True)
 class Check:
     name: str
     description: str
-    run: Callable[[GuestProtocol, Kernel], CheckResult]
-    companion: str = ""  # the kind of extra guest it runs on (COMPANIONS), if any
+    run: CheckFn
+    # the kind of extra guest it runs on, if any ("crash": the checks that crash the kernel on
+    # purpose share one); the registry boots it with boot.companion when a check first asks
+    companion: str = ""
     # the commands it types, for a check whose later commands depend on what the guest
     # printed (harness/lava/plan.py records the others by running them)
     plan: Callable[[Kernel], list[str]] | None = None
+    # its pure evaluator over what the guest printed, unit-tested on recorded output
+    evaluate: Callable[..., object] | None = None
+
+    @property
+    def needs(self) -> Needs:
+        """What it needs from a kernel: its row of harness/needs.py."""
+        return needs.CHECKS.get(self.name, Needs())
 
 
 CHECKS: dict[str, Check] = {}
-# How to start each kind of companion guest, without waiting for it: (main guest, kernel)
-COMPANIONS: dict[str, Callable[[GuestProtocol, Kernel], GuestProtocol]] = {}
 
 
-CheckFn = Callable[[GuestProtocol, Kernel], CheckResult]
+def check(name: str, description: str, *, evaluate: Callable[..., object] | None = None,
+          companion: str = "", plan: Callable[[Kernel], list[str]] | None = None
+          ) -> Callable[[AskFn], CheckFn]:
+    """Register the decorated function as check `name`. It returns an Outcome; called, what
+    it became returns the CheckResult of `name`, as the registry runs it."""
+    def register(ask: AskFn) -> CheckFn:
+        if name in CHECKS:
+            raise ValueError(f"two checks are named {name!r}")
 
+        @functools.wraps(ask)
+        def run(guest: GuestProtocol, kernel: Kernel) -> CheckResult:
+            found = ask(guest, kernel)
+            return CheckResult(name, found.passed, found.summary, found.evidence)
 
-def check(name: str, description: str, companion: str = "",
-          plan: Callable[[Kernel], list[str]] | None = None
-          ) -> Callable[[CheckFn], CheckFn]:
-    def register(fn: CheckFn) -> CheckFn:
-        CHECKS[name] = Check(name, description, fn, companion, plan)
-        return fn
+        CHECKS[name] = Check(name, description, run, companion, plan, evaluate)
+        return run
 
     return register
+
+
+def put_in_order() -> None:
+    """CHECKS in run and report order: the order of harness/needs.py's table (a check that
+    has no row there comes last; tests/unit/test_needs.py fails on it)."""
+    rank = {name: i for i, name in enumerate(needs.CHECKS)}
+    ordered = sorted(CHECKS.values(), key=lambda c: rank.get(c.name, len(rank)))
+    CHECKS.clear()
+    CHECKS.update((c.name, c) for c in ordered)
 
 
 def companion(guest: GuestProtocol, kernel: Kernel, kind: str) -> GuestProtocol:
@@ -62,7 +122,7 @@ def companion(guest: GuestProtocol, kernel: Kernel, kind: str) -> GuestProtocol:
     if other is None or other.broken is not None:
         if other is not None and other is not guest:  # (a guest serving its own last checks)
             other.close()
-        other = COMPANIONS[kind](guest, kernel)
+        other = boot.companion(guest, kernel, kind)
     return other.ready()
 
 
@@ -72,7 +132,7 @@ def start_companions(guest: GuestProtocol, kernel: Kernel, names: Iterable[str])
     kinds = {CHECKS[n].companion for n in names if CHECKS[n].companion and why_skip(n, kernel)
              is None}
     for kind in sorted(kinds - set(guest.companions)):
-        COMPANIONS[kind](guest, kernel)
+        boot.companion(guest, kernel, kind)
 
 
 _CONFIGS: dict[str, dict[str, str]] = {}
@@ -88,7 +148,7 @@ def kernel_config(kernel: Kernel) -> dict[str, str]:
 def why_skip(name: str, kernel: Kernel) -> str | None:
     """Why check `name` cannot run on `kernel` (what it needs, harness/needs.py), or None."""
     wants = needs.CHECKS.get(name)
-    if wants is None or wants == needs.Needs():
+    if wants is None or wants == Needs():
         return None
     return needs.unmet(name, kernel_config(kernel), kernel.llvm_major, kernel.compiler,
                        kernel.build_dir is not None, kernel.arch, kernel.lto)

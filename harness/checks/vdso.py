@@ -4,7 +4,7 @@ call. images/tools/ltoboot_vdso.c finds it through AT_SYSINFO_EHDR, as a libc do
 
 from __future__ import annotations
 
-from harness.checks.registry import CheckResult, check
+from harness.checks.registry import Outcome, check
 from harness.guest import modules, tools
 from harness.guest.protocol import GuestProtocol
 from harness.kernel.model import Kernel
@@ -41,8 +41,8 @@ def evaluate_vdso(output: str, arch: str, status: int) -> tuple[bool, str]:
 
 
 @check("vdso", "the vDSO exports its functions and its clock_gettime agrees with the system "
-       "call (a static program, through AT_SYSINFO_EHDR)")
-def vdso(guest: GuestProtocol, kernel: Kernel) -> CheckResult:
+       "call (a static program, through AT_SYSINFO_EHDR)", evaluate=evaluate_vdso)
+def vdso(guest: GuestProtocol, kernel: Kernel) -> Outcome:
     r = guest.run(f"{modules.GUEST_DIR}/{tools.VDSO}")
     ok, summary = evaluate_vdso(r.output, kernel.arch, r.status)
-    return CheckResult("vdso", ok, summary, r.output.strip())
+    return Outcome(ok, summary, r.output.strip())

@@ -9,6 +9,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from harness import cache
+from harness.checks import Verdict
 from harness.reports.results import KernelReport
 
 
@@ -18,17 +19,18 @@ def document(reports: Sequence[KernelReport], suite: str = "ltoboot") -> str:
         cases = rep.results if not rep.error else []
         s = ET.SubElement(root, "testsuite", name=f"{suite}.{rep.label}",
                           tests=str(max(1, len(cases))),
-                          failures=str(1 if rep.error else sum(not r.passed for r in cases)),
-                          skipped=str(sum(r.skipped for r in cases)))
+                          failures=str(1 if rep.error else
+                                       sum(r.verdict is Verdict.FAIL for r in cases)),
+                          skipped=str(sum(r.verdict is Verdict.SKIP for r in cases)))
         if rep.error:
             case = ET.SubElement(s, "testcase", classname=f"{suite}.{rep.label}", name="boot")
             ET.SubElement(case, "failure", message=rep.error.splitlines()[0]).text = rep.error
             continue
         for r in cases:
             case = ET.SubElement(s, "testcase", classname=f"{suite}.{rep.label}", name=r.name)
-            if r.skipped:
+            if r.verdict is Verdict.SKIP:
                 ET.SubElement(case, "skipped", message=r.summary)
-            elif not r.passed:
+            elif r.verdict is Verdict.FAIL:
                 ET.SubElement(case, "failure", message=r.summary).text = r.evidence or r.summary
             elif r.evidence:
                 ET.SubElement(case, "system-out").text = r.evidence

@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 
 from harness import cache
 from harness.arch import get_arch
+from harness.checks import Verdict
 from harness.kernel.model import BuildSpec, Checkout, Kernel
 from harness.reports.results import KernelReport, Stage
 
@@ -32,6 +33,7 @@ if TYPE_CHECKING:  # the series' mail parsing is for tested-by --series only
     from harness.series import Series
 
 ORIGIN = "ltoboot"
+MISS = "MISS"  # KCIDB's status of a test that did not run: no result, so no Verdict
 EXCERPT = 16384  # KCIDB's log_excerpt limit, in characters
 VERSION = {"major": 5, "minor": 3}
 
@@ -195,21 +197,21 @@ def _build(rep: KernelReport, checkout_id: str, build_id: str, run: Run) -> dict
     return doc
 
 
-def _status(rep: KernelReport, infra: str) -> tuple[str, str, str]:
-    """(boot status, status of the checks that did not run, why) for a report."""
+def _status(rep: KernelReport, infra: str) -> tuple[str, str]:
+    """(boot status, why) for a report; the checks that did not run are MISS."""
     if infra:
-        return "ERROR", "MISS", infra
+        return Verdict.ERROR, infra
     if rep.failed_at is Stage.BUILD:
-        return "MISS", "MISS", "the kernel did not build"
+        return MISS, "the kernel did not build"
     if rep.failed_at is Stage.BOOT:
-        return "FAIL", "MISS", "the kernel did not boot"
-    return "PASS", "MISS", ""
+        return Verdict.FAIL, "the kernel did not boot"
+    return Verdict.PASS, ""
 
 
 def _tests(rep: KernelReport, key: str, run: Run, names: Sequence[str]
            ) -> list[dict[str, Any]]:
     infra = run.errors.get(rep.label, "")
-    boot_status, missing, why = _status(rep, infra)
+    boot_status, why = _status(rep, infra)
     arch = rep.kernel.arch if rep.kernel else (rep.spec.arch if rep.spec else "")
     env = {"comment": f"QEMU {get_arch(arch).machine if arch else ''}, "
                       f"{rep.accel or 'no accelerator chosen'}",
@@ -225,7 +227,7 @@ def _tests(rep: KernelReport, key: str, run: Run, names: Sequence[str]
     boot: dict[str, Any] = {"misc": {"console_log": rep.console_log or None}}
     if rep.boot_seconds is not None:
         boot["duration"] = float(rep.boot_seconds)
-    if boot_status in ("FAIL", "ERROR"):
+    if boot_status in (Verdict.FAIL, Verdict.ERROR):
         boot["log_excerpt"] = excerpt(infra or rep.error)
     found = [test("boot", boot_status, why or "machine booted with the tested kernel", boot)]
     ran = {r.name: r for r in rep.results}
@@ -233,13 +235,12 @@ def _tests(rep: KernelReport, key: str, run: Run, names: Sequence[str]
         r = ran.get(name)
         path = f"ltoboot.{name}"
         if r is None:
-            found.append(test(path, missing, why or "not run", {}))
+            found.append(test(path, MISS, why or "not run", {}))
             continue
-        status = "SKIP" if r.skipped else "PASS" if r.passed else "FAIL"
         extra: dict[str, Any] = {"misc": {"evidence": r.evidence[-2000:] or None}}
-        if status == "FAIL":
+        if r.verdict is Verdict.FAIL:
             extra["log_excerpt"] = excerpt(r.evidence or r.summary)
-        found.append(test(path, status, r.summary, extra))
+        found.append(test(path, r.verdict, r.summary, extra))
     return found
 
 

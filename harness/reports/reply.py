@@ -12,7 +12,7 @@ import re
 import unicodedata
 from email.message import EmailMessage
 
-from harness.checks import LTO_GREP
+from harness.checks import LTO_GREP, Verdict
 from harness.errors import UsageError
 from harness.kernel.model import lto_title
 from harness.series import Mail, Series, Subject
@@ -57,8 +57,8 @@ def _recipients(mail: Mail, own: str) -> tuple[str, str]:
 def summary_line(arch: dict[str, object], compiler: str) -> str:
     checks = arch["checks"]
     assert isinstance(checks, list)
-    skipped = [c for c in checks if c.get("skipped")]
-    passed = [c for c in checks if c["passed"] and not c.get("skipped")]
+    skipped = [c for c in checks if c["verdict"] == Verdict.SKIP]
+    passed = [c for c in checks if c["verdict"] == Verdict.PASS]
     skips = f", {len(skipped)} skipped ({', '.join(str(c['name']) for c in skipped)})" \
         if skipped else ""
     return (f"{arch['arch']}: {len(passed)} of {len(checks)} checks passed{skips}; "

@@ -3,7 +3,7 @@ every check passed; and the same facts as data (--format json)."""
 
 from __future__ import annotations
 
-from harness.checks import LTO_GREP
+from harness.checks import LTO_GREP, Verdict
 from harness.kernel.model import lto_title
 from harness.reports.results import KernelReport
 from harness.reports.text import config_lines
@@ -27,13 +27,17 @@ def facts_for_tested_by(reports: list[KernelReport], name: str, email: str) -> d
             "accel": r.accel,
             "proc_version": r.evidence("proc_version"),
             "lto_config": r.evidence("lto_config"),
-            "checks": [{"name": c.name, "passed": c.passed, "skipped": c.skipped,
-                        "summary": c.summary,
+            "checks": [{"name": c.name, "verdict": c.verdict.value, "passed": c.passed,
+                        "skipped": c.skipped, "summary": c.summary,
                         **({} if c.passed else {"evidence": c.evidence})} for c in r.results],
             "console_log": r.console_log,
             "config": config_lines(r.kernel) if r.kernel else [],
         } for r in reports],
     }
+
+
+# how a verdict reads in the block a tester pastes (lower case but a FAIL, which must stand out)
+MARKS = {Verdict.PASS: "ok  ", Verdict.SKIP: "skip", Verdict.FAIL: "FAIL", Verdict.ERROR: "ERR "}
 
 
 def render_tested_by(facts: dict[str, object]) -> str:
@@ -54,9 +58,9 @@ def render_tested_by(facts: dict[str, object]) -> str:
         if a["error"]:
             lines.append(a["error"])
         for c in a["checks"]:
-            verdict = "skip" if c.get("skipped") else "ok  " if c["passed"] else "FAIL"
-            lines.append(f"  {verdict} {c['name']}: {c['summary']}")
-            if not c["passed"] and c.get("evidence"):
+            verdict = Verdict(c["verdict"])
+            lines.append(f"  {MARKS[verdict]} {c['name']}: {c['summary']}")
+            if verdict is Verdict.FAIL and c.get("evidence"):
                 lines += [f"       | {e}" for e in str(c["evidence"]).splitlines()[-15:]]
         if not a["passed"] and a["console_log"]:
             lines.append(f"  console log: {a['console_log']}")

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from harness.checks import LTO_GREP
+from harness.checks import LTO_GREP, Verdict
 from harness.kernel.model import Kernel, lto_title
 from harness.progress import duration
 from harness.reports.results import KernelReport
@@ -55,8 +55,8 @@ def render(rep: KernelReport) -> str:
         lines.append(f"console log: {rep.console_log}")
     if k is not None and k.build_log is not None:
         lines.append(f"build log: {k.build_log}")
-    n_pass = sum(r.passed and not r.skipped for r in rep.results)
-    n_skip = sum(r.skipped for r in rep.results)
+    n_pass = sum(r.verdict is Verdict.PASS for r in rep.results)
+    n_skip = sum(r.verdict is Verdict.SKIP for r in rep.results)
     lines.append(f"{'PASSED' if rep.passed else 'FAILED'}: {n_pass}/{len(rep.results)} checks"
                  + (f", {n_skip} skipped" if n_skip else ""))
     return "\n".join(lines)

@@ -28,7 +28,8 @@ FACTS: dict[str, object] = {
     "passed": True, "tested_by": f"{TESS[0]} <{TESS[1]}>", "compiler": "clang 19",
     "series": {"base_described": "base", "base": "0123456789abcdef"},
     "arches": [{"arch": "x86_64", "lto": "thin", "proc_version": "Linux version 6.1.192",
-                "lto_config": "CONFIG_LTO=y", "checks": [{"name": "basic", "passed": True}]}]}
+                "lto_config": "CONFIG_LTO=y",
+                "checks": [{"name": "basic", "verdict": "PASS", "passed": True}]}]}
 # shape: (has a cover letter, carries Message-IDs, revision)
 SHAPES = {
     "cover-thread-utf8.mbox": (True, True, 1),

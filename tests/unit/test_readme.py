@@ -1,12 +1,15 @@
 """The README a newcomer reads in two minutes stays true: its command table is the CLI's
 commands, in the CLI's order; its two code blocks are the main job and CI's own command; every
-link in it and in docs/ leads to a file that exists, and every page of docs/ is linked."""
+link in it and in docs/ leads to a file that exists, and every page of docs/ is linked. How
+many checks there are is said once, in docs/checks.md, which lists them in the registry's
+order."""
 
 from __future__ import annotations
 
 import re
 from pathlib import Path
 
+from harness.checks import CHECKS
 from harness.cli_args import COMMANDS
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -50,3 +53,13 @@ def test_every_opt_in_test_is_named_with_its_switch() -> None:
     assert switches, "no opt-in test found: the pattern is stale"
     text = README.read_text()
     assert {s for s in switches if f"{s}=1" not in text} == set()
+
+
+def test_the_checks_are_counted_in_docs_checks_md_alone() -> None:
+    text = (ROOT / "docs" / "checks.md").read_text()
+    assert re.findall(r"\bThe (\d+) checks\b", text) == [str(len(CHECKS))]
+    # its table, in the order they are reported (initcall_order, opt-in, is not a check of it)
+    assert re.findall(r"^\| `([a-z0-9_]+)` \|", text, re.M) == list(CHECKS)
+    for page in [README, *sorted((ROOT / "docs").glob("*.md"))]:
+        if page.name != "checks.md":
+            assert not re.search(rf"\b{len(CHECKS)} checks\b", page.read_text()), page.name

@@ -1,12 +1,16 @@
 """The reports: the Tested-by block ends with the tag only when all passed, the run report shows
-what the seed mail shows, and counts agree with the lists."""
+what the seed mail shows, counts agree with the lists, and every report says the same verdict."""
 
 from __future__ import annotations
 
+import dataclasses
+import xml.etree.ElementTree as ET
+from datetime import UTC, datetime
 from pathlib import Path
 
-from harness.checks import CheckResult
+from harness.checks import CheckResult, Verdict
 from harness.kernel.model import Kernel
+from harness.reports import junit, kcidb
 from harness.reports.results import KernelReport
 from harness.reports.tested_by import facts_for_tested_by, render_tested_by
 from harness.reports.text import render
@@ -59,3 +63,30 @@ def test_the_count_agrees_with_the_list() -> None:
               and line.split()[0] in ("PASS", "FAIL", "SKIP")]
     assert listed == ["PASS", "PASS", "FAIL", "SKIP"]
     assert lines[-1] == "FAILED: 2/4 checks, 1 skipped"
+
+
+def test_every_report_says_the_verdict_of_the_result() -> None:
+    """One Verdict, worked out by CheckResult.verdict alone, read by the text, JUnit, KCIDB
+    and the Tested-by block."""
+    rep = report("x86_64", False)
+    rep.results.append(CheckResult("probe_modules", True, "skipped: no build directory",
+                                   skipped=True))
+    assert [r.verdict for r in rep.results] == [Verdict.PASS, Verdict.PASS, Verdict.FAIL,
+                                                Verdict.SKIP]
+    want = {r.name: r.verdict for r in rep.results}
+    text = {line.split()[1]: line.split()[0] for line in render(rep).splitlines()
+            if line.startswith("  ") and line.split()[0] in set(Verdict)}
+    cases = ET.fromstring(junit.document([rep])).iter("testcase")
+    xml = {c.get("name"): Verdict.SKIP if c.find("skipped") is not None else
+           Verdict.FAIL if c.find("failure") is not None else Verdict.PASS for c in cases}
+    assert rep.kernel is not None
+    rep.kernel = dataclasses.replace(rep.kernel, extra={"prebuilt": "/k/Image"})  # no checkout
+    doc = kcidb.document([rep], kcidb.Run(id="r", started=datetime(2026, 12, 1, tzinfo=UTC)),
+                         list(want))
+    statuses = {t["path"].removeprefix("ltoboot."): t["status"] for t in doc["tests"]}
+    block = render_tested_by(facts_for_tested_by([rep], "A U Thor", "a@example.org"))
+    marks = {line.split()[1].rstrip(":"): line.split()[0] for line in block.splitlines()
+             if line.startswith("  ") and line.split()[1].rstrip(":") in want}
+    assert text == xml == {n: statuses[n] for n in want} == want
+    assert marks == {"proc_version": "ok", "lto_config": "ok", "cfi": "FAIL",
+                     "probe_modules": "skip"}

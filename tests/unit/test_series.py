@@ -165,8 +165,10 @@ FACTS: dict[str, object] = {
     "arches": [{"arch": "x86_64", "lto": "thin", "proc_version": "Linux version 6.1.192 "
                 "(clang version 19.1.7, LLD 19.1.7)",
                 "lto_config": "# CONFIG_LTO_NONE is not set\nCONFIG_LTO_CLANG_THIN=y",
-                "checks": [{"name": "basic", "passed": True, "skipped": False},
-                           {"name": "cfi", "passed": True, "skipped": True}]}]}
+                "checks": [{"name": "basic", "verdict": "PASS", "passed": True,
+                            "skipped": False},
+                           {"name": "cfi", "verdict": "SKIP", "passed": True,
+                            "skipped": True}]}]}
 
 
 def test_reply_is_threaded_under_the_cover_to_everyone_but_the_tester(

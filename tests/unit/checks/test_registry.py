@@ -1,9 +1,23 @@
 """Running a check: an answer it did not expect is its failure with the evidence; a machine problem
-inside it is no verdict."""
+inside it is no verdict. Declaring one: once, in its module, found without a list, named by the
+registry; run and reported in today's order."""
 
 from __future__ import annotations
 
+import ast
+import dataclasses
+import re
+from pathlib import Path
+
 import pytest
+
+# The order of today's checks, as reported, and as a run (one guest, last used) runs them: the
+# crashing ones last, after dmesg_clean judged the others. A new check may come anywhere
+# before dmesg_clean without changing these.
+REPORTED = ("proc_version", "lto_config", "test_module", "lto_elf_note", "llvm_symbols",
+            "build_outputs", "symvers_crcs", "probe_modules", "modversions", "ftrace", "vdso",
+            "kvm_nvhe", "pci_fixups", "cfi", "lkdtm_rodata", "efi_stub", "dmesg_clean")
+RUN = (*(n for n in REPORTED if n not in ("cfi", "lkdtm_rodata")), "cfi", "lkdtm_rodata")
 
 
 def test_a_check_meeting_unexpected_output_fails_with_evidence() -> None:
@@ -70,6 +84,7 @@ def test_a_last_use_runs_the_crashing_checks_on_the_main_guest_after_the_others(
     one of them broke the main guest, and for the pool's guests (not a last use) as before."""
     from harness.checks import registry
     from harness.errors import KernelFailure
+    from harness.guest import boot
 
     ran: list[tuple[str, str]] = []
     booted: list[str] = []
@@ -89,10 +104,10 @@ def test_a_last_use_runs_the_crashing_checks_on_the_main_guest_after_the_others(
             return registry.CheckResult(name, True, "")
         return fn
 
-    def companion(main: object, kernel: object) -> object:
+    def companion(main: object, kernel: object, kind: str) -> object:
         guest = _Guest(f"companion-{len(booted) + 1}", ran)
         booted.append(guest.label)
-        main.companions["crash"] = guest  # type: ignore[attr-defined]
+        main.companions[kind] = guest  # type: ignore[attr-defined]
         return guest
 
     checks = {"t_basic": registry.Check("t_basic", "", plain("t_basic")),
@@ -100,7 +115,7 @@ def test_a_last_use_runs_the_crashing_checks_on_the_main_guest_after_the_others(
               "t_cfi": registry.Check("t_cfi", "", crashing("t_cfi", False), "crash"),
               "t_dmesg": registry.Check("t_dmesg", "", plain("t_dmesg"))}
     monkeypatch.setattr(registry, "CHECKS", checks)
-    monkeypatch.setitem(registry.COMPANIONS, "crash", companion)
+    monkeypatch.setattr(boot, "companion", companion)  # the one way a companion boots
 
     main = _Guest("main", ran)
     got = registry.run_checks(main, None, last_use=True)  # type: ignore[arg-type]
@@ -125,3 +140,79 @@ def test_a_last_use_runs_the_crashing_checks_on_the_main_guest_after_the_others(
     registry.run_checks(pool_guest, None)  # type: ignore[arg-type]
     assert ("t_lkdtm", "companion-1") in ran and ("t_cfi", "companion-1") in ran
     assert booted == ["companion-1"]
+
+
+def test_checks_run_and_are_reported_in_todays_order(monkeypatch: pytest.MonkeyPatch) -> None:
+    from harness.checks import CHECKS, registry
+
+    assert [n for n in CHECKS if n in REPORTED] == list(REPORTED)
+    assert list(CHECKS)[-1] == "dmesg_clean"  # judged after what every other check did
+    ran: list[tuple[str, str]] = []
+
+    def recorded(check: registry.Check) -> registry.Check:
+        def fn(guest: object, kernel: object) -> registry.CheckResult:
+            ran.append((check.name, guest.label))  # type: ignore[attr-defined]
+            return registry.CheckResult(check.name, True, "")
+        return dataclasses.replace(check, run=fn)
+
+    monkeypatch.setattr(registry, "CHECKS", {n: recorded(c) for n, c in CHECKS.items()})
+    monkeypatch.setattr(registry, "why_skip", lambda name, kernel: None)
+    main = _Guest("main", ran)
+    got = registry.run_checks(main, None, last_use=True)  # type: ignore[arg-type]
+    assert [r.name for r in got] == list(CHECKS)
+    assert [n for n, _ in ran if n in RUN] == list(RUN)
+    assert {guest for _, guest in ran} == {"main"}  # one boot serves them all
+
+
+def _declared(path: Path) -> list[str]:
+    """The names of the checks a module declares with @check(...), read from its source."""
+    return [d.args[0].value for node in ast.walk(ast.parse(path.read_text()))
+            if isinstance(node, ast.FunctionDef) for d in node.decorator_list
+            if isinstance(d, ast.Call) and isinstance(d.func, ast.Name) and d.func.id == "check"
+            and isinstance(d.args[0], ast.Constant) and isinstance(d.args[0].value, str)]
+
+
+def test_every_declared_check_is_found_without_a_list() -> None:
+    import harness.checks
+    from harness.checks import CHECKS
+
+    package = Path(harness.checks.__file__).parent
+    by_module = {f"harness.checks.{p.stem}": _declared(p) for p in sorted(package.glob("*.py"))}
+    assert sorted(n for names in by_module.values() for n in names) == sorted(CHECKS)
+    for name, c in CHECKS.items():
+        assert name in by_module[c.run.__module__], (name, c.run.__module__)
+    init = (package / "__init__.py").read_text()
+    assert not [m for m, names in by_module.items() if names and f'"{m.rsplit(".")[-1]}"' in init]
+
+
+def test_a_check_is_named_by_the_registry_once() -> None:
+    """A check's module writes its name once, in @check: its function returns an Outcome, and
+    the registry makes that the CheckResult of the name (calling the function too)."""
+    import harness.checks
+    from harness.checks import CHECKS, CheckResult, dmesg
+    from harness.guest.console import CommandResult
+
+    class Quiet:
+        def run(self, cmd: str, timeout: float = 10.0, *,
+                allow_kernel_errors: bool = False) -> CommandResult:
+            return CommandResult(cmd=cmd, status=1, output="")
+
+    got = CHECKS["dmesg_clean"].run(Quiet(), None)  # type: ignore[arg-type]
+    assert got == CheckResult("dmesg_clean", True, "no WARNING, BUG, Oops or Call Trace")
+    assert dmesg.dmesg_clean(Quiet(), None) == got  # type: ignore[arg-type]
+    for path in Path(harness.checks.__file__).parent.glob("*.py"):
+        if path.name != "registry.py":
+            assert "CheckResult(" not in path.read_text(), path.name
+
+
+def test_every_check_names_its_pure_evaluator_and_a_unit_test_calls_it() -> None:
+    """The rule of harness/checks/__init__.py, held: a check declares its pure evaluator, which
+    a unit test calls on recorded output (test_module still judges where it asks)."""
+    from harness.checks import CHECKS
+
+    tests = "\n".join(p.read_text() for p in Path(__file__).parents[1].rglob("test_*.py"))
+    assert [n for n, c in CHECKS.items() if c.evaluate is None] == ["test_module"]
+    for name, c in CHECKS.items():
+        if c.evaluate is not None:
+            fn = c.evaluate.__name__
+            assert re.search(rf"\b{fn}\(", tests), f"{name}: no unit test calls {fn}"
