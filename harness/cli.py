@@ -28,6 +28,7 @@ from harness import (
     housekeeping,
     matrix,
     options,
+    outputs,
     pipeline,
     proc,
     redaction,
@@ -414,7 +415,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = cli_args.parser().parse_args(argv)
     previous = signal.signal(signal.SIGTERM, _terminate)
     try:
-        options.check_outputs(args)  # a typo in an output path costs no build
+        outputs.check(args)  # a typo in an output path costs no build
         if args.command not in (*_NOT_PRUNED_AFTER, "bisect-step"):  # it checks for itself
             housekeeping.max_size()  # nor does a bad $LTOBOOT_CACHE_MAX, found after a build
         return int(COMMANDS[args.command](args))
