@@ -32,51 +32,52 @@ class Option:
         add_argument(*self.flags, **self.kwargs)
 
 
-def _opt(*flags: str, **kwargs: Any) -> Option:
+def opt(*flags: str, **kwargs: Any) -> Option:
+    """An option as argparse and pytest's addoption take it: flags, then their keywords."""
     return Option(flags, kwargs)
 
 
-ARCH = _opt("--arch", default=None,
-            help=f"comma-separated guest architectures (default: {','.join(ARCH_NAMES)}; "
-                 "with --kernel: each image's own)")
-LTO = _opt("--lto", default="thin", choices=tuple(LTO_MODES),
-           help="LTO mode to build (default: thin)")
-KERNEL_SRC = _opt("--kernel-src", default=None, metavar="PATH",
-                  help="kernel source tree or tarball (default: Debian's linux-source-6.1)")
-KERNEL = _opt("--kernel", action="append", default=[], metavar="PATH|URL",
-              help="check a prebuilt kernel instead of building one (repeatable): a kbuild O= "
-                   "directory, an image with config/System.map/modules.tar.xz beside it, a "
-                   "TuxMake artifact directory or URL, or a JSON/TOML manifest")
-LLVM = _opt("--llvm", default="19", metavar="N",
-            help="LLVM version suffix, as in LLVM=-19 (default: 19)")
-FRAGMENT = _opt("--fragment", action="append", default=[], metavar="FILE",
-                help="extra Kconfig fragment (repeatable)")
-CONFIG = _opt("--config", default="tinyconfig", dest="base_config",
-              metavar="tinyconfig|defconfig|FILE",
-              help="the base config our fragments and the LTO mode go on top of "
-                   "(default: tinyconfig)")
-ACCEL = _opt("--accel", default="auto", choices=("auto", "kvm", "tcg"),
-             help="accelerator; auto uses KVM only where a probe booted a guest")
-CHECK = _opt("--check", action="append", default=[], metavar="NAME",
-             help=f"run only these checks (repeatable; known: {', '.join(CHECKS)})")
-JUNIT = _opt("--junit", metavar="FILE", help="also write the verdicts as JUnit XML")
-KCIDB = _opt("--kcidb", metavar="FILE",
-             help="also write the results as a KCIDB v5.3 document (KernelCI's format), "
-                  "validated with KernelCI's schema")
+ARCH = opt("--arch", default=None,
+           help=f"comma-separated guest architectures (default: {','.join(ARCH_NAMES)}; "
+                "with --kernel: each image's own)")
+LTO = opt("--lto", default="thin", choices=tuple(LTO_MODES),
+          help="LTO mode to build (default: thin)")
+KERNEL_SRC = opt("--kernel-src", default=None, metavar="PATH",
+                 help="kernel source tree or tarball (default: Debian's linux-source-6.1)")
+KERNEL = opt("--kernel", action="append", default=[], metavar="PATH|URL",
+             help="check a prebuilt kernel instead of building one (repeatable): a kbuild O= "
+                  "directory, an image with config/System.map/modules.tar.xz beside it, a "
+                  "TuxMake artifact directory or URL, or a JSON/TOML manifest")
+LLVM = opt("--llvm", default="19", metavar="N",
+           help="LLVM version suffix, as in LLVM=-19 (default: 19)")
+FRAGMENT = opt("--fragment", action="append", default=[], metavar="FILE",
+               help="extra Kconfig fragment (repeatable)")
+CONFIG = opt("--config", default="tinyconfig", dest="base_config",
+             metavar="tinyconfig|defconfig|FILE",
+             help="the base config our fragments and the LTO mode go on top of "
+                  "(default: tinyconfig)")
+ACCEL = opt("--accel", default="auto", choices=("auto", "kvm", "tcg"),
+            help="accelerator; auto uses KVM only where a probe booted a guest")
+CHECK = opt("--check", action="append", default=[], metavar="NAME",
+            help=f"run only these checks (repeatable; known: {', '.join(CHECKS)})")
+JUNIT = opt("--junit", metavar="FILE", help="also write the verdicts as JUnit XML")
+KCIDB = opt("--kcidb", metavar="FILE",
+            help="also write the results as a KCIDB v5.3 document (KernelCI's format), "
+                 "validated with KernelCI's schema")
 
 # what every command that builds, boots and checks kernels takes (and pytest, but --check)
 KERNEL_OPTIONS: tuple[Option, ...] = (ARCH, LTO, KERNEL_SRC, KERNEL, LLVM, FRAGMENT, CONFIG,
                                       ACCEL)
 # the matrix takes lists where the others take one value; the rest is the same option
 MATRIX_OPTIONS: tuple[Option, ...] = (
-    _opt("--kernel-src", action="append", default=[], metavar="PATH",
-         help="kernel source trees or tarballs, repeatable (default: Debian's 6.1)"),
-    _opt("--llvm", default="19", metavar="N,N", help="clang versions (default: 19)"),
-    _opt("--arch", default=None, metavar="ARCH,ARCH", help="architectures (default: all)"),
-    _opt("--lto", default="thin", metavar="MODE,MODE",
-         help="LTO modes: thin, full, none (default: thin)"),
+    opt("--kernel-src", action="append", default=[], metavar="PATH",
+        help="kernel source trees or tarballs, repeatable (default: Debian's 6.1)"),
+    opt("--llvm", default="19", metavar="N,N", help="clang versions (default: 19)"),
+    opt("--arch", default=None, metavar="ARCH,ARCH", help="architectures (default: all)"),
+    opt("--lto", default="thin", metavar="MODE,MODE",
+        help="LTO modes: thin, full, none (default: thin)"),
     CONFIG, ACCEL, CHECK,
-    _opt("--json", metavar="FILE", help="also write the cells as JSON"),
+    opt("--json", metavar="FILE", help="also write the cells as JSON"),
     KCIDB,
 )
 
