@@ -120,7 +120,8 @@ CACHE_PRUNE = (
         help="then remove the least recently used until the cache is at most SIZE (30G, "
              "500M; default: $LTOBOOT_CACHE_MAX or 30G)"),
 )
-BISECT_DEFAULTS = {"arch": PREFERRED}  # one arch at a time: the host's own by default
+# one arch at a time, the host's own by default; the tree bisected: the current directory
+BISECT_DEFAULTS = {"arch": PREFERRED, "kernel_src": "."}
 
 
 def parser() -> argparse.ArgumentParser:

@@ -68,24 +68,34 @@ def test_a_failed_series_run_writes_no_reply_and_no_trailer(
 
 
 def test_a_spec_survives_the_trip_through_a_bisect_steps_argv(tmp_path: Path) -> None:
-    """cmd_bisect tells each step its kernel by options.spec_argv: every field of BuildSpec
-    must come back (a new one fails here until spec_argv carries it)."""
+    """cmd_bisect tells each step its kernel by options.spec_argv: every option of the kernel's
+    (options.SPEC_OPTIONS), at a value other than its default, must come back through argv and
+    spec_from, as each reader reads it (a new option fails here until it has a value below)."""
     import dataclasses
 
     from harness import cli, options
     from harness.cli_args import parser
     from harness.kernel.model import BuildSpec
 
-    frag = tmp_path / "extra.config"
-    frag.write_text("CONFIG_PRINTK=y\n")
+    tmp_path = tmp_path.resolve()  # a spec holds absolute, resolved paths
+    frags = [tmp_path / "extra.config", tmp_path / "more.config"]
+    for f in frags:
+        f.write_text("CONFIG_PRINTK=y\n")
     base = tmp_path / "my.config"
     base.write_text("CONFIG_ARM64=y\n")
     values = {"arch": "arm64", "lto": "full", "llvm": "14", "kernel_src": str(tmp_path),
-              "fragments": (str(frag),), "config": str(base)}
+              "fragments": tuple(map(str, frags)), "config": str(base)}
+    assert {o.field for o in options.SPEC_OPTIONS} == set(values)
     assert set(values) | {"prebuilt"} == {f.name for f in dataclasses.fields(BuildSpec)}
+    default = options.spec_from(vars(parser().parse_args(["run"])), "x86_64")
+    assert [f for f, v in values.items() if getattr(default, f) == v] == []
     spec = BuildSpec(**values)  # type: ignore[arg-type]
-    args = parser().parse_args(["bisect-step", *options.spec_argv(spec)])
-    assert cli._bisect_spec(args) == spec
+    argv = options.spec_argv(spec)
+
+    assert cli._bisect_spec(parser().parse_args(["bisect-step", *argv])) == spec
+    run = parser().parse_args(["run", *argv])
+    assert options.kernel_specs(vars(run)) == [spec]
+    assert options.spec_from(lambda name: getattr(run, name), "arm64") == spec  # as getoption
 
 
 def test_help_lists_the_commands_in_the_order_a_user_meets_them(
