@@ -34,10 +34,9 @@ from harness import (
 )
 from harness.errors import BuildError, InfraError, KernelFailure, LtobootError, UsageError
 from harness.kernel import source
-from harness.kernel.model import BuildSpec, Kernel, lto_mode
+from harness.kernel.model import BuildSpec, Kernel
 from harness.kernel.obtain import obtain
-from harness.kernel.source import DEFAULT_TARBALL
-from harness.options import base_config, kernel_specs, spec_from, split_arches
+from harness.options import kernel_specs, spec_from, split_arches
 from harness.progress import say
 from harness.reports import junit, kcidb
 from harness.reports.results import KernelReport, Stage
@@ -190,22 +189,9 @@ def cmd_coverage(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _list(value: str, what: str) -> list[str]:
-    items = [v.strip() for v in value.split(",") if v.strip()]
-    if not items:
-        raise UsageError(f"{what} needs at least one value")
-    return list(dict.fromkeys(items))
-
-
 def cmd_matrix(args: argparse.Namespace) -> int:
     names = pipeline.check_names(args.check)
-    ltos = _list(args.lto, "--lto")
-    for m in ltos:
-        lto_mode(m)
-    arches = split_arches(args.arch)
-    config = base_config(args.base_config, arches)
-    todo = matrix.cells(args.kernel_src or [str(DEFAULT_TARBALL)], _list(args.llvm, "--llvm"),
-                        arches, ltos)
+    todo = matrix.plan(vars(args))
 
     finished: list[matrix.Cell] = []
 
@@ -218,7 +204,7 @@ def cmd_matrix(args: argparse.Namespace) -> int:
 
     print("  ".join(matrix.HEADER), flush=True)
     reports: list[KernelReport] = []
-    cells = matrix.run(todo, args.accel, names, done, config=config, reports=reports)
+    cells = matrix.run(todo, args.accel, names, done, reports=reports)
     write_kcidb(args, reports, names)
     print("\n" + matrix.table(cells), flush=True)
     if args.json:

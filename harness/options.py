@@ -150,15 +150,20 @@ KCIDB = opt("--kcidb", metavar="FILE",
 KERNEL_OPTIONS: tuple[Option, ...] = (ARCH, LTO, KERNEL_SRC, KERNEL, LLVM, FRAGMENT, CONFIG,
                                       ACCEL)
 SPEC_OPTIONS: tuple[Option, ...] = tuple(o for o in KERNEL_OPTIONS if o.field)
-# the matrix takes lists where the others take one value; the rest is the same option
-MATRIX_OPTIONS: tuple[Option, ...] = (
+# the matrix's axes take lists where the others take one value; every other option of the
+# kernel's is the same option, given to every cell
+MATRIX_AXES: tuple[Option, ...] = (
     opt("--kernel-src", action="append", default=[], metavar="PATH",
         help="kernel source trees or tarballs, repeatable (default: Debian's 6.1)"),
     opt("--llvm", default="19", metavar="N,N", help="clang versions (default: 19)"),
     opt("--arch", default=None, metavar="ARCH,ARCH", help="architectures (default: all)"),
     opt("--lto", default="thin", metavar="MODE,MODE",
         help="LTO modes: thin, full, none (default: thin)"),
-    CONFIG, ACCEL, CHECK,
+)
+MATRIX_OPTIONS: tuple[Option, ...] = (
+    *MATRIX_AXES,
+    *(o for o in SPEC_OPTIONS if o.dest not in {a.dest for a in MATRIX_AXES}),
+    ACCEL, CHECK,
     opt("--json", metavar="FILE", help="also write the cells as JSON"),
     KCIDB,
 )

@@ -73,7 +73,7 @@ def test_a_spec_survives_the_trip_through_a_bisect_steps_argv(tmp_path: Path) ->
     spec_from, as each reader reads it (a new option fails here until it has a value below)."""
     import dataclasses
 
-    from harness import cli, options
+    from harness import cli, matrix, options
     from harness.cli_args import parser
     from harness.kernel.model import BuildSpec
 
@@ -96,6 +96,25 @@ def test_a_spec_survives_the_trip_through_a_bisect_steps_argv(tmp_path: Path) ->
     run = parser().parse_args(["run", *argv])
     assert options.kernel_specs(vars(run)) == [spec]
     assert options.spec_from(lambda name: getattr(run, name), "arm64") == spec  # as getoption
+    cells = matrix.plan(vars(parser().parse_args(["matrix", *argv])))
+    assert [s for _, s in cells] == [spec]
+
+
+def test_every_matrix_cell_builds_with_the_fragments(tmp_path: Path) -> None:
+    """`ltoboot matrix --fragment` reaches every cell's kernel, on every axis."""
+    from harness import matrix
+    from harness.cli_args import parser
+
+    frag = tmp_path / "extra.config"
+    frag.write_text("CONFIG_PRINTK=y\n")
+    args = parser().parse_args(["matrix", "--fragment", str(frag), "--llvm", "14,19",
+                                "--lto", "thin,none", "--kernel-src", "/a.tar.xz",
+                                "--kernel-src", "/b.tar.xz"])
+    cells = matrix.plan(vars(args))
+    assert len(cells) == 2 * 2 * 2 * 2
+    assert {(c.kernel_src, c.llvm, c.arch, c.lto) for c, _ in cells} == \
+        {(s.kernel_src, s.llvm, s.arch, s.lto) for _, s in cells}
+    assert {s.fragments for _, s in cells} == {(str(frag.resolve()),)}
 
 
 def test_help_lists_the_commands_in_the_order_a_user_meets_them(
