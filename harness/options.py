@@ -49,10 +49,11 @@ class Option:
         add_argument(*self.flags, **self.kwargs)
 
     def argv(self, value: Any) -> list[str]:
-        """The options that give a spec's `value` of this field back."""
+        """The options that give a spec's `value` of this field back (as --flag=value, which
+        argparse reads right even when the value starts with a dash)."""
         if self.kwargs.get("action") == "append":
-            return [a for v in value for a in (self.flag, str(v))]
-        return [] if value is None else [self.flag, str(value)]
+            return [f"{self.flag}={v}" for v in value]
+        return [] if value is None else [f"{self.flag}={value}"]
 
 
 def opt(*flags: str, field: str = "", convert: Callable[[Any, str], Any] = _as_given,

@@ -100,6 +100,20 @@ def test_a_spec_survives_the_trip_through_a_bisect_steps_argv(tmp_path: Path) ->
     assert [s for _, s in cells] == [spec]
 
 
+def test_a_spec_value_may_start_with_a_dash() -> None:
+    """spec_argv writes --flag=value: a value such as "-O2" is not taken for an option."""
+    import argparse
+
+    from harness import options
+
+    for o in (options.opt("--cflags", default="", field="cflags"),
+              options.opt("--extra", action="append", default=[], field="extra")):
+        p = argparse.ArgumentParser()
+        o.add(p.add_argument)
+        value = ["-O2", "-g"] if o.kwargs.get("action") == "append" else "-O2 -g"
+        assert getattr(p.parse_args(o.argv(value)), o.dest) == value
+
+
 def test_every_matrix_cell_builds_with_the_fragments(tmp_path: Path) -> None:
     """`ltoboot matrix --fragment` reaches every cell's kernel, on every axis."""
     from harness import matrix
