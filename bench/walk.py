@@ -89,11 +89,13 @@ def main() -> None:
     except ImportError:  # the layout before harness/kernel/
         from harness.build import BuildSpec  # type: ignore
         from harness.build import build_kernel as obtain  # type: ignore[no-redef]
+    from harness.cli_args import parser
     from harness.options import kernel_specs
 
     specs = [("built (cache hit)", BuildSpec(arch="x86_64"))]
     if args.kernel:
-        specs.append(("prebuilt", kernel_specs(None, "thin", "19", None, [], [args.kernel])[0]))
+        run = parser().parse_args(["run", "--kernel", args.kernel])
+        specs.append(("prebuilt", kernel_specs(vars(run))[0]))
     for what, spec in specs:
         obtain(spec)  # warm: what is walked next is the lookup
         w = walk(obtain, spec)

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import dataclasses
 import json
 import os
 import signal
@@ -28,16 +27,16 @@ from harness import (
     housekeeping,
     matrix,
     options,
+    outputs,
     pipeline,
     proc,
     redaction,
 )
 from harness.errors import BuildError, InfraError, KernelFailure, LtobootError, UsageError
 from harness.kernel import source
-from harness.kernel.model import BuildSpec, Kernel, lto_mode
+from harness.kernel.model import BuildSpec, Kernel
 from harness.kernel.obtain import obtain
-from harness.kernel.source import DEFAULT_TARBALL
-from harness.options import base_config, kernel_specs, split_arches
+from harness.options import kernel_specs, spec_from, split_arches
 from harness.progress import say
 from harness.reports import junit, kcidb
 from harness.reports.results import KernelReport, Stage
@@ -53,15 +52,11 @@ EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERNAL = 0, 1, 2, 3
 _STARTED = datetime.now(UTC)  # when the command started: KCIDB's tests say it
 
 
-def specs(args: argparse.Namespace) -> list[BuildSpec]:
-    return kernel_specs(args.arch, args.lto, args.llvm, args.kernel_src, args.fragment,
-                        args.kernel, args.base_config)
-
-
 def cmd_run(args: argparse.Namespace) -> int:
     names = pipeline.check_names(args.check)
     reports = []
-    for rep in pipeline.check_kernels(specs(args), args.accel, names, args.initcalls):
+    for rep in pipeline.check_kernels(kernel_specs(vars(args)), args.accel, names,
+                                      args.initcalls):
         reports.append(rep)
         print(render(rep), flush=True)
         print(flush=True)
@@ -106,7 +101,7 @@ def _obtained(args: argparse.Namespace) -> tuple[list[tuple[BuildSpec, Kernel]],
                                                  list[KernelReport]]:
     """The kernels the options name, built or fetched; reports of those that did not build."""
     kernels, failed = [], []
-    for spec in specs(args):
+    for spec in kernel_specs(vars(args)):
         try:
             kernels.append((spec, obtain(spec)))
         except BuildError as e:
@@ -194,22 +189,9 @@ def cmd_coverage(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _list(value: str, what: str) -> list[str]:
-    items = [v.strip() for v in value.split(",") if v.strip()]
-    if not items:
-        raise UsageError(f"{what} needs at least one value")
-    return list(dict.fromkeys(items))
-
-
 def cmd_matrix(args: argparse.Namespace) -> int:
     names = pipeline.check_names(args.check)
-    ltos = _list(args.lto, "--lto")
-    for m in ltos:
-        lto_mode(m)
-    arches = split_arches(args.arch)
-    config = base_config(args.base_config, arches)
-    todo = matrix.cells(args.kernel_src or [str(DEFAULT_TARBALL)], _list(args.llvm, "--llvm"),
-                        arches, ltos)
+    todo = matrix.plan(vars(args))
 
     finished: list[matrix.Cell] = []
 
@@ -222,7 +204,7 @@ def cmd_matrix(args: argparse.Namespace) -> int:
 
     print("  ".join(matrix.HEADER), flush=True)
     reports: list[KernelReport] = []
-    cells = matrix.run(todo, args.accel, names, done, config=config, reports=reports)
+    cells = matrix.run(todo, args.accel, names, done, reports=reports)
     write_kcidb(args, reports, names)
     print("\n" + matrix.table(cells), flush=True)
     if args.json:
@@ -256,8 +238,7 @@ def _series_specs(args: argparse.Namespace, work: Path) -> tuple[list[BuildSpec]
     applied = series.apply(s, Path(args.kernel_src), args.base)
     info = {**series.describe(s), "base": applied.base, "applied": applied.description,
             "base_described": applied.base_described}
-    return [dataclasses.replace(spec, kernel_src=str(applied.tree)) for spec in specs(args)], \
-        s, info
+    return kernel_specs({**vars(args), "kernel_src": str(applied.tree)}), s, info
 
 
 def _write_reply(path: Path, text: str) -> None:
@@ -284,7 +265,7 @@ def cmd_tested_by(args: argparse.Namespace) -> int:
     mailed: Series | None = None
     info: dict[str, object] = {}
     with tempfile.TemporaryDirectory(prefix="series-", dir=cache.scratch_root()) as work:
-        todo = specs(args)
+        todo = kernel_specs(vars(args))
         if args.series:
             todo, mailed, info = _series_specs(args, Path(work))
     reports = list(pipeline.check_kernels(todo, args.accel, names))
@@ -322,10 +303,7 @@ def _bisect_spec(args: argparse.Namespace) -> BuildSpec:
     pipeline.check_names(args.check)
     if args.runs < 1:
         raise UsageError("--runs takes a number of boots, 1 or more")
-    return BuildSpec(arch=arches[0], lto=args.lto, llvm=args.llvm,
-                     kernel_src=str(Path(args.kernel_src or ".").resolve()),
-                     fragments=tuple(str(Path(f).resolve()) for f in args.fragment),
-                     config=base_config(args.base_config, arches))
+    return spec_from(vars(args), arches[0])
 
 
 def cmd_bisect_step(args: argparse.Namespace) -> int:
@@ -414,7 +392,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = cli_args.parser().parse_args(argv)
     previous = signal.signal(signal.SIGTERM, _terminate)
     try:
-        options.check_outputs(args)  # a typo in an output path costs no build
+        outputs.check(args)  # a typo in an output path costs no build
         if args.command not in (*_NOT_PRUNED_AFTER, "bisect-step"):  # it checks for itself
             housekeeping.max_size()  # nor does a bad $LTOBOOT_CACHE_MAX, found after a build
         return int(COMMANDS[args.command](args))

@@ -12,7 +12,7 @@ from collections.abc import Iterable
 
 from harness import options
 from harness.arch import PREFERRED
-from harness.options import Option
+from harness.options import Option, opt
 
 DESCRIPTION = "Build, boot and check Clang LTO Linux kernels in QEMU (x86_64, arm64)."
 
@@ -30,64 +30,60 @@ def _add(p: argparse.ArgumentParser, *groups: Iterable[Option]) -> None:
             option.add(p.add_argument)
 
 
-def _opt(*flags: str, **kwargs: object) -> Option:
-    return Option(flags, kwargs)
-
-
 KERNEL_AND_CHECKS = (*options.KERNEL_OPTIONS, options.CHECK)
 RUN = (
-    _opt("--initcalls", action="store_true",
-         help="also build a non-LTO kernel per arch and compare initcall order and durations "
-              "with it (one more build per arch)"),
-    _opt("--coverage", action="store_true",
-         help="also print, per patch of the LTO series, the verdicts that cover it"),
+    opt("--initcalls", action="store_true",
+        help="also build a non-LTO kernel per arch and compare initcall order and durations "
+             "with it (one more build per arch)"),
+    opt("--coverage", action="store_true",
+        help="also print, per patch of the LTO series, the verdicts that cover it"),
     options.JUNIT, options.KCIDB,
 )
 TESTED_BY = (
-    _opt("--name", help="your name (default: git config user.name)"),
-    _opt("--email", help="your email (default: git config user.email)"),
-    _opt("--format", choices=("text", "json"), default="text"),
-    _opt("--series", metavar="FILE",
-         help="a mailed series (mbox, or a directory of git format-patch files, cover letter "
-              "included) to apply onto --kernel-src at --base, then test"),
-    _opt("--base", default="HEAD", metavar="REF",
-         help="the commit of --kernel-src to apply --series onto (default: HEAD)"),
-    _opt("--reply", metavar="FILE",
-         help="write the Tested-by reply (RFC 5322, for git send-email or mutt -H) to FILE "
-              "when every check passed"),
+    opt("--name", help="your name (default: git config user.name)"),
+    opt("--email", help="your email (default: git config user.email)"),
+    opt("--format", choices=("text", "json"), default="text"),
+    opt("--series", metavar="FILE",
+        help="a mailed series (mbox, or a directory of git format-patch files, cover letter "
+             "included) to apply onto --kernel-src at --base, then test"),
+    opt("--base", default="HEAD", metavar="REF",
+        help="the commit of --kernel-src to apply --series onto (default: HEAD)"),
+    opt("--reply", metavar="FILE",
+        help="write the Tested-by reply (RFC 5322, for git send-email or mutt -H) to FILE "
+             "when every check passed"),
     options.KCIDB,
 )
 BISECT_STEP = (
-    _opt("--runs", type=int, default=1, help="boots per step; bad if any fails (flaky failures)"),
-    _opt("--log-dir", help=argparse.SUPPRESS),
+    opt("--runs", type=int, default=1, help="boots per step; bad if any fails (flaky failures)"),
+    opt("--log-dir", help=argparse.SUPPRESS),
 )
-BISECT = (_opt("--good", required=True, metavar="REV"), _opt("--bad", required=True, metavar="REV"))
+BISECT = (opt("--good", required=True, metavar="REV"), opt("--bad", required=True, metavar="REV"))
 LAVA_EXPORT = (
-    _opt("--out", required=True, metavar="DIR", help="a new or empty directory"),
-    _opt("--artifact-url", metavar="URL",
-         help="where DIR will be served (http or https); the jobs fetch kernel and initramfs "
-              "from there (default: file:// URLs into DIR, for this machine)"),
+    opt("--out", required=True, metavar="DIR", help="a new or empty directory"),
+    opt("--artifact-url", metavar="URL",
+        help="where DIR will be served (http or https); the jobs fetch kernel and initramfs "
+             "from there (default: file:// URLs into DIR, for this machine)"),
 )
 LAVA_RUN = (
-    _opt("--parallel", type=int, default=os.cpu_count() or 1, metavar="N",
-         help="jobs at once (default: the number of cores)"),
+    opt("--parallel", type=int, default=os.cpu_count() or 1, metavar="N",
+        help="jobs at once (default: the number of cores)"),
     options.JUNIT, options.KCIDB,
-    _opt("--out", help=argparse.SUPPRESS),
+    opt("--out", help=argparse.SUPPRESS),
 )
 LAVA_SUBMIT = (
-    _opt("--server", required=True, metavar="URL",
-         help="the LAVA server, e.g. https://lava.example.org/"),
-    _opt("--identity", default="default", metavar="NAME",
-         help="lavacli identity whose token to use when LAVA_TOKEN is not set "
-              "(~/.config/lavacli.yaml; default: default)"),
-    _opt("--artifact-url", metavar="URL",
-         help="where --out will be served (http or https) for the lab to fetch kernel and "
-              "initramfs (default: file:// URLs: only for a worker on this machine)"),
-    _opt("--out", metavar="DIR",
-         help="write the jobs and their files here, to publish at --artifact-url (default: a "
-              "scratch directory, removed at the end)"),
-    _opt("--wait", type=float, default=60.0, metavar="MINUTES",
-         help="how long to wait for the jobs, queue included (default: 60)"),
+    opt("--server", required=True, metavar="URL",
+        help="the LAVA server, e.g. https://lava.example.org/"),
+    opt("--identity", default="default", metavar="NAME",
+        help="lavacli identity whose token to use when LAVA_TOKEN is not set "
+             "(~/.config/lavacli.yaml; default: default)"),
+    opt("--artifact-url", metavar="URL",
+        help="where --out will be served (http or https) for the lab to fetch kernel and "
+             "initramfs (default: file:// URLs: only for a worker on this machine)"),
+    opt("--out", metavar="DIR",
+        help="write the jobs and their files here, to publish at --artifact-url (default: a "
+             "scratch directory, removed at the end)"),
+    opt("--wait", type=float, default=60.0, metavar="MINUTES",
+        help="how long to wait for the jobs, queue included (default: 60)"),
     options.JUNIT, options.KCIDB,
 )
 
@@ -118,13 +114,14 @@ LAVA_COMMANDS: tuple[tuple[str, str, tuple[tuple[Option, ...], ...]], ...] = (
      "checks, print the report", (KERNEL_AND_CHECKS, LAVA_SUBMIT)),
 )
 CACHE_PRUNE = (
-    _opt("--older-than", type=float, metavar="DAYS",
-         help="remove what was last used more than DAYS ago"),
-    _opt("--max-size", metavar="SIZE",
-         help="then remove the least recently used until the cache is at most SIZE (30G, "
-              "500M; default: $LTOBOOT_CACHE_MAX or 30G)"),
+    opt("--older-than", type=float, metavar="DAYS",
+        help="remove what was last used more than DAYS ago"),
+    opt("--max-size", metavar="SIZE",
+        help="then remove the least recently used until the cache is at most SIZE (30G, "
+             "500M; default: $LTOBOOT_CACHE_MAX or 30G)"),
 )
-BISECT_DEFAULTS = {"arch": PREFERRED}  # one arch at a time: the host's own by default
+# one arch at a time, the host's own by default; the tree bisected: the current directory
+BISECT_DEFAULTS = {"arch": PREFERRED, "kernel_src": "."}
 
 
 def parser() -> argparse.ArgumentParser:

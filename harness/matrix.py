@@ -5,14 +5,16 @@ from __future__ import annotations
 
 import itertools
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from enum import StrEnum
+from typing import Any
 
-from harness import pipeline
+from harness import options, pipeline
 from harness.checks import Verdict
 from harness.errors import InfraError, UsageError
 from harness.kernel.model import BuildSpec
+from harness.kernel.source import DEFAULT_TARBALL
 from harness.progress import duration, say
 from harness.reports.results import KernelReport, Stage
 
@@ -27,6 +29,7 @@ class CellStatus(StrEnum):
 
 @dataclass
 class Cell:
+    # its axes, named as their options (options.MATRIX_AXES)
     kernel_src: str
     llvm: str
     arch: str
@@ -50,6 +53,28 @@ def cells(kernel_srcs: Sequence[str], llvms: Sequence[str], arches: Sequence[str
                                                                  ltos)]
 
 
+def _list(value: str, what: str) -> list[str]:
+    items = [v.strip() for v in value.split(",") if v.strip()]
+    if not items:
+        raise UsageError(f"{what} needs at least one value")
+    return list(dict.fromkeys(items))
+
+
+def spec(cell: Cell, values: Mapping[str, Any]) -> BuildSpec:
+    """A cell's kernel: its own value on each axis, every other option of the kernel's as the
+    command was given it (--fragment, --config, ...)."""
+    axes = {a.dest: getattr(cell, a.dest) for a in options.MATRIX_AXES}
+    return options.spec_from({**values, **axes}, cell.arch)
+
+
+def plan(values: Mapping[str, Any]) -> list[tuple[Cell, BuildSpec]]:
+    """The cells `ltoboot matrix` was asked for (its options' values), each with its kernel:
+    all made, and every option checked, before the first build."""
+    todo = cells(values["kernel_src"] or [str(DEFAULT_TARBALL)], _list(values["llvm"], "--llvm"),
+                 options.split_arches(values["arch"]), _list(values["lto"], "--lto"))
+    return [(c, spec(c, values)) for c in todo]
+
+
 def _fill(cell: Cell, rep: KernelReport) -> None:
     if rep.kernel is not None:
         cell.release, cell.compiler = rep.kernel.release, rep.kernel.compiler
@@ -68,19 +93,17 @@ def _fill(cell: Cell, rep: KernelReport) -> None:
     cell.status = CellStatus.PASSED if rep.passed else CellStatus.FAILED
 
 
-def run(todo: list[Cell], accel: str, names: Sequence[str] | None,
-        done: Callable[[Cell], None] = lambda c: None, config: str = "tinyconfig",
+def run(todo: Sequence[tuple[Cell, BuildSpec]], accel: str, names: Sequence[str] | None,
+        done: Callable[[Cell], None] = lambda c: None,
         reports: list[KernelReport] | None = None) -> list[Cell]:
-    """Build, boot and check every cell in turn; an error in one cell (a toolchain that is not
-    installed) is that cell's, and the others still run."""
-    for i, cell in enumerate(todo, 1):
+    """Build, boot and check every cell (of plan()) in turn; an error in one cell (a toolchain
+    that is not installed) is that cell's, and the others still run."""
+    for i, (cell, kernel) in enumerate(todo, 1):
         say(f"matrix cell {i}/{len(todo)}: {cell.kernel_src} clang {cell.llvm} {cell.arch} "
             f"{cell.lto}")
         started = time.monotonic()
-        spec = BuildSpec(arch=cell.arch, lto=cell.lto, llvm=cell.llvm,
-                         kernel_src=cell.kernel_src, config=config)
         try:
-            rep = pipeline.check_kernel(spec, accel, names)
+            rep = pipeline.check_kernel(kernel, accel, names)
             if reports is not None:
                 reports.append(rep)
             _fill(cell, rep)
@@ -88,7 +111,7 @@ def run(todo: list[Cell], accel: str, names: Sequence[str] | None,
             cell.status, cell.failures = CellStatus.ERROR, [str(e).splitlines()[0]]
         cell.seconds = round(time.monotonic() - started, 1)
         done(cell)
-    return todo
+    return [cell for cell, _ in todo]
 
 
 HEADER = ("kernel", "clang", "arch", "lto", "status", "pass", "fail", "skip", "build", "boot")

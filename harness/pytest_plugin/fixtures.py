@@ -15,7 +15,8 @@ from harness.guest.session import Guest
 from harness.kernel import artifacts
 from harness.kernel.model import SERVED, BuildSpec, Kernel
 from harness.kernel.obtain import obtain
-from harness.pytest_plugin.hooks import POOLS, base_spec, primary
+from harness.options import spec_from
+from harness.pytest_plugin.hooks import POOLS, primary
 
 
 class Kernels:
@@ -27,7 +28,7 @@ class Kernels:
         self._server: artifacts.Server | None = None
 
     def spec(self, arch: str, **overrides: Any) -> BuildSpec:
-        return dataclasses.replace(base_spec(self.config, arch), **overrides)
+        return spec_from(self.config.getoption, arch, **overrides)
 
     def get(self, spec: BuildSpec | None = None, /, **overrides: Any) -> Kernel:
         if spec is None:

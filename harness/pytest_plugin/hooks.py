@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import os
 from collections.abc import Generator
 from typing import Any, Protocol
@@ -14,7 +13,7 @@ from harness.arch import PREFERRED
 from harness.errors import KernelFailure
 from harness.kernel import kbuild
 from harness.kernel.model import SERVED, BuildSpec
-from harness.options import KERNEL_OPTIONS, base_config, kernel_specs, split_arches
+from harness.options import KERNEL_OPTIONS, kernel_specs, spec_from, split_arches
 
 # Saved before pytest captures fd 2, so build progress reaches the terminal (xdist workers too).
 _PROGRESS_FD = os.dup(2)
@@ -29,13 +28,6 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                        "artifacts, served on 127.0.0.1 and downloaded back")
 
 
-def base_spec(config: pytest.Config, arch: str) -> BuildSpec:
-    return BuildSpec(arch=arch, lto=config.getoption("lto"), llvm=config.getoption("llvm"),
-                     kernel_src=config.getoption("kernel_src"),
-                     fragments=tuple(config.getoption("fragment")),
-                     config=base_config(config.getoption("base_config")))
-
-
 _SPECS = pytest.StashKey[tuple[BuildSpec, ...]]()
 
 
@@ -43,10 +35,7 @@ def selected_specs(config: pytest.Config) -> list[BuildSpec]:
     """The kernels the options select, worked out once per session (with --kernel that reads
     each image, maybe downloading it) rather than once per test item."""
     if _SPECS not in config.stash:
-        config.stash[_SPECS] = tuple(kernel_specs(
-            config.getoption("arch"), config.getoption("lto"), config.getoption("llvm"),
-            config.getoption("kernel_src"), config.getoption("fragment"),
-            config.getoption("kernel"), config.getoption("base_config")))
+        config.stash[_SPECS] = tuple(kernel_specs(config.getoption))
     specs: tuple[BuildSpec, ...] = config.stash[_SPECS]
     return list(specs)
 
@@ -84,8 +73,7 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
         config = metafunc.config
         specs = sorted(selected_specs(config), key=lambda s: s.arch)
         if config.getini("ltoboot_fetched_copy") and not config.getoption("kernel"):
-            specs.append(dataclasses.replace(base_spec(config, primary(config)),
-                                             prebuilt=SERVED))
+            specs.append(spec_from(config.getoption, primary(config), prebuilt=SERVED))
         metafunc.parametrize("kernel_spec", specs, ids=[s.label for s in specs],
                              scope="session")
 

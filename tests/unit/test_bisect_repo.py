@@ -27,7 +27,7 @@ OLD = 1_000_000_000  # 2001: every path of the scratch repository gets this time
 # The step `git bisect run` is given, in place of `python -m harness.cli bisect-step ...`: it
 # must be told the tree git checked out (its cwd), and calls a commit bad when it has BAD.
 FAKE_STEP = ("import os, sys\n"
-             "src = sys.argv[sys.argv.index('--kernel-src') + 1]\n"
+             "src, = [a.split('=', 1)[1] for a in sys.argv if a.startswith('--kernel-src=')]\n"
              "if os.path.realpath(src) != os.path.realpath(os.getcwd()):\n"
              "    sys.exit(255)\n"
              "sys.exit(1 if os.path.exists('BAD') else 0)\n")
@@ -134,7 +134,7 @@ def test_bisect_writes_nothing_in_the_testers_repository(
     assert snapshot(repo) == before
     assert _git(repo, "rev-parse", "HEAD") == head
     # the step was told the clone, which the cache owns: its builds may live inside it
-    clone = Path(fake_step[0][fake_step[0].index("--kernel-src") + 1])
+    clone, = (Path(a.split("=", 1)[1]) for a in fake_step[0] if a.startswith("--kernel-src="))
     assert clone.parent == cache_root / source.BISECT_TREES and source.bisect_clone(clone)
     assert not (clone / ".git" / "objects" / "info" / "alternates").exists()  # own objects
     assert not (clone / ".git" / "BISECT_LOG").exists()

@@ -68,24 +68,67 @@ def test_a_failed_series_run_writes_no_reply_and_no_trailer(
 
 
 def test_a_spec_survives_the_trip_through_a_bisect_steps_argv(tmp_path: Path) -> None:
-    """cmd_bisect tells each step its kernel by options.spec_argv: every field of BuildSpec
-    must come back (a new one fails here until spec_argv carries it)."""
+    """cmd_bisect tells each step its kernel by options.spec_argv: every option of the kernel's
+    (options.SPEC_OPTIONS), at a value other than its default, must come back through argv and
+    spec_from, as each reader reads it (a new option fails here until it has a value below)."""
     import dataclasses
 
-    from harness import cli, options
+    from harness import cli, matrix, options
     from harness.cli_args import parser
     from harness.kernel.model import BuildSpec
 
-    frag = tmp_path / "extra.config"
-    frag.write_text("CONFIG_PRINTK=y\n")
+    tmp_path = tmp_path.resolve()  # a spec holds absolute, resolved paths
+    frags = [tmp_path / "extra.config", tmp_path / "more.config"]
+    for f in frags:
+        f.write_text("CONFIG_PRINTK=y\n")
     base = tmp_path / "my.config"
     base.write_text("CONFIG_ARM64=y\n")
     values = {"arch": "arm64", "lto": "full", "llvm": "14", "kernel_src": str(tmp_path),
-              "fragments": (str(frag),), "config": str(base)}
+              "fragments": tuple(map(str, frags)), "config": str(base)}
+    assert {o.field for o in options.SPEC_OPTIONS} == set(values)
     assert set(values) | {"prebuilt"} == {f.name for f in dataclasses.fields(BuildSpec)}
+    default = options.spec_from(vars(parser().parse_args(["run"])), "x86_64")
+    assert [f for f, v in values.items() if getattr(default, f) == v] == []
     spec = BuildSpec(**values)  # type: ignore[arg-type]
-    args = parser().parse_args(["bisect-step", *options.spec_argv(spec)])
-    assert cli._bisect_spec(args) == spec
+    argv = options.spec_argv(spec)
+
+    assert cli._bisect_spec(parser().parse_args(["bisect-step", *argv])) == spec
+    run = parser().parse_args(["run", *argv])
+    assert options.kernel_specs(vars(run)) == [spec]
+    assert options.spec_from(lambda name: getattr(run, name), "arm64") == spec  # as getoption
+    cells = matrix.plan(vars(parser().parse_args(["matrix", *argv])))
+    assert [s for _, s in cells] == [spec]
+
+
+def test_a_spec_value_may_start_with_a_dash() -> None:
+    """spec_argv writes --flag=value: a value such as "-O2" is not taken for an option."""
+    import argparse
+
+    from harness import options
+
+    for o in (options.opt("--cflags", default="", field="cflags"),
+              options.opt("--extra", action="append", default=[], field="extra")):
+        p = argparse.ArgumentParser()
+        o.add(p.add_argument)
+        value = ["-O2", "-g"] if o.kwargs.get("action") == "append" else "-O2 -g"
+        assert getattr(p.parse_args(o.argv(value)), o.dest) == value
+
+
+def test_every_matrix_cell_builds_with_the_fragments(tmp_path: Path) -> None:
+    """`ltoboot matrix --fragment` reaches every cell's kernel, on every axis."""
+    from harness import matrix
+    from harness.cli_args import parser
+
+    frag = tmp_path / "extra.config"
+    frag.write_text("CONFIG_PRINTK=y\n")
+    args = parser().parse_args(["matrix", "--fragment", str(frag), "--llvm", "14,19",
+                                "--lto", "thin,none", "--kernel-src", "/a.tar.xz",
+                                "--kernel-src", "/b.tar.xz"])
+    cells = matrix.plan(vars(args))
+    assert len(cells) == 2 * 2 * 2 * 2
+    assert {(c.kernel_src, c.llvm, c.arch, c.lto) for c, _ in cells} == \
+        {(s.kernel_src, s.llvm, s.arch, s.lto) for _, s in cells}
+    assert {s.fragments for _, s in cells} == {(str(frag.resolve()),)}
 
 
 def test_help_lists_the_commands_in_the_order_a_user_meets_them(

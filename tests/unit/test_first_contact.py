@@ -93,16 +93,20 @@ def test_nothing_is_left_by_a_refused_output(tmp_path: Path,
 
 
 def test_a_config_of_another_arch_is_refused_naming_both(tmp_path: Path) -> None:
+    from harness.cli_args import parser
+
+    def specs(*argv: str) -> list[str]:
+        return [s.arch for s in options.kernel_specs(vars(parser().parse_args(["run", *argv])))]
+
     cfg = tmp_path / "arm64.config"
     cfg.write_text("CONFIG_ARM64=y\nCONFIG_LTO_CLANG_THIN=y\n")
     with pytest.raises(UsageError, match=r"a \.config for arm64 \(CONFIG_ARM64=y\), not for "
                        "x86_64: give --arch arm64"):
-        options.kernel_specs(None, "thin", "19", None, (), (), str(cfg))
-    assert [s.arch for s in options.kernel_specs("arm64", "thin", "19", None, (), (),
-                                                 str(cfg))] == ["arm64"]
+        specs("--config", str(cfg))
+    assert specs("--arch", "arm64", "--config", str(cfg)) == ["arm64"]
     neutral = tmp_path / "fragment.config"  # says no arch: taken for either
     neutral.write_text("CONFIG_PRINTK=y\n")
-    assert len(options.kernel_specs(None, "thin", "19", None, (), (), str(neutral))) == 2
+    assert specs("--config", str(neutral)) == ["arm64", "x86_64"]
 
 
 def test_matrix_takes_a_base_config(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

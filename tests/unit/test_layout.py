@@ -22,8 +22,8 @@ STAGES: tuple[tuple[str, ...], ...] = (
     ("harness.guest",),
     ("harness.checks",),
     ("harness.reports", "harness.series"),
-    ("harness.pipeline", "harness.bisect", "harness.options", "harness.matrix", "harness.lava",
-     "harness.coverage", "harness.housekeeping"),
+    ("harness.pipeline", "harness.bisect", "harness.options", "harness.outputs",
+     "harness.matrix", "harness.lava", "harness.coverage", "harness.housekeeping"),
     ("harness.cli", "harness.cli_args", "harness.pytest_plugin"),
 )
 
