@@ -102,7 +102,7 @@ def _extra(tree: Path, files: dict[str, tuple[str, str]]) -> list[str]:
     return extra
 
 
-def _git_dir(entry: Path, src: source.KernelSource) -> None:
+def _git_dir(entry: Path, src: source.KernelSource, base: Path | None) -> None:
     """A git directory for the copy (`<entry>/git`, the tree's `.git` a file naming it): the
     tester's commit and tags, their objects borrowed read-only, and an index of the copy's
     files. kbuild's setlocalversion then names the kernel as in the tester's tree (`+`, or
@@ -133,7 +133,13 @@ def _git_dir(entry: Path, src: source.KernelSource) -> None:
     if head:
         (gitdir / "HEAD").write_text(f"{head}\n")
     if head:  # the index of a checkout of HEAD: git status says what it says in their tree
-        git("read-tree", head)
+        earlier = base.parent / "git" / "index" if base is not None else None
+        if earlier is not None and earlier.is_file():  # a copy made from an earlier copy:
+            # its index knows the files the two share (one inode), git reads only the others
+            shutil.copyfile(earlier, gitdir / "index")
+            git("read-tree", "-m", head)
+        else:
+            git("read-tree", head)
     git("update-index", "-q", "--refresh")  # the index knows the files: status is quick
     git("config", "--unset", "core.worktree")  # the tree is where the .git file is
 
@@ -167,7 +173,7 @@ def _produce(tmp: Path, src: source.KernelSource, base: Path | None,
         for rel in sorted(changed):
             stamps.stamp(tree, rel, when)
     if src.git:
-        _git_dir(tmp, src)
+        _git_dir(tmp, src, base if differ is not None else None)
     again = source.content(src.tree)
     if again.identity != src.identity:
         raise UsageError(f"--kernel-src {src.tree} changed while ltoboot copied it "

@@ -276,3 +276,17 @@ def test_freshness_reads_kbuilds_dependency_files() -> None:
     assert freshness.kconfig_dependencies("deps_config := \\\n\tKconfig \\\n\tinit/Kconfig\n"
                                           "\ninclude/config/auto.conf: $(deps_config)\n") == [
         "Kconfig", "init/Kconfig"]
+
+
+def test_a_copy_made_from_an_earlier_copy_says_what_the_testers_tree_says(repo: Path) -> None:
+    first = copies.make(source.resolve(repo))
+    (repo / "init" / "main.c").write_text("int again;\n")
+    (repo / "init" / "new.h").write_text("#define NEW\n")
+    src = source.resolve(repo)
+    assert src.files is not None
+    differ = nearest.compare(repo, first.tree, src.files)
+    assert differ == {"init/main.c", "init/new.h"}
+    second = copies.make(src, first.tree, frozenset(differ))
+    assert _linked(second.tree / "Makefile", first.tree / "Makefile")
+    assert git(second.tree, "--no-optional-locks", "status", "-uno", "--porcelain") == \
+        git(repo, "--no-optional-locks", "status", "-uno", "--porcelain") == "M init/main.c"
