@@ -12,7 +12,6 @@ import sys
 import tempfile
 import time
 import traceback
-import uuid
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
@@ -38,7 +37,7 @@ from harness.kernel.model import BuildSpec, Kernel
 from harness.kernel.obtain import obtain
 from harness.options import kernel_specs, spec_from, split_arches
 from harness.progress import say
-from harness.reports import junit, kcidb
+from harness.reports import documents, kcidb
 from harness.reports.results import KernelReport, Stage
 from harness.reports.text import render
 
@@ -70,27 +69,22 @@ def cmd_run(args: argparse.Namespace) -> int:
     return finish(reports, args, names)
 
 
-def write_kcidb(args: argparse.Namespace, reports: Sequence[KernelReport],
-                names: Sequence[str] | None, *, series: dict[str, object] | None = None,
-                errors: dict[str, str] | None = None) -> None:
-    """--kcidb: the command's results as one KCIDB document, validated, written atomically."""
-    if not getattr(args, "kcidb", None):
-        return
-    run = kcidb.Run(id=uuid.uuid4().hex[:16], started=_STARTED,
-                    artifact_url=getattr(args, "artifact_url", None), series=series,
-                    errors=errors or {})
-    kcidb.write(Path(args.kcidb), kcidb.document(reports, run, names or list(checks.CHECKS)))
-    print(f"ltoboot: KCIDB: {args.kcidb}", file=sys.stderr)  # stdout may be --format json
+def write_documents(args: argparse.Namespace, reports: Sequence[KernelReport],
+                    names: Sequence[str] | None, *, series: dict[str, object] | None = None,
+                    errors: dict[str, str] | None = None) -> None:
+    """The documents the options ask for (--junit, --kcidb: harness/reports/documents.py),
+    each validated where it has a schema and written atomically; their paths on stderr
+    (stdout may be --format json)."""
+    ctx = documents.Context(names or list(checks.CHECKS), _STARTED,
+                            getattr(args, "artifact_url", None), series, errors or {})
+    for line in documents.write_all(vars(args), reports, ctx):
+        print(line, file=sys.stderr)
 
 
 def finish(reports: Sequence[KernelReport], args: argparse.Namespace,
            names: Sequence[str] | None, errors: dict[str, str] | None = None) -> int:
-    """The last line of a run, its JUnit and KCIDB documents when asked for, and its exit
-    status."""
-    if args.junit:
-        junit.write(reports, Path(args.junit))
-        print(f"ltoboot: JUnit: {args.junit}")
-    write_kcidb(args, reports, names, errors=errors)
+    """The last line of a run, its documents when asked for, and its exit status."""
+    write_documents(args, reports, names, errors=errors)
     ok = all(r.passed for r in reports)
     print(f"ltoboot: {'all passed' if ok else 'FAILED'}: "
           + ", ".join(f"{r.label} {'ok' if r.passed else 'failed'}" for r in reports))
@@ -178,7 +172,7 @@ def _lava_jobs(args: argparse.Namespace,
             if k.label not in errors:
                 print(render(rep) + "\n", flush=True)
     if first is not None:
-        write_kcidb(args, reports, names, errors=errors)
+        write_documents(args, reports, names, errors=errors)
         raise first
     return finish(reports, args, names)
 
@@ -205,7 +199,7 @@ def cmd_matrix(args: argparse.Namespace) -> int:
     print("  ".join(matrix.HEADER), flush=True)
     reports: list[KernelReport] = []
     cells = matrix.run(todo, args.accel, names, done, reports=reports)
-    write_kcidb(args, reports, names)
+    write_documents(args, reports, names)
     print("\n" + matrix.table(cells), flush=True)
     if args.json:
         print(f"ltoboot: matrix as JSON: {args.json}")
@@ -269,8 +263,8 @@ def cmd_tested_by(args: argparse.Namespace) -> int:
         if args.series:
             todo, mailed, info = _series_specs(args, Path(work))
     reports = list(pipeline.check_kernels(todo, args.accel, names))
-    write_kcidb(args, reports, names,
-                series=kcidb.series_facts(Path(args.series), mailed) if mailed else None)
+    write_documents(args, reports, names,
+                    series=kcidb.series_facts(Path(args.series), mailed) if mailed else None)
     facts = facts_for_tested_by(reports, name, email)
     message = ""
     if mailed is not None:

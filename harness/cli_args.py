@@ -37,7 +37,7 @@ RUN = (
              "with it (one more build per arch)"),
     opt("--coverage", action="store_true",
         help="also print, per patch of the LTO series, the verdicts that cover it"),
-    options.JUNIT, options.KCIDB,
+    *options.DOCUMENTS,
 )
 TESTED_BY = (
     opt("--name", help="your name (default: git config user.name)"),
@@ -51,7 +51,7 @@ TESTED_BY = (
     opt("--reply", metavar="FILE",
         help="write the Tested-by reply (RFC 5322, for git send-email or mutt -H) to FILE "
              "when every check passed"),
-    options.KCIDB,
+    *options.DOCUMENTS,
 )
 BISECT_STEP = (
     opt("--runs", type=int, default=1, help="boots per step; bad if any fails (flaky failures)"),
@@ -67,7 +67,7 @@ LAVA_EXPORT = (
 LAVA_RUN = (
     opt("--parallel", type=int, default=os.cpu_count() or 1, metavar="N",
         help="jobs at once (default: the number of cores)"),
-    options.JUNIT, options.KCIDB,
+    *options.DOCUMENTS,
     opt("--out", help=argparse.SUPPRESS),
 )
 LAVA_SUBMIT = (
@@ -84,7 +84,7 @@ LAVA_SUBMIT = (
              "scratch directory, removed at the end)"),
     opt("--wait", type=float, default=60.0, metavar="MINUTES",
         help="how long to wait for the jobs, queue included (default: 60)"),
-    options.JUNIT, options.KCIDB,
+    *options.DOCUMENTS,
 )
 
 # (name, help, option groups), in the order a user meets them; `lava` has commands of its own

@@ -14,6 +14,7 @@ from harness.arch import ARCH_NAMES, ARCHES, get_arch
 from harness.checks import CHECKS
 from harness.errors import UsageError
 from harness.kernel.model import BASE_TARGETS, LTO_MODES, BuildSpec, lto_mode
+from harness.reports import documents
 
 # option values by name (Option.dest): vars(args), pytest's config.getoption, a matrix cell's
 Values = Mapping[str, Any] | Callable[[str], Any]
@@ -142,10 +143,9 @@ ACCEL = opt("--accel", default="auto", choices=("auto", "kvm", "tcg"),
             help="accelerator; auto uses KVM only where a probe booted a guest")
 CHECK = opt("--check", action="append", default=[], metavar="NAME",
             help=f"run only these checks (repeatable; known: {', '.join(CHECKS)})")
-JUNIT = opt("--junit", metavar="FILE", help="also write the verdicts as JUnit XML")
-KCIDB = opt("--kcidb", metavar="FILE",
-            help="also write the results as a KCIDB v5.3 document (KernelCI's format), "
-                 "validated with KernelCI's schema")
+# --junit, --kcidb, …: the documents every command that checks kernels writes (one record each)
+DOCUMENTS: tuple[Option, ...] = tuple(opt(f"--{d.name}", metavar="FILE", help=d.help)
+                                      for d in documents.DOCUMENTS)
 
 # what every command that builds, boots and checks kernels takes (and pytest, but --check)
 KERNEL_OPTIONS: tuple[Option, ...] = (ARCH, LTO, KERNEL_SRC, KERNEL, LLVM, FRAGMENT, CONFIG,
@@ -166,7 +166,7 @@ MATRIX_OPTIONS: tuple[Option, ...] = (
     *(o for o in SPEC_OPTIONS if o.dest not in {a.dest for a in MATRIX_AXES}),
     ACCEL, CHECK,
     opt("--json", metavar="FILE", help="also write the cells as JSON"),
-    KCIDB,
+    *DOCUMENTS,
 )
 
 
