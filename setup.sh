@@ -29,11 +29,11 @@ if [ ! -x "$PY" ]; then
 	say "Debian's $PY is missing: apt-get install python3 python3-venv"
 	exit 1
 fi
-# What to install comes from the package itself (harness/host_packages.py, with the toolchain
+# What to install comes from the package itself (harness/kernel/host_packages.py, with the toolchain
 # and arch tables), read with Debian's python before any venv exists: it needs nothing beyond
 # the standard library.
-read -r -a packages <<<"$("$PY" -m harness.host_packages packages "$LLVM")"
-read -r -a foreign <<<"$("$PY" -m harness.host_packages foreign-arches)"
+read -r -a packages <<<"$("$PY" -m harness.kernel.host_packages packages "$LLVM")"
+read -r -a foreign <<<"$("$PY" -m harness.kernel.host_packages foreign-arches)"
 "$PY" -c 'import ensurepip, venv' 2>/dev/null || packages+=(python3-venv)
 
 missing=()

@@ -43,8 +43,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from harness import cache, checks
-from harness.arch import get_arch
+from harness import checks
+from harness.base import cache
+from harness.base.arch import get_arch
 from harness.guest import boot, modules, qemu
 from harness.guest.initramfs import build_initramfs
 from harness.guest.protocol import GuestProtocol
@@ -291,8 +292,8 @@ def _edit(repo: Path, path: str, old: str, new: str) -> None:
 
 
 def bench_series() -> dict[str, Any]:
-    from harness import series  # the reports' stage: only this section needs it
     from harness.kernel.variants import _copy_tree
+    from harness.mail import series  # the reports stage: only this section needs it
 
     base = obtain(BuildSpec(arch="x86_64"))
     assert base.source_tree is not None

@@ -89,8 +89,8 @@ def main() -> None:
     except ImportError:  # the layout before harness/kernel/
         from harness.build import BuildSpec  # type: ignore
         from harness.build import build_kernel as obtain  # type: ignore[no-redef]
-    from harness.cli_args import parser
-    from harness.options import kernel_specs
+    from harness.faces.cli_args import parser
+    from harness.runs.options import kernel_specs
 
     specs = [("built (cache hit)", BuildSpec(arch="x86_64"))]
     if args.kernel:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import subprocess
 from pathlib import Path
 
-from harness.arch import ARCHES
+from harness.base.arch import ARCHES
 
 RELEASE = "6.1.192"  # what the synthetic images say they are; no real source is compared with it
 

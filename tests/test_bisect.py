@@ -15,11 +15,12 @@ from pathlib import Path
 
 import pytest
 
-from harness import bisect, cache
+from harness.base import cache
+from harness.faces.pytest_plugin.fixtures import Kernels
 from harness.kernel import nearest
 from harness.kernel.model import Kernel
 from harness.kernel.variants import _copy_tree, replace_in_copy
-from harness.pytest_plugin.fixtures import Kernels
+from harness.runs import bisect
 from tests.markers import BISECT_CHECK
 
 pytestmark = [pytest.mark.boot, pytest.mark.ltoboot_group("bisect")]
@@ -146,7 +147,7 @@ def _first_build_started_from_a_donor(fresh: bool, got: subprocess.CompletedProc
 
 
 def _ltoboot(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "harness.cli", *args], capture_output=True,
+    return subprocess.run([sys.executable, "-m", "harness.faces.cli", *args], capture_output=True,
                           text=True, stdin=subprocess.DEVNULL)
 
 

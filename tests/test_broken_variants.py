@@ -13,8 +13,8 @@ from __future__ import annotations
 import pytest
 
 from harness.checks import run_check, run_checks
+from harness.faces.pytest_plugin.fixtures import Guests, Kernels
 from harness.kernel.variants import BUNDLES, Caught, Shown, build_variant, sharing, shown_to_fail
-from harness.pytest_plugin.fixtures import Guests, Kernels
 
 pytestmark = pytest.mark.boot
 

@@ -14,8 +14,8 @@ import sys
 import time
 from pathlib import Path
 
+from harness.faces.pytest_plugin.fixtures import Kernels
 from harness.guest import modules
-from harness.pytest_plugin.fixtures import Kernels
 
 BUILD = ("import sys; from pathlib import Path; from harness.kernel.model import Kernel; "
          "from harness.guest import modules; "

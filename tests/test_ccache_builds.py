@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from harness import cache
+from harness.base import cache
 from harness.kernel import kbuild, nearest
 from harness.kernel.build import build_kernel
 from harness.kernel.model import BuildSpec, Kernel

@@ -59,7 +59,7 @@ class SlowMake:
 
 
 def ltoboot(argv: list[str], env: dict[str, str]) -> subprocess.Popen[str]:
-    return subprocess.Popen([sys.executable, "-m", "harness.cli", *argv], env=env, text=True,
+    return subprocess.Popen([sys.executable, "-m", "harness.faces.cli", *argv], env=env, text=True,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                             preexec_fn=default_sigint)
 
@@ -107,7 +107,7 @@ def test_a_step_that_meets_an_error_stops_the_bisect_and_blames_no_commit(
     fragment = tmp_path / "bad.config"
     fragment.write_bytes(b"CONFIG_X=y\n\xff\xfe not text\n")
     env = {**os.environ, "LTOBOOT_CACHE": str(tmp_path / "cache")}
-    got = subprocess.run([sys.executable, "-m", "harness.cli", "bisect", "--good", "HEAD~3",
+    got = subprocess.run([sys.executable, "-m", "harness.faces.cli", "bisect", "--good", "HEAD~3",
                           "--bad", "HEAD", "--kernel-src", str(tree), "--fragment", str(fragment)],
                          env=env, capture_output=True, text=True, timeout=300)
     assert got.returncode == 2, got.stdout + got.stderr
@@ -120,7 +120,7 @@ def test_a_step_that_meets_an_error_stops_the_bisect_and_blames_no_commit(
 def test_swapped_good_and_bad_is_one_clear_line(tmp_path: Path) -> None:
     tree = fake_tree(tmp_path / "linux", git=True)
     env = {**os.environ, "LTOBOOT_CACHE": str(tmp_path / "cache")}
-    got = subprocess.run([sys.executable, "-m", "harness.cli", "bisect", "--good", "HEAD",
+    got = subprocess.run([sys.executable, "-m", "harness.faces.cli", "bisect", "--good", "HEAD",
                           "--bad", "HEAD~3", "--kernel-src", str(tree)],
                          env=env, capture_output=True, text=True, timeout=60)
     assert got.returncode == 2 and "are they swapped?" in got.stderr, got.stderr

@@ -7,12 +7,12 @@ from pathlib import Path
 
 import pytest
 
-from harness import needs
-from harness.arch import get_arch
-from harness.errors import BuildError
+from harness.base import needs
+from harness.base.arch import get_arch
+from harness.base.errors import BuildError
+from harness.faces.pytest_plugin.fixtures import Kernels
 from harness.kernel import build, kbuild, kconfig
 from harness.kernel.model import BuildSpec
-from harness.pytest_plugin.fixtures import Kernels
 
 pytestmark = pytest.mark.boot
 

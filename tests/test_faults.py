@@ -13,11 +13,11 @@ from pathlib import Path
 
 import pytest
 
-from harness.errors import InfraError, KernelFailure
+from harness.base.errors import InfraError, KernelFailure
+from harness.faces.pytest_plugin.fixtures import Guests, Kernels
 from harness.guest import boot
 from harness.guest.session import Guest
 from harness.kernel import toolchain
-from harness.pytest_plugin.fixtures import Guests, Kernels
 from tests.processes import default_sigint, wait_for
 
 
@@ -148,7 +148,7 @@ import pytest
 from harness.guest import boot
 from harness.kernel.model import BuildSpec
 from harness.kernel.obtain import obtain
-from harness.errors import KernelFailure
+from harness.base.errors import KernelFailure
 K = obtain(BuildSpec(arch={arch!r}))
 TOKEN = ["ltoboot.token={token}"]
 def qemu_left():

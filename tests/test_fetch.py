@@ -20,8 +20,8 @@ from pathlib import Path
 
 import pytest
 
-from harness import progress
-from harness.errors import InfraError, NotFound, UsageError
+from harness.base import progress
+from harness.base.errors import InfraError, NotFound, UsageError
 from harness.kernel import fetch, prebuilt
 
 FAST = fetch.Policy(attempts=4, backoff=0.01, backoff_max=0.05, retry_after_max=0.5,

@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from harness.arch import ARCH_NAMES
-from harness.pytest_plugin.fixtures import Kernels
+from harness.base.arch import ARCH_NAMES
+from harness.faces.pytest_plugin.fixtures import Kernels
 
 pytestmark = pytest.mark.boot
 

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
+from harness.faces.pytest_plugin.fixtures import Guests, Kernels
 from harness.kernel import kbuild
-from harness.pytest_plugin.fixtures import Guests, Kernels
 
 pytestmark = [pytest.mark.boot, pytest.mark.ltoboot_group()]
 

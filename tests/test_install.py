@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from harness.pytest_plugin.fixtures import Kernels
+from harness.faces.pytest_plugin.fixtures import Kernels
 
 ROOT = Path(__file__).resolve().parent.parent
 DEBIAN_PYTHON = Path("/usr/bin/python3")
@@ -53,7 +53,7 @@ def installed(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def test_the_installed_package_carries_its_data(installed: Path, tmp_path: Path) -> None:
-    code = ("import harness, harness.resources as r; from harness.kernel import kconfig; "
+    code = ("import harness, harness.base.resources as r; from harness.kernel import kconfig; "
             "print(harness.__file__); print(r.GUEST_INIT); print(r.MODULE_SOURCES); "
             "print(len(kconfig.wanted_options('x86_64.config', 'thin')))")
     got = run([str(installed / "bin/python"), "-c", code], tmp_path)

@@ -16,20 +16,21 @@ from typing import Any
 
 import pytest
 
-from harness import cache, pipeline
-from harness.errors import KernelFailure
+from harness.base import cache
+from harness.base.errors import KernelFailure
+from harness.faces.pytest_plugin.fixtures import Kernels
 from harness.guest import boot
 from harness.kernel.model import BuildSpec
 from harness.kernel.variants import build_variant
-from harness.pytest_plugin.fixtures import Kernels
 from harness.reports import kcidb
 from harness.reports.results import KernelReport, Stage
+from harness.runs import pipeline
 
 pytestmark = pytest.mark.boot
 
 
 def _ltoboot(*args: str) -> dict[str, Any]:
-    r = subprocess.run([sys.executable, "-m", "harness.cli", *args], capture_output=True,
+    r = subprocess.run([sys.executable, "-m", "harness.faces.cli", *args], capture_output=True,
                        text=True, timeout=900,
                        env={**os.environ, "LTOBOOT_CACHE": str(cache.cache_root())})
     assert r.returncode == 0, r.stdout + r.stderr

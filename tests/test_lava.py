@@ -15,13 +15,13 @@ from pathlib import Path
 
 import pytest
 
-from harness import cache
+from harness.base import cache
 from harness.checks import CHECKS, run_checks
+from harness.faces.pytest_plugin.fixtures import Guests, Kernels
 from harness.kernel.model import Kernel
 from harness.kernel.variants import build_variant
-from harness.lava import export, local, verdicts
-from harness.pytest_plugin.fixtures import Guests, Kernels
 from harness.reports.results import KernelReport
+from harness.runs.lava import export, local, verdicts
 
 pytestmark = [
     pytest.mark.boot,
@@ -83,7 +83,7 @@ def test_lava_run_command_report_junit_and_status(kernels: Kernels, primary_arch
                                                   tmp_path: Path) -> None:
     kernels.get(arch=primary_arch)  # built by the session (the command finds it cached)
     xml, kcidb_doc = tmp_path / "lava.xml", tmp_path / "kcidb.json"
-    p = subprocess.Popen([sys.executable, "-m", "harness.cli", "lava", "run", "--arch",
+    p = subprocess.Popen([sys.executable, "-m", "harness.faces.cli", "lava", "run", "--arch",
                           primary_arch, "--check", "proc_version", "--check", "cfi",
                           "--junit", str(xml), "--kcidb", str(kcidb_doc)],
                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
@@ -119,7 +119,7 @@ def _lava_processes() -> list[str]:
 def test_interrupted_lava_run_leaves_no_lava_run_or_qemu(kernels: Kernels, primary_arch: str
                                                          ) -> None:
     kernels.get(arch=primary_arch)
-    p = subprocess.Popen([sys.executable, "-m", "harness.cli", "lava", "run", "--arch",
+    p = subprocess.Popen([sys.executable, "-m", "harness.faces.cli", "lava", "run", "--arch",
                           primary_arch, "--check", "proc_version", "--check", "cfi"],
                          stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
                          env={**os.environ, "LTOBOOT_CACHE": str(cache.cache_root())})
@@ -172,8 +172,8 @@ def test_a_job_boots_exactly_what_was_exported(kernels: Kernels, primary_arch: s
     """file:// URLs LAVA opens (a space and non-ASCII in the path), the folder named by the
     kernel's key, and every deployed file pinned by its sha256sum: a file changed after the
     export is refused by LAVA itself, and that is no verdict on the kernel."""
-    from harness.arch import get_arch
-    from harness.errors import InfraError
+    from harness.base.arch import get_arch
+    from harness.base.errors import InfraError
 
     kernel = kernels.get(arch=primary_arch)
     jobs = export.export([kernel], tmp_path / "lab dir Jörg" / "jobs", names=["proc_version"])

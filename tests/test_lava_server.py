@@ -16,11 +16,11 @@ from pathlib import Path
 
 import pytest
 
-from harness import cache
-from harness.errors import InfraError
+from harness.base import cache
+from harness.base.errors import InfraError
+from harness.faces.pytest_plugin.fixtures import Kernels
 from harness.kernel import artifacts
-from harness.lava import export, job, server
-from harness.pytest_plugin.fixtures import Kernels
+from harness.runs.lava import export, job, server
 
 SCRIPT = Path(__file__).with_name("lava-server.sh")
 
@@ -49,7 +49,7 @@ def lab() -> Iterator[tuple[str, str]]:
 
 def ltoboot(*args: str, token: str, timeout: float = 1800) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "LTOBOOT_CACHE": str(cache.cache_root()), "LAVA_TOKEN": token}
-    return subprocess.run([sys.executable, "-m", "harness.cli", *args], capture_output=True,
+    return subprocess.run([sys.executable, "-m", "harness.faces.cli", *args], capture_output=True,
                           text=True, timeout=timeout, env=env)
 
 
@@ -87,7 +87,7 @@ def test_jobs_fetch_their_files_over_http(lab: tuple[str, str], kernels: Kernels
         logs = server.run(jobs, server.Server.connect(url, token), wait_minutes=20)
     finally:
         web.close()
-    from harness.lava import verdicts
+    from harness.runs.lava import verdicts
     rep = verdicts.kernel_report(kernel, jobs, logs, ["proc_version", "cfi"])
     assert rep.passed, rep.results
 

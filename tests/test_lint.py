@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from harness import cache
+from harness.base import cache
 
 ROOT = Path(__file__).resolve().parent.parent
 

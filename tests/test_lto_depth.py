@@ -12,8 +12,8 @@ import pytest
 
 from harness.checks import run_check, run_checks
 from harness.checks.initcall_report import compare_guests
+from harness.faces.pytest_plugin.fixtures import Guests, Kernels
 from harness.kernel.variants import build_variant
-from harness.pytest_plugin.fixtures import Guests, Kernels
 
 pytestmark = [pytest.mark.boot, pytest.mark.ltoboot_group("none")]
 

@@ -44,7 +44,7 @@ def test_all_tests_of_one_kernel_run_in_one_worker(tmp_path: Path) -> None:
 
 GROUPS = '''
 import pytest
-from harness.pytest_plugin.hooks import POOLS
+from harness.faces.pytest_plugin.hooks import POOLS
 def _say(what):
     with open({out!r}, "a") as f:
         f.write(what + "\\n")

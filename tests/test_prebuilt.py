@@ -15,12 +15,12 @@ from pathlib import Path
 
 import pytest
 
-from harness import cache
-from harness.arch import get_arch
-from harness.errors import UsageError
+from harness.base import cache
+from harness.base.arch import get_arch
+from harness.base.errors import UsageError
+from harness.faces.pytest_plugin.fixtures import Kernels
 from harness.kernel import artifacts, kconfig, prebuilt
 from harness.kernel.model import BuildSpec, Kernel
-from harness.pytest_plugin.fixtures import Kernels
 
 pytestmark = pytest.mark.xdist_group("prebuilt")  # its module fixtures once
 
@@ -84,7 +84,7 @@ def test_tuxmake_directory_and_manifests(built: Kernel, exported: Path, tmp_path
 
 def ltoboot_error(*args: str) -> tuple[str, float]:
     started = time.monotonic()
-    r = subprocess.run([sys.executable, "-m", "harness.cli", "run", *args],
+    r = subprocess.run([sys.executable, "-m", "harness.faces.cli", "run", *args],
                        capture_output=True, text=True, env={**os.environ}, timeout=120)
     elapsed = time.monotonic() - started
     assert r.returncode == 2, (r.returncode, r.stdout, r.stderr)

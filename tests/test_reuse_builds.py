@@ -16,11 +16,11 @@ from pathlib import Path
 
 import pytest
 
-from harness import cache
+from harness.base import cache
+from harness.faces.pytest_plugin.fixtures import Guests, Kernels
 from harness.kernel import source
 from harness.kernel.build import build_kernel
 from harness.kernel.model import BuildSpec, Kernel
-from harness.pytest_plugin.fixtures import Guests, Kernels
 from tests.unit.test_reuse import snapshot
 
 pytestmark = [pytest.mark.boot, pytest.mark.xdist_group("x86_64-thin")]

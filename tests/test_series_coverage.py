@@ -1,15 +1,15 @@
 """What the LTO series fixed outside kbuild that shows as a build or boot failing rather than a
-check (harness/coverage.py): real variants of the default build. The variants that fail a
+check (harness/runs/coverage.py): real variants of the default build. The variants that fail a
 check are tests/test_broken_variants.py, generated from the catalogue."""
 
 from __future__ import annotations
 
 import pytest
 
+from harness.base.errors import BuildError, KernelFailure
 from harness.checks import run_check
-from harness.errors import BuildError, KernelFailure
+from harness.faces.pytest_plugin.fixtures import Guests, Kernels
 from harness.kernel.variants import VARIANTS, build_variant
-from harness.pytest_plugin.fixtures import Guests, Kernels
 
 pytestmark = pytest.mark.boot
 

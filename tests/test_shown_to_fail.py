@@ -6,10 +6,10 @@ import time
 
 import pytest
 
+from harness.base.errors import KernelFailure
 from harness.checks import CHECKS, lto_config_as, proc_version, run_check
-from harness.errors import KernelFailure
+from harness.faces.pytest_plugin.fixtures import Guests, Kernels
 from harness.guest import boot, modules
-from harness.pytest_plugin.fixtures import Guests, Kernels
 
 pytestmark = pytest.mark.boot
 

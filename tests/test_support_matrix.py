@@ -12,12 +12,12 @@ from pathlib import Path
 
 import pytest
 
-from harness import cache, needs
+from harness.base import cache, needs
 from harness.checks import run_check, run_checks
-from harness.cli import main
+from harness.faces.cli import main
+from harness.faces.pytest_plugin.fixtures import Guests, Kernels
 from harness.kernel import source
 from harness.kernel.variants import build_variant
-from harness.pytest_plugin.fixtures import Guests, Kernels
 from harness.reports.results import KernelReport
 from harness.reports.text import render
 

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import pytest
 
+from harness.faces.pytest_plugin.fixtures import Kernels
 from harness.kernel.model import BuildSpec
 from harness.kernel.variants import build_variant
-from harness.pipeline import check_obtained
-from harness.pytest_plugin.fixtures import Kernels
 from harness.reports.results import KernelReport
 from harness.reports.tested_by import facts_for_tested_by, render_tested_by
+from harness.runs.pipeline import check_obtained
 
 pytestmark = pytest.mark.boot
 

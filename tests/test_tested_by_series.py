@@ -21,12 +21,13 @@ from typing import Any
 
 import pytest
 
-from harness import cache, series
+from harness.base import cache
+from harness.faces.pytest_plugin.fixtures import Kernels
 from harness.kernel import kconfig, nearest, source
 from harness.kernel.build import build_kernel
 from harness.kernel.model import BuildSpec, Kernel
 from harness.kernel.variants import _copy_tree, replace_in_copy
-from harness.pytest_plugin.fixtures import Kernels
+from harness.mail import series
 from tests import same_kernel
 from tests.markers import SERIES_PROOF
 
@@ -131,7 +132,7 @@ def _state(repo: Path) -> dict[str, str]:
 
 
 def _ltoboot(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "harness.cli", *args], capture_output=True,
+    return subprocess.run([sys.executable, "-m", "harness.faces.cli", *args], capture_output=True,
                           text=True, stdin=subprocess.DEVNULL)
 
 

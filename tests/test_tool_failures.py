@@ -33,7 +33,7 @@ def ltoboot(tmp: Path, failing: str, *args: str) -> subprocess.CompletedProcess[
     shim(tmp / "bin", failing)
     env = {**os.environ, "PATH": f"{tmp / 'bin'}:{os.environ['PATH']}",
            "LTOBOOT_CACHE": str(tmp / "cache"), "HOME": str(tmp)}
-    return subprocess.run([sys.executable, "-m", "harness.cli", *args], cwd=tmp, env=env,
+    return subprocess.run([sys.executable, "-m", "harness.faces.cli", *args], cwd=tmp, env=env,
                           capture_output=True, text=True, timeout=300)
 
 
@@ -121,7 +121,7 @@ def test_tar_that_fails_to_unpack_the_source(tmp_path: Path) -> None:
 
 def bad_input(tmp: Path, *args: str) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "LTOBOOT_CACHE": str(tmp / "cache"), "HOME": str(tmp)}
-    return subprocess.run([sys.executable, "-m", "harness.cli", *args], cwd=tmp, env=env,
+    return subprocess.run([sys.executable, "-m", "harness.faces.cli", *args], cwd=tmp, env=env,
                           capture_output=True, text=True, timeout=300)
 
 

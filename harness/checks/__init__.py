@@ -3,7 +3,7 @@
 Each check has a pure evaluator over what the guest printed (unit-tested on recorded output)
 and a thin function that asks the guest, declared together with @check in the check's module
 (harness/checks/registry.py). The modules are found here, none named; the checks run and are
-reported in the order of harness/needs.py, whose row for each says what it needs.
+reported in the order of harness/base/needs.py, whose row for each says what it needs.
 """
 
 from __future__ import annotations

@@ -9,8 +9,8 @@ import re
 from collections.abc import Mapping
 from pathlib import Path
 
+from harness.base.errors import NotApplicable
 from harness.checks.registry import Outcome, check, kernel_config
-from harness.errors import NotApplicable
 from harness.guest.protocol import GuestProtocol
 from harness.kernel.model import Kernel
 

@@ -6,9 +6,9 @@ under TCG, where a guest of its own would cost a whole boot."""
 
 from __future__ import annotations
 
-from harness.arch import get_arch
+from harness.base.arch import get_arch
+from harness.base.errors import NotApplicable
 from harness.checks.registry import Outcome, check
-from harness.errors import NotApplicable
 from harness.guest.protocol import GuestProtocol
 from harness.kernel.model import Kernel
 

@@ -6,9 +6,9 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from harness import cache
+from harness.base import cache
+from harness.base.errors import UsageError
 from harness.checks import initcall_order
-from harness.errors import UsageError
 from harness.guest.protocol import GuestProtocol
 from harness.kernel.model import Kernel
 

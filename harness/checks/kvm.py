@@ -7,8 +7,8 @@ from __future__ import annotations
 
 import re
 
+from harness.base.errors import NotApplicable
 from harness.checks.registry import Outcome, check
-from harness.errors import NotApplicable
 from harness.guest.protocol import GuestProtocol
 from harness.kernel.model import Kernel
 

@@ -10,7 +10,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from harness import elf
+from harness.base import elf
 from harness.checks.registry import Outcome, check
 from harness.guest import modules
 from harness.guest.protocol import GuestProtocol

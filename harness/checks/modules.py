@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from harness import elf
+from harness.base import elf
 from harness.checks.basic import module_listed
 from harness.checks.registry import Outcome, check
 from harness.guest import modules

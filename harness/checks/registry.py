@@ -4,7 +4,7 @@ A check declares itself once, with @check on the function that asks the guest: i
 it proves, its pure evaluator, the kind of guest it runs on, and (when what it types depends
 on what the guest printed) its commands. The function returns an Outcome; the registry names
 it. What a check needs from a kernel, and its place in the run and report order, is its row
-of harness/needs.py, data the kernel stage reads while it plans a build (it may not import
+of harness/base/needs.py, data the kernel stage reads while it plans a build (it may not import
 this stage); Check.needs reads that row. harness/checks/__init__.py finds the modules.
 """
 
@@ -16,13 +16,13 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from enum import StrEnum
 
-from harness import needs
-from harness.errors import InfraError, KernelFailure, LtobootError, NotApplicable
+from harness.base import needs
+from harness.base.errors import InfraError, KernelFailure, LtobootError, NotApplicable
+from harness.base.needs import Needs
 from harness.guest import boot
 from harness.guest.protocol import GuestProtocol
 from harness.kernel import kconfig
 from harness.kernel.model import Kernel
-from harness.needs import Needs
 
 
 class Verdict(StrEnum):
@@ -72,14 +72,14 @@ class Check:
     # purpose share one); the registry boots it with boot.companion when a check first asks
     companion: str = ""
     # the commands it types, for a check whose later commands depend on what the guest
-    # printed (harness/lava/plan.py records the others by running them)
+    # printed (harness/runs/lava/plan.py records the others by running them)
     plan: Callable[[Kernel], list[str]] | None = None
     # its pure evaluator over what the guest printed, unit-tested on recorded output
     evaluate: Callable[..., object] | None = None
 
     @property
     def needs(self) -> Needs:
-        """What it needs from a kernel: its row of harness/needs.py."""
+        """What it needs from a kernel: its row of harness/base/needs.py."""
         return needs.CHECKS.get(self.name, Needs())
 
 
@@ -107,7 +107,7 @@ def check(name: str, description: str, *, evaluate: Callable[..., object] | None
 
 
 def put_in_order() -> None:
-    """CHECKS in run and report order: the order of harness/needs.py's table (a check that
+    """CHECKS in run and report order: the order of harness/base/needs.py's table (a check that
     has no row there comes last; tests/unit/test_needs.py fails on it)."""
     rank = {name: i for i, name in enumerate(needs.CHECKS)}
     ordered = sorted(CHECKS.values(), key=lambda c: rank.get(c.name, len(rank)))
@@ -146,7 +146,7 @@ def kernel_config(kernel: Kernel) -> dict[str, str]:
 
 
 def why_skip(name: str, kernel: Kernel) -> str | None:
-    """Why check `name` cannot run on `kernel` (what it needs, harness/needs.py), or None."""
+    """Why check `name` cannot run on `kernel` (what it needs, harness/base/needs.py), or None."""
     wants = needs.CHECKS.get(name)
     if wants is None or wants == Needs():
         return None

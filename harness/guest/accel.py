@@ -15,10 +15,10 @@ from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
 
-from harness import cache as artifact_cache
-from harness import proc
-from harness.arch import Arch
-from harness.errors import UsageError
+from harness.base import cache as artifact_cache
+from harness.base import proc
+from harness.base.arch import Arch
+from harness.base.errors import UsageError
 
 ACCELS = ("auto", "kvm", "tcg")
 PROBE_TIMEOUT = 20.0  # seconds for a KVM boot that takes about one on a working host

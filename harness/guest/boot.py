@@ -11,16 +11,16 @@ from pathlib import Path
 
 from filelock import FileLock
 
-from harness import cache
-from harness.arch import get_arch
-from harness.errors import KernelFailure, LtobootError
+from harness.base import cache
+from harness.base.arch import get_arch
+from harness.base.errors import KernelFailure, LtobootError
+from harness.base.progress import say
 from harness.guest import accel, modules, monitor, qemu, tools
 from harness.guest.initramfs import build_initramfs
 from harness.guest.protocol import GuestProtocol
 from harness.guest.session import Guest
 from harness.kernel import toolchain
 from harness.kernel.model import Kernel
-from harness.progress import say
 
 FIRMWARE_SECONDS = 5.0  # what UEFI firmware may add to a boot under KVM (TCG: about 1 s)
 BOOT_TIMEOUT = 15.0  # seconds to the shell under KVM; TCG multiplies by the arch's slowdown

@@ -7,9 +7,9 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from harness import cache, elf, proc
-from harness.arch import Arch, host_arch
-from harness.errors import InfraError
+from harness.base import cache, elf, proc
+from harness.base.arch import Arch, host_arch
+from harness.base.errors import InfraError
 
 HOST_BUSYBOX = Path("/bin/busybox")
 

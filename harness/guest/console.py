@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
-from harness.errors import FailureKind
+from harness.base.errors import FailureKind
 
 READY_RE = r"LTOBOOT-READY (\S+)"
 _TS = r"(?:\[ *\d+\.\d+\] )?"

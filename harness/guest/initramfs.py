@@ -9,8 +9,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from harness import cache, resources
-from harness.arch import get_arch
+from harness.base import cache, resources
+from harness.base.arch import get_arch
 from harness.guest import busybox
 from harness.kernel.model import Kernel
 

@@ -8,12 +8,12 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from harness import cache, elf, resources
-from harness.arch import get_arch
-from harness.errors import NotApplicable, UsageError
+from harness.base import cache, elf, resources
+from harness.base.arch import get_arch
+from harness.base.errors import NotApplicable, UsageError
+from harness.base.progress import say
 from harness.kernel import kbuild, toolchain
 from harness.kernel.model import Kernel
-from harness.progress import say
 
 SOURCES = resources.MODULE_SOURCES
 GUEST_DIR = "/lib/ltoboot"  # where the initramfs carries them

@@ -16,7 +16,7 @@ import time
 import uuid
 from typing import Any
 
-from harness.errors import InfraError
+from harness.base.errors import InfraError
 
 
 def new_name() -> str:

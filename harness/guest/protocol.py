@@ -1,8 +1,8 @@
 """What a check may use of a guest: the contract, written once.
 
 Three classes keep it: the live QEMU guest (harness/guest/session.py), the recorder that
-lists what a check types for a LAVA job (harness/lava/plan.py), and the replay of a LAVA
-job's console (harness/lava/replay.py). mypy (strict) proves each keeps it wherever one is
+lists what a check types for a LAVA job (harness/runs/lava/plan.py), and the replay of a LAVA
+job's console (harness/runs/lava/replay.py). mypy (strict) proves each keeps it wherever one is
 handed to a check, as labgrid's console protocol does for its drivers.
 """
 
@@ -11,7 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Protocol
 
-from harness.errors import KernelFailure
+from harness.base.errors import KernelFailure
 from harness.guest.console import CommandResult
 
 

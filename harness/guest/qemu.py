@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
-from harness.arch import Arch
+from harness.base.arch import Arch
 from harness.guest import monitor
 
 READY_LOGLEVEL = 4  # console loglevel once booted: KERN_ERR and worse still reach the console

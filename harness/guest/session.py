@@ -13,12 +13,12 @@ from typing import Any
 
 import pexpect
 
-from harness.errors import FailureKind, InfraError, KernelFailure
+from harness.base.errors import FailureKind, InfraError, KernelFailure
+from harness.base.proc import die_with_parent
 from harness.guest import console
 from harness.guest.console import CommandResult
 from harness.guest.monitor import Monitor
 from harness.guest.protocol import GuestProtocol
-from harness.proc import die_with_parent
 
 _LIVE: set[Guest] = set()
 EXCERPT_LINES = 40

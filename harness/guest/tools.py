@@ -6,9 +6,9 @@ from __future__ import annotations
 import hashlib
 from pathlib import Path
 
-from harness import cache, proc, resources
-from harness.arch import get_arch
-from harness.errors import InfraError
+from harness.base import cache, proc, resources
+from harness.base.arch import get_arch
+from harness.base.errors import InfraError
 from harness.kernel import toolchain
 from harness.kernel.model import Kernel
 

@@ -16,8 +16,8 @@ import threading
 from pathlib import Path
 from typing import Any
 
-from harness import cache
-from harness.arch import get_arch
+from harness.base import cache
+from harness.base.arch import get_arch
 from harness.kernel.model import Kernel
 
 RECIPE = 1

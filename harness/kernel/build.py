@@ -10,9 +10,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from harness import cache, needs
-from harness.arch import get_arch
-from harness.errors import BuildError, UsageError
+from harness.base import cache, needs
+from harness.base.arch import get_arch
+from harness.base.errors import BuildError, UsageError
+from harness.base.progress import duration, say
 from harness.kernel import copies, freshness, kbuild, kconfig, nearest, source, toolchain
 from harness.kernel.model import (
     BASE_TARGETS,
@@ -23,7 +24,6 @@ from harness.kernel.model import (
     PlannedBuildError,
     lto_mode,
 )
-from harness.progress import duration, say
 
 RECIPE = 1  # bump when the build procedure changes what it produces
 

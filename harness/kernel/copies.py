@@ -29,10 +29,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from harness import cache, proc
-from harness.errors import InfraError, UsageError
+from harness.base import cache, proc
+from harness.base.errors import InfraError, UsageError
+from harness.base.progress import say
 from harness.kernel import source, stamps
-from harness.progress import say
 
 RECIPE = 1  # bump when a copy of the same identity would come out differently
 

@@ -11,8 +11,8 @@ import json
 import re
 from pathlib import Path
 
-from harness import cache
-from harness.errors import BuildError
+from harness.base import cache
+from harness.base.errors import BuildError
 
 # clang's and LLD's "file:line:col: error:", LLD's and the LLVM binutils' "tool: error: '...'"
 # (llvm-strip on bitcode it cannot read)

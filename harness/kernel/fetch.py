@@ -27,9 +27,9 @@ from urllib.parse import unquote, urlparse
 import requests
 import tenacity
 
-from harness import cache, retry
-from harness.errors import InfraError, NotFound, UsageError
-from harness.progress import say
+from harness.base import cache, retry
+from harness.base.errors import InfraError, NotFound, UsageError
+from harness.base.progress import say
 
 SCHEMES = ("http", "https", "file")
 DATA = "data"

@@ -15,8 +15,8 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from harness.arch import ARCH_NAMES, ARCHES, Arch
-from harness.errors import UsageError
+from harness.base.arch import ARCH_NAMES, ARCHES, Arch
+from harness.base.errors import UsageError
 
 GZIP_MAGIC = b"\x1f\x8b\x08"
 IKCONFIG_START, IKCONFIG_END = b"IKCFG_ST", b"IKCFG_ED"  # kernel/configs.c

@@ -20,10 +20,10 @@ from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
-from harness import cache, proc
-from harness.arch import Arch
-from harness.errors import BuildError, InfraError
-from harness.progress import duration, say
+from harness.base import cache, proc
+from harness.base.arch import Arch
+from harness.base.errors import BuildError, InfraError
+from harness.base.progress import duration, say
 
 _KBUILD_STEP = re.compile(r"^  [A-Z][A-Z0-9_]{1,8} +\S")
 PROGRESS_SECONDS = 15.0

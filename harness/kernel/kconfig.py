@@ -7,7 +7,7 @@ import re
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 
-from harness import needs, resources
+from harness.base import needs, resources
 from harness.kernel.model import lto_mode
 
 _SET = re.compile(r"^CONFIG_([A-Za-z0-9_]+)=(.*)$")

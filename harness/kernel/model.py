@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from harness.errors import BuildError, UsageError
+from harness.base.errors import BuildError, UsageError
 
 
 @dataclass(frozen=True)

@@ -37,8 +37,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from harness import cache, proc
-from harness.errors import InfraError
+from harness.base import cache, proc
+from harness.base.errors import InfraError
 from harness.kernel import kconfig, patched, source, stamps
 from harness.kernel.model import META, MODROOT
 

@@ -1,5 +1,5 @@
 """A mailed series applied onto a base commit of the tester's git tree, in the cache: the
-kernel source `tested-by --series` builds (reading the mail is harness/series.py).
+kernel source `tested-by --series` builds (reading the mail is harness/mail/series.py).
 
 Applying never touches the tester's tree, branch or index: a clone that borrows the tree's
 objects (`git clone --shared`) is checked out at the base in a temporary cache entry, the
@@ -19,9 +19,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from harness import cache, proc
-from harness.errors import UsageError
-from harness.progress import say
+from harness.base import cache, proc
+from harness.base.errors import UsageError
+from harness.base.progress import say
 
 # git only reads the tester's repository (no index refresh, no lock)
 READ_ONLY = {**os.environ, "GIT_OPTIONAL_LOCKS": "0"}

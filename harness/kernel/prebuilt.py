@@ -21,12 +21,12 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from urllib.parse import urljoin, urlparse
 
-from harness import cache, proc
-from harness.arch import ARCHES, get_arch
-from harness.errors import InfraError, NotFound, UsageError
+from harness.base import cache, proc
+from harness.base.arch import ARCHES, get_arch
+from harness.base.errors import InfraError, NotFound, UsageError
+from harness.base.progress import say
 from harness.kernel import fetch, image, kconfig
 from harness.kernel.model import MODROOT, BuildSpec, Checkout, Kernel, lto_of_config
-from harness.progress import say
 
 RECIPE = 1
 CONFIG_NAMES = ("config", ".config", "config.gz")

@@ -15,12 +15,12 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from harness import cache, proc
-from harness.errors import InfraError, LtobootError, UsageError
-from harness.host_packages import DEFAULT_SOURCE_PACKAGE
+from harness.base import cache, proc
+from harness.base.errors import InfraError, LtobootError, UsageError
+from harness.base.progress import say
 from harness.kernel import patched
+from harness.kernel.host_packages import DEFAULT_SOURCE_PACKAGE
 from harness.kernel.model import Checkout
-from harness.progress import say
 
 DEFAULT_PACKAGE = DEFAULT_SOURCE_PACKAGE
 DEFAULT_TARBALL = Path(f"/usr/src/{DEFAULT_PACKAGE}.tar.xz")
@@ -231,7 +231,7 @@ def require_clean(path: Path, what: str) -> None:
 
 
 def bisect_clone(tree: Path) -> bool:
-    """Whether `tree` is a clone `ltoboot bisect` made in the cache (harness/bisect.py): a
+    """Whether `tree` is a clone `ltoboot bisect` made in the cache (harness/runs/bisect.py): a
     tree the cache owns, whose file times a build may align to its donor's."""
     return tree.resolve().parent == cache.cache_root().resolve() / BISECT_TREES \
         and (tree / ".git").is_dir()

@@ -16,7 +16,7 @@ import stat
 import time
 from pathlib import Path
 
-from harness import cache
+from harness.base import cache
 
 
 def newest_ns(*dirs: Path) -> int:

@@ -1,5 +1,5 @@
 """Host tools: what the build and boot need, which Debian package ships each, and versions.
-The whole list of Debian packages a host needs is harness/host_packages.py."""
+The whole list of Debian packages a host needs is harness/kernel/host_packages.py."""
 
 from __future__ import annotations
 
@@ -10,8 +10,8 @@ from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
 
-from harness import proc
-from harness.errors import InfraError, UsageError
+from harness.base import proc
+from harness.base.errors import InfraError, UsageError
 from harness.kernel.model import Kernel
 
 DEFAULT_LLVM = "19"

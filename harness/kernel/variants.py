@@ -23,12 +23,12 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
 
-from harness import cache, proc
-from harness.arch import get_arch
-from harness.errors import BuildError, InfraError, UsageError
+from harness.base import cache, proc
+from harness.base.arch import get_arch
+from harness.base.errors import BuildError, InfraError, UsageError
+from harness.base.progress import duration, say
 from harness.kernel import build, failures, kbuild, kconfig, stamps, toolchain
 from harness.kernel.model import META, MODROOT, Kernel
-from harness.progress import duration, say
 
 RECIPE = 1
 

@@ -8,7 +8,7 @@ import xml.etree.ElementTree as ET
 from collections.abc import Sequence
 from pathlib import Path
 
-from harness import cache
+from harness.base import cache
 from harness.checks import Verdict
 from harness.reports.results import KernelReport
 

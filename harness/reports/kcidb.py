@@ -23,14 +23,14 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from harness import cache
-from harness.arch import get_arch
+from harness.base import cache
+from harness.base.arch import get_arch
 from harness.checks import Verdict
 from harness.kernel.model import BuildSpec, Checkout, Kernel
 from harness.reports.results import KernelReport, Stage
 
 if TYPE_CHECKING:  # the series' mail parsing is for tested-by --series only
-    from harness.series import Series
+    from harness.mail.series import Series
 
 ORIGIN = "ltoboot"
 MISS = "MISS"  # KCIDB's status of a test that did not run: no result, so no Verdict

@@ -12,10 +12,10 @@ import re
 import unicodedata
 from email.message import EmailMessage
 
+from harness.base.errors import UsageError
 from harness.checks import LTO_GREP, Verdict
-from harness.errors import UsageError
 from harness.kernel.model import lto_title
-from harness.series import Mail, Series, Subject
+from harness.mail.series import Mail, Series, Subject
 
 QUOTED_LINES = 6  # of the cover letter's text, as a tester quotes the opening
 _POLICY = email.policy.default.clone(linesep="\n", max_line_length=78, mangle_from_=True)

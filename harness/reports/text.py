@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
+from harness.base.progress import duration
 from harness.checks import LTO_GREP, Verdict
 from harness.kernel.model import Kernel, lto_title
-from harness.progress import duration
 from harness.reports.results import KernelReport
 
 

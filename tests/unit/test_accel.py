@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from harness.arch import ARCHES
+from harness.base.arch import ARCHES
 from harness.guest import accel
 
 X86 = ARCHES["x86_64"]

@@ -15,16 +15,18 @@ from pathlib import Path
 
 import pytest
 
-from harness import bisect, cli, progress
-from harness.errors import BuildError
+from harness.base import progress
+from harness.base.errors import BuildError
+from harness.faces import cli
 from harness.kernel import build, nearest, source
 from harness.kernel.build import Plan
 from harness.kernel.model import BuildSpec, Checkout
 from harness.kernel.toolchain import Toolchain
+from harness.runs import bisect
 
 OLD = 1_000_000_000  # 2001: every path of the scratch repository gets this time
 
-# The step `git bisect run` is given, in place of `python -m harness.cli bisect-step ...`: it
+# The step `git bisect run` is given, in place of `python -m harness.faces.cli bisect-step ...`: it
 # must be told the tree git checked out (its cwd), and calls a commit bad when it has BAD.
 FAKE_STEP = ("import os, sys\n"
              "src, = [a.split('=', 1)[1] for a in sys.argv if a.startswith('--kernel-src=')]\n"

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from harness.errors import UsageError
+from harness.base.errors import UsageError
 from harness.kernel import build, kbuild
 from harness.kernel.model import BuildSpec
 
@@ -52,7 +52,7 @@ def test_time_left_comes_from_the_last_build_of_the_same_config(tmp_path: Path) 
     assert build._previous_build(tmp_path, "x86_64-thin", "6.1.192", "clang 19",
                                  "defconfig") == (0, 0.0)
     said: list[str] = []
-    from harness import progress
+    from harness.base import progress
     previous = progress.set_sink(said.append)
     try:
         make = kbuild.Kbuild(tmp_path, tmp_path, None, "19", tmp_path / "log",  # type: ignore
@@ -70,7 +70,7 @@ END = "make: *** [Makefile:250: __sub-make] Error 2\n"
 def test_a_compile_error_far_above_the_tail_is_still_one(tmp_path: Path) -> None:
     """bisect remembers a commit that does not compile: with -j2 a cold build prints a hundred
     lines after the error, so the whole output of the failed make is read, not its tail."""
-    from harness.errors import BuildError
+    from harness.base.errors import BuildError
     from harness.kernel import failures
 
     log = tmp_path / "build.log"
@@ -88,7 +88,7 @@ def test_a_build_that_fails_alike_is_answered_again_and_a_passing_failure_is_not
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """A variant or bisect step whose make said a tool's error fails again without a build
     while its log is there; an OOM or a signal is never kept, and a pruned log means build."""
-    from harness.errors import BuildError
+    from harness.base.errors import BuildError
     from harness.kernel import failures
 
     monkeypatch.setenv("LTOBOOT_CACHE", str(tmp_path / "cache"))

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from harness import cache, progress
-from harness.errors import BuildError
+from harness.base import cache, progress
+from harness.base.errors import BuildError
 
 
 def _produce_slowly(entry: str, counter: str) -> None:
@@ -174,7 +174,7 @@ def test_a_cache_path_kbuild_cannot_build_in_is_refused_at_once(
     """Kernels and their modules are built in the cache, and kbuild stops at a space or colon
     in its paths: found when the cache is first asked for, not as a module build that fails
     after the boot (which once made the module checks FAIL a correct kernel)."""
-    from harness.errors import UsageError
+    from harness.base.errors import UsageError
 
     for bad in ("my cache", "a:b"):
         monkeypatch.setenv("LTOBOOT_CACHE", str(tmp_path / bad))

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from harness.cli import main
+from harness.faces.cli import main
 
 
 @pytest.mark.parametrize(("argv", "message"), [
@@ -43,10 +43,11 @@ def test_a_failed_series_run_writes_no_reply_and_no_trailer(
         capsys: pytest.CaptureFixture[str]) -> None:
     """The CLI's decision alone (tests/test_tested_by_series.py boots the real thing): a
     failed check means no Tested-by, no reply file, exit 1."""
-    from harness import pipeline, series
     from harness.checks import CheckResult
     from harness.kernel import patched
+    from harness.mail import series
     from harness.reports.results import KernelReport
+    from harness.runs import pipeline
 
     monkeypatch.setenv("LTOBOOT_CACHE", str(tmp_path / "cache"))
     mail = series.Mail("[PATCH 1/1] x: y", "A <a@e.org>", "", "", "", "<1@e.org>", "",
@@ -73,9 +74,10 @@ def test_a_spec_survives_the_trip_through_a_bisect_steps_argv(tmp_path: Path) ->
     spec_from, as each reader reads it (a new option fails here until it has a value below)."""
     import dataclasses
 
-    from harness import cli, matrix, options
-    from harness.cli_args import parser
+    from harness.faces import cli
+    from harness.faces.cli_args import parser
     from harness.kernel.model import BuildSpec
+    from harness.runs import matrix, options
 
     tmp_path = tmp_path.resolve()  # a spec holds absolute, resolved paths
     frags = [tmp_path / "extra.config", tmp_path / "more.config"]
@@ -104,7 +106,7 @@ def test_a_spec_value_may_start_with_a_dash() -> None:
     """spec_argv writes --flag=value: a value such as "-O2" is not taken for an option."""
     import argparse
 
-    from harness import options
+    from harness.runs import options
 
     for o in (options.opt("--cflags", default="", field="cflags"),
               options.opt("--extra", action="append", default=[], field="extra")):
@@ -116,8 +118,8 @@ def test_a_spec_value_may_start_with_a_dash() -> None:
 
 def test_every_matrix_cell_builds_with_the_fragments(tmp_path: Path) -> None:
     """`ltoboot matrix --fragment` reaches every cell's kernel, on every axis."""
-    from harness import matrix
-    from harness.cli_args import parser
+    from harness.faces.cli_args import parser
+    from harness.runs import matrix
 
     frag = tmp_path / "extra.config"
     frag.write_text("CONFIG_PRINTK=y\n")
@@ -133,7 +135,7 @@ def test_every_matrix_cell_builds_with_the_fragments(tmp_path: Path) -> None:
 
 def test_help_lists_the_commands_in_the_order_a_user_meets_them(
         capsys: pytest.CaptureFixture[str]) -> None:
-    from harness.cli_args import parser
+    from harness.faces.cli_args import parser
 
     with pytest.raises(SystemExit):
         parser().parse_args(["--help"])
@@ -147,8 +149,8 @@ def test_help_lists_the_commands_in_the_order_a_user_meets_them(
 
 
 def test_every_command_has_what_it_does() -> None:
-    from harness import cli
-    from harness.cli_args import COMMANDS, LAVA_COMMANDS
+    from harness.faces import cli
+    from harness.faces.cli_args import COMMANDS, LAVA_COMMANDS
 
     named = {n for n, _, _ in COMMANDS if n != "lava"} | {f"lava {n}" for n, _, _ in
                                                          LAVA_COMMANDS} | {"cache prune"}
@@ -158,11 +160,13 @@ def test_every_command_has_what_it_does() -> None:
 def test_run_starts_without_what_only_other_commands_need() -> None:
     """`ltoboot run` and every bisect step are a process each: LAVA's HTTP client, bisect and
     the mail parser are imported by the commands that use them (and those still import)."""
-    probe = ("import sys, harness.cli\n"
-             "late = ('requests', 'harness.bisect', 'harness.series', 'harness.lava.server',\n"
-             "        'harness.lava.local', 'harness.reports.reply')\n"
+    probe = ("import sys, harness.faces.cli\n"
+             "late = ('requests', 'harness.runs.bisect', 'harness.mail.series',\n"
+             "        'harness.runs.lava.server', 'harness.runs.lava.local',\n"
+             "        'harness.reports.reply')\n"
              "print(' '.join(m for m in late if m in sys.modules))\n"
-             "import harness.bisect, harness.series, harness.lava.server, harness.reports.reply\n")
+             "import harness.runs.bisect, harness.mail.series, harness.runs.lava.server\n"
+             "import harness.reports.reply\n")
     got = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
                          check=True)
     assert got.stdout.strip() == ""

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from harness.errors import KernelFailure
+from harness.base.errors import KernelFailure
 from harness.guest import console
 from harness.guest.session import Guest
 

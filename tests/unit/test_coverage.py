@@ -5,9 +5,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from harness import coverage
 from harness.checks import CHECKS
 from harness.kernel.variants import VARIANTS
+from harness.runs import coverage
 
 README = Path(__file__).resolve().parents[2] / "docs" / "series-coverage.md"
 OPT_IN = {"initcall_order"}  # `ltoboot run --initcalls`: a second, non-LTO build per arch

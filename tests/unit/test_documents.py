@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from harness.cli_args import parser
+from harness.faces.cli_args import parser
 from harness.reports import documents
 from harness.reports.results import KernelReport, Stage
 

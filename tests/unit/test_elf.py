@@ -6,9 +6,9 @@ import struct
 
 import pytest
 
-from harness import elf
+from harness.base import elf
+from harness.base.errors import UsageError
 from harness.checks.lto import LINUX_ELFNOTE_LTO_INFO, lto_note, od_bytes
-from harness.errors import UsageError
 
 
 def _pad(b: bytes) -> bytes:

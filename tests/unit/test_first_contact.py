@@ -16,10 +16,12 @@ from typing import Any, ClassVar
 
 import pytest
 
-from harness import cli, matrix, options, pipeline, redaction
-from harness.errors import InfraError, UsageError
+from harness.base import redaction
+from harness.base.errors import InfraError, UsageError
+from harness.faces import cli
 from harness.kernel import obtain as obtain_module
-from harness.lava import export, job, server
+from harness.runs import matrix, options, pipeline
+from harness.runs.lava import export, job, server
 
 TOKEN = "s3cr3t-T0KEN-xyz"
 
@@ -93,7 +95,7 @@ def test_nothing_is_left_by_a_refused_output(tmp_path: Path,
 
 
 def test_a_config_of_another_arch_is_refused_naming_both(tmp_path: Path) -> None:
-    from harness.cli_args import parser
+    from harness.faces.cli_args import parser
 
     def specs(*argv: str) -> list[str]:
         return [s.arch for s in options.kernel_specs(vars(parser().parse_args(["run", *argv])))]

@@ -1,4 +1,4 @@
-"""What setup.sh installs comes from harness/host_packages.py, which it runs with Debian's
+"""What setup.sh installs comes from harness/kernel/host_packages.py, which it runs with Debian's
 python3 before any venv exists: the modules it names answer, with the standard library
 alone, and the list holds what the docs say it does."""
 

@@ -16,8 +16,10 @@ from pathlib import Path
 
 import pytest
 
-from harness import cache, cli, housekeeping
-from harness.errors import UsageError
+from harness.base import cache
+from harness.base.errors import UsageError
+from harness.faces import cli
+from harness.runs import housekeeping
 
 
 def _entry(root: Path, kind: str, name: str, size: int, age_days: float) -> Path:

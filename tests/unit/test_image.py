@@ -7,7 +7,7 @@ import lzma
 
 import pytest
 
-from harness.errors import UsageError
+from harness.base.errors import UsageError
 from harness.kernel import image
 from tests.synthetic import arm64, x86
 

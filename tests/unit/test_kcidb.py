@@ -18,13 +18,13 @@ from typing import Any
 
 import pytest
 
+from harness.base.errors import BuildError, InfraError, KernelFailure
 from harness.checks import CheckResult
-from harness.errors import BuildError, InfraError, KernelFailure
 from harness.kernel import source
 from harness.kernel.model import META, BuildSpec, Checkout, Kernel, PlannedBuildError
-from harness.lava import job, verdicts
 from harness.reports import kcidb
 from harness.reports.results import KernelReport, Stage
+from harness.runs.lava import job, verdicts
 
 NAMES = ["proc_version", "modversions", "pci_fixups"]
 
@@ -150,7 +150,7 @@ def test_a_hand_broken_document_is_refused_and_never_written(tmp_path: Path) -> 
 # -- the checkout travels with the kernel: nothing is asked again after the run ---------------
 
 REPORTS = Path(kcidb.__file__).parent
-ASKING = {"subprocess", "harness.proc", "harness.kernel.build", "harness.kernel.source",
+ASKING = {"subprocess", "harness.base.proc", "harness.kernel.build", "harness.kernel.source",
           "harness.kernel.patched"}
 
 

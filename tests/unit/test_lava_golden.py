@@ -12,11 +12,11 @@ from pathlib import Path
 import pytest
 import yaml
 
-from harness import needs
-from harness.arch import ARCHES
+from harness.base import needs
+from harness.base.arch import ARCHES
 from harness.kernel import kconfig
 from harness.kernel.model import Kernel
-from harness.lava import export, plan
+from harness.runs.lava import export, plan
 
 GOLDEN = Path(__file__).resolve().parents[1] / "data" / "lava" / "golden"
 SUMS = {"kernel": "1" * 64, "ramdisk": "2" * 64, "firmware": "3" * 64}

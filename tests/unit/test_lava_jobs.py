@@ -15,17 +15,17 @@ from typing import Any, cast
 
 import pytest
 
-from harness.arch import ARCHES
+from harness.base.arch import ARCHES
+from harness.base.errors import InfraError, KernelFailure
 from harness.checks import CHECKS, CheckResult, registry
 from harness.checks import lto as lto_check
-from harness.errors import InfraError, KernelFailure
 from harness.guest import modules
 from harness.kernel.model import Kernel
-from harness.lava import export, job, plan, verdicts
-from harness.lava import log as lavalog
-from harness.lava.replay import ReplayGuest, answers
 from harness.reports import junit
 from harness.reports.results import KernelReport
+from harness.runs.lava import export, job, plan, verdicts
+from harness.runs.lava import log as lavalog
+from harness.runs.lava.replay import ReplayGuest, answers
 
 CFI_CMD = "echo CFI_FORWARD_PROTO > /sys/kernel/debug/provoke-crash/DIRECT"
 
@@ -247,7 +247,7 @@ def test_junit_has_a_case_per_check_and_reasons(tmp_path: Path) -> None:
 
 
 def test_no_lava_run_without_the_dispatcher(monkeypatch: pytest.MonkeyPatch) -> None:
-    from harness.lava import local
+    from harness.runs.lava import local
     if shutil.which("lava-run") is None:
         monkeypatch.setattr("os.geteuid", lambda: 0)
         with pytest.raises(InfraError, match="apt-get install lava-dispatcher"):
@@ -258,7 +258,7 @@ def test_no_lava_run_without_the_dispatcher(monkeypatch: pytest.MonkeyPatch) -> 
 
 
 def test_server_urls_and_tokens(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from harness.lava import server
+    from harness.runs.lava import server
     assert server.base_url("https://lava.example.org") == "https://lava.example.org/"
     assert server.base_url("https://lava.example.org/RPC2") == "https://lava.example.org/"
     assert server.base_url("http://h:8000/lava/api/v0.2/") == "http://h:8000/lava/"
@@ -276,8 +276,8 @@ def test_server_urls_and_tokens(tmp_path: Path, monkeypatch: pytest.MonkeyPatch)
 
 
 def test_an_unreachable_server_is_one_line(monkeypatch: pytest.MonkeyPatch) -> None:
-    from harness import retry
-    from harness.lava import server
+    from harness.base import retry
+    from harness.runs.lava import server
     monkeypatch.setattr(server, "RETRY", retry.Policy(attempts=5, backoff=0.0, backoff_max=0.0))
     s = server.Server.connect("http://127.0.0.1:9/", "t")
     with pytest.raises(InfraError, match=r"http://127.0.0.1:9/ is unreachable \(.*5 tries"):

@@ -17,8 +17,8 @@ from pathlib import Path
 
 import pytest
 
-from harness import series
-from harness.errors import UsageError
+from harness.base.errors import UsageError
+from harness.mail import series
 from harness.reports import reply
 from tests import mailcorpus
 

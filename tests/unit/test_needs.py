@@ -6,15 +6,16 @@ from pathlib import Path
 
 import pytest
 
-from harness import matrix, needs
+from harness.base import needs
 from harness.checks import CHECKS
 from harness.kernel import kconfig
+from harness.runs import matrix
 
 CLANG14 = "Debian clang version 14.0.6"
 
 
 def test_every_check_declares_its_needs() -> None:
-    """One row of harness/needs.py per registered check, and no row without its check: the
+    """One row of harness/base/needs.py per registered check, and no row without its check: the
     kernel stage plans builds from the table, the registry runs what the modules declared."""
     assert sorted(set(CHECKS) - set(needs.CHECKS)) == [], "registered, but no row in needs.py"
     assert sorted(set(needs.CHECKS) - set(CHECKS)) == [], "a row in needs.py, but no check"

@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from harness.host_packages import DEFAULT_SOURCE_PACKAGE, TEST_SOURCE_PACKAGES
+from harness.kernel.host_packages import DEFAULT_SOURCE_PACKAGE, TEST_SOURCE_PACKAGES
 
 TESTS = Path(__file__).resolve().parents[1]
 EXEMPT = (TESTS / "data", TESTS / "unit", TESTS / "synthetic.py")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from harness.arch import ARCHES
+from harness.base.arch import ARCHES
 from harness.guest.qemu import kernel_cmdline, qemu_argv
 
 

@@ -10,7 +10,7 @@ import re
 from pathlib import Path
 
 from harness.checks import CHECKS
-from harness.cli_args import COMMANDS
+from harness.faces.cli_args import COMMANDS
 
 ROOT = Path(__file__).resolve().parents[2]
 README = ROOT / "README.md"

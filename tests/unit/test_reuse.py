@@ -18,8 +18,8 @@ from pathlib import Path
 
 import pytest
 
-from harness import cache
-from harness.errors import UsageError
+from harness.base import cache
+from harness.base.errors import UsageError
 from harness.kernel import copies, freshness, nearest, source, stamps
 
 GIT_ENV = {"GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@t", "GIT_COMMITTER_NAME": "t",

@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from harness import series
-from harness.errors import UsageError
+from harness.base.errors import UsageError
+from harness.mail import series
 from harness.reports import reply
 
 ENV = {**os.environ, "GIT_AUTHOR_NAME": "Ann Author", "GIT_AUTHOR_EMAIL": "ann@example.org",

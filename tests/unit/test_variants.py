@@ -8,7 +8,7 @@ import dataclasses
 import re
 from pathlib import Path
 
-from harness.arch import ARCH_NAMES
+from harness.base.arch import ARCH_NAMES
 from harness.checks import CHECKS
 from harness.kernel import variants
 from harness.kernel.model import Kernel

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
+from harness.base.errors import NotApplicable
 from harness.checks.kvm import evaluate_kvm_nvhe
-from harness.errors import NotApplicable
 
 
 def test_kvm_nvhe_verdicts() -> None:

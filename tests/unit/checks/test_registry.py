@@ -42,8 +42,8 @@ def test_a_check_meeting_unexpected_output_fails_with_evidence() -> None:
 
 def test_a_machine_problem_inside_a_check_is_no_verdict(monkeypatch: pytest.MonkeyPatch
                                                         ) -> None:
+    from harness.base.errors import BuildError, InfraError
     from harness.checks import registry
-    from harness.errors import BuildError, InfraError
 
     def machine(guest: object, kernel: object) -> registry.CheckResult:
         raise InfraError("UEFI firmware x is missing: run ./setup.sh")
@@ -63,7 +63,7 @@ class _Guest:
     """Records which guest each check asked; `crash` breaks it as a panic would."""
 
     def __init__(self, label: str, ran: list[tuple[str, str]]) -> None:
-        from harness.errors import KernelFailure
+        from harness.base.errors import KernelFailure
 
         self.label, self.ran = label, ran
         self.broken: KernelFailure | None = None
@@ -82,8 +82,8 @@ def test_a_last_use_runs_the_crashing_checks_on_the_main_guest_after_the_others(
     """One boot serves every check of a run: the checks that may crash a kernel run last on
     the main guest (after dmesg is judged), in their report order; a companion boots only when
     one of them broke the main guest, and for the pool's guests (not a last use) as before."""
+    from harness.base.errors import KernelFailure
     from harness.checks import registry
-    from harness.errors import KernelFailure
     from harness.guest import boot
 
     ran: list[tuple[str, str]] = []

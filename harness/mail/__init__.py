@@ -1,0 +1,1 @@
+"""Mailed patch series, read as lists send them (the reports stage: the reply answers one)."""

@@ -1,0 +1,406 @@
+"""A mailed patch series: read it (an mbox or a directory of `git format-patch` files), as
+lists send it, and put it in order. Applying it is harness/kernel/patched.py.
+
+Ordering: b4 (the kernel community's tool) when every message carries a Message-ID, as mailed
+series do: it rebuilds the thread, keeps the newest revision and collects the trailers, offline
+from the file. Files straight from `git format-patch` (no `--thread`) have no Message-IDs; then
+the `[PATCH vN k/n]` numbers order them, the newest revision wins.
+"""
+
+from __future__ import annotations
+
+import codecs
+import contextlib
+import email
+import email.message
+import email.policy
+import functools
+import hashlib
+import importlib.metadata
+import mailbox
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from harness.base import proc
+from harness.base.errors import UsageError
+from harness.kernel import patched
+
+_REPLY = re.compile(r"^\s*(?:(?:re|aw|fwd?)\s*:\s*)+", re.I)
+_TAGS = re.compile(r"^\s*\[([^\]]*)\]\s*")
+_COUNTER = re.compile(r"^0*(\d+)/0*(\d+)$")
+_REVISION = re.compile(r"^(?:patch)?v(\d+)$", re.I)
+
+
+@dataclass(frozen=True)
+class Subject:
+    """A subject parsed once, as b4's LoreSubject does: `Re: [RFC PATCHv2 3/5] x: y` is a
+    reply, revision 2, counter 3 of 5, title `x: y`."""
+
+    reply: bool
+    revision: int
+    counter: int
+    expected: int
+    numbered: bool
+    title: str
+
+    @classmethod
+    def parse(cls, subject: str) -> Subject:
+        rest = " ".join(subject.split())
+        m = _REPLY.match(rest)
+        reply = m is not None
+        rest = rest[m.end():] if m else rest
+        revision, counter, expected, numbered = 1, 1, 1, False
+        while (tag := _TAGS.match(rest)) is not None:
+            for word in tag.group(1).replace(",", " ").split():
+                if (c := _COUNTER.match(word)) is not None:
+                    counter, expected, numbered = int(c.group(1)), int(c.group(2)), True
+                elif (v := _REVISION.match(word)) is not None:
+                    revision = int(v.group(1))
+            rest = rest[tag.end():]
+        return cls(reply, revision, counter, expected, numbered, rest.strip())
+
+
+@dataclass(frozen=True)
+class Mail:
+    subject: str  # decoded, Unicode
+    sender: str  # the From header, decoded
+    to: str
+    cc: str
+    date: str
+    message_id: str  # with its <>, or "" when the message has none
+    references: str
+    body: str  # the text part
+
+    @property
+    def parsed(self) -> Subject:
+        return Subject.parse(self.subject)
+
+    @property
+    def title(self) -> str:
+        """The subject without its [PATCH ...] tag."""
+        return self.parsed.title
+
+    @property
+    def number(self) -> str:
+        """`k/n` as the subject numbers it ("1/1" for a lone patch)."""
+        p = self.parsed
+        return f"{p.counter}/{p.expected}"
+
+
+@dataclass(frozen=True)
+class Series:
+    cover: Mail | None
+    patches: tuple[Mail, ...]
+    mbox: bytes  # the patches, in order, ready for `git am`
+    ordered_by: str  # "b4 0.16.0" or "the [PATCH k/n] numbers"
+
+    @property
+    def answered(self) -> tuple[Mail, ...]:
+        """What a Tested-by answers: the cover letter (b4 gives its trailers to every patch),
+        or, without one, every patch (a reply counts for the message it answers alone)."""
+        return (self.cover,) if self.cover else self.patches
+
+    @property
+    def name(self) -> str:
+        return self.answered[0].title
+
+    def patchset(self) -> patched.PatchSet:
+        """What applying needs of the series: its mbox, its patches' names, its key."""
+        return patched.PatchSet(self.name, self.mbox, tuple((p.number, p.title)
+                                                             for p in self.patches),
+                                self.ordered_by, self.key())
+
+    def key(self) -> str:
+        """What `git am` applies, read as am reads it (git mailsplit, then git mailinfo): each
+        patch's subject, its commit message without the trailer block, and the patch byte for
+        byte. The same series saved by another mail client (CRLF, quoted-printable, base64,
+        another charset) or again with new trailers (or beside our own reply) is the same
+        series; any other change to what am applies, a trailing blank included, is another."""
+        return _am_key(self.mbox, tuple(f"{p.number} \"{p.title}\"" for p in self.patches))
+
+
+@functools.lru_cache(maxsize=16)
+def _am_key(mbox: bytes, names: tuple[str, ...]) -> str:
+    digest = hashlib.sha256()
+    for part in _as_am_reads(mbox, names):
+        digest.update(len(part).to_bytes(8, "big") + part)  # sized: no two ways to split
+    return digest.hexdigest()
+
+
+def _as_am_reads(mbox: bytes, names: tuple[str, ...]) -> list[bytes]:
+    """Of each message in `mbox`, as `git am` reads it: the subject, the commit message
+    without its trailers and the patch (named by `names`, in order, when git cannot)."""
+    config = patched.git_config(patched.AM_CONFIG)
+    parts: list[bytes] = []
+    if not mbox:  # nothing to apply (git mailsplit refuses an empty file)
+        return parts
+    with tempfile.TemporaryDirectory(prefix="ltoboot-series-") as tmp:
+        work = Path(tmp)
+        (work / "series.mbx").write_bytes(mbox)
+        split = work / "split"
+        split.mkdir()
+        # am's own call: -b takes a file without a From line as one message; no --keep-cr,
+        # so CRLF line ends lose their CR here (git mailinfo keeps them)
+        proc.run(["git", *config, "mailsplit", "-b", f"-o{split}", "--",
+                  str(work / "series.mbx")], what="splitting the series as git am does",
+                 error=UsageError, cwd=work)
+        for index, mail in enumerate(sorted(split.iterdir())):
+            with mail.open("rb") as f, proc.running(
+                    ["git", *config, "mailinfo", str(work / "msg"), str(work / "patch")],
+                    stdin=f, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=False,
+                    cwd=work) as p:
+                info, err = p.communicate()
+            if p.returncode != 0:
+                name = names[index] if index < len(names) else f"message {index + 1}"
+                why = [line for line in bytes(err).decode(errors="replace").splitlines()
+                       if line.strip()][-1:] or [f"exit {p.returncode}"]
+                raise UsageError(f"--series: patch {name}: git am cannot read it (git mailinfo: "
+                                 f"{why[0]}): the mail is damaged; save it again from the list's "
+                                 "archive (b4 mbox MSGID)")
+            subject = next((line for line in bytes(info).split(b"\n")
+                            if line.startswith(b"Subject: ")), b"")
+            parts += [subject, _without_trailers((work / "msg").read_bytes()),
+                      (work / "patch").read_bytes()]
+    return parts
+
+
+_TRAILER = re.compile(rb"^[A-Za-z][A-Za-z0-9-]*:[ \t]+\S")
+
+
+def _is_trailer_block(lines: list[bytes]) -> bool:
+    """Trailers (Signed-off-by:, Tested-by: ...), their continuation lines and [ notes ]."""
+    return bool(lines) and _TRAILER.match(lines[0]) is not None and all(
+        _TRAILER.match(line) or line[:1] in (b" ", b"\t")
+        or (line.startswith(b"[") and line.rstrip().endswith(b"]")) for line in lines)
+
+
+def _without_trailers(message: bytes) -> bytes:
+    """A commit message without its last paragraph when that is trailers (what b4 and
+    maintainers add to), nor the blank lines at its end (git am drops them)."""
+    lines = message.split(b"\n")
+    end = len(lines)
+    while end and not lines[end - 1].strip():
+        end -= 1
+    start = end
+    while start and lines[start - 1].strip():
+        start -= 1
+    if _is_trailer_block(lines[start:end]):
+        end = start
+        while end and not lines[end - 1].strip():
+            end -= 1
+    return b"\n".join(lines[:end])
+
+
+def _charset(name: str | None) -> str:
+    """A charset Python knows: mail says unknown-8bit, x-unknown and worse. Fuzzed mail puts a
+    NUL byte in the name, which codecs refuses with ValueError: the name ends there, as it does
+    for git mailinfo (C strings)."""
+    try:
+        return codecs.lookup((name or "utf-8").partition("\0")[0]).name
+    except LookupError:
+        return "utf-8"
+
+
+def _text(msg: email.message.Message) -> str:
+    part = msg
+    if msg.is_multipart():
+        part = next((p for p in msg.walk() if p.get_content_type() == "text/plain"), msg)
+    payload = part.get_payload(decode=True)
+    if not isinstance(payload, bytes):
+        return ""
+    return payload.decode(_charset(part.get_content_charset()), errors="replace")
+
+
+def _header(msg: email.message.Message, name: str) -> str:
+    """A header decoded to Unicode (RFC 2047 words and raw UTF-8 alike), on one line."""
+    try:
+        value = msg.get(name)
+    except Exception:  # mail from the world: its raw header beats a traceback
+        value = next((v for k, v in msg.raw_items() if k.lower() == name.lower()), None)
+    # a NUL byte (fuzzed mail) would reach a terminal or our reply's headers
+    return " ".join(str(value).replace("\0", "\ufffd").split()) if value is not None else ""
+
+
+def _parse(raw: bytes) -> email.message.Message:
+    return email.message_from_bytes(raw, policy=email.policy.default)
+
+
+def _mail(msg: email.message.Message) -> Mail:
+    return Mail(subject=_header(msg, "Subject"), sender=_header(msg, "From"),
+                to=_header(msg, "To"), cc=_header(msg, "Cc"), date=_header(msg, "Date"),
+                message_id=_header(msg, "Message-ID"), references=_header(msg, "References"),
+                body=_text(msg))
+
+
+def _is_patch(mail: Mail) -> bool:
+    return not mail.parsed.reply and bool(
+        re.search(r"^diff --git a/|^--- \S.*\r?\n\+\+\+ \S", mail.body, re.M))
+
+
+def _is_cover(mail: Mail) -> bool:
+    p = mail.parsed
+    return p.numbered and p.counter == 0 and not p.reply
+
+
+def _messages(path: Path) -> list[tuple[email.message.Message, bytes]]:
+    """Every message in an mbox file or a directory of patch files (sorted by name)."""
+    if path.is_dir():
+        files = sorted(p for p in path.iterdir() if p.is_file() and not p.name.startswith("."))
+    elif path.is_file():
+        files = [path]
+    else:
+        raise UsageError(f"--series {path}: no such file or directory")
+    found: list[tuple[email.message.Message, bytes]] = []
+    for f in files:
+        raw = f.read_bytes()
+        if raw.startswith(b"From "):
+            box = mailbox.mbox(f, create=False)
+            try:
+                for key in box.iterkeys():
+                    # mailbox drops the blank line that parts messages only when it is
+                    # os.linesep: a CRLF one goes here
+                    raw = _unparted(box.get_bytes(key, from_=True), b"\r\n")
+                    found.append((_parse(box.get_bytes(key)), raw))
+            finally:
+                box.close()
+        elif re.match(rb"^[A-Za-z-]+:", raw):  # one message without an mbox From line
+            found.append((_parse(raw), b"From ltoboot Thu Jan  1 00:00:00 1970\n"
+                          + _unparted(raw, b"\n", b"\r\n")))
+    return found
+
+
+def _unparted(raw: bytes, *blanks: bytes) -> bytes:
+    """A message without the blank line that parts it from the next one in an mbox."""
+    return next((raw[:-len(b)] for b in blanks if raw.endswith(b + b)), raw)
+
+
+def _mbox(raws: list[bytes]) -> bytes:
+    """Messages as an mbox: each one's last line ended, and a blank line after it, as b4
+    writes them (git am's mailsplit keeps that line with the message: the series key reads
+    the same bytes from b4 and from us)."""
+    ending = [raw if raw.endswith(b"\n") else raw + b"\n" for raw in raws]
+    return b"".join(raw + (b"\r\n" if raw.endswith(b"\r\n") else b"\n") for raw in ending)
+
+
+def _b4_version() -> str | None:
+    exe = _b4()
+    return None if exe is None else _version_of(exe)
+
+
+@functools.cache
+def _version_of(exe: str) -> str:
+    if Path(exe) == Path(sys.executable).parent / "b4":  # ours: its metadata, not a second
+        with contextlib.suppress(importlib.metadata.PackageNotFoundError):  # of imports
+            return f"b4 {importlib.metadata.version('b4')}"
+    out = proc.run([exe, "--version"], what="asking b4 for its version", ok=range(256))
+    return f"b4 {out.strip()}" if out.strip() else "b4"
+
+
+def _b4() -> str | None:
+    here = Path(sys.executable).parent / "b4"  # installed with ltoboot, in the same venv
+    return str(here) if here.is_file() else shutil.which("b4")
+
+
+def _with_b4(messages: list[tuple[email.message.Message, bytes]], work: Path, path: Path,
+             version: str) -> tuple[bytes, bytes | None]:
+    """b4 am over the messages, offline: (the am-ready mbox, the cover letter or None)."""
+    exe = _b4()
+    assert exe is not None
+    whole = work / "input.mbox"
+    whole.write_bytes(_mbox([raw for _, raw in messages]))
+    out = work / "b4"
+    env = {**os.environ, "HOME": str(work), "XDG_CONFIG_HOME": str(work / "config"),
+           "XDG_CACHE_HOME": str(work / "cache"), "XDG_DATA_HOME": str(work / "data")}
+    with proc.running([exe, "--offline-mode", "--no-stdin", "--quiet", "am", "--no-cache",
+                       "--use-local-mbox", str(whole), "--outdir", str(out),
+                       "--mbox-name", "series"], stdout=subprocess.PIPE,
+                      stderr=subprocess.STDOUT, cwd=work, env=env) as p:
+        said, _ = p.communicate()
+    mbx = out / "series.mbx"
+    if p.returncode != 0 or not mbx.is_file():
+        last = [line for line in str(said).splitlines() if line.strip()][-1:] or ["no output"]
+        raise UsageError(f"--series {path}: {version} found no series to apply ({last[0]}): "
+                         "give the mbox of one patch series (cover letter included)")
+    cover = out / "series.cover"
+    return mbx.read_bytes(), cover.read_bytes() if cover.is_file() else None
+
+
+def _newest(mails: list[Mail]) -> list[Mail]:
+    newest = max((m.parsed.revision for m in mails), default=1)
+    return [m for m in mails if m.parsed.revision == newest]
+
+
+def read(path: Path, work: Path) -> Series:
+    """The series in `path`, in order, its am-ready mbox written under `work` (scratch)."""
+    messages = _messages(path)
+    mails = [(_mail(msg), raw) for msg, raw in messages]
+    if not any(_is_patch(m) for m, _ in mails):
+        raise UsageError(f"--series {path}: no patch in it (no message with a diff): give an "
+                         "mbox or a directory of `git format-patch` files")
+    version = _b4_version()
+    # b4 stops with a ValueError on a NUL byte in a header (a charset name in fuzzed mail):
+    # the numbers order such a series, as git am reads it
+    nul = any(b"\0" in re.split(rb"\r?\n\r?\n", raw, maxsplit=1)[0] for _, raw in mails)
+    threaded = all(m.message_id for m, _ in mails)
+    if version and threaded and not nul:
+        mbx, cover_raw = _with_b4(messages, work, path, version)
+        # b4 rewrites what it writes (no To/Cc, trailers added): a reply answers the message
+        # as it was mailed, so each is the original of the same Message-ID
+        mailed = {m.message_id: m for m, _ in mails}
+        patches = tuple(mailed.get(p.message_id, p)
+                        for p in (_mail(msg) for msg, _ in _messages_of(mbx, work)))
+        cover_id = _mail(_parse(cover_raw)).message_id if cover_raw else ""
+        cover = mailed.get(cover_id) if cover_id else None
+        return _checked(Series(cover, patches, mbx, version), path)
+    numbered = _newest([m for m, _ in mails if _is_patch(m) or _is_cover(m)])
+    raw_of = {id(m): raw for m, raw in mails}
+    cover = next((m for m in numbered if _is_cover(m)), None)
+    patches = tuple(sorted((m for m in numbered if _is_patch(m) and not _is_cover(m)),
+                           key=lambda m: m.parsed.counter))
+    mbox = _mbox([raw_of[id(m)] for m in patches])
+    return _checked(Series(cover, patches, mbox, "the [PATCH k/n] numbers" + (
+        " (b4 cannot read a NUL byte in a header)" if version and threaded and nul else "")),
+        path)
+
+
+def _messages_of(mbox: bytes, work: Path) -> list[tuple[email.message.Message, bytes]]:
+    f = work / "ordered.mbox"
+    f.write_bytes(mbox)
+    return _messages(f)
+
+
+def _checked(series: Series, path: Path) -> Series:
+    """Refuse a series with patches missing or twice: it cannot be what was mailed."""
+    if not series.patches:
+        raise UsageError(f"--series {path}: no patch in it: give an mbox or a directory of "
+                         "`git format-patch` files")
+    total = series.patches[0].parsed.expected
+    want = [f"{k}/{total}" for k in range(1, total + 1)]
+    have = [p.number for p in series.patches]
+    if have != want:
+        missing = sorted(set(want) - set(have), key=lambda n: int(n.split("/")[0]))
+        raise UsageError(f"--series {path}: the series is not whole: "
+                         + (f"{', '.join(missing)} missing" if missing else
+                            f"patches {', '.join(have)}, expected 1..{total} once each")
+                         + "; give every patch of it (b4 mbox MSGID fetches a whole thread)")
+    return series
+
+
+def apply(series: Series, repo: Path, base: str) -> patched.Applied:
+    """`series` applied onto `base` of the git tree `repo`: a cache entry, made once."""
+    return patched.apply(series.patchset(), repo, base)
+
+
+def describe(series: Series) -> dict[str, object]:
+    """The series as data, for --format json."""
+    return {"name": series.name, "ordered_by": series.ordered_by,
+            "cover": asdict(series.cover) | {"body": ""} if series.cover else None,
+            "answered": [m.message_id for m in series.answered],
+            "patches": [f"{p.number} {p.title}" for p in series.patches]}
+

@@ -1,0 +1,143 @@
+"""The support matrix: kernel sources x clang x arch x LTO mode, each cell built once (through
+the cache), booted and checked; a table of pass/fail/skip counts and build and boot times."""
+
+from __future__ import annotations
+
+import itertools
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from enum import StrEnum
+from typing import Any
+
+from harness.base.errors import InfraError, UsageError
+from harness.base.progress import duration, say
+from harness.checks import Verdict
+from harness.kernel.model import BuildSpec
+from harness.kernel.source import DEFAULT_TARBALL
+from harness.reports.results import KernelReport, Stage
+from harness.runs import options, pipeline
+
+
+class CellStatus(StrEnum):
+    PASSED = "passed"
+    FAILED = "failed"  # a check failed
+    BUILD_FAILED = Stage.BUILD.value
+    BOOT_FAILED = Stage.BOOT.value
+    ERROR = "error"  # the cell could not run (the machine's or the input's fault)
+
+
+@dataclass
+class Cell:
+    # its axes, named as their options (options.MATRIX_AXES)
+    kernel_src: str
+    llvm: str
+    arch: str
+    lto: str
+    release: str = ""
+    compiler: str = ""
+    status: CellStatus | None = None
+    passed: int = 0
+    failed: int = 0
+    skipped: int = 0
+    build_seconds: float | None = None  # the build's own time (also when the cache had it)
+    boot_seconds: float | None = None
+    seconds: float = 0.0  # this run's wall time for the cell
+    failures: list[str] = field(default_factory=list)  # "check: summary" or the error
+    skips: list[str] = field(default_factory=list)  # "check: reason"
+
+
+def cells(kernel_srcs: Sequence[str], llvms: Sequence[str], arches: Sequence[str],
+          ltos: Sequence[str]) -> list[Cell]:
+    return [Cell(k, v, a, m) for k, v, a, m in itertools.product(kernel_srcs, llvms, arches,
+                                                                 ltos)]
+
+
+def _list(value: str, what: str) -> list[str]:
+    items = [v.strip() for v in value.split(",") if v.strip()]
+    if not items:
+        raise UsageError(f"{what} needs at least one value")
+    return list(dict.fromkeys(items))
+
+
+def spec(cell: Cell, values: Mapping[str, Any]) -> BuildSpec:
+    """A cell's kernel: its own value on each axis, every other option of the kernel's as the
+    command was given it (--fragment, --config, ...)."""
+    axes = {a.dest: getattr(cell, a.dest) for a in options.MATRIX_AXES}
+    return options.spec_from({**values, **axes}, cell.arch)
+
+
+def plan(values: Mapping[str, Any]) -> list[tuple[Cell, BuildSpec]]:
+    """The cells `ltoboot matrix` was asked for (its options' values), each with its kernel:
+    all made, and every option checked, before the first build."""
+    todo = cells(values["kernel_src"] or [str(DEFAULT_TARBALL)], _list(values["llvm"], "--llvm"),
+                 options.split_arches(values["arch"]), _list(values["lto"], "--lto"))
+    return [(c, spec(c, values)) for c in todo]
+
+
+def _fill(cell: Cell, rep: KernelReport) -> None:
+    if rep.kernel is not None:
+        cell.release, cell.compiler = rep.kernel.release, rep.kernel.compiler
+        cell.build_seconds = rep.kernel.build_seconds
+    cell.boot_seconds = rep.boot_seconds
+    if rep.error:
+        cell.status = CellStatus(rep.failed_at or Stage.BUILD)
+        cell.failures = [rep.error.splitlines()[0]]
+        return
+    cell.passed = sum(r.verdict is Verdict.PASS for r in rep.results)
+    cell.failed = sum(r.verdict is Verdict.FAIL for r in rep.results)
+    cell.skipped = sum(r.verdict is Verdict.SKIP for r in rep.results)
+    cell.failures = [f"{r.name}: {r.summary}" for r in rep.results if r.verdict is Verdict.FAIL]
+    cell.skips = [f"{r.name}: {r.summary.removeprefix('skipped: ')}" for r in rep.results
+                  if r.verdict is Verdict.SKIP]
+    cell.status = CellStatus.PASSED if rep.passed else CellStatus.FAILED
+
+
+def run(todo: Sequence[tuple[Cell, BuildSpec]], accel: str, names: Sequence[str] | None,
+        done: Callable[[Cell], None] = lambda c: None,
+        reports: list[KernelReport] | None = None) -> list[Cell]:
+    """Build, boot and check every cell (of plan()) in turn; an error in one cell (a toolchain
+    that is not installed) is that cell's, and the others still run."""
+    for i, (cell, kernel) in enumerate(todo, 1):
+        say(f"matrix cell {i}/{len(todo)}: {cell.kernel_src} clang {cell.llvm} {cell.arch} "
+            f"{cell.lto}")
+        started = time.monotonic()
+        try:
+            rep = pipeline.check_kernel(kernel, accel, names)
+            if reports is not None:
+                reports.append(rep)
+            _fill(cell, rep)
+        except (UsageError, InfraError) as e:
+            cell.status, cell.failures = CellStatus.ERROR, [str(e).splitlines()[0]]
+        cell.seconds = round(time.monotonic() - started, 1)
+        done(cell)
+    return [cell for cell, _ in todo]
+
+
+HEADER = ("kernel", "clang", "arch", "lto", "status", "pass", "fail", "skip", "build", "boot")
+
+
+def row(c: Cell) -> tuple[str, ...]:
+    kernel = c.release or c.kernel_src.rsplit("/", 1)[-1]
+    clang = c.compiler.split("version ")[-1].split()[0] if c.compiler else c.llvm
+    return (kernel, clang, c.arch, c.lto, str(c.status or ""), str(c.passed), str(c.failed),
+            str(c.skipped), duration(c.build_seconds) if c.build_seconds else "-",
+            f"{c.boot_seconds:.1f}s" if c.boot_seconds else "-")
+
+
+def table(done: list[Cell]) -> str:
+    rows = [HEADER, *(row(c) for c in done)]
+    widths = [max(len(r[i]) for r in rows) for i in range(len(HEADER))]
+    lines = ["  ".join(v.ljust(w) for v, w in zip(r, widths, strict=True)).rstrip()
+             for r in rows]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    notes = [f"  {row(c)[0]} clang {row(c)[1]} {c.arch} {c.lto}: {why}"
+             for c in done for why in [*c.failures, *(f"SKIP {s}" for s in c.skips)]]
+    return "\n".join(lines + (["", "notes:", *notes] if notes else []))
+
+
+KERNEL_FAILED = (CellStatus.FAILED, CellStatus.BUILD_FAILED, CellStatus.BOOT_FAILED)
+
+
+def as_json(done: list[Cell]) -> list[dict[str, object]]:
+    return [asdict(c) for c in done]
