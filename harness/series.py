@@ -35,6 +35,7 @@ _REPLY = re.compile(r"^\s*(?:(?:re|aw|fwd?)\s*:\s*)+", re.I)
 _TAGS = re.compile(r"^\s*\[([^\]]*)\]\s*")
 _COUNTER = re.compile(r"^0*(\d+)/0*(\d+)$")
 _REVISION = re.compile(r"^(?:patch)?v(\d+)$", re.I)
+_AFTER_TAGS = re.compile(r"^:\s*")  # "[Patch 2/2]: x: y", as some send it
 
 
 @dataclass(frozen=True)
@@ -51,6 +52,8 @@ class Subject:
 
     @classmethod
     def parse(cls, subject: str) -> Subject:
+        """Tags as lists and Patchwork write them: `[PATCH v2 1/4]`, `[v2,1/4]`,
+        `[RFC,v3,2/5]`, `[net-next,v2,3/4]`."""
         rest = " ".join(subject.split())
         m = _REPLY.match(rest)
         reply = m is not None
@@ -63,6 +66,7 @@ class Subject:
                 elif (v := _REVISION.match(word)) is not None:
                     revision = int(v.group(1))
             rest = rest[tag.end():]
+            rest = _AFTER_TAGS.sub("", rest)
         return cls(reply, revision, counter, expected, numbered, rest.strip())
 
 

@@ -100,6 +100,9 @@ def make(dest: Path) -> None:
         # a mailer that lost the charset: unknown-8bit, and a Latin-1 byte in the message
         shapes["unknown-8bit.mbox"] = thread.replace(b"charset=UTF-8", b"charset=unknown-8bit") \
             .replace("Jörg's".encode(), b"J\xf6rg's")
+        # `[Patch 2/2]: title`, as Patchwork's own sample has it
+        shapes["patch-colon-subject.mbox"] = shapes["cover-thread-utf8.mbox"].replace(
+            b"Subject: [PATCH 2/2] ", b"Subject: [Patch 2/2]: ")
         for name, data in shapes.items():
             (dest / name).write_bytes(data)
         both = dest / "v1-and-patchv2"

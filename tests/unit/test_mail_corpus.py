@@ -39,6 +39,7 @@ SHAPES = {
     "unknown-8bit.mbox": (False, True, 1),
     "crlf-no-msgid.mbox": (False, False, 1),
     "v1-and-patchv2": (False, False, 2),
+    "patch-colon-subject.mbox": (True, True, 1),  # `[Patch 2/2]: title`
 }
 
 
@@ -257,6 +258,20 @@ def test_subjects_are_parsed_once() -> None:
     assert parse("Re: [PATCH] x") == series.Subject(True, 1, 1, 1, False, "x")
     assert parse("[PATCH net-next,v2,3/4] x").revision == 2
     assert parse("Re: AW: [PATCH 1/2] x").reply
+
+
+@pytest.mark.parametrize(("subject", "parsed"), [
+    ("[v2,1/4] x: y", series.Subject(False, 2, 1, 4, True, "x: y")),
+    ("[RFC,v3,2/5] x: y", series.Subject(False, 3, 2, 5, True, "x: y")),
+    ("[net-next,v2,3/4] x: y", series.Subject(False, 2, 3, 4, True, "x: y")),
+    ("[Patch 2/2]: powerpc/hotplug/mm: Fix", series.Subject(False, 1, 2, 2, True,
+                                                            "powerpc/hotplug/mm: Fix")),
+    ("[PATCH]:x: y", series.Subject(False, 1, 1, 1, False, "x: y")),
+], ids=["patchwork", "patchwork-rfc", "patchwork-list-tag", "colon-after-tag", "colon-tight"])
+def test_subjects_as_patchwork_writes_them(subject: str, parsed: series.Subject) -> None:
+    """Patchwork's series mbox names a patch by its tags without PATCH, joined by commas;
+    some send `[Patch 2/2]: title`: the title never starts with ": "."""
+    assert series.Subject.parse(subject) == parsed
 
 
 def test_unknown_charsets_fall_back_to_utf8(tmp_path: Path) -> None:
