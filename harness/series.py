@@ -252,14 +252,22 @@ def _is_cover(mail: Mail) -> bool:
     return p.numbered and p.counter == 0 and not p.reply
 
 
+def _files(path: Path) -> list[Path]:
+    """The files of mail at `path`: the file itself, a directory's files (sorted by name), or
+    a maildir's messages (what mutt and offlineimap keep: in cur/ and new/)."""
+    if not path.is_dir():
+        return [path]
+    maildir = (path / "cur").is_dir() and (path / "new").is_dir()
+    folders = [path / "cur", path / "new"] if maildir else [path]
+    return sorted((p for d in folders for p in d.iterdir()
+                   if p.is_file() and not p.name.startswith(".")), key=lambda p: p.name)
+
+
 def _messages(path: Path) -> list[tuple[email.message.Message, bytes]]:
-    """Every message in an mbox file or a directory of patch files (sorted by name)."""
-    if path.is_dir():
-        files = sorted(p for p in path.iterdir() if p.is_file() and not p.name.startswith("."))
-    elif path.is_file():
-        files = [path]
-    else:
+    """Every message in an mbox file, a directory of patch files or a maildir."""
+    if not (path.is_file() or path.is_dir()):
         raise UsageError(f"--series {path}: no such file or directory")
+    files = _files(path)
     found: list[tuple[email.message.Message, bytes]] = []
     for f in files:
         raw = f.read_bytes()
@@ -346,7 +354,7 @@ def read(path: Path, work: Path) -> Series:
     mails = [(_mail(msg), raw) for msg, raw in messages]
     if not any(_is_patch(m) for m, _ in mails):
         raise UsageError(f"--series {path}: no patch in it (no message with a diff): give an "
-                         "mbox or a directory of `git format-patch` files")
+                         "mbox, a maildir or a directory of `git format-patch` files")
     version = _b4_version()
     # b4 stops with a ValueError on a NUL byte in a header (a charset name in fuzzed mail):
     # the numbers order such a series, as git am reads it
@@ -382,8 +390,8 @@ def _messages_of(mbox: bytes, work: Path) -> list[tuple[email.message.Message, b
 def _checked(series: Series, path: Path) -> Series:
     """Refuse a series with patches missing or twice: it cannot be what was mailed."""
     if not series.patches:
-        raise UsageError(f"--series {path}: no patch in it: give an mbox or a directory of "
-                         "`git format-patch` files")
+        raise UsageError(f"--series {path}: no patch in it: give an mbox, a maildir or a "
+                         "directory of `git format-patch` files")
     total = series.patches[0].parsed.expected
     want = [f"{k}/{total}" for k in range(1, total + 1)]
     have = [p.number for p in series.patches]

@@ -147,6 +147,22 @@ def test_the_series_key_is_what_the_patches_change(tmp_path: Path) -> None:
     assert series.read(other, tmp_path).key() != key
 
 
+def test_a_maildir_is_read_as_the_thread_it_holds(tmp_path: Path) -> None:
+    """What mutt and offlineimap keep: a message a file, in new/ until read, then in cur/."""
+    thread = mailcorpus.CORPUS / "cover-thread-utf8.mbox"
+    (tmp_path / "Mail").mkdir()
+    folder = mailbox.Maildir(tmp_path / "Mail" / "linux-kbuild")
+    for message in mailbox.mbox(thread):
+        folder.add(message)
+    seen = next(iter(folder.keys()))
+    moved = folder[seen]
+    moved.set_subdir("cur")
+    folder[seen] = moved
+    s = series.read(tmp_path / "Mail" / "linux-kbuild", tmp_path)
+    assert [p.title for p in s.patches] == TITLES and s.cover is not None
+    assert s.key() == series.read(thread, tmp_path).key()
+
+
 def variant(tmp_path: Path, shape: str, *edits: tuple[bytes, bytes]) -> Path:
     """A corpus file with `edits` made to its bytes (each must change something)."""
     data = (mailcorpus.CORPUS / shape).read_bytes()
