@@ -47,9 +47,11 @@ TESTED_BY = (
     _opt("--name", help="your name (default: git config user.name)"),
     _opt("--email", help="your email (default: git config user.email)"),
     _opt("--format", choices=("text", "json"), default="text"),
-    _opt("--series", metavar="FILE",
-         help="a mailed series (mbox, or a directory of git format-patch files, cover letter "
-              "included) to apply onto --kernel-src at --base, then test"),
+    _opt("--series", metavar="MSGID|URL|FILE",
+         help="a mailed series to apply onto --kernel-src at --base, then test: a Message-ID "
+              "(fetched by b4 from the server b4.midmask names, lore.kernel.org by default), a "
+              "lore or other public-inbox URL, a Patchwork series URL, an mbox, a maildir, or "
+              "a directory of git format-patch files"),
     _opt("--base", default="HEAD", metavar="REF",
          help="the commit of --kernel-src to apply --series onto (default: HEAD)"),
     _opt("--reply", metavar="FILE",

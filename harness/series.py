@@ -103,6 +103,7 @@ class Series:
     patches: tuple[Mail, ...]
     mbox: bytes  # the patches, in order, ready for `git am`
     ordered_by: str  # "b4 0.16.0" or "the [PATCH k/n] numbers"
+    origin: str | None = None  # the URL it was fetched from (no credentials), None: a file
 
     @property
     def answered(self) -> tuple[Mail, ...]:
@@ -263,10 +264,10 @@ def _files(path: Path) -> list[Path]:
                    if p.is_file() and not p.name.startswith(".")), key=lambda p: p.name)
 
 
-def _messages(path: Path) -> list[tuple[email.message.Message, bytes]]:
+def _messages(path: Path, shown: str = "") -> list[tuple[email.message.Message, bytes]]:
     """Every message in an mbox file, a directory of patch files or a maildir."""
     if not (path.is_file() or path.is_dir()):
-        raise UsageError(f"--series {path}: no such file or directory")
+        raise UsageError(f"--series {shown or path}: no such file or directory")
     files = _files(path)
     found: list[tuple[email.message.Message, bytes]] = []
     for f in files:
@@ -374,10 +375,12 @@ def _by_numbers(mails: list[tuple[Mail, bytes]], ordered_by: str) -> Series:
     return Series(cover, patches, _mbox([raw_of[id(m)] for m in patches]), ordered_by)
 
 
-def read(path: Path, work: Path) -> Series:
-    """The series in `path`, in order, its am-ready mbox written under `work` (scratch)."""
-    shown = str(path)
-    messages = _messages(path)
+def read(path: Path, work: Path, *, shown: str = "", origin: str | None = None) -> Series:
+    """The series in `path`, in order, its am-ready mbox written under `work` (scratch).
+    `shown` names it in messages (what the tester gave; the path by default); `origin` is the
+    URL it was fetched from (harness/series_source.py)."""
+    shown = shown or str(path)
+    messages = _messages(path, shown)
     mails = [(_mail(msg), raw) for msg, raw in messages]
     if not any(_is_patch(m) for m, _ in mails):
         raise UsageError(f"--series {shown}: no patch in it (no message with a diff): give an "
@@ -388,8 +391,9 @@ def read(path: Path, work: Path) -> Series:
     nul = any(b"\0" in re.split(rb"\r?\n\r?\n", raw, maxsplit=1)[0] for _, raw in mails)
     threaded = all(m.message_id for m, _ in mails)
     if not (version and threaded and not nul):
-        return _checked(_by_numbers(mails, NUMBERS + (
-            " (b4 cannot read a NUL byte in a header)" if version and threaded else "")), shown)
+        return _checked(replace(_by_numbers(mails, NUMBERS + (
+            " (b4 cannot read a NUL byte in a header)" if version and threaded else "")),
+            origin=origin), shown)
     own = _by_numbers(mails, NUMBERS)
     try:
         ordered = _by_b4(messages, mails, work, shown, version)
@@ -399,13 +403,14 @@ def read(path: Path, work: Path) -> Series:
         said = "found no series"
     else:
         if _whole(ordered.patches) or not _whole(own.patches):
-            return _checked(ordered, shown)  # b4's, or its verdict
+            return _checked(replace(ordered, origin=origin), shown)  # b4's, or its verdict
         # b4 misread what our subjects read whole (Patchwork's `[v2,1/4]`, a series without
         # References): its order would be a false "missing"
         have = [p.number for p in ordered.patches]
         gone = [n for n in _wanted(own.patches) if n not in have]
         said = f"left out {', '.join(gone)}" if gone else f"gave {', '.join(have)}"
-    return _checked(replace(own, ordered_by=f"{NUMBERS} ({version} {said})"), shown)
+    return _checked(replace(own, ordered_by=f"{NUMBERS} ({version} {said})", origin=origin),
+                    shown)
 
 
 def _messages_of(mbox: bytes, work: Path) -> list[tuple[email.message.Message, bytes]]:
@@ -446,7 +451,7 @@ def apply(series: Series, repo: Path, base: str) -> patched.Applied:
 
 def describe(series: Series) -> dict[str, object]:
     """The series as data, for --format json."""
-    return {"name": series.name, "ordered_by": series.ordered_by,
+    return {"name": series.name, "ordered_by": series.ordered_by, "origin": series.origin,
             "cover": asdict(series.cover) | {"body": ""} if series.cover else None,
             "answered": [m.message_id for m in series.answered],
             "patches": [f"{p.number} {p.title}" for p in series.patches]}

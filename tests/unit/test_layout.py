@@ -21,7 +21,7 @@ STAGES: tuple[tuple[str, ...], ...] = (
     ("harness.kernel",),
     ("harness.guest",),
     ("harness.checks",),
-    ("harness.reports", "harness.series"),
+    ("harness.reports", "harness.series", "harness.series_source"),
     ("harness.pipeline", "harness.bisect", "harness.options", "harness.matrix", "harness.lava",
      "harness.coverage", "harness.housekeeping"),
     ("harness.cli", "harness.cli_args", "harness.pytest_plugin"),
