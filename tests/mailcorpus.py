@@ -5,11 +5,18 @@ from a small repository with `git format-patch` and committed (regenerate with
 from __future__ import annotations
 
 import base64
+import email
+import email.policy
+import email.utils
 import os
 import quopri
+import re
 import subprocess
 import sys
 import tempfile
+from email.encoders import encode_7or8bit
+from email.header import Header
+from email.mime.nonmultipart import MIMENonMultipart
 from pathlib import Path
 
 CORPUS = Path(__file__).parent / "data" / "mail"
@@ -79,6 +86,50 @@ def _mbox(files: list[Path], cte: str = "") -> bytes:
     return b"".join(_encoded(f.read_bytes(), cte) if cte else f.read_bytes() for f in files)
 
 
+def _patchwork_body(body: str) -> str:
+    """A patch's body as Patchwork gives it back: its parser keeps the diff apart from the
+    rest (the commit message, `---`, the diffstat and the signature after the diff), and its
+    mbox puts the diff last (patchwork/views/utils.py, _submission_to_mbox)."""
+    diff_at, sig_at = body.index("\ndiff --git ") + 1, body.rindex("\n-- \n") + 1
+    content, diff = body[:diff_at] + body[sig_at:], body[diff_at:sig_at]
+    message, postscript = re.split(r"^-{2,3} ?$", content.strip() + "\n", maxsplit=1,
+                                   flags=re.M)
+    return message.strip() + "\n" + "---" + postscript.rstrip() + "\n" + "\n" + diff
+
+
+def _patchwork(files: list[Path], tags: str, threaded: bool, order: list[int]) -> bytes:
+    """A series as Patchwork's series mbox (/series/ID/mbox/) gives it: each patch as its
+    parser kept it, the subject as Patchwork names a patch (`[v2,1/2] title`: its tags
+    without PATCH, joined by commas), its own X-Patchwork-* headers, `From patchwork` lines,
+    and no cover letter. `threaded`: the References newer Patchwork copies (to the cover
+    letter); older Patchwork copied only To, Cc, Date and From. The Message-IDs are made
+    here: the corpus comes out the same each time it is made."""
+    mails = []
+    for number in order:
+        sent = email.message_from_bytes(files[number].read_bytes(), policy=email.policy.default)
+        title = re.sub(r"^\[[^]]*\]\s*", "", str(sent["Subject"]))
+        payload = sent.get_payload(decode=True)
+        assert isinstance(payload, bytes)
+        mail = MIMENonMultipart("text", "plain", charset="utf-8")
+        mail.set_payload(_patchwork_body(payload.decode()).encode())
+        encode_7or8bit(mail)
+        mail["Subject"] = f"[{tags},{number + 1}/{len(files)}] {title}"
+        mail["X-Patchwork-Submitter"] = email.utils.formataddr(
+            (str(Header(AUTHOR[0], "utf-8")), AUTHOR[1]))
+        mail["X-Patchwork-Id"] = str(4711 + number)
+        mail["Message-Id"] = f"<pw-{number + 1}.20260101000000@example.org>"
+        if threaded:
+            mail["In-Reply-To"] = "<pw-0.20260101000000@example.org>"
+            mail["References"] = "<pw-0.20260101000000@example.org>"
+        for key in ("To", "Cc", "Date", "From"):  # as they were sent: names RFC 2047 encoded
+            mail[key] = ", ".join(email.utils.formataddr(a, "utf-8") for a in
+                                  email.utils.getaddresses([str(sent[key])])) \
+                if key != "Date" else str(sent[key])
+        mail.set_unixfrom("From patchwork Thu Jan  1 00:00:00 2026")
+        mails.append(mail.as_bytes(unixfrom=True).decode())
+    return "\n".join(mails).encode()
+
+
 def make(dest: Path) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         repo = base_repo(Path(tmp) / "repo")
@@ -100,6 +151,15 @@ def make(dest: Path) -> None:
         # a mailer that lost the charset: unknown-8bit, and a Latin-1 byte in the message
         shapes["unknown-8bit.mbox"] = thread.replace(b"charset=UTF-8", b"charset=unknown-8bit") \
             .replace("Jörg's".encode(), b"J\xf6rg's")
+        # Patchwork's series mboxes: `[v2,1/2]` threaded to a cover it leaves out; older
+        # Patchwork's without References, in the order a saved thread came, with a list's tag
+        v2, v3 = _format(repo, work / "pw2", "-v2"), _format(repo, work / "pw3", "-v3")
+        shapes["patchwork-v2-threaded.mbox"] = _patchwork(v2, "v2", True, [0, 1])
+        shapes["patchwork-rfc-v3-reversed.mbox"] = _patchwork(v3, "RFC,v3", False, [1, 0])
+        shapes["patchwork-net-next-v2.mbox"] = _patchwork(v2, "net-next,v2", False, [0, 1])
+        # `[Patch 2/2]: title`, as Patchwork's own sample has it
+        shapes["patch-colon-subject.mbox"] = shapes["cover-thread-utf8.mbox"].replace(
+            b"Subject: [PATCH 2/2] ", b"Subject: [Patch 2/2]: ")
         for name, data in shapes.items():
             (dest / name).write_bytes(data)
         both = dest / "v1-and-patchv2"

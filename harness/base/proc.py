@@ -13,6 +13,7 @@ import atexit
 import contextlib
 import ctypes
 import os
+import resource
 import shlex
 import signal
 import subprocess
@@ -37,6 +38,21 @@ def die_with_parent(sig: signal.Signals = signal.SIGKILL) -> Callable[[], None]:
     return preexec
 
 
+def _limited(limits: Mapping[int, int] | None) -> Callable[[], None]:
+    """A preexec_fn: die_with_parent, and the resource limits (resource.RLIMIT_*: soft
+    value) the child may not pass (what it reads from the network, say)."""
+    die = die_with_parent(signal.SIGTERM)
+
+    def preexec() -> None:
+        for which, value in (limits or {}).items():
+            _, hard = resource.getrlimit(which)
+            resource.setrlimit(which, (value if hard == resource.RLIM_INFINITY
+                                       else min(value, hard), hard))
+        die()
+
+    return preexec
+
+
 def _missing(argv: Sequence[str], e: OSError) -> InfraError:
     return InfraError(f"cannot run {argv[0]} ({e.strerror}): install it or run ./setup.sh")
 
@@ -44,13 +60,15 @@ def _missing(argv: Sequence[str], e: OSError) -> InfraError:
 def spawn(argv: Sequence[str], *, stdout: int | IO[Any] | None = subprocess.PIPE,
           stderr: int | IO[Any] | None = subprocess.STDOUT, cwd: Path | None = None,
           env: Mapping[str, str] | None = None, text: bool = True,
-          stdin: int | IO[Any] = subprocess.DEVNULL) -> subprocess.Popen[Any]:
-    """Start `argv` in a new process group that `end` (or the harness's exit) will end."""
+          stdin: int | IO[Any] = subprocess.DEVNULL,
+          limits: Mapping[int, int] | None = None) -> subprocess.Popen[Any]:
+    """Start `argv` in a new process group that `end` (or the harness's exit) will end,
+    within `limits` (resource.RLIMIT_* to a value) when given."""
     try:
         p = subprocess.Popen(list(argv), stdin=stdin, stdout=stdout, stderr=stderr,
                              cwd=cwd, env=None if env is None else dict(env), text=text,
                              errors="replace" if text else None, process_group=0,
-                             preexec_fn=die_with_parent(signal.SIGTERM))
+                             preexec_fn=_limited(limits))
     except OSError as e:
         raise _missing(argv, e) from None
     _LIVE[p.pid] = p

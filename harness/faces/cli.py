@@ -205,24 +205,26 @@ def git_identity(key: str) -> str:
 
 def _series_specs(args: argparse.Namespace, work: Path) -> tuple[list[BuildSpec], Series,
                                                                   dict[str, object]]:
-    """--series: the series read and applied onto --base of --kernel-src, in the cache; the
-    specs build the patched tree."""
-    from harness.mail import series
+    """--series: the series fetched (a Message-ID, a URL) or found, read and applied onto
+    --base of --kernel-src, in the cache; the specs build the patched tree."""
+    from harness.mail import series, series_source
 
     if args.kernel:
         raise UsageError("--series is applied to a source tree and built: drop --kernel")
     if not args.kernel_src:
         raise UsageError("--series needs --kernel-src TREE, the git repository to apply it to")
     source.require_tree(Path(args.kernel_src), "--kernel-src")
-    s = series.read(Path(args.series), work)
+    src = series_source.resolve(args.series, work / "fetch")
+    s = series.read(src.path, work, shown=src.shown, origin=src.origin)
     n = len(s.patches)
     answered = [m.message_id for m in s.answered if m.message_id]
-    say(f"series \"{s.name}\": {n} patch{'' if n == 1 else 'es'}, ordered by {s.ordered_by}"
+    say(f"series \"{s.name}\"" + (f" from {s.origin}" if s.origin else "")
+        + f": {n} patch{'' if n == 1 else 'es'}, ordered by {s.ordered_by}"
         + (f"; replying to {', '.join(answered)}" if answered else
            "; no Message-ID to reply to"))
     applied = series.apply(s, Path(args.kernel_src), args.base)
-    info = {**series.describe(s), "base": applied.base, "applied": applied.description,
-            "base_described": applied.base_described}
+    info = {**series.describe(s), "mbox": str(src.path), "base": applied.base,
+            "applied": applied.description, "base_described": applied.base_described}
     return kernel_specs({**vars(args), "kernel_src": str(applied.tree)}), s, info
 
 
@@ -255,7 +257,7 @@ def cmd_tested_by(args: argparse.Namespace) -> int:
             todo, mailed, info = _series_specs(args, Path(work))
     reports = list(pipeline.check_kernels(todo, args.accel, names))
     write_documents(args, reports, names,
-                    series=kcidb.series_facts(Path(args.series), mailed) if mailed else None)
+                    series=kcidb.series_facts(Path(str(info["mbox"])), mailed) if mailed else None)
     facts = facts_for_tested_by(reports, name, email)
     message = ""
     if mailed is not None:

@@ -43,9 +43,11 @@ TESTED_BY = (
     opt("--name", help="your name (default: git config user.name)"),
     opt("--email", help="your email (default: git config user.email)"),
     opt("--format", choices=("text", "json"), default="text"),
-    opt("--series", metavar="FILE",
-        help="a mailed series (mbox, or a directory of git format-patch files, cover letter "
-             "included) to apply onto --kernel-src at --base, then test"),
+    opt("--series", metavar="MSGID|URL|FILE",
+        help="a mailed series to apply onto --kernel-src at --base, then test: a Message-ID "
+             "(fetched by b4 from the server b4.midmask names, lore.kernel.org by default), a "
+             "lore or other public-inbox URL, a Patchwork series URL, an mbox, a maildir, or "
+             "a directory of git format-patch files"),
     opt("--base", default="HEAD", metavar="REF",
         help="the commit of --kernel-src to apply --series onto (default: HEAD)"),
     opt("--reply", metavar="FILE",

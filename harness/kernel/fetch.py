@@ -18,6 +18,7 @@ import errno
 import hashlib
 import json
 import os
+import re
 import shutil
 import time
 from dataclasses import dataclass
@@ -84,10 +85,22 @@ class Got:
     last_modified: str | None
 
 
+def _over(url: str, max_bytes: int) -> UsageError:
+    return UsageError(f"{url}: over {max_bytes / 2**20:g} MiB, more than ltoboot takes from it "
+                      "(not retried)")
+
+
+def _reason(e: Exception) -> str:
+    """Why a connection failed, short: requests nests the OS's reason in a paragraph."""
+    m = re.search(r"\[Errno -?\d+\] ([^'\")\]]+)", str(e))
+    return f"{type(e).__name__}: {m.group(1).strip()}" if m else f"{type(e).__name__}: {e}"
+
+
 def _get(session: requests.Session, url: str, dest: Path, policy: Policy,
-         headers: dict[str, str]) -> Got | None:
+         headers: dict[str, str], max_bytes: int | None = None) -> Got | None:
     """One attempt: stream `url` to `dest`; None when the server says our copy is current
-    (304). Raises Retryable or UsageError."""
+    (304). Raises Retryable or UsageError (also for a body over `max_bytes`, counted as it is
+    decoded: a compressed bomb stops there)."""
     try:
         with session.get(url, stream=True, headers=headers,
                          timeout=(policy.connect_timeout, policy.read_timeout)) as r:
@@ -102,6 +115,8 @@ def _get(session: requests.Session, url: str, dest: Path, policy: Policy,
                                  "check the URL")
             length = r.headers.get("Content-Length")
             total = int(length) if length and length.isdigit() else None
+            if max_bytes is not None and total is not None and total > max_bytes:
+                raise _over(url, max_bytes)
             digest, got = hashlib.sha256(), 0
             started = last = time.monotonic()
             with dest.open("wb") as f:
@@ -109,6 +124,8 @@ def _get(session: requests.Session, url: str, dest: Path, policy: Policy,
                     f.write(chunk)
                     digest.update(chunk)
                     got += len(chunk)
+                    if max_bytes is not None and got > max_bytes:
+                        raise _over(url, max_bytes)
                     now = time.monotonic()
                     if (total or got) >= PROGRESS_BYTES and now - last >= PROGRESS_SECONDS:
                         last = now
@@ -122,12 +139,14 @@ def _get(session: requests.Session, url: str, dest: Path, policy: Policy,
                        r.headers.get("Last-Modified"))
     except (requests.ConnectionError, requests.Timeout,
             requests.exceptions.ChunkedEncodingError) as e:  # the last: a body cut short
-        raise Retryable(f"{type(e).__name__}: {e}") from None
+        raise Retryable(_reason(e)) from None
 
 
-def _attempts(url: str, dest: Path, policy: Policy,
-              headers: dict[str, str] | None = None) -> tuple[Got | None, list[str]]:
-    """_get, retried as the policy says; also the errors that were retried."""
+def _attempts(url: str, dest: Path, policy: Policy, headers: dict[str, str] | None = None,
+              *, max_bytes: int | None = None, auth: tuple[str, str] | None = None
+              ) -> tuple[Got | None, list[str]]:
+    """_get, retried as the policy says; also the errors that were retried. `auth` goes to
+    the server (HTTP Basic), never into `url`, which messages name."""
     attempts: list[str] = []
 
     def log_retry(state: tenacity.RetryCallState) -> None:
@@ -141,8 +160,10 @@ def _attempts(url: str, dest: Path, policy: Policy,
     with requests.Session() as session:
         session.headers["User-Agent"] = "ltoboot"
         session.headers["Accept-Encoding"] = "identity"  # the file as it is, byte for byte
+        session.auth = auth
         try:
-            return retrying(_get, session, url, dest, policy, headers or {}), attempts
+            return retrying(_get, session, url, dest, policy, headers or {},
+                            max_bytes), attempts
         except Retryable as e:
             raise InfraError(f"{url}: {e} after {policy.attempts} attempts; check the network "
                              "or the server") from None

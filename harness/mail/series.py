@@ -24,7 +24,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 from harness.base import proc
@@ -35,6 +35,7 @@ _REPLY = re.compile(r"^\s*(?:(?:re|aw|fwd?)\s*:\s*)+", re.I)
 _TAGS = re.compile(r"^\s*\[([^\]]*)\]\s*")
 _COUNTER = re.compile(r"^0*(\d+)/0*(\d+)$")
 _REVISION = re.compile(r"^(?:patch)?v(\d+)$", re.I)
+_AFTER_TAGS = re.compile(r"^:\s*")  # "[Patch 2/2]: x: y", as some send it
 
 
 @dataclass(frozen=True)
@@ -51,6 +52,8 @@ class Subject:
 
     @classmethod
     def parse(cls, subject: str) -> Subject:
+        """Tags as lists and Patchwork write them: `[PATCH v2 1/4]`, `[v2,1/4]`,
+        `[RFC,v3,2/5]`, `[net-next,v2,3/4]`."""
         rest = " ".join(subject.split())
         m = _REPLY.match(rest)
         reply = m is not None
@@ -63,6 +66,7 @@ class Subject:
                 elif (v := _REVISION.match(word)) is not None:
                     revision = int(v.group(1))
             rest = rest[tag.end():]
+            rest = _AFTER_TAGS.sub("", rest)
         return cls(reply, revision, counter, expected, numbered, rest.strip())
 
 
@@ -99,6 +103,7 @@ class Series:
     patches: tuple[Mail, ...]
     mbox: bytes  # the patches, in order, ready for `git am`
     ordered_by: str  # "b4 0.16.0" or "the [PATCH k/n] numbers"
+    origin: str | None = None  # the URL it was fetched from (no credentials), None: a file
 
     @property
     def answered(self) -> tuple[Mail, ...]:
@@ -248,14 +253,22 @@ def _is_cover(mail: Mail) -> bool:
     return p.numbered and p.counter == 0 and not p.reply
 
 
-def _messages(path: Path) -> list[tuple[email.message.Message, bytes]]:
-    """Every message in an mbox file or a directory of patch files (sorted by name)."""
-    if path.is_dir():
-        files = sorted(p for p in path.iterdir() if p.is_file() and not p.name.startswith("."))
-    elif path.is_file():
-        files = [path]
-    else:
-        raise UsageError(f"--series {path}: no such file or directory")
+def _files(path: Path) -> list[Path]:
+    """The files of mail at `path`: the file itself, a directory's files (sorted by name), or
+    a maildir's messages (what mutt and offlineimap keep: in cur/ and new/)."""
+    if not path.is_dir():
+        return [path]
+    maildir = (path / "cur").is_dir() and (path / "new").is_dir()
+    folders = [path / "cur", path / "new"] if maildir else [path]
+    return sorted((p for d in folders for p in d.iterdir()
+                   if p.is_file() and not p.name.startswith(".")), key=lambda p: p.name)
+
+
+def _messages(path: Path, shown: str = "") -> list[tuple[email.message.Message, bytes]]:
+    """Every message in an mbox file, a directory of patch files or a maildir."""
+    if not (path.is_file() or path.is_dir()):
+        raise UsageError(f"--series {shown or path}: no such file or directory")
+    files = _files(path)
     found: list[tuple[email.message.Message, bytes]] = []
     for f in files:
         raw = f.read_bytes()
@@ -307,7 +320,7 @@ def _b4() -> str | None:
     return str(here) if here.is_file() else shutil.which("b4")
 
 
-def _with_b4(messages: list[tuple[email.message.Message, bytes]], work: Path, path: Path,
+def _with_b4(messages: list[tuple[email.message.Message, bytes]], work: Path, shown: str,
              version: str) -> tuple[bytes, bytes | None]:
     """b4 am over the messages, offline: (the am-ready mbox, the cover letter or None)."""
     exe = _b4()
@@ -325,7 +338,7 @@ def _with_b4(messages: list[tuple[email.message.Message, bytes]], work: Path, pa
     mbx = out / "series.mbx"
     if p.returncode != 0 or not mbx.is_file():
         last = [line for line in str(said).splitlines() if line.strip()][-1:] or ["no output"]
-        raise UsageError(f"--series {path}: {version} found no series to apply ({last[0]}): "
+        raise UsageError(f"--series {shown}: {version} found no series to apply ({last[0]}): "
                          "give the mbox of one patch series (cover letter included)")
     cover = out / "series.cover"
     return mbx.read_bytes(), cover.read_bytes() if cover.is_file() else None
@@ -336,37 +349,68 @@ def _newest(mails: list[Mail]) -> list[Mail]:
     return [m for m in mails if m.parsed.revision == newest]
 
 
-def read(path: Path, work: Path) -> Series:
-    """The series in `path`, in order, its am-ready mbox written under `work` (scratch)."""
-    messages = _messages(path)
-    mails = [(_mail(msg), raw) for msg, raw in messages]
-    if not any(_is_patch(m) for m, _ in mails):
-        raise UsageError(f"--series {path}: no patch in it (no message with a diff): give an "
-                         "mbox or a directory of `git format-patch` files")
-    version = _b4_version()
-    # b4 stops with a ValueError on a NUL byte in a header (a charset name in fuzzed mail):
-    # the numbers order such a series, as git am reads it
-    nul = any(b"\0" in re.split(rb"\r?\n\r?\n", raw, maxsplit=1)[0] for _, raw in mails)
-    threaded = all(m.message_id for m, _ in mails)
-    if version and threaded and not nul:
-        mbx, cover_raw = _with_b4(messages, work, path, version)
-        # b4 rewrites what it writes (no To/Cc, trailers added): a reply answers the message
-        # as it was mailed, so each is the original of the same Message-ID
-        mailed = {m.message_id: m for m, _ in mails}
-        patches = tuple(mailed.get(p.message_id, p)
-                        for p in (_mail(msg) for msg, _ in _messages_of(mbx, work)))
-        cover_id = _mail(_parse(cover_raw)).message_id if cover_raw else ""
-        cover = mailed.get(cover_id) if cover_id else None
-        return _checked(Series(cover, patches, mbx, version), path)
+NUMBERS = "the [PATCH k/n] numbers"
+
+
+def _by_b4(messages: list[tuple[email.message.Message, bytes]], mails: list[tuple[Mail, bytes]],
+           work: Path, shown: str, version: str) -> Series:
+    mbx, cover_raw = _with_b4(messages, work, shown, version)
+    # b4 rewrites what it writes (no To/Cc, trailers added): a reply answers the message
+    # as it was mailed, so each is the original of the same Message-ID
+    mailed = {m.message_id: m for m, _ in mails}
+    patches = tuple(mailed.get(p.message_id, p)
+                    for p in (_mail(msg) for msg, _ in _messages_of(mbx, work)))
+    cover_id = _mail(_parse(cover_raw)).message_id if cover_raw else ""
+    cover = mailed.get(cover_id) if cover_id else None
+    return Series(cover, patches, mbx, version)
+
+
+def _by_numbers(mails: list[tuple[Mail, bytes]], ordered_by: str) -> Series:
+    """The newest revision's patches in the order their subjects number them."""
     numbered = _newest([m for m, _ in mails if _is_patch(m) or _is_cover(m)])
     raw_of = {id(m): raw for m, raw in mails}
     cover = next((m for m in numbered if _is_cover(m)), None)
     patches = tuple(sorted((m for m in numbered if _is_patch(m) and not _is_cover(m)),
                            key=lambda m: m.parsed.counter))
-    mbox = _mbox([raw_of[id(m)] for m in patches])
-    return _checked(Series(cover, patches, mbox, "the [PATCH k/n] numbers" + (
-        " (b4 cannot read a NUL byte in a header)" if version and threaded and nul else "")),
-        path)
+    return Series(cover, patches, _mbox([raw_of[id(m)] for m in patches]), ordered_by)
+
+
+def read(path: Path, work: Path, *, shown: str = "", origin: str | None = None) -> Series:
+    """The series in `path`, in order, its am-ready mbox written under `work` (scratch).
+    `shown` names it in messages (what the tester gave; the path by default); `origin` is the
+    URL it was fetched from (harness/mail/series_source.py)."""
+    shown = shown or str(path)
+    messages = _messages(path, shown)
+    mails = [(_mail(msg), raw) for msg, raw in messages]
+    if not any(_is_patch(m) for m, _ in mails):
+        raise UsageError(f"--series {shown}: no patch in it (no message with a diff): give an "
+                         "mbox, a maildir or a directory of `git format-patch` files")
+    version = _b4_version()
+    # b4 stops with a ValueError on a NUL byte in a header (a charset name in fuzzed mail):
+    # the numbers order such a series, as git am reads it
+    nul = any(b"\0" in re.split(rb"\r?\n\r?\n", raw, maxsplit=1)[0] for _, raw in mails)
+    threaded = all(m.message_id for m, _ in mails)
+    if not (version and threaded and not nul):
+        return _checked(replace(_by_numbers(mails, NUMBERS + (
+            " (b4 cannot read a NUL byte in a header)" if version and threaded else "")),
+            origin=origin), shown)
+    own = _by_numbers(mails, NUMBERS)
+    try:
+        ordered = _by_b4(messages, mails, work, shown, version)
+    except UsageError:
+        if not _whole(own.patches):
+            raise
+        said = "found no series"
+    else:
+        if _whole(ordered.patches) or not _whole(own.patches):
+            return _checked(replace(ordered, origin=origin), shown)  # b4's, or its verdict
+        # b4 misread what our subjects read whole (Patchwork's `[v2,1/4]`, a series without
+        # References): its order would be a false "missing"
+        have = [p.number for p in ordered.patches]
+        gone = [n for n in _wanted(own.patches) if n not in have]
+        said = f"left out {', '.join(gone)}" if gone else f"gave {', '.join(have)}"
+    return _checked(replace(own, ordered_by=f"{NUMBERS} ({version} {said})", origin=origin),
+                    shown)
 
 
 def _messages_of(mbox: bytes, work: Path) -> list[tuple[email.message.Message, bytes]]:
@@ -375,19 +419,27 @@ def _messages_of(mbox: bytes, work: Path) -> list[tuple[email.message.Message, b
     return _messages(f)
 
 
-def _checked(series: Series, path: Path) -> Series:
+def _wanted(patches: tuple[Mail, ...]) -> list[str]:
+    """The numbers of a whole series as its first patch counts it (1/n .. n/n)."""
+    total = patches[0].parsed.expected if patches else 0
+    return [f"{k}/{total}" for k in range(1, total + 1)]
+
+
+def _whole(patches: tuple[Mail, ...]) -> bool:
+    return bool(patches) and [p.number for p in patches] == _wanted(patches)
+
+
+def _checked(series: Series, shown: str) -> Series:
     """Refuse a series with patches missing or twice: it cannot be what was mailed."""
     if not series.patches:
-        raise UsageError(f"--series {path}: no patch in it: give an mbox or a directory of "
-                         "`git format-patch` files")
-    total = series.patches[0].parsed.expected
-    want = [f"{k}/{total}" for k in range(1, total + 1)]
-    have = [p.number for p in series.patches]
-    if have != want:
-        missing = sorted(set(want) - set(have), key=lambda n: int(n.split("/")[0]))
-        raise UsageError(f"--series {path}: the series is not whole: "
+        raise UsageError(f"--series {shown}: no patch in it: give an mbox, a maildir or a "
+                         "directory of `git format-patch` files")
+    if not _whole(series.patches):
+        want, have = _wanted(series.patches), [p.number for p in series.patches]
+        missing = [n for n in want if n not in have]
+        raise UsageError(f"--series {shown}: the series is not whole: "
                          + (f"{', '.join(missing)} missing" if missing else
-                            f"patches {', '.join(have)}, expected 1..{total} once each")
+                            f"patches {', '.join(have)}, expected 1..{len(want)} once each")
                          + "; give every patch of it (b4 mbox MSGID fetches a whole thread)")
     return series
 
@@ -399,7 +451,7 @@ def apply(series: Series, repo: Path, base: str) -> patched.Applied:
 
 def describe(series: Series) -> dict[str, object]:
     """The series as data, for --format json."""
-    return {"name": series.name, "ordered_by": series.ordered_by,
+    return {"name": series.name, "ordered_by": series.ordered_by, "origin": series.origin,
             "cover": asdict(series.cover) | {"body": ""} if series.cover else None,
             "answered": [m.message_id for m in series.answered],
             "patches": [f"{p.number} {p.title}" for p in series.patches]}

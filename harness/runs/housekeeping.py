@@ -32,6 +32,7 @@ DEFAULT_MAX = 30 * 1024**3
 # the kind of each top-level directory, in the order `ltoboot cache` lists them
 KINDS: dict[str, str] = {
     "src": "sources", "kernels": "builds", "variants": "variants", "series": "series trees",
+    "mail": "fetched series",
     "trees": "tree copies", "git-objects": "tree copies",
     "wheels": "downloads",
     "bisect": "bisect builds", "bisect-builds": "bisect builds",

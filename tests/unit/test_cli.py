@@ -53,7 +53,7 @@ def test_a_failed_series_run_writes_no_reply_and_no_trailer(
     mail = series.Mail("[PATCH 1/1] x: y", "A <a@e.org>", "", "", "", "<1@e.org>", "",
                        "diff --git a/x b/x\n")
     s = series.Series(None, (mail,), b"", "test")
-    monkeypatch.setattr(series, "read", lambda path, work: s)
+    monkeypatch.setattr(series, "read", lambda path, work, **where: s)
     monkeypatch.setattr(series, "apply", lambda s, repo, base: patched.Applied(
         tmp_path, "0" * 40, "v1", "tree at v1 + 1 patch", "k"))
     failed = KernelReport(label="x86_64-thin", results=[CheckResult("cfi", False, "broken")])
@@ -61,7 +61,9 @@ def test_a_failed_series_run_writes_no_reply_and_no_trailer(
     reply_file = tmp_path / "reply.eml"
     for name in ("Makefile", "Kconfig"):  # what makes --kernel-src a kernel tree
         (tmp_path / name).write_text("")
-    assert main(["tested-by", "--series", "s.mbox", "--kernel-src", str(tmp_path), "--arch",
+    (tmp_path / "s.mbox").write_text("")
+    assert main(["tested-by", "--series", str(tmp_path / "s.mbox"), "--kernel-src",
+                 str(tmp_path), "--arch",
                  "x86_64", "--name", "T", "--email", "t@e.org", "--reply", str(reply_file)]) == 1
     out = capsys.readouterr()
     assert "Tested-by:" not in out.out and "FAIL cfi: broken" in out.out

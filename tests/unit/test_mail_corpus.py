@@ -30,17 +30,24 @@ FACTS: dict[str, object] = {
     "arches": [{"arch": "x86_64", "lto": "thin", "proc_version": "Linux version 6.1.192",
                 "lto_config": "CONFIG_LTO=y",
                 "checks": [{"name": "basic", "verdict": "PASS", "passed": True}]}]}
-# shape: (has a cover letter, carries Message-IDs, revision)
+B4, NUMBERS = "b4 ", "the [PATCH k/n] numbers"
+B4_MISREAD = f"{NUMBERS} (b4 "  # b4 cannot read Patchwork's `[v2,1/2]`: our order, said so
+# shape: (has a cover letter, carries Message-IDs, revision, what orders it)
 SHAPES = {
-    "cover-thread-utf8.mbox": (True, True, 1),
-    "base64-cover.mbox": (True, True, 1),
-    "no-cover-thread.mbox": (False, True, 1),
-    "no-cover-crlf.mbox": (False, True, 1),
-    "rfc-v3-qp.mbox": (False, True, 3),
-    "unknown-8bit.mbox": (False, True, 1),
-    "crlf-no-msgid.mbox": (False, False, 1),
-    "v1-and-patchv2": (False, False, 2),
+    "cover-thread-utf8.mbox": (True, True, 1, B4),
+    "base64-cover.mbox": (True, True, 1, B4),
+    "no-cover-thread.mbox": (False, True, 1, B4),
+    "no-cover-crlf.mbox": (False, True, 1, B4),
+    "rfc-v3-qp.mbox": (False, True, 3, B4),
+    "unknown-8bit.mbox": (False, True, 1, B4),
+    "crlf-no-msgid.mbox": (False, False, 1, NUMBERS),
+    "v1-and-patchv2": (False, False, 2, NUMBERS),
+    "patch-colon-subject.mbox": (True, True, 1, B4),  # `[Patch 2/2]: title`
+    "patchwork-v2-threaded.mbox": (False, True, 2, B4_MISREAD),
+    "patchwork-net-next-v2.mbox": (False, True, 2, B4_MISREAD),
+    "patchwork-rfc-v3-reversed.mbox": (False, True, 3, B4),  # b4 guesses right
 }
+PATCHWORK = {shape for shape in SHAPES if shape.startswith("patchwork-")}
 
 
 @pytest.fixture
@@ -86,12 +93,12 @@ def thread_of(path: Path) -> bytes:
 @pytest.mark.parametrize("shape", sorted(SHAPES))
 def test_each_shape_is_read_applied_answered_and_collected_by_b4(
         shape: str, tmp_path: Path, cache: Path) -> None:
-    has_cover, has_ids, revision = SHAPES[shape]
+    has_cover, has_ids, revision, ordered_by = SHAPES[shape]
     path = mailcorpus.CORPUS / shape
     s = series.read(path, tmp_path)
     assert [p.title for p in s.patches] == TITLES
     assert {p.parsed.revision for p in s.patches} == {revision}
-    assert s.ordered_by.startswith("b4") == has_ids
+    assert s.ordered_by.startswith(ordered_by), s.ordered_by
     assert (s.cover is not None) == has_cover
     # every patch as mailed: its own To and Cc, names in Unicode
     for p in s.patches:
@@ -147,6 +154,22 @@ def test_the_series_key_is_what_the_patches_change(tmp_path: Path) -> None:
     assert series.read(other, tmp_path).key() != key
 
 
+def test_a_maildir_is_read_as_the_thread_it_holds(tmp_path: Path) -> None:
+    """What mutt and offlineimap keep: a message a file, in new/ until read, then in cur/."""
+    thread = mailcorpus.CORPUS / "cover-thread-utf8.mbox"
+    (tmp_path / "Mail").mkdir()
+    folder = mailbox.Maildir(tmp_path / "Mail" / "linux-kbuild")
+    for message in mailbox.mbox(thread):
+        folder.add(message)
+    seen = next(iter(folder.keys()))
+    moved = folder[seen]
+    moved.set_subdir("cur")
+    folder[seen] = moved
+    s = series.read(tmp_path / "Mail" / "linux-kbuild", tmp_path)
+    assert [p.title for p in s.patches] == TITLES and s.cover is not None
+    assert s.key() == series.read(thread, tmp_path).key()
+
+
 def variant(tmp_path: Path, shape: str, *edits: tuple[bytes, bytes]) -> Path:
     """A corpus file with `edits` made to its bytes (each must change something)."""
     data = (mailcorpus.CORPUS / shape).read_bytes()
@@ -178,11 +201,16 @@ def test_the_same_series_however_it_was_mailed_has_one_key(tmp_path: Path) -> No
     headers, another charset, a cover letter or none, [RFC PATCH v3] or [PATCHv2], ordered
     by b4 or by the numbers: one series, one key (unknown-8bit.mbox changed a letter)."""
     key = series.read(mailcorpus.CORPUS / "no-cover-thread.mbox", tmp_path).key()
-    shapes = [mailcorpus.CORPUS / shape for shape in SHAPES if shape != "unknown-8bit.mbox"]
+    shapes = [mailcorpus.CORPUS / shape for shape in SHAPES
+              if shape != "unknown-8bit.mbox" and shape not in PATCHWORK]
     sent = [variant(tmp_path, "no-cover-thread.mbox", *edits) for edits in SENT_AS.values()]
     lf = variant(tmp_path, "crlf-no-msgid.mbox", (b"\r\n", b"\n"))  # our mbox, not b4's
     assert {p.name: series.read(p, tmp_path).key() for p in [*shapes, *sent, lf]} == \
         dict.fromkeys([p.name for p in [*shapes, *sent, lf]], key)
+    # Patchwork gives the signature back before the diff: another patch as git mailinfo
+    # reads it, one key however Patchwork tags and orders it
+    assert len({series.read(mailcorpus.CORPUS / shape, tmp_path).key()
+                for shape in PATCHWORK}) == 1
 
 
 NO_B4 = (b"Message-Id: ", b"X-Message-Id: ")  # git am gets the mail as it came, not b4's
@@ -258,6 +286,20 @@ def test_subjects_are_parsed_once() -> None:
     assert parse("Re: [PATCH] x") == series.Subject(True, 1, 1, 1, False, "x")
     assert parse("[PATCH net-next,v2,3/4] x").revision == 2
     assert parse("Re: AW: [PATCH 1/2] x").reply
+
+
+@pytest.mark.parametrize(("subject", "parsed"), [
+    ("[v2,1/4] x: y", series.Subject(False, 2, 1, 4, True, "x: y")),
+    ("[RFC,v3,2/5] x: y", series.Subject(False, 3, 2, 5, True, "x: y")),
+    ("[net-next,v2,3/4] x: y", series.Subject(False, 2, 3, 4, True, "x: y")),
+    ("[Patch 2/2]: powerpc/hotplug/mm: Fix", series.Subject(False, 1, 2, 2, True,
+                                                            "powerpc/hotplug/mm: Fix")),
+    ("[PATCH]:x: y", series.Subject(False, 1, 1, 1, False, "x: y")),
+], ids=["patchwork", "patchwork-rfc", "patchwork-list-tag", "colon-after-tag", "colon-tight"])
+def test_subjects_as_patchwork_writes_them(subject: str, parsed: series.Subject) -> None:
+    """Patchwork's series mbox names a patch by its tags without PATCH, joined by commas;
+    some send `[Patch 2/2]: title`: the title never starts with ": "."""
+    assert series.Subject.parse(subject) == parsed
 
 
 def test_unknown_charsets_fall_back_to_utf8(tmp_path: Path) -> None:

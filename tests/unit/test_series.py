@@ -16,6 +16,7 @@ import pytest
 from harness.base.errors import UsageError
 from harness.mail import series
 from harness.reports import reply
+from tests import mailcorpus
 
 ENV = {**os.environ, "GIT_AUTHOR_NAME": "Ann Author", "GIT_AUTHOR_EMAIL": "ann@example.org",
        "GIT_COMMITTER_NAME": "Ann Author", "GIT_COMMITTER_EMAIL": "ann@example.org",
@@ -110,6 +111,25 @@ def test_newest_revision_wins(repo: Path, tmp_path: Path) -> None:
                      .read_bytes())
     s = series.read(both, tmp_path)
     assert all("v2" in p.subject for p in s.patches) and len(s.patches) == 3
+
+
+@pytest.mark.parametrize(("tags", "threaded", "order"), [
+    ("v2", True, [0, 1, 2]), ("RFC,v3", False, [2, 0, 1]), ("net-next,v2", True, [2, 1, 0]),
+], ids=["v2-threaded", "rfc-no-references", "list-tag-reversed"])
+def test_a_patchwork_series_mbox_is_never_falsely_incomplete(
+        repo: Path, tmp_path: Path, tags: str, threaded: bool, order: list[int]) -> None:
+    """Patchwork's series mbox names its patches `[v2,1/3] title`: b4 reads no number in
+    that and leaves patches out; the series is whole by the subjects' numbers, which order
+    it, and ordered_by says why."""
+    sent = format_patch(repo, tmp_path / "sent")
+    patches = [f for f in sorted(sent.iterdir()) if "0000-cover-letter" not in f.name]
+    box = tmp_path / "patchwork.mbox"
+    box.write_bytes(mailcorpus._patchwork(patches, tags, threaded, order))
+    s = series.read(box, tmp_path)
+    assert [(p.number, p.title) for p in s.patches] == [
+        ("1/3", "README: add world"), ("2/3", "a: new file"), ("3/3", "README: again")]
+    assert re.fullmatch(r"the \[PATCH k/n\] numbers \(b4 \S+ (left out|gave) [\d/, ]+\)",
+                        s.ordered_by), s.ordered_by
 
 
 def test_a_series_with_a_patch_missing_is_refused(repo: Path, tmp_path: Path) -> None:
@@ -236,3 +256,20 @@ def test_a_patch_reaching_outside_the_tree_is_refused(
         series.apply(series.read(patch, tmp_path), repo, "HEAD")
     assert not mark.exists() and not (tmp_path / "escape").exists()
     assert not (tmp_path / "cache" / "escape").exists()
+
+
+def test_when_b4_finds_no_series_the_numbers_may_still_make_one(
+        repo: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """b4 failing is its verdict only when the subjects' numbers make no whole series either."""
+    sent = format_patch(repo, tmp_path / "sent", "--thread")
+
+    def no_series(*args: object) -> None:
+        raise UsageError("--series x: b4 0.16.0 found no series to apply (...)")
+
+    monkeypatch.setattr(series, "_with_b4", no_series)
+    s = series.read(sent, tmp_path)
+    assert [p.number for p in s.patches] == ["1/3", "2/3", "3/3"] and s.cover is not None
+    assert re.fullmatch(r"the \[PATCH k/n\] numbers \(b4 \S+ found no series\)", s.ordered_by)
+    (sorted(sent.iterdir())[2]).unlink()  # 2/3: now b4's verdict stands
+    with pytest.raises(UsageError, match="found no series to apply"):
+        series.read(sent, tmp_path)
