@@ -40,7 +40,7 @@ def cache_root() -> Path:
     """The cache directory ($LTOBOOT_CACHE, default ~/.cache/ltoboot), created and writable
     (tried once per process and root; the probe file is the thread's own, as the arches of a
     run ask from threads of their own at once)."""
-    root = Path(os.environ.get("LTOBOOT_CACHE") or Path.home() / ".cache" / "ltoboot")
+    root = Path(os.environ.get("LTOBOOT_CACHE") or Path.home() / ".cache" / "ltoboot").absolute()
     if root in _USABLE and root.is_dir():
         return root
     if not kbuild_can_use(root.absolute()):

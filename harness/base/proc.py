@@ -128,12 +128,15 @@ def _last_line(text: str) -> str:
 
 def run(argv: Sequence[str], *, what: str, error: type[LtobootError] = InfraError,
         log: Path | None = None, cwd: Path | None = None,
-        env: Mapping[str, str] | None = None, ok: Sequence[int] = (0,), fix: str = "") -> str:
-    """Run `argv` to the end and return its stdout. Any other exit status than `ok` raises
-    `error` with one line: what failed, the command, its status, its last line of stderr, the
-    fix when there is one, and the log (which gets the whole output) when there is one."""
-    with running(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=cwd, env=env) as p:
-        out, err = p.communicate()
+        env: Mapping[str, str] | None = None, ok: Sequence[int] = (0,), fix: str = "",
+        stdin: str | None = None) -> str:
+    """Run `argv` to the end (given `stdin`, if any) and return its stdout. Any other exit
+    status than `ok` raises `error` with one line: what failed, the command, its status, its
+    last line of stderr, the fix when there is one, and the log (which gets the whole output)
+    when there is one."""
+    with running(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=cwd, env=env,
+                 **({} if stdin is None else {"stdin": subprocess.PIPE})) as p:
+        out, err = p.communicate(stdin)
     if log is not None:
         with log.open("a") as f:
             f.write(f"$ {shlex.join(argv)}\n{out}{err}")

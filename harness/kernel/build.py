@@ -14,7 +14,7 @@ from harness.base import cache, needs
 from harness.base.arch import get_arch
 from harness.base.errors import BuildError, UsageError
 from harness.base.progress import duration, say
-from harness.kernel import copies, freshness, kbuild, kconfig, nearest, source, toolchain
+from harness.kernel import copies, freshness, kbuild, kconfig, nearest, source, stamps, toolchain
 from harness.kernel.model import (
     BASE_TARGETS,
     MODROOT,
@@ -127,9 +127,10 @@ def build_in(out: Path, make: kbuild.Kbuild, label: str, start: Start,
     nothing, saying why; then the modules. Returns what the configuring and the start said,
     and where the modules are installed."""
     extra = {**configure_step(), **start.said}
+    made_from = time.time_ns()  # what depends on a changed file must be made from here on
     make(jobs=kbuild.jobs())
     if start.incremental:
-        stale = freshness.stale(out, start.changed, start.stamp_ns)
+        stale = freshness.stale(out, start.changed, max(start.stamp_ns, made_from))
         if stale:  # a change make did not see: the build from nothing is the answer
             more = f" and {len(stale) - 1} more" if len(stale) > 1 else ""
             say(f"{label}: the build that started from another one missed a change "
@@ -177,6 +178,11 @@ def _start(out: Path, spec: BuildSpec, src: source.KernelSource,
             copy = copies.Copy.of(src.tree)
             if copy is not None and not donor.align and copy.base == donor.tree:
                 changed, when, differ = copy.changed, copy.stamp_ns, len(copy.changed)
+                if stamps.newest_ns(donor.build_dir) >= when:  # built after the copy was
+                    # made: what differs is made newer than it, or make would not see it
+                    when = stamps.stamp_after(donor.build_dir)
+                    for rel in sorted(changed):
+                        stamps.stamp(src.tree, rel, when)
             say(f"{spec.label}: starting from the build of {donor.description}: "
                 f"{_count(differ, 'file')} and {_count(donor.options, 'option')} differ")
             return Start({"incremental_from": donor.description}, True, changed, when)

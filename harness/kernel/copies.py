@@ -80,10 +80,21 @@ def _put(tree: Path, rel: str, origin: Path, mode: str) -> int:
         dest.unlink(missing_ok=True)
     dest.parent.mkdir(parents=True, exist_ok=True)
     src = origin / rel
-    if mode == "120000":
-        os.symlink(os.readlink(src), dest)
-        return 0
-    shutil.copyfile(src, dest, follow_symlinks=False)
+    try:
+        if mode == "120000":
+            os.symlink(os.readlink(src), dest)
+            return 0
+        # the tester's file: what goes wrong reading it is theirs to mend
+        with open(src, "rb") as f, open(dest, "wb") as out:
+            shutil.copyfileobj(f, out, 1 << 20)
+    except OSError as e:
+        if e.filename not in (str(src), src):
+            raise
+        if isinstance(e, (FileNotFoundError, NotADirectoryError)):
+            raise UsageError(f"--kernel-src {origin} changed while ltoboot copied it ({rel} "
+                             "is gone): run again when it is still") from None
+        raise UsageError(f"--kernel-src {origin}: cannot read {rel} ({e.strerror}): make it "
+                         "readable") from None
     os.chmod(dest, 0o755 if mode == "100755" else 0o644)
     return dest.stat().st_size
 
@@ -130,16 +141,22 @@ def _git_dir(entry: Path, src: source.KernelSource, base: Path | None) -> None:
     git("config", "core.trustctime", "false")  # linked files' ctimes move with other copies
     # where it will be once the entry is in place (a variant's linked tree names it too)
     (tree / ".git").write_text(f"gitdir: {location(src.identity).parent / 'git'}\n")
+    shallow = Path(theirs).parent / "shallow"
+    if shallow.is_file():  # a shallow clone: where its history stops
+        shutil.copyfile(shallow, gitdir / "shallow")
     if head:
         (gitdir / "HEAD").write_text(f"{head}\n")
-    if head:  # the index of a checkout of HEAD: git status says what it says in their tree
+    # the index holds what the tester's does (what is staged): git status in the copy says
+    # what it says in their tree
+    staged = source.index_tree(src.tree) or head
+    if staged:
         earlier = base.parent / "git" / "index" if base is not None else None
         if earlier is not None and earlier.is_file():  # a copy made from an earlier copy:
             # its index knows the files the two share (one inode), git reads only the others
             shutil.copyfile(earlier, gitdir / "index")
-            git("read-tree", "-m", head)
+            git("read-tree", "-m", staged)
         else:
-            git("read-tree", head)
+            git("read-tree", staged)
     git("update-index", "-q", "--refresh")  # the index knows the files: status is quick
     git("config", "--unset", "core.worktree")  # the tree is where the .git file is
 
@@ -168,6 +185,11 @@ def _produce(tmp: Path, src: source.KernelSource, base: Path | None,
         changed = {rel for rel in differ if rel in files}
         for rel in sorted(changed):
             size += _put(tree, rel, src.tree, files[rel][0])
+        # what the base had behind a symlinked directory the tester's tree does not have
+        # (compared through the link, removed with it): copied in too
+        for rel in sorted(r for r in files if not os.path.lexists(tree / r)):
+            size += _put(tree, rel, src.tree, files[rel][0])
+            changed.add(rel)
         changed |= set(deleted)
         when = stamps.stamp_after(base, *([build] if build else []))
         for rel in sorted(changed):

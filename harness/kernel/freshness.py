@@ -74,43 +74,62 @@ def kconfig_dependencies(cmd_text: str) -> list[str]:
     return []
 
 
-def _live(out: Path) -> set[str] | None:
-    """The objects the kernel is made of: vmlinux.a's members (a thin archive names them)
-    and every module's objects; None when the build has no vmlinux.a (kernels before 6.0):
-    then every object counts."""
-    archive = out / "vmlinux.a"
+def _members(archive: Path) -> set[str] | None:
+    """The objects a thin archive names (kbuild's built-in.a, lib.a, vmlinux.a); None when
+    it is not one."""
     try:
         data = archive.read_bytes()
     except OSError:
         return None
-    live: set[str] = set()
-    if data.startswith(b"!<thin>\n"):
-        names = b""
-        pos = 8
-        while pos + 60 <= len(data):
-            header = data[pos:pos + 60]
-            name = header[:16].decode(errors="replace").strip()
-            size = int(header[48:58].decode().strip() or 0)
-            body_at = pos + 60
-            if name == "//":  # the long-name table; thin members have no body
-                names = data[body_at:body_at + size]
-                pos = body_at + size + (size & 1)
-                continue
-            if name == "/":  # the symbol table
-                pos = body_at + size + (size & 1)
-                continue
-            if name.startswith("/") and name[1:].split("/")[0].isdigit():
-                at = int(name[1:].split("/")[0])
-                end = names.find(b"/\n", at)
-                live.add(os.path.normpath(names[at:end].decode(errors="replace")))
-            else:
-                live.add(os.path.normpath(name.rstrip("/")))
-            pos = body_at  # a thin archive's members are not inside it
-    else:
+    if not data.startswith(b"!<thin>\n"):
         return None
-    order = out / "modules.order"
+    found: set[str] = set()
+    names = b""
+    pos = 8
+    while pos + 60 <= len(data):
+        header = data[pos:pos + 60]
+        name = header[:16].decode(errors="replace").strip()
+        try:
+            size = int(header[48:58].decode().strip() or 0)
+        except ValueError:
+            return None
+        body_at = pos + 60
+        if name in ("//", "/"):  # the long-name table and the symbol table have bodies
+            if name == "//":
+                names = data[body_at:body_at + size]
+            pos = body_at + size + (size & 1)
+            continue
+        if name.startswith("/") and name[1:].split("/")[0].isdigit():
+            at = int(name[1:].split("/")[0])
+            end = names.find(b"/\n", at)
+            member = names[at:end].decode(errors="replace")
+        else:
+            member = name.rstrip("/")
+        # a member's path is relative to the archive's directory
+        rel_dir = os.path.dirname(str(archive))
+        found.add(os.path.normpath(os.path.join(rel_dir, member)))
+        pos = body_at  # a thin archive's members are not inside it
+    return found
+
+
+def _live(out: Path) -> set[str] | None:
+    """The objects the kernel is made of: every thin archive's members (vmlinux.a, lib.a,
+    each built-in.a) and every module's objects; None when the build has no vmlinux.a
+    (kernels before 6.0): then every object counts. The boot image's own objects (the
+    decompressor under arch/*/boot/) are in no archive: they always count (see stale())."""
+    if _members(out / "vmlinux.a") is None:
+        return None
+    live: set[str] = set()
+    for dirpath, dirnames, filenames in os.walk(out):
+        dirnames[:] = [d for d in dirnames if not d.startswith("ltoboot-")]
+        for name in filenames:
+            if name.endswith(".a"):
+                path = Path(dirpath) / name
+                members = _members(path)
+                if members is not None:
+                    live |= {os.path.relpath(m, out) for m in members}
     try:
-        modules = order.read_text().split()
+        modules = (out / "modules.order").read_text().split()
     except OSError:
         modules = []
     for ko in modules:
@@ -141,11 +160,13 @@ def _targets(out: Path) -> Iterator[tuple[str, list[str]]]:
     yield "include/config/auto.conf", [f"../{p}" for p in kconfig_dependencies(conf)]
 
 
-def stale(out: Path, changed: Iterable[str], stamp_ns: int) -> list[Stale]:
+def stale(out: Path, changed: Iterable[str], since_ns: int) -> list[Stale]:
     """What make left older than it must be in the build directory `out`, whose source tree
     is its parent (`..`, as kbuild records it for a tree the cache owns): `changed` are the
-    source files (relative to the tree) that differ from the build it started from, stamped
-    at `stamp_ns`. Empty when the build is what a build from nothing gives."""
+    source files (relative to the tree) that differ from the build it started from; what
+    depends on one of them must have been made at `since_ns` or later (the build's start,
+    and not before the changed files' stamp). Empty when the build is what a build from
+    nothing gives."""
     changed = set(changed)
     live = _live(out)
     times: dict[str, int | None] = {}
@@ -161,7 +182,8 @@ def stale(out: Path, changed: Iterable[str], stamp_ns: int) -> list[Stale]:
     found: list[Stale] = []
     for target, deps in _targets(out):
         norm = os.path.normpath(target)
-        if live is not None and norm.endswith((".o", ".ko")) and norm not in live:
+        if live is not None and norm.endswith((".o", ".ko")) and norm not in live \
+                and not re.match(r"arch/[^/]+/boot/", norm):
             continue  # not part of this kernel (an option now off): make never looked at it
         made = mtime(norm)
         if made is None:
@@ -171,7 +193,7 @@ def stale(out: Path, changed: Iterable[str], stamp_ns: int) -> list[Stale]:
                 continue  # the compiler's own headers
             rel = os.path.normpath(dep)
             in_tree = rel.startswith("../")
-            if in_tree and rel.removeprefix("../") in changed and made < stamp_ns:
+            if in_tree and rel.removeprefix("../") in changed and made < since_ns:
                 found.append(Stale(norm, rel.removeprefix("../")))
                 break
             when = mtime(rel)

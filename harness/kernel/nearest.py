@@ -208,7 +208,7 @@ def compare(tree: Path, other: Path, files: Iterable[str] | None = None) -> set[
         theirs = os.path.join(other, rel)
         try:
             a, b = os.lstat(mine), os.lstat(theirs)
-        except FileNotFoundError:
+        except OSError:  # not there, or a file where the other has a directory
             same = False
         else:
             if stat.S_ISLNK(a.st_mode) or stat.S_ISLNK(b.st_mode):

@@ -60,8 +60,11 @@ def stamp(tree: Path, rel: str, when_ns: int) -> None:
         own(path)
         os.utime(path, ns=(when_ns, when_ns))
         return
-    target = path.resolve()  # a link's own time means nothing to make
-    if not target.is_relative_to(tree.resolve()) or not target.exists():
+    try:
+        target = path.resolve(strict=True)  # a link's own time means nothing to make
+    except (OSError, RuntimeError):  # dangling, or a loop: make cannot follow it either
+        return
+    if not target.is_relative_to(tree.resolve()):
         return
     inside = [target] if not target.is_dir() else \
         [Path(d) / f for d, _, fs in os.walk(target) for f in fs]

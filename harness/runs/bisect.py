@@ -47,7 +47,8 @@ def git(tree: Path, *args: str, check: bool = True) -> str:
     """git's output; a failure is bad input (one line with git's reason), or with check=False
     whatever git printed before failing (often nothing). No opportunistic writes (an index
     refresh): in a tester's repository git only reads; what a command must write, it does."""
-    return proc.run(["git", "--no-optional-locks", "-C", str(tree), *args],
+    return proc.run(["git", "--no-optional-locks", "-C", str(tree), "-c",
+                     "core.hooksPath=/dev/null", "-c", "core.fsmonitor=false", *args],
                     what=f"git {args[0]} in {tree}", error=UsageError,
                     ok=(0,) if check else range(256)).strip()
 
@@ -298,7 +299,7 @@ def run(spec: BuildSpec, good: str, bad: str, step_options: Sequence[str]) -> Bi
     repo = Path(spec.kernel_src).resolve()
     if not (repo / ".git").exists():
         raise UsageError(f"{repo} is not a git tree: bisect needs one")
-    if git(repo, "status", "--porcelain", "--untracked-files=no"):
+    if source.tracked_changes(repo):  # asked without refreshing their index
         raise UsageError(f"{repo} has uncommitted changes: commit or stash them first")
     commits = []
     for rev in (good, bad):

@@ -290,3 +290,118 @@ def test_a_copy_made_from_an_earlier_copy_says_what_the_testers_tree_says(repo: 
     assert _linked(second.tree / "Makefile", first.tree / "Makefile")
     assert git(second.tree, "--no-optional-locks", "status", "-uno", "--porcelain") == \
         git(repo, "--no-optional-locks", "status", "-uno", "--porcelain") == "M init/main.c"
+
+
+def test_what_git_is_told_to_overlook_is_still_the_trees(repo: Path) -> None:
+    """assume-unchanged, a sparse checkout's skip-worktree, core.autocrlf: the identity is
+    the bytes on disk, not what git was told or would commit."""
+    first = source.content(repo).identity
+    git(repo, "update-index", "--assume-unchanged", "init/main.c")
+    (repo / "init" / "main.c").write_text("int hidden;\n")
+    hidden = source.content(repo)
+    assert hidden.identity != first
+    git(repo, "update-index", "--no-assume-unchanged", "init/main.c")
+    git(repo, "checkout", "--", "init/main.c")
+    git(repo, "config", "core.autocrlf", "input")
+    (repo / "scripts" / "tool.sh").write_bytes(b"#!/bin/sh\r\n")
+    crlf = source.content(repo)
+    assert crlf.identity != first
+    tree = copies.make(source.resolve(repo)).tree
+    assert (tree / "scripts" / "tool.sh").read_bytes() == b"#!/bin/sh\r\n"
+
+
+def test_the_testers_split_index_and_hooks_are_left_alone(repo: Path) -> None:
+    git(repo, "config", "core.splitIndex", "true")
+    (repo / "init" / "x.c").write_text("int x;\n")
+    git(repo, "add", "-A")
+    (repo / "init" / "main.c").write_text("int edited;\n")
+    hook = repo / ".git" / "hooks" / "post-index-change"
+    hook.write_text("#!/bin/sh\ntouch \"$(git rev-parse --git-dir)/hook-ran\"\n")
+    hook.chmod(0o755)
+    time.sleep(0.01)
+    before = snapshot(repo)
+    src = source.resolve(repo)
+    copies.make(src)
+    assert source.tracked_changes(repo) is True
+    assert snapshot(repo) == before
+    assert not (repo / ".git" / "hook-ran").exists()
+
+
+def test_what_a_copy_cannot_be_is_refused_naming_it(repo: Path, tmp_path: Path) -> None:
+    outside = tmp_path / "outside.h"
+    outside.write_text("#define OUT\n")
+    (repo / "init" / "out.h").symlink_to(outside)
+    with pytest.raises(UsageError, match=r"init/out.h is a symlink out of the tree"):
+        source.resolve(repo)
+    (repo / "init" / "out.h").unlink()
+    (repo / "init" / "up.h").symlink_to("../../outside.h")
+    with pytest.raises(UsageError, match=r"init/up.h is a symlink out of the tree"):
+        source.resolve(repo)
+    (repo / "init" / "up.h").unlink()
+    sub = repo / "tools" / "sub"
+    sub.mkdir(parents=True)
+    git(sub, "init", "-q")
+    (sub / "f").write_text("x")
+    git(sub, "add", "f")
+    git(sub, "commit", "-q", "-m", "sub")
+    git(repo, "add", "tools/sub")
+    with pytest.raises(UsageError, match=r"tools/sub is a git repository inside the tree"):
+        source.resolve(repo)
+
+
+def test_a_directory_the_base_reached_through_a_symlink_is_copied(repo: Path) -> None:
+    base = cache.cache_root() / "src" / "y" / "linux"
+    shutil.copytree(repo, base, ignore=shutil.ignore_patterns(".git"), symlinks=True)
+    (base / "real").mkdir()
+    (base / "real" / "x.c").write_text("int x;\n")
+    (base / "foo").symlink_to("real")
+    (repo / "foo").mkdir()
+    (repo / "foo" / "x.c").write_text("int x;\n")  # the same bytes, in a real directory
+    (base / "file-here").write_text("a file in the base\n")
+    (repo / "file-here").mkdir()  # a directory in the tester's tree
+    (repo / "file-here" / "y.c").write_text("int y;\n")
+    src = source.resolve(repo)
+    assert src.files is not None
+    differ = nearest.compare(repo, base, src.files)
+    assert differ is not None and "file-here/y.c" in differ
+    tree = copies.make(src, base, frozenset(differ)).tree
+    assert (tree / "foo" / "x.c").read_text() == "int x;\n" and not (tree / "foo").is_symlink()
+    assert (tree / "file-here" / "y.c").read_text() == "int y;\n"
+
+
+def test_a_staged_change_names_the_copy_as_the_testers_tree(repo: Path) -> None:
+    git(repo, "tag", "-a", "-m", "v6.1", "v6.1")
+    (repo / "init" / "new.c").write_text("int n;\n")
+    git(repo, "add", "init/new.c")
+    tree = copies.make(source.resolve(repo)).tree
+    assert git(tree, "--no-optional-locks", "status", "-uno", "--porcelain") == \
+        git(repo, "--no-optional-locks", "status", "-uno", "--porcelain") == "A  init/new.c"
+
+
+def test_freshness_wants_what_depends_on_a_change_made_by_this_build(tmp_path: Path) -> None:
+    """A donor built after the changed files were stamped has objects newer than them: make
+    sees nothing to do, and only the build's start tells the object is the donor's."""
+    out = _build_dir(tmp_path)
+    stamp = time.time_ns() - 10**10
+    donor_made = stamp + 10**9  # the donor's object: after the stamp, before this build
+    for p in (out.parent / "init" / "main.c", out.parent / "include" / "foo.h"):
+        os.utime(p, ns=(stamp, stamp))
+    os.utime(out / "include" / "config" / "SMP", ns=(stamp, stamp))
+    os.utime(out / "init" / "main.o", ns=(donor_made, donor_made))
+    assert freshness.stale(out, ["include/foo.h"], stamp) == []  # the stamp alone misses it
+    started = donor_made + 10**9
+    assert [s.target for s in freshness.stale(out, ["include/foo.h"], started)] == [
+        "init/main.o"]
+
+
+def test_objects_of_every_archive_are_the_kernels(tmp_path: Path) -> None:
+    """lib.a (lib-y without modules) and each built-in.a count, not vmlinux.a's alone."""
+    out = tmp_path / "out"
+    (out / "lib").mkdir(parents=True)
+    (out / "init").mkdir()
+    for obj in ("init/main.o", "lib/string.o"):
+        (out / obj).write_bytes(b"\x7fELF")
+    subprocess.run(["ar", "rcT", str(out / "vmlinux.a"), "init/main.o"], cwd=out, check=True)
+    subprocess.run(["ar", "rcT", str(out / "lib" / "lib.a"), "string.o"], cwd=out / "lib",
+                   check=True)
+    assert {"init/main.o", "lib/string.o"} <= (freshness._live(out) or set())
