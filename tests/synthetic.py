@@ -3,6 +3,7 @@ must not wait for a build (image parsing, bad-input and tool-failure paths)."""
 
 from __future__ import annotations
 
+import os
 import subprocess
 from pathlib import Path
 
@@ -60,3 +61,26 @@ def fake_tree(path: Path, git: bool = False) -> Path:
             g("add", "-A")
             g("commit", "-q", "-m", f"c{i}")
     return path
+
+
+GIT_ENV = {"GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@t", "GIT_COMMITTER_NAME": "t",
+           "GIT_COMMITTER_EMAIL": "t@t"}
+
+
+def git(repo: Path, *args: str) -> str:
+    """git in a test's own repository, with an identity of its own."""
+    return subprocess.run(["git", "-C", str(repo), *args], check=True, capture_output=True,
+                          text=True, env={**os.environ, **GIT_ENV}).stdout.strip()
+
+
+def kernel_repo(r: Path) -> Path:
+    """The smallest tree ltoboot takes for a kernel's (a Makefile that says its version, a
+    Kconfig, init/main.c), a git repository with one commit."""
+    (r / "init").mkdir(parents=True)
+    (r / "Makefile").write_text("VERSION = 6\nPATCHLEVEL = 1\nSUBLEVEL = 0\n")
+    (r / "Kconfig").write_text("")
+    (r / "init" / "main.c").write_text("int main;\n")
+    git(r, "init", "-q")
+    git(r, "add", "-A")
+    git(r, "commit", "-q", "-m", "base")
+    return r

@@ -10,7 +10,6 @@ import ast
 import copy
 import dataclasses
 import json
-import os
 import subprocess
 from datetime import UTC, datetime
 from pathlib import Path
@@ -25,6 +24,7 @@ from harness.kernel.model import META, BuildSpec, Checkout, Kernel, PlannedBuild
 from harness.reports import kcidb
 from harness.reports.results import KernelReport, Stage
 from harness.runs.lava import job, verdicts
+from tests.synthetic import git, kernel_repo
 
 NAMES = ["proc_version", "modversions", "pci_fixups"]
 
@@ -178,27 +178,11 @@ def test_the_renderers_ask_nothing_after_the_run() -> None:
         assert not asked, f"{page.name}: {asked}"
 
 
-GIT_ENV = {"GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@t", "GIT_COMMITTER_NAME": "t",
-           "GIT_COMMITTER_EMAIL": "t@t"}
-
-
-def git(repo: Path, *args: str) -> str:
-    return subprocess.run(["git", "-C", str(repo), *args], check=True, capture_output=True,
-                          text=True, env={**os.environ, **GIT_ENV}).stdout.strip()
-
-
 @pytest.fixture
 def repo(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """A tester's git tree: a tag, a commit after it, an https origin, an uncommitted edit."""
     monkeypatch.setenv("LTOBOOT_CACHE", str(tmp_path / "cache"))
-    r = tmp_path / "linux"
-    (r / "init").mkdir(parents=True)
-    (r / "Makefile").write_text("VERSION = 6\nPATCHLEVEL = 1\nSUBLEVEL = 0\n")
-    (r / "Kconfig").write_text("")
-    (r / "init" / "main.c").write_text("int main;\n")
-    git(r, "init", "-q")
-    git(r, "add", "-A")
-    git(r, "commit", "-q", "-m", "base")
+    r = kernel_repo(tmp_path / "linux")
     git(r, "tag", "-a", "-m", "v6.1", "v6.1")
     (r / "init" / "main.c").write_text("int main2;\n")
     git(r, "commit", "-q", "-am", "next")

@@ -21,14 +21,7 @@ import pytest
 from harness.base import cache
 from harness.base.errors import UsageError
 from harness.kernel import copies, freshness, nearest, source, stamps
-
-GIT_ENV = {"GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@t", "GIT_COMMITTER_NAME": "t",
-           "GIT_COMMITTER_EMAIL": "t@t"}
-
-
-def git(repo: Path, *args: str) -> str:
-    return subprocess.run(["git", "-C", str(repo), *args], check=True, capture_output=True,
-                          text=True, env={**os.environ, **GIT_ENV}).stdout.strip()
+from tests.synthetic import git, kernel_repo
 
 
 def snapshot(top: Path) -> dict[str, tuple[int, int, int, int, str]]:
@@ -45,17 +38,12 @@ def snapshot(top: Path) -> dict[str, tuple[int, int, int, int, str]]:
 @pytest.fixture
 def repo(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.setenv("LTOBOOT_CACHE", str(tmp_path / "cache"))
-    r = tmp_path / "linux"
-    (r / "init").mkdir(parents=True)
-    (r / "Makefile").write_text("VERSION = 6\nPATCHLEVEL = 1\nSUBLEVEL = 0\n")
-    (r / "Kconfig").write_text("")
-    (r / "init" / "main.c").write_text("int main;\n")
+    r = kernel_repo(tmp_path / "linux")
     (r / "scripts").mkdir()
     (r / "scripts" / "tool.sh").write_text("#!/bin/sh\n")
     (r / ".gitignore").write_text("*.o\n")
-    git(r, "init", "-q")
     git(r, "add", "-A")
-    git(r, "commit", "-q", "-m", "base")
+    git(r, "commit", "-q", "-m", "scripts")
     old = time.time() - 60  # nothing here is racily clean for git
     for p in r.rglob("*"):
         if ".git" not in p.parts:
