@@ -112,8 +112,7 @@ def _built(repo: Path) -> Kernel:
 
 
 def test_each_kind_of_edit_reaches_the_kernel_built_from_another(
-        clone: Path, kernels: Kernels, guests: Guests) -> None:
-    default = kernels.get(arch="x86_64")
+        clone: Path, guests: Guests) -> None:
     makefile = (clone / "init" / "Makefile").read_text()
     kconfig = (clone / "init" / "Kconfig").read_text()
     # v1: new untracked files (a C file, a header, a symlink to one of two headers), a
@@ -127,8 +126,8 @@ def test_each_kind_of_edit_reaches_the_kernel_built_from_another(
                                     'CFLAGS_ltoboot_reuse.o += -DREUSE_FLAG=\\"flag-one\\"\n',
     }, "ltoboot_a.h")
     one = _built(clone)
-    assert f"{default.key[:12]} of " in one.extra.get("incremental_from", ""), one.extra
-    assert "incremental_missed" not in one.extra, one.extra
+    # from the default kernel's build in a fresh cache (or a nearer one a cache holds)
+    assert "incremental_from" in one.extra and "incremental_missed" not in one.extra, one.extra
     assert _strings(guests, one) == ["gone-still-here", "header-one link-a flag-one"]
     # v2: the header changed at the same size, the symlink retargeted to an older file, a
     # file deleted (and its Makefile line), a Kconfig option added, a flag in the Makefile
@@ -144,6 +143,6 @@ def test_each_kind_of_edit_reaches_the_kernel_built_from_another(
     for rel in ("init/ltoboot_reuse.h", "init/Makefile", "init/Kconfig", "init/ltoboot_b.h"):
         os.utime(clone / rel, (old, old))
     two = _built(clone)
-    assert f"{one.key[:12]} of " in two.extra.get("incremental_from", ""), two.extra
-    assert "incremental_missed" not in two.extra, two.extra
+    # from v1's (or a nearer build a cache holds): never from nothing, never a missed change
+    assert "incremental_from" in two.extra and "incremental_missed" not in two.extra, two.extra
     assert _strings(guests, two) == ["header-two link-b flag-two", "kconfig-on"]
