@@ -65,11 +65,11 @@ class Run:
 
 def series_facts(given: Path, mailed: Series) -> dict[str, Any]:
     """What a checkout says of a mailed series: its files (an mbox, or a directory's patch
-    files), the hash of what its patches change, its cover letter's subject and Message-ID."""
+    files), KCIDB's patchset_hash of its patches, its cover letter's subject and Message-ID."""
     given = given.resolve()
     files = sorted(p for p in given.iterdir() if p.is_file() and not p.name.startswith(".")) \
         if given.is_dir() else [given]
-    return {"name": mailed.name, "patchset_hash": mailed.key(),
+    return {"name": mailed.name, "patchset_hash": mailed.patchset_hash(),
             "patch_files": [(p.name, p.as_uri()) for p in files],
             "cover_subject": mailed.cover.subject if mailed.cover else "",
             "cover_message_id": mailed.cover.message_id if mailed.cover else ""}

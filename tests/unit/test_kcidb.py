@@ -281,3 +281,79 @@ def test_a_kernel_that_did_not_build_is_named_by_its_plan(monkeypatch: pytest.Mo
     (checkout,) = doc["checkouts"]
     assert checkout["git_commit_hash"] == "c" * 40 and checkout["git_commit_name"] == "v6.1"
     assert checkout["misc"]["repository"] == "/home/t/linux"
+
+
+# -- a mailed series as KernelCI names it ---------------------------------------------------
+
+MBOX_FROM = b"From mboxrd@z Thu Jan  1 00:00:00 1970\n"
+
+
+@pytest.fixture
+def sent(tmp_path: Path) -> Path:
+    """A series as `git format-patch --thread --cover-letter` writes it: a cover letter and
+    two patches (one of them binary), each a file."""
+    r = tmp_path / "author"
+    r.mkdir()
+    git(r, "init", "-q")
+    (r / "README").write_text("hello\n")
+    git(r, "add", "-A")
+    git(r, "commit", "-q", "-m", "base")
+    git(r, "tag", "base")
+    (r / "README").write_text("hello\nworld\n")
+    git(r, "commit", "-q", "-am", "README: add world")
+    (r / "logo.bin").write_bytes(bytes(range(256)))
+    git(r, "add", "logo.bin")
+    git(r, "commit", "-q", "-m", "logo: add it")
+    out = tmp_path / "sent"
+    git(r, "format-patch", "-q", "--thread", "--cover-letter", "-o", str(out), "base..HEAD")
+    cover = next(out.glob("0000-*"))
+    cover.write_text(cover.read_text().replace("*** SUBJECT HERE ***", "World and logo"))
+    return out
+
+
+def sha256sum(folder: Path, names: list[str]) -> str:
+    """The schema's own recipe, by the shell: `sha256sum *.patch | cut -c-64 | sha256sum`."""
+    return subprocess.run(["sh", "-c", 'sha256sum "$@" | cut -c-64 | sha256sum | cut -c-64',
+                           "sh", *names], cwd=folder, check=True, capture_output=True,
+                          text=True).stdout.strip()
+
+
+def series_report(tmp: Path) -> KernelReport:
+    k = dataclasses.replace(kernel(tmp), extra={}, checkout=Checkout(
+        identity="series:abc", description="linux at v6.1 + 2 patches", commit="c" * 40,
+        described="v6.1", repository="/home/t/linux"))
+    return KernelReport(label=k.label, kernel=k, spec=BuildSpec(arch="x86_64"))
+
+
+def test_patchset_hash_is_the_schemas_over_the_patches_as_given(sent: Path, tmp_path: Path
+                                                               ) -> None:
+    """A directory of patch files: sha256sum of each file (the cover letter is no patch); an
+    mbox as a list archive serves it, in any order: of each message without its From line.
+    b4 rewrites the patches it orders: the hash is of what was mailed, not of b4's mbox."""
+    from harness.mail import series
+
+    patches = sorted(p.name for p in sent.glob("000[1-9]-*.patch"))
+    for work in ("work-dir", "work-mbox"):
+        (tmp_path / work).mkdir()
+    s = series.read(sent, tmp_path / "work-dir")
+    assert s.ordered_by.startswith("b4 ")
+    facts = kcidb.series_facts(sent, s)
+    assert facts["patchset_hash"] == sha256sum(sent, patches)
+    listed = tmp_path / "listed"
+    listed.mkdir()
+    messages = []
+    for name in patches:
+        message = (sent / name).read_bytes().split(b"\n", 1)[1]  # without format-patch's From
+        (listed / f"{name}.eml").write_bytes(message)
+        messages.append(message)
+    cover = next(sent.glob("0000-*")).read_bytes().split(b"\n", 1)[1]
+    box = tmp_path / "thread.mbox"  # as a thread may come: replies first, a blank line after each
+    box.write_bytes(b"".join(MBOX_FROM + m + b"\n" for m in [messages[1], cover, messages[0]]))
+    from_mbox = series.read(box, tmp_path / "work-mbox")
+    expected = sha256sum(listed, [f"{n}.eml" for n in patches])
+    assert kcidb.series_facts(box, from_mbox)["patchset_hash"] == expected
+    doc = kcidb.document([series_report(tmp_path)],
+                         dataclasses.replace(run(), series=kcidb.series_facts(box, from_mbox)),
+                         NAMES)
+    kcidb.validate(doc)
+    assert doc["checkouts"][0]["patchset_hash"] == expected
