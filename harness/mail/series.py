@@ -26,6 +26,7 @@ import sys
 import tempfile
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
+from urllib.parse import quote, urlsplit
 
 from harness.base import proc
 from harness.base.errors import UsageError
@@ -131,6 +132,13 @@ class Series:
         as b4 rewrote them for am; KernelCI matches this series tested elsewhere by it."""
         return patchset_hash(hashlib.sha256(raw).hexdigest() for raw in self.patch_bytes)
 
+    def patch_files(self) -> list[tuple[str, str]]:
+        """(name, URL) of where others download the patches (KCIDB's patchset_files): each
+        message on the list archive it was fetched from, or the Patchwork series' mbox;
+        none for a series read from the tester's files (a local path is no URL)."""
+        return _downloads(self.origin, [p.message_id for p in self.patches]) \
+            if self.origin else []
+
     def key(self) -> str:
         """What `git am` applies, read as am reads it (git mailsplit, then git mailinfo): each
         patch's subject, its commit message without the trailer block, and the patch byte for
@@ -138,6 +146,26 @@ class Series:
         another charset) or again with new trailers (or beside our own reply) is the same
         series; any other change to what am applies, a trailing blank included, is another."""
         return _am_key(self.mbox, tuple(f"{p.number} \"{p.title}\"" for p in self.patches))
+
+
+# the origins harness/mail/series_source.py fetches: a public-inbox thread, a Patchwork series
+_THREAD_MBOX = re.compile(r"^(?P<inbox>https?://.+)/[^/]+/t\.mbox\.gz$")
+_PATCHWORK_MBOX = re.compile(r"/series/(?P<id>\d+)/mbox/?$")
+
+
+def _downloads(origin: str, msgids: list[str]) -> list[tuple[str, str]]:
+    """(file name, URL) of a series fetched from `origin`, for others to download: from a
+    public-inbox thread (…/<Message-ID>/t.mbox.gz), each message as it was mailed
+    (…/<Message-ID>/raw: a list archive serves it so) when every one has a Message-ID; else,
+    a Patchwork series' mbox, the one URL it came from."""
+    ids = [m.strip().removeprefix("<").removesuffix(">") for m in msgids]
+    if (thread := _THREAD_MBOX.match(origin)) is not None and ids and all(ids):
+        return [(f"{n:04d}.patch", f"{thread['inbox']}/{quote(i, safe='@+=')}/raw")
+                for n, i in enumerate(ids, 1)]
+    path = urlsplit(origin).path
+    m = _PATCHWORK_MBOX.search(path)
+    return [(f"series-{m['id']}.mbox" if m else
+             path.rstrip("/").rpartition("/")[2] or "series.mbox", origin)]
 
 
 @functools.lru_cache(maxsize=16)

@@ -63,14 +63,13 @@ class Run:
     errors: dict[str, str] = field(default_factory=dict)  # kernel label -> infrastructure error
 
 
-def series_facts(given: Path, mailed: Series) -> dict[str, Any]:
-    """What a checkout says of a mailed series: its files (an mbox, or a directory's patch
-    files), KCIDB's patchset_hash of its patches, its cover letter's subject and Message-ID."""
-    given = given.resolve()
-    files = sorted(p for p in given.iterdir() if p.is_file() and not p.name.startswith(".")) \
-        if given.is_dir() else [given]
+def series_facts(mailed: Series) -> dict[str, Any]:
+    """What a checkout says of a mailed series: where others download its patches (the
+    list archive or Patchwork it was fetched from; nothing for the tester's own files: a
+    local path is no URL), KCIDB's patchset_hash of its patches, its cover letter's subject
+    and Message-ID."""
     return {"name": mailed.name, "patchset_hash": mailed.patchset_hash(),
-            "patch_files": [(p.name, p.as_uri()) for p in files],
+            "patch_files": mailed.patch_files(),
             "cover_subject": mailed.cover.subject if mailed.cover else "",
             "cover_message_id": mailed.cover.message_id if mailed.cover else ""}
 

@@ -337,7 +337,7 @@ def test_patchset_hash_is_the_schemas_over_the_patches_as_given(sent: Path, tmp_
         (tmp_path / work).mkdir()
     s = series.read(sent, tmp_path / "work-dir")
     assert s.ordered_by.startswith("b4 ")
-    facts = kcidb.series_facts(sent, s)
+    facts = kcidb.series_facts(s)
     assert facts["patchset_hash"] == sha256sum(sent, patches)
     listed = tmp_path / "listed"
     listed.mkdir()
@@ -351,9 +351,39 @@ def test_patchset_hash_is_the_schemas_over_the_patches_as_given(sent: Path, tmp_
     box.write_bytes(b"".join(MBOX_FROM + m + b"\n" for m in [messages[1], cover, messages[0]]))
     from_mbox = series.read(box, tmp_path / "work-mbox")
     expected = sha256sum(listed, [f"{n}.eml" for n in patches])
-    assert kcidb.series_facts(box, from_mbox)["patchset_hash"] == expected
+    assert kcidb.series_facts(from_mbox)["patchset_hash"] == expected
     doc = kcidb.document([series_report(tmp_path)],
-                         dataclasses.replace(run(), series=kcidb.series_facts(box, from_mbox)),
+                         dataclasses.replace(run(), series=kcidb.series_facts(from_mbox)),
                          NAMES)
     kcidb.validate(doc)
     assert doc["checkouts"][0]["patchset_hash"] == expected
+
+
+def test_patchset_files_are_where_the_series_came_from_never_a_local_path(
+        sent: Path, tmp_path: Path) -> None:
+    """Fetched from a list archive: each patch as the archive serves it raw; from Patchwork:
+    the series' mbox; from the tester's files: no patchset_files (a local path is no URL),
+    the patchset_hash still there."""
+    from harness.mail import series
+
+    mailed = series.read(sent, tmp_path)
+    assert mailed.cover is not None
+    ids = [p.message_id.strip("<>") for p in mailed.patches]
+    archive = "https://lore.kernel.org/all"
+    thread = dataclasses.replace(
+        mailed, origin=f"{archive}/{mailed.cover.message_id.strip('<>')}/t.mbox.gz")
+    patchwork = dataclasses.replace(
+        mailed, origin="https://patchwork.kernel.org/series/7/mbox/")
+    found = {}
+    for name, s in (("files", mailed), ("lore", thread), ("patchwork", patchwork)):
+        doc = kcidb.document([series_report(tmp_path)],
+                             dataclasses.replace(run(), series=kcidb.series_facts(s)), NAMES)
+        kcidb.validate(doc)
+        (checkout,) = doc["checkouts"]
+        assert checkout["patchset_hash"] == mailed.patchset_hash()
+        found[name] = checkout.get("patchset_files")
+    assert found["files"] is None
+    assert found["lore"] == [{"name": f"{n:04d}.patch", "url": f"{archive}/{i}/raw"}
+                             for n, i in enumerate(ids, 1)]
+    assert found["patchwork"] == [{"name": "series-7.mbox",
+                                   "url": "https://patchwork.kernel.org/series/7/mbox/"}]
