@@ -96,7 +96,8 @@ class Checkout:
     commit: str = ""  # git: HEAD; a series: the commit it was applied onto
     described: str = ""  # `git describe --always --tags` of that commit
     local_changes: str = ""  # git: the tree hash of what HEAD does not hold ("" when clean)
-    remote_url: str = ""  # git: the URL of the tree's `origin`
+    remote_url: str = ""  # git, a series: the URL of the remote the tester's branch follows
+    remote_branch: str = ""  # that remote's branch, when the commit is on it ("": not known)
     repository: str = ""  # a series: the tester's repository it was applied from
     prebuilt: str = ""  # a kernel built elsewhere: what the user gave (--kernel)
 

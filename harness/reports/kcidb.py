@@ -122,28 +122,72 @@ def checkout_of(rep: KernelReport) -> Checkout:
     return Checkout(identity=f"unknown:{_short(what)}", description=what)
 
 
+# The trees KernelCI knows by name (kernelci-pipeline's config/trees.yaml), by their path on
+# git.kernel.org: KCIDB's tree_name is "the widely-recognized name of the sub-tree (fork)"
+KERNEL_ORG_TREES = {
+    "torvalds/linux": "mainline", "stable/linux": "stable",
+    "stable/linux-stable": "stable",  # the stable tree's name before linux.git
+    "stable/linux-stable-rc": "stable-rc", "rt/linux-stable-rt": "stable-rt",
+    "next/linux-next": "next", "netdev/net-next": "net-next", "tip/tip": "tip",
+    "shuah/linux-kselftest": "kselftest", "pci/pci": "linux-pci", "soc/soc": "soc",
+    "cip/linux-cip": "cip", "arm64/linux": "arm64", "riscv/linux": "riscv",
+}
+KERNEL_ORG_HOSTS = ("git.kernel.org", "gitolite.kernel.org", "kernel.googlesource.com")
+_GIT_URL = re.compile(r"^(?:[a-z][a-z0-9+.-]*://)?(?:[^@/]*@)?(?P<host>[^/:@]+)(?::\d+)?[:/]/*"
+                      r"(?P<path>.*?)(?:\.git)?/*$", re.I)
+
+
+def tree_name(url: str) -> str:
+    """The name KernelCI knows the tree at `url` by (https, git or ssh; kernel.org or its
+    mirrors), "" for any other tree: KCIDB groups checkouts by it, a made-up one misleads."""
+    m = _GIT_URL.match(url.strip())
+    if m is None:
+        return ""
+    host, path = m["host"].lower(), m["path"]
+    if host == "github.com" and path.lower() == "torvalds/linux":  # Linus's own mirror
+        return "mainline"
+    found = re.fullmatch(r"pub/scm/linux/kernel/git/([^/]+/[^/]+)", path)
+    return KERNEL_ORG_TREES.get(found[1], "") if found and host in KERNEL_ORG_HOSTS else ""
+
+
+def _no_credentials(url: str) -> str:
+    """A URL without the user and password some remotes carry (https://user:token@host/…)."""
+    return re.sub(r"^([a-z][a-z0-9+.-]*://)[^/@]*@", r"\1", url, flags=re.I)
+
+
+def _repository(c: Checkout, fields: dict[str, Any], misc: dict[str, Any]) -> None:
+    """Where a git checkout's base comes from: the tester's remote (https only, as KCIDB
+    takes it), its branch, and the name KernelCI knows the tree by."""
+    url = _no_credentials(c.remote_url)
+    fields["tree_name"] = tree_name(url)
+    if url.startswith("https://"):
+        fields["git_repository_url"] = url
+        fields["git_repository_branch"] = c.remote_branch
+    elif url:
+        misc["git_repository"] = url
+
+
 def source_of(rep: KernelReport) -> Source:
     """The checkout a report's kernel came from, as KCIDB says it."""
     c = checkout_of(rep)
     if c.kind == "prebuilt":
         return Source(c.identity, {"comment": c.description}, {"prebuilt": c.prebuilt})
-    fields: dict[str, Any] = {"tree_name": Path(c.tree).name if c.tree else "",
-                              "comment": c.description}
+    fields: dict[str, Any] = {"comment": c.description}
     misc: dict[str, Any] = {"identity": c.identity, "version": c.version}
     if c.kind == "git":
         fields["git_commit_hash"] = c.commit
         fields["git_commit_name"] = c.described
-        if c.remote_url.startswith("https://"):
-            fields["git_repository_url"] = c.remote_url
-        elif c.remote_url:
-            misc["git_repository"] = c.remote_url
+        _repository(c, fields, misc)
         if c.local_changes:
             misc["local_changes"] = c.local_changes
     elif c.kind == "tarball":
         misc["tarball_sha256"] = c.identity.partition(":")[2]
+        if c.tarball:
+            misc["tarball"] = Path(c.tarball).name
     elif c.kind == "series":
         fields["git_commit_hash"] = c.commit
         fields["git_commit_name"] = c.described
+        _repository(c, fields, misc)
         misc["repository"] = c.repository
     return Source(c.identity, {k: v for k, v in fields.items() if v}, misc)
 

@@ -238,12 +238,92 @@ def test_a_git_checkout_is_read_once_at_plan_time_and_carried(repo: Path, tmp_pa
                          run(), NAMES)
     kcidb.validate(doc)
     (checkout,) = doc["checkouts"]
-    assert checkout["tree_name"] == "linux" and checkout["git_commit_hash"] == head
+    assert "tree_name" not in checkout  # a tree KernelCI does not know by a name
+    assert checkout["git_commit_hash"] == head
     assert checkout["git_commit_name"] == f"v6.1-1-g{head[:7]}"
     assert checkout["git_repository_url"] == "https://git.example.org/linux.git"
     assert checkout["misc"] == {"identity": src.identity, "version": "6.1.0",
                                 "local_changes": found.local_changes}
     assert checkout["comment"] == src.description
+
+
+MAINLINE = "https://git.kernel.org/pub/scm/linux/kernel/git/torvalds/linux.git"
+STABLE = "https://git.kernel.org/pub/scm/linux/kernel/git/stable/linux.git"
+NEXT = "https://git.kernel.org/pub/scm/linux/kernel/git/next/linux-next.git"
+
+
+@pytest.mark.parametrize(("url", "name"), [
+    (MAINLINE, "mainline"), (STABLE, "stable"), (NEXT, "next"),
+    ("https://git.kernel.org/pub/scm/linux/kernel/git/torvalds/linux", "mainline"),
+    ("git://git.kernel.org/pub/scm/linux/kernel/git/stable/linux-stable-rc.git", "stable-rc"),
+    ("git@gitolite.kernel.org:pub/scm/linux/kernel/git/netdev/net-next.git", "net-next"),
+    ("https://kernel.googlesource.com/pub/scm/linux/kernel/git/torvalds/linux", "mainline"),
+    ("https://github.com/torvalds/linux.git", "mainline"),
+    ("https://git.kernel.org/pub/scm/linux/kernel/git/someone/linux.git", ""),
+    ("https://git.example.org/linux.git", ""), ("/home/t/linux", ""), ("", ""),
+])
+def test_tree_name_is_one_kernelci_knows_or_none(url: str, name: str, tmp_path: Path) -> None:
+    c = Checkout(identity="git:" + "c" * 40 + ":", commit="c" * 40, remote_url=url,
+                 remote_branch="master")
+    k = dataclasses.replace(kernel(tmp_path), extra={}, checkout=c)
+    doc = kcidb.document([KernelReport(label=k.label, kernel=k, spec=BuildSpec(arch="x86_64"))],
+                         run(), NAMES)
+    kcidb.validate(doc)
+    (checkout,) = doc["checkouts"]
+    assert checkout.get("tree_name") == (name or None)
+    https = url.startswith("https://")
+    assert checkout.get("git_repository_url") == (url if https else None)
+    assert checkout.get("git_repository_branch") == ("master" if https else None)
+
+
+def test_a_remotes_credentials_stay_out_of_the_document(tmp_path: Path) -> None:
+    c = Checkout(identity="git:" + "c" * 40 + ":", commit="c" * 40,
+                 remote_url="https://tess:s3cret@git.kernel.org/pub/scm/linux/kernel/git/"
+                            "torvalds/linux.git")
+    k = dataclasses.replace(kernel(tmp_path), extra={}, checkout=c)
+    doc = kcidb.document([KernelReport(label=k.label, kernel=k, spec=BuildSpec(arch="x86_64"))],
+                         run(), NAMES)
+    assert "s3cret" not in json.dumps(doc) and "tess" not in json.dumps(doc)
+    assert doc["checkouts"][0]["git_repository_url"] == MAINLINE
+
+
+def test_the_branch_is_the_upstream_the_commit_is_on(repo: Path) -> None:
+    """The remote and branch the tester's current branch follows, read at plan time; the
+    branch only while HEAD is on it (a local commit on top is on no branch of the remote)."""
+    git(repo, "remote", "add", "stable", STABLE)
+    git(repo, "update-ref", "refs/remotes/stable/linux-6.1.y", "HEAD")
+    git(repo, "branch", "--set-upstream-to=stable/linux-6.1.y")
+    found = source.checkout_of(source.resolve(repo))
+    assert (found.remote_url, found.remote_branch) == (STABLE, "linux-6.1.y")
+    git(repo, "commit", "-q", "-am", "local")
+    found = source.checkout_of(source.resolve(repo))
+    assert (found.remote_url, found.remote_branch) == (STABLE, "")
+    git(repo, "branch", "--unset-upstream")
+    git(repo, "checkout", "-q", "--detach")
+    found = source.checkout_of(source.resolve(repo))
+    assert (found.remote_url, found.remote_branch) == ("https://git.example.org/linux.git", "")
+
+
+def test_a_series_base_is_named_by_the_testers_remote(sent: Path, tmp_path: Path,
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    from harness.mail import series
+
+    monkeypatch.setenv("LTOBOOT_CACHE", str(tmp_path / "cache"))
+    author = tmp_path / "author"
+    git(author, "remote", "add", "origin", NEXT)
+    git(author, "update-ref", "refs/remotes/origin/master", "base")
+    git(author, "branch", "--set-upstream-to=origin/master")
+    applied = series.apply(series.read(sent, tmp_path), author, "base")
+    found = source.checkout_of(source.resolve(applied.tree))
+    assert (found.remote_url, found.remote_branch) == (NEXT, "master")
+    k = dataclasses.replace(kernel(tmp_path), extra={}, checkout=found)
+    doc = kcidb.document([KernelReport(label=k.label, kernel=k, spec=BuildSpec(arch="x86_64"))],
+                         run(), NAMES)
+    kcidb.validate(doc)
+    (checkout,) = doc["checkouts"]
+    assert (checkout["tree_name"], checkout["git_repository_url"]) == ("next", NEXT)
+    assert checkout["git_repository_branch"] == "master"
+    assert checkout["git_commit_hash"] == git(author, "rev-parse", "base")
 
 
 def test_metadata_from_before_checkouts_still_loads(tmp_path: Path,
@@ -296,6 +376,8 @@ def sent(tmp_path: Path) -> Path:
     r.mkdir()
     git(r, "init", "-q")
     (r / "README").write_text("hello\n")
+    (r / "Makefile").write_text("VERSION = 6\nPATCHLEVEL = 1\nSUBLEVEL = 0\n")
+    (r / "Kconfig").write_text("")
     git(r, "add", "-A")
     git(r, "commit", "-q", "-m", "base")
     git(r, "tag", "base")
