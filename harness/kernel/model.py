@@ -96,6 +96,7 @@ class Checkout:
     commit: str = ""  # git: HEAD; a series: the commit it was applied onto
     described: str = ""  # `git describe --always --tags` of that commit
     local_changes: str = ""  # git: the tree hash of what HEAD does not hold ("" when clean)
+    patchset_hash: str = ""  # git: KCIDB's patchset_hash of the local changes as one patch
     remote_url: str = ""  # git, a series: the URL of the remote the tester's branch follows
     remote_branch: str = ""  # that remote's branch, when the commit is on it ("": not known)
     repository: str = ""  # a series: the tester's repository it was applied from

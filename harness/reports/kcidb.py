@@ -87,9 +87,11 @@ def _iso(when: datetime) -> str:
 
 
 def _clean(value: Any) -> Any:
-    """No nulls anywhere (KCIDB forbids them); nested mappings and lists cleaned too."""
+    """No nulls anywhere (KCIDB forbids them), no empty values (but patchset_hash's: no
+    patches); nested mappings and lists cleaned too."""
     if isinstance(value, dict):
-        return {k: _clean(v) for k, v in value.items() if v is not None and v not in ({}, "")}
+        return {k: _clean(v) for k, v in value.items()
+                if v is not None and (v not in ({}, "") or k == "patchset_hash")}
     if isinstance(value, list):
         return [_clean(v) for v in value if v is not None]
     if isinstance(value, str):
@@ -189,7 +191,12 @@ def source_of(rep: KernelReport) -> Source:
         fields["git_commit_name"] = c.described
         _repository(c, fields, misc)
         misc["repository"] = c.repository
-    return Source(c.identity, {k: v for k, v in fields.items() if v}, misc)
+    kept = {k: v for k, v in fields.items() if v}
+    if c.kind == "git" and not c.local_changes:
+        kept["patchset_hash"] = ""  # the schema's "no patches were applied"
+    elif c.kind == "git" and c.patchset_hash:  # the local changes, as one patch onto HEAD
+        kept["patchset_hash"] = c.patchset_hash  # (metadata older than it: not known)
+    return Source(c.identity, kept, misc)
 
 
 def _checkout(src: Source, run: Run) -> dict[str, Any]:
@@ -201,7 +208,8 @@ def _checkout(src: Source, run: Run) -> dict[str, Any]:
                  for name, url in s.get("patch_files", [])]
         if files:
             doc["patchset_files"] = files
-        doc["patchset_hash"] = s.get("patchset_hash", "")
+        if s.get("patchset_hash"):
+            doc["patchset_hash"] = s["patchset_hash"]
         if s.get("cover_message_id"):
             doc["message_id"] = s["cover_message_id"]
         doc["comment"] = s.get("cover_subject") or doc.get("comment", "")

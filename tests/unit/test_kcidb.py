@@ -247,6 +247,50 @@ def test_a_git_checkout_is_read_once_at_plan_time_and_carried(repo: Path, tmp_pa
     assert checkout["comment"] == src.description
 
 
+def checkout_doc(found: Checkout, tmp: Path) -> dict[str, Any]:
+    k = dataclasses.replace(kernel(tmp), extra={}, checkout=found)
+    doc = kcidb.document([KernelReport(label=k.label, kernel=k, spec=BuildSpec(arch="x86_64"))],
+                         run(), NAMES)
+    kcidb.validate(doc)
+    assert len(doc["checkouts"]) == 1
+    checkout: dict[str, Any] = doc["checkouts"][0]
+    return checkout
+
+
+def test_a_dirty_tree_is_its_head_and_a_patch_of_its_local_changes(
+        repo: Path, tmp_path: Path) -> None:
+    """Changes to tracked files and untracked files, as one patch onto HEAD (from the tree
+    the identity names, read at plan time): its patchset_hash, no patchset_files (a local
+    diff has no URL), and an id of its own; a clean HEAD has no patches ("")."""
+    (repo / "init" / "new.c").write_bytes(b"int new;\n\0binary\n")  # untracked
+    before = {p: p.stat().st_mtime_ns for p in repo.rglob("*")}
+    dirty = source.checkout_of(source.resolve(repo))
+    assert {p: p.stat().st_mtime_ns for p in repo.rglob("*")} == before  # only read
+    out = tmp_path / "dirty"
+    out.mkdir()
+    checkout = checkout_doc(dirty, out)
+    # the patch made independently: a scratch index of everything, diffed with HEAD
+    env = {**os.environ, "GIT_INDEX_FILE": str(tmp_path / "scratch-index")}
+    subprocess.run(["git", "-C", str(repo), "read-tree", "HEAD"], check=True, env=env)
+    subprocess.run(["git", "-C", str(repo), "add", "-A"], check=True, env=env)
+    patch = subprocess.run(["git", "-C", str(repo), "diff", "--cached", "--binary",
+                            "--no-renames", "HEAD"], check=True, env=env,
+                           capture_output=True).stdout
+    assert b"init/new.c" in patch and b"int changed;" in patch
+    (tmp_path / "local.patch").write_bytes(patch)
+    assert checkout["patchset_hash"] == sha256sum(tmp_path, ["local.patch"])
+    assert "patchset_files" not in checkout
+    assert checkout["git_commit_hash"] == git(repo, "rev-parse", "HEAD")
+    git(repo, "stash", "-q", "-u")
+    clean = source.checkout_of(source.resolve(repo))
+    out = tmp_path / "clean"
+    out.mkdir()
+    clean_checkout = checkout_doc(clean, out)
+    assert clean_checkout["patchset_hash"] == ""  # no patches were applied
+    assert clean_checkout["git_commit_hash"] == checkout["git_commit_hash"]
+    assert clean_checkout["id"] != checkout["id"]
+
+
 MAINLINE = "https://git.kernel.org/pub/scm/linux/kernel/git/torvalds/linux.git"
 STABLE = "https://git.kernel.org/pub/scm/linux/kernel/git/stable/linux.git"
 NEXT = "https://git.kernel.org/pub/scm/linux/kernel/git/next/linux-next.git"
@@ -263,13 +307,8 @@ NEXT = "https://git.kernel.org/pub/scm/linux/kernel/git/next/linux-next.git"
     ("https://git.example.org/linux.git", ""), ("/home/t/linux", ""), ("", ""),
 ])
 def test_tree_name_is_one_kernelci_knows_or_none(url: str, name: str, tmp_path: Path) -> None:
-    c = Checkout(identity="git:" + "c" * 40 + ":", commit="c" * 40, remote_url=url,
-                 remote_branch="master")
-    k = dataclasses.replace(kernel(tmp_path), extra={}, checkout=c)
-    doc = kcidb.document([KernelReport(label=k.label, kernel=k, spec=BuildSpec(arch="x86_64"))],
-                         run(), NAMES)
-    kcidb.validate(doc)
-    (checkout,) = doc["checkouts"]
+    checkout = checkout_doc(Checkout(identity="git:" + "c" * 40 + ":", commit="c" * 40,
+                                     remote_url=url, remote_branch="master"), tmp_path)
     assert checkout.get("tree_name") == (name or None)
     https = url.startswith("https://")
     assert checkout.get("git_repository_url") == (url if https else None)
@@ -280,11 +319,9 @@ def test_a_remotes_credentials_stay_out_of_the_document(tmp_path: Path) -> None:
     c = Checkout(identity="git:" + "c" * 40 + ":", commit="c" * 40,
                  remote_url="https://tess:s3cret@git.kernel.org/pub/scm/linux/kernel/git/"
                             "torvalds/linux.git")
-    k = dataclasses.replace(kernel(tmp_path), extra={}, checkout=c)
-    doc = kcidb.document([KernelReport(label=k.label, kernel=k, spec=BuildSpec(arch="x86_64"))],
-                         run(), NAMES)
-    assert "s3cret" not in json.dumps(doc) and "tess" not in json.dumps(doc)
-    assert doc["checkouts"][0]["git_repository_url"] == MAINLINE
+    checkout = checkout_doc(c, tmp_path)
+    assert "s3cret" not in json.dumps(checkout) and "tess" not in json.dumps(checkout)
+    assert checkout["git_repository_url"] == MAINLINE
 
 
 def test_the_branch_is_the_upstream_the_commit_is_on(repo: Path) -> None:
@@ -316,11 +353,7 @@ def test_a_series_base_is_named_by_the_testers_remote(sent: Path, tmp_path: Path
     applied = series.apply(series.read(sent, tmp_path), author, "base")
     found = source.checkout_of(source.resolve(applied.tree))
     assert (found.remote_url, found.remote_branch) == (NEXT, "master")
-    k = dataclasses.replace(kernel(tmp_path), extra={}, checkout=found)
-    doc = kcidb.document([KernelReport(label=k.label, kernel=k, spec=BuildSpec(arch="x86_64"))],
-                         run(), NAMES)
-    kcidb.validate(doc)
-    (checkout,) = doc["checkouts"]
+    checkout = checkout_doc(found, tmp_path)
     assert (checkout["tree_name"], checkout["git_repository_url"]) == ("next", NEXT)
     assert checkout["git_repository_branch"] == "master"
     assert checkout["git_commit_hash"] == git(author, "rev-parse", "base")
