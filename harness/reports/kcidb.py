@@ -259,7 +259,7 @@ def _status(rep: KernelReport, infra: str) -> tuple[str, str]:
     return Verdict.PASS, ""
 
 
-def _tests(rep: KernelReport, key: str, run: Run, names: Sequence[str]
+def _tests(rep: KernelReport, key: str, run: Run, names: Sequence[str], repeat: int = 1
            ) -> list[dict[str, Any]]:
     infra = run.errors.get(rep.label, "")
     boot_status, why = _status(rep, infra)
@@ -271,7 +271,8 @@ def _tests(rep: KernelReport, key: str, run: Run, names: Sequence[str]
     start = _iso(run.started)
 
     def test(path: str, status: str, comment: str, extra: dict[str, Any]) -> dict[str, Any]:
-        return {"id": _id("test", key, run.id, path), "origin": ORIGIN,
+        checked = run.id if repeat == 1 else f"{run.id}.{repeat}"
+        return {"id": _id("test", key, checked, path), "origin": ORIGIN,
                 "build_id": _id("build", key), "path": path, "status": status, "comment": comment,
                 "environment": env, "start_time": start, **extra}
 
@@ -299,18 +300,23 @@ def document(reports: Sequence[KernelReport], run: Run, names: Sequence[str]
              ) -> dict[str, Any]:
     """The KCIDB document of one command's reports."""
     checkouts: dict[str, dict[str, Any]] = {}
-    builds, tests = [], []
+    builds: dict[str, dict[str, Any]] = {}
+    tests: list[dict[str, Any]] = []
+    checked: dict[str, int] = {}  # build id -> how many reports of it so far
     for rep in reports:
         src = source_of(rep)
         checkout = _checkout(src, run)
         checkouts.setdefault(checkout["id"], checkout)
         key = rep.kernel.key if rep.kernel else build_key(rep)
         build_id = _id("build", key)
-        builds.append(_build(rep, checkout["id"], build_id, run))
+        # one build once (KCIDB merges objects of one id: a second would overwrite the
+        # first); a kernel checked twice in one run keeps both runs' tests, apart
+        builds.setdefault(build_id, _build(rep, checkout["id"], build_id, run))
+        checked[build_id] = checked.get(build_id, 0) + 1
         tests += _tests(rep, key, run, [*names, *(r.name for r in rep.results
-                                                  if r.name not in names)])
+                                                  if r.name not in names)], checked[build_id])
     doc: dict[str, Any] = _clean({"version": VERSION, "checkouts": list(checkouts.values()),
-                                  "builds": builds, "tests": tests})
+                                  "builds": list(builds.values()), "tests": tests})
     return doc
 
 

@@ -124,6 +124,40 @@ def test_ids_are_stable_across_runs_of_the_same_kernel(tmp_path: Path) -> None:
     assert len(both["checkouts"]) == 2 and len(both["builds"]) == 2
 
 
+def test_the_same_kernel_given_twice_is_checked_once(tmp_path: Path,
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    """`--kernel K --kernel K` (or K by another path): one kernel to check, not two."""
+    from harness.faces.cli_args import parser
+    from harness.kernel import prebuilt
+    from harness.runs import options
+
+    monkeypatch.setattr(prebuilt, "arch_of", lambda ref: "x86_64")
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "k").mkdir()
+    given = [str(tmp_path / "k"), str(tmp_path / "k"), "k/", "https://example.org/k/",
+             "https://example.org/k/", str(tmp_path / "other")]
+    args = parser().parse_args(["run", *(a for k in given for a in ("--kernel", k))])
+    specs = options.kernel_specs(vars(args))
+    assert [s.prebuilt for s in specs] == [str(tmp_path / "k"), "https://example.org/k/",
+                                           str(tmp_path / "other")]
+
+
+def test_a_document_never_holds_an_id_twice(tmp_path: Path) -> None:
+    """A build reported twice in one run (the same kernel reached by two ways) is one build;
+    each check of it keeps its tests, under ids of their own: KCIDB merges objects of one
+    id, and one result would be lost."""
+    one, two = report(tmp_path), report(tmp_path)
+    two.results = [CheckResult("proc_version", False, "not clang", "Linux version 6.1 gcc")]
+    doc = kcidb.document([one, two], run(), NAMES)
+    kcidb.validate(doc)
+    for kind in ("checkouts", "builds", "tests"):
+        ids = [o["id"] for o in doc[kind]]
+        assert len(ids) == len(set(ids)), kind
+    assert len(doc["builds"]) == 1 and len(doc["tests"]) == 2 * (1 + len(NAMES))
+    failed = [t for t in doc["tests"] if t["status"] == "FAIL"]
+    assert [t["path"] for t in failed] == ["ltoboot.proc_version"]
+
+
 def test_a_hand_broken_document_is_refused_and_never_written(tmp_path: Path) -> None:
     good = kcidb.document([report(tmp_path)], run(), NAMES)
     for breakage in ("lower-case status", "no origin", "bad id", "null"):
