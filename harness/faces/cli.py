@@ -257,7 +257,7 @@ def cmd_tested_by(args: argparse.Namespace) -> int:
             todo, mailed, info = _series_specs(args, Path(work))
     reports = list(pipeline.check_kernels(todo, args.accel, names))
     write_documents(args, reports, names,
-                    series=kcidb.series_facts(Path(str(info["mbox"])), mailed) if mailed else None)
+                    series=kcidb.series_facts(mailed) if mailed else None)
     facts = facts_for_tested_by(reports, name, email)
     message = ""
     if mailed is not None:

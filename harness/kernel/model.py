@@ -7,9 +7,10 @@ import this module, and it imports none of them.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -95,7 +96,9 @@ class Checkout:
     commit: str = ""  # git: HEAD; a series: the commit it was applied onto
     described: str = ""  # `git describe --always --tags` of that commit
     local_changes: str = ""  # git: the tree hash of what HEAD does not hold ("" when clean)
-    remote_url: str = ""  # git: the URL of the tree's `origin`
+    patchset_hash: str = ""  # git: KCIDB's patchset_hash of the local changes as one patch
+    remote_url: str = ""  # git, a series: the URL of the remote the tester's branch follows
+    remote_branch: str = ""  # that remote's branch, when the commit is on it ("": not known)
     repository: str = ""  # a series: the tester's repository it was applied from
     prebuilt: str = ""  # a kernel built elsewhere: what the user gave (--kernel)
 
@@ -108,6 +111,14 @@ class Checkout:
     def of_prebuilt(cls, origin: str) -> Checkout:
         return cls(identity=f"prebuilt:{origin}", description=f"a prebuilt kernel: {origin}",
                    prebuilt=origin)
+
+
+def patchset_hash(digests: Iterable[str]) -> str:
+    """KCIDB's patchset_hash of patches given by their sha256 (hex), in order of application:
+    the sha256 of each one's hash on a line of its own, as `sha256sum *.patch | cut -c-64 |
+    sha256sum` gives it (KernelCI matches checkouts of the same patches by it); "" for none."""
+    lines = "".join(f"{d}\n" for d in digests)
+    return hashlib.sha256(lines.encode()).hexdigest() if lines else ""
 
 
 class PlannedBuildError(BuildError):

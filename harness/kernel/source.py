@@ -9,6 +9,7 @@ import os
 import re
 import shutil
 import stat
+import subprocess
 import tempfile
 import time
 from dataclasses import dataclass, field, replace
@@ -20,7 +21,7 @@ from harness.base.errors import InfraError, LtobootError, UsageError
 from harness.base.progress import say
 from harness.kernel import patched
 from harness.kernel.host_packages import DEFAULT_SOURCE_PACKAGE
-from harness.kernel.model import Checkout
+from harness.kernel.model import Checkout, patchset_hash
 
 DEFAULT_PACKAGE = DEFAULT_SOURCE_PACKAGE
 DEFAULT_TARBALL = Path(f"/usr/src/{DEFAULT_PACKAGE}.tar.xz")
@@ -378,9 +379,63 @@ def _git_answer(tree: Path, *args: str) -> str:
         return ""
 
 
+def _git_says_yes(tree: Path, *args: str) -> bool:
+    """Whether a git command that answers with its exit status says yes, only reading."""
+    try:
+        proc.run(["git", "-C", str(tree), *_GIT_CONFIG, *args],
+                 what=f"reading the git state of {tree}", error=UsageError,
+                 env={**os.environ, **GIT_READ_ONLY})
+    except LtobootError:
+        return False
+    return True
+
+
+def upstream(tree: Path, commit: str) -> tuple[str, str]:
+    """(URL, branch) of where `commit` of the tester's repository comes from: the remote the
+    current branch follows (`origin` when it follows none), and its branch when `commit` is
+    on it as last fetched ("" when not, or not known). Only reads the repository."""
+    remote, branch = "origin", ""
+    ref = _git_answer(tree, "symbolic-ref", "-q", "HEAD")  # "" when detached
+    if ref.startswith("refs/heads/"):
+        name, _, rest = _git_answer(
+            tree, "for-each-ref", "--format=%(upstream:remotename)%00%(upstream:remoteref)"
+            "%00%(upstream)", ref).partition("\0")
+        remote_ref, _, tracking = rest.partition("\0")
+        if name and name != ".":  # "." follows a branch of its own repository
+            remote = name
+            if commit and remote_ref.startswith("refs/heads/") and tracking and _git_says_yes(
+                    tree, "merge-base", "--is-ancestor", commit, tracking):
+                branch = remote_ref.removeprefix("refs/heads/")
+    return _git_answer(tree, "remote", "get-url", remote), branch
+
+
+def _local_changes_sha256(tree: Path, head: str, dirty: str) -> str:
+    """The sha256 of a dirty tree's local changes as one patch: `git diff-tree -p --binary`
+    from HEAD to the tree its identity names (untracked files included), "" when git cannot
+    say. That tree's new objects are in the cache (objects_dir, written by content()), the
+    rest in the tester's repository, which git only reads here."""
+    theirs = _git_answer(tree, "rev-parse", "--path-format=absolute", "--git-path", "objects")
+    mine = objects_dir(tree)
+    if not theirs or not mine.is_dir():
+        return ""
+    env = {**os.environ, **GIT_READ_ONLY, "GIT_OBJECT_DIRECTORY": str(mine),
+           "GIT_ALTERNATE_OBJECT_DIRECTORIES": theirs}
+    digest = hashlib.sha256()
+    # fixed settings: the same changes are the same bytes, whatever the tester's git config
+    with proc.running(["git", "-C", str(tree), *_GIT_CONFIG, "-c", "core.quotePath=true",
+                       "diff-tree", "-r", "-p", "--binary", "--no-renames", "--no-ext-diff",
+                       "--no-textconv", head, dirty], stdout=subprocess.PIPE,
+                      stderr=subprocess.DEVNULL, text=False, env=env) as p:
+        while chunk := p.stdout.read(1 << 20):
+            digest.update(chunk)
+        p.wait()
+    return digest.hexdigest() if p.returncode == 0 else ""
+
+
 def checkout_of(src: KernelSource) -> Checkout:
     """Where `src` came from, for the reports (a kernel carries it from its build's plan):
-    its identity, the commit and its name, local changes, the remote, a series' base."""
+    its identity, the commit and its name, local changes (and their patchset_hash, as one
+    patch), the remote and its branch, a series' base."""
     found = Checkout(identity=src.identity, description=src.description, tree=str(src.tree),
                      tarball=str(src.tarball or ""), version=src.version)
     kind, _, rest = src.identity.partition(":")
@@ -388,12 +443,15 @@ def checkout_of(src: KernelSource) -> Checkout:
         head, _, dirty = rest.partition(":")
         described = src.described or (_git_answer(src.tree, "describe", "--always", "--tags",
                                                    head) if head else "")
-        remote = _git_answer(src.tree, "remote", "get-url", "origin")
+        url, branch = upstream(src.tree, head)
+        local = _local_changes_sha256(src.tree, head, dirty) if head and dirty else ""
         return replace(found, commit=head, described=described, local_changes=dirty,
-                       remote_url=remote)
+                       remote_url=url, remote_branch=branch,
+                       patchset_hash=patchset_hash([local]) if local else "")
     if kind == "series":
         record = patched.marker(src.tree) or {}
-        return replace(found, commit=str(record.get("base", "")),
-                       described=str(record.get("base_described", "")),
-                       repository=str(record.get("repo", "")))
+        base, repo = str(record.get("base", "")), str(record.get("repo", ""))
+        url, branch = upstream(Path(repo), base) if repo else ("", "")
+        return replace(found, commit=base, described=str(record.get("base_described", "")),
+                       repository=repo, remote_url=url, remote_branch=branch)
     return found

@@ -24,12 +24,14 @@ import shutil
 import subprocess
 import sys
 import tempfile
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
+from urllib.parse import quote, urlsplit
 
 from harness.base import proc
 from harness.base.errors import UsageError
 from harness.kernel import patched
+from harness.kernel.model import patchset_hash
 
 _REPLY = re.compile(r"^\s*(?:(?:re|aw|fwd?)\s*:\s*)+", re.I)
 _TAGS = re.compile(r"^\s*\[([^\]]*)\]\s*")
@@ -104,6 +106,9 @@ class Series:
     mbox: bytes  # the patches, in order, ready for `git am`
     ordered_by: str  # "b4 0.16.0" or "the [PATCH k/n] numbers"
     origin: str | None = None  # the URL it was fetched from (no credentials), None: a file
+    # each patch's bytes as given, in order: a directory's file as it is, a message of an
+    # mbox as a list archive serves it raw (without the mbox From line)
+    patch_bytes: tuple[bytes, ...] = field(default=(), repr=False)
 
     @property
     def answered(self) -> tuple[Mail, ...]:
@@ -121,6 +126,19 @@ class Series:
                                                              for p in self.patches),
                                 self.ordered_by, self.key())
 
+    def patchset_hash(self) -> str:
+        """KCIDB's patchset_hash: over each patch's bytes as given (what `sha256sum *.patch`
+        reads of `git format-patch` files, or of the messages a list archive serves), not
+        as b4 rewrote them for am; KernelCI matches this series tested elsewhere by it."""
+        return patchset_hash(hashlib.sha256(raw).hexdigest() for raw in self.patch_bytes)
+
+    def patch_files(self) -> list[tuple[str, str]]:
+        """(name, URL) of where others download the patches (KCIDB's patchset_files): each
+        message on the list archive it was fetched from, or the Patchwork series' mbox;
+        none for a series read from the tester's files (a local path is no URL)."""
+        return _downloads(self.origin, [p.message_id for p in self.patches]) \
+            if self.origin else []
+
     def key(self) -> str:
         """What `git am` applies, read as am reads it (git mailsplit, then git mailinfo): each
         patch's subject, its commit message without the trailer block, and the patch byte for
@@ -128,6 +146,26 @@ class Series:
         another charset) or again with new trailers (or beside our own reply) is the same
         series; any other change to what am applies, a trailing blank included, is another."""
         return _am_key(self.mbox, tuple(f"{p.number} \"{p.title}\"" for p in self.patches))
+
+
+# the origins harness/mail/series_source.py fetches: a public-inbox thread, a Patchwork series
+_THREAD_MBOX = re.compile(r"^(?P<inbox>https?://.+)/[^/]+/t\.mbox\.gz$")
+_PATCHWORK_MBOX = re.compile(r"/series/(?P<id>\d+)/mbox/?$")
+
+
+def _downloads(origin: str, msgids: list[str]) -> list[tuple[str, str]]:
+    """(file name, URL) of a series fetched from `origin`, for others to download: from a
+    public-inbox thread (…/<Message-ID>/t.mbox.gz), each message as it was mailed
+    (…/<Message-ID>/raw: a list archive serves it so) when every one has a Message-ID; else,
+    a Patchwork series' mbox, the one URL it came from."""
+    ids = [m.strip().removeprefix("<").removesuffix(">") for m in msgids]
+    if (thread := _THREAD_MBOX.match(origin)) is not None and ids and all(ids):
+        return [(f"{n:04d}.patch", f"{thread['inbox']}/{quote(i, safe='@+=')}/raw")
+                for n, i in enumerate(ids, 1)]
+    path = urlsplit(origin).path
+    m = _PATCHWORK_MBOX.search(path)
+    return [(f"series-{m['id']}.mbox" if m else
+             path.rstrip("/").rpartition("/")[2] or "series.mbox", origin)]
 
 
 @functools.lru_cache(maxsize=16)
@@ -264,27 +302,38 @@ def _files(path: Path) -> list[Path]:
                    if p.is_file() and not p.name.startswith(".")), key=lambda p: p.name)
 
 
-def _messages(path: Path, shown: str = "") -> list[tuple[email.message.Message, bytes]]:
+@dataclass(frozen=True)
+class _Message:
+    parsed: email.message.Message
+    raw: bytes  # as an mbox holds it, for git am and b4: with a From line
+    given: bytes  # as given: a directory's file, or a message of an mbox without its From line
+
+
+def _messages(path: Path, shown: str = "") -> list[_Message]:
     """Every message in an mbox file, a directory of patch files or a maildir."""
     if not (path.is_file() or path.is_dir()):
         raise UsageError(f"--series {shown or path}: no such file or directory")
     files = _files(path)
-    found: list[tuple[email.message.Message, bytes]] = []
+    found: list[_Message] = []
     for f in files:
-        raw = f.read_bytes()
-        if raw.startswith(b"From "):
+        whole = f.read_bytes()
+        if whole.startswith(b"From "):
             box = mailbox.mbox(f, create=False)
             try:
-                for key in box.iterkeys():
+                keys = list(box.iterkeys())
+                for key in keys:
                     # mailbox drops the blank line that parts messages only when it is
                     # os.linesep: a CRLF one goes here
                     raw = _unparted(box.get_bytes(key, from_=True), b"\r\n")
-                    found.append((_parse(box.get_bytes(key)), raw))
+                    # a `git format-patch` file of a directory is its bytes, From line and all
+                    given = whole if path.is_dir() and len(keys) == 1 else \
+                        _unparted(box.get_bytes(key), b"\r\n")
+                    found.append(_Message(_parse(box.get_bytes(key)), raw, given))
             finally:
                 box.close()
-        elif re.match(rb"^[A-Za-z-]+:", raw):  # one message without an mbox From line
-            found.append((_parse(raw), b"From ltoboot Thu Jan  1 00:00:00 1970\n"
-                          + _unparted(raw, b"\n", b"\r\n")))
+        elif re.match(rb"^[A-Za-z-]+:", whole):  # one message without an mbox From line
+            found.append(_Message(_parse(whole), b"From ltoboot Thu Jan  1 00:00:00 1970\n"
+                                  + _unparted(whole, b"\n", b"\r\n"), whole))
     return found
 
 
@@ -320,13 +369,13 @@ def _b4() -> str | None:
     return str(here) if here.is_file() else shutil.which("b4")
 
 
-def _with_b4(messages: list[tuple[email.message.Message, bytes]], work: Path, shown: str,
+def _with_b4(messages: list[_Message], work: Path, shown: str,
              version: str) -> tuple[bytes, bytes | None]:
     """b4 am over the messages, offline: (the am-ready mbox, the cover letter or None)."""
     exe = _b4()
     assert exe is not None
     whole = work / "input.mbox"
-    whole.write_bytes(_mbox([raw for _, raw in messages]))
+    whole.write_bytes(_mbox([m.raw for m in messages]))
     out = work / "b4"
     env = {**os.environ, "HOME": str(work), "XDG_CONFIG_HOME": str(work / "config"),
            "XDG_CACHE_HOME": str(work / "cache"), "XDG_DATA_HOME": str(work / "data")}
@@ -352,27 +401,30 @@ def _newest(mails: list[Mail]) -> list[Mail]:
 NUMBERS = "the [PATCH k/n] numbers"
 
 
-def _by_b4(messages: list[tuple[email.message.Message, bytes]], mails: list[tuple[Mail, bytes]],
+def _by_b4(messages: list[_Message], mails: list[tuple[Mail, _Message]],
            work: Path, shown: str, version: str) -> Series:
     mbx, cover_raw = _with_b4(messages, work, shown, version)
     # b4 rewrites what it writes (no To/Cc, trailers added): a reply answers the message
-    # as it was mailed, so each is the original of the same Message-ID
-    mailed = {m.message_id: m for m, _ in mails}
-    patches = tuple(mailed.get(p.message_id, p)
-                    for p in (_mail(msg) for msg, _ in _messages_of(mbx, work)))
+    # as it was mailed, so each is the original of the same Message-ID, and its bytes are
+    # the ones mailed
+    mailed = {m.message_id: (m, message) for m, message in mails}
+    ordered = [mailed.get(p.message_id, (p, message))
+               for p, message in ((_mail(m.parsed), m) for m in _messages_of(mbx, work))]
     cover_id = _mail(_parse(cover_raw)).message_id if cover_raw else ""
-    cover = mailed.get(cover_id) if cover_id else None
-    return Series(cover, patches, mbx, version)
+    cover = mailed[cover_id][0] if cover_id in mailed else None
+    return Series(cover, tuple(p for p, _ in ordered), mbx, version,
+                  patch_bytes=tuple(m.given for _, m in ordered))
 
 
-def _by_numbers(mails: list[tuple[Mail, bytes]], ordered_by: str) -> Series:
+def _by_numbers(mails: list[tuple[Mail, _Message]], ordered_by: str) -> Series:
     """The newest revision's patches in the order their subjects number them."""
     numbered = _newest([m for m, _ in mails if _is_patch(m) or _is_cover(m)])
-    raw_of = {id(m): raw for m, raw in mails}
+    message_of = {id(m): message for m, message in mails}
     cover = next((m for m in numbered if _is_cover(m)), None)
     patches = tuple(sorted((m for m in numbered if _is_patch(m) and not _is_cover(m)),
                            key=lambda m: m.parsed.counter))
-    return Series(cover, patches, _mbox([raw_of[id(m)] for m in patches]), ordered_by)
+    return Series(cover, patches, _mbox([message_of[id(m)].raw for m in patches]), ordered_by,
+                  patch_bytes=tuple(message_of[id(m)].given for m in patches))
 
 
 def read(path: Path, work: Path, *, shown: str = "", origin: str | None = None) -> Series:
@@ -381,14 +433,14 @@ def read(path: Path, work: Path, *, shown: str = "", origin: str | None = None) 
     URL it was fetched from (harness/mail/series_source.py)."""
     shown = shown or str(path)
     messages = _messages(path, shown)
-    mails = [(_mail(msg), raw) for msg, raw in messages]
+    mails = [(_mail(m.parsed), m) for m in messages]
     if not any(_is_patch(m) for m, _ in mails):
         raise UsageError(f"--series {shown}: no patch in it (no message with a diff): give an "
                          "mbox, a maildir or a directory of `git format-patch` files")
     version = _b4_version()
     # b4 stops with a ValueError on a NUL byte in a header (a charset name in fuzzed mail):
     # the numbers order such a series, as git am reads it
-    nul = any(b"\0" in re.split(rb"\r?\n\r?\n", raw, maxsplit=1)[0] for _, raw in mails)
+    nul = any(b"\0" in re.split(rb"\r?\n\r?\n", m.raw, maxsplit=1)[0] for _, m in mails)
     threaded = all(m.message_id for m, _ in mails)
     if not (version and threaded and not nul):
         return _checked(replace(_by_numbers(mails, NUMBERS + (
@@ -413,7 +465,7 @@ def read(path: Path, work: Path, *, shown: str = "", origin: str | None = None) 
                     shown)
 
 
-def _messages_of(mbox: bytes, work: Path) -> list[tuple[email.message.Message, bytes]]:
+def _messages_of(mbox: bytes, work: Path) -> list[_Message]:
     f = work / "ordered.mbox"
     f.write_bytes(mbox)
     return _messages(f)

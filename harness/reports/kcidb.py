@@ -63,14 +63,13 @@ class Run:
     errors: dict[str, str] = field(default_factory=dict)  # kernel label -> infrastructure error
 
 
-def series_facts(given: Path, mailed: Series) -> dict[str, Any]:
-    """What a checkout says of a mailed series: its files (an mbox, or a directory's patch
-    files), the hash of what its patches change, its cover letter's subject and Message-ID."""
-    given = given.resolve()
-    files = sorted(p for p in given.iterdir() if p.is_file() and not p.name.startswith(".")) \
-        if given.is_dir() else [given]
-    return {"name": mailed.name, "patchset_hash": mailed.key(),
-            "patch_files": [(p.name, p.as_uri()) for p in files],
+def series_facts(mailed: Series) -> dict[str, Any]:
+    """What a checkout says of a mailed series: where others download its patches (the
+    list archive or Patchwork it was fetched from; nothing for the tester's own files: a
+    local path is no URL), KCIDB's patchset_hash of its patches, its cover letter's subject
+    and Message-ID."""
+    return {"name": mailed.name, "patchset_hash": mailed.patchset_hash(),
+            "patch_files": mailed.patch_files(),
             "cover_subject": mailed.cover.subject if mailed.cover else "",
             "cover_message_id": mailed.cover.message_id if mailed.cover else ""}
 
@@ -88,9 +87,11 @@ def _iso(when: datetime) -> str:
 
 
 def _clean(value: Any) -> Any:
-    """No nulls anywhere (KCIDB forbids them); nested mappings and lists cleaned too."""
+    """No nulls anywhere (KCIDB forbids them), no empty values (but patchset_hash's: no
+    patches); nested mappings and lists cleaned too."""
     if isinstance(value, dict):
-        return {k: _clean(v) for k, v in value.items() if v is not None and v not in ({}, "")}
+        return {k: _clean(v) for k, v in value.items()
+                if v is not None and (v not in ({}, "") or k == "patchset_hash")}
     if isinstance(value, list):
         return [_clean(v) for v in value if v is not None]
     if isinstance(value, str):
@@ -123,30 +124,79 @@ def checkout_of(rep: KernelReport) -> Checkout:
     return Checkout(identity=f"unknown:{_short(what)}", description=what)
 
 
+# The trees KernelCI knows by name (kernelci-pipeline's config/trees.yaml), by their path on
+# git.kernel.org: KCIDB's tree_name is "the widely-recognized name of the sub-tree (fork)"
+KERNEL_ORG_TREES = {
+    "torvalds/linux": "mainline", "stable/linux": "stable",
+    "stable/linux-stable": "stable",  # the stable tree's name before linux.git
+    "stable/linux-stable-rc": "stable-rc", "rt/linux-stable-rt": "stable-rt",
+    "next/linux-next": "next", "netdev/net-next": "net-next", "tip/tip": "tip",
+    "shuah/linux-kselftest": "kselftest", "pci/pci": "linux-pci", "soc/soc": "soc",
+    "cip/linux-cip": "cip", "arm64/linux": "arm64", "riscv/linux": "riscv",
+}
+KERNEL_ORG_HOSTS = ("git.kernel.org", "gitolite.kernel.org", "kernel.googlesource.com")
+_GIT_URL = re.compile(r"^(?:[a-z][a-z0-9+.-]*://)?(?:[^@/]*@)?(?P<host>[^/:@]+)(?::\d+)?[:/]/*"
+                      r"(?P<path>.*?)(?:\.git)?/*$", re.I)
+
+
+def tree_name(url: str) -> str:
+    """The name KernelCI knows the tree at `url` by (https, git or ssh; kernel.org or its
+    mirrors), "" for any other tree: KCIDB groups checkouts by it, a made-up one misleads."""
+    m = _GIT_URL.match(url.strip())
+    if m is None:
+        return ""
+    host, path = m["host"].lower(), m["path"]
+    if host == "github.com" and path.lower() == "torvalds/linux":  # Linus's own mirror
+        return "mainline"
+    found = re.fullmatch(r"pub/scm/linux/kernel/git/([^/]+/[^/]+)", path)
+    return KERNEL_ORG_TREES.get(found[1], "") if found and host in KERNEL_ORG_HOSTS else ""
+
+
+def _no_credentials(url: str) -> str:
+    """A URL without the user and password some remotes carry (https://user:token@host/…)."""
+    return re.sub(r"^([a-z][a-z0-9+.-]*://)[^/@]*@", r"\1", url, flags=re.I)
+
+
+def _repository(c: Checkout, fields: dict[str, Any], misc: dict[str, Any]) -> None:
+    """Where a git checkout's base comes from: the tester's remote (https only, as KCIDB
+    takes it), its branch, and the name KernelCI knows the tree by."""
+    url = _no_credentials(c.remote_url)
+    fields["tree_name"] = tree_name(url)
+    if url.startswith("https://"):
+        fields["git_repository_url"] = url
+        fields["git_repository_branch"] = c.remote_branch
+    elif url:
+        misc["git_repository"] = url
+
+
 def source_of(rep: KernelReport) -> Source:
     """The checkout a report's kernel came from, as KCIDB says it."""
     c = checkout_of(rep)
     if c.kind == "prebuilt":
         return Source(c.identity, {"comment": c.description}, {"prebuilt": c.prebuilt})
-    fields: dict[str, Any] = {"tree_name": Path(c.tree).name if c.tree else "",
-                              "comment": c.description}
+    fields: dict[str, Any] = {"comment": c.description}
     misc: dict[str, Any] = {"identity": c.identity, "version": c.version}
     if c.kind == "git":
         fields["git_commit_hash"] = c.commit
         fields["git_commit_name"] = c.described
-        if c.remote_url.startswith("https://"):
-            fields["git_repository_url"] = c.remote_url
-        elif c.remote_url:
-            misc["git_repository"] = c.remote_url
+        _repository(c, fields, misc)
         if c.local_changes:
             misc["local_changes"] = c.local_changes
     elif c.kind == "tarball":
         misc["tarball_sha256"] = c.identity.partition(":")[2]
+        if c.tarball:
+            misc["tarball"] = Path(c.tarball).name
     elif c.kind == "series":
         fields["git_commit_hash"] = c.commit
         fields["git_commit_name"] = c.described
+        _repository(c, fields, misc)
         misc["repository"] = c.repository
-    return Source(c.identity, {k: v for k, v in fields.items() if v}, misc)
+    kept = {k: v for k, v in fields.items() if v}
+    if c.kind == "git" and not c.local_changes:
+        kept["patchset_hash"] = ""  # the schema's "no patches were applied"
+    elif c.kind == "git" and c.patchset_hash:  # the local changes, as one patch onto HEAD
+        kept["patchset_hash"] = c.patchset_hash  # (metadata older than it: not known)
+    return Source(c.identity, kept, misc)
 
 
 def _checkout(src: Source, run: Run) -> dict[str, Any]:
@@ -158,7 +208,8 @@ def _checkout(src: Source, run: Run) -> dict[str, Any]:
                  for name, url in s.get("patch_files", [])]
         if files:
             doc["patchset_files"] = files
-        doc["patchset_hash"] = s.get("patchset_hash", "")
+        if s.get("patchset_hash"):
+            doc["patchset_hash"] = s["patchset_hash"]
         if s.get("cover_message_id"):
             doc["message_id"] = s["cover_message_id"]
         doc["comment"] = s.get("cover_subject") or doc.get("comment", "")
@@ -208,7 +259,7 @@ def _status(rep: KernelReport, infra: str) -> tuple[str, str]:
     return Verdict.PASS, ""
 
 
-def _tests(rep: KernelReport, key: str, run: Run, names: Sequence[str]
+def _tests(rep: KernelReport, key: str, run: Run, names: Sequence[str], repeat: int = 1
            ) -> list[dict[str, Any]]:
     infra = run.errors.get(rep.label, "")
     boot_status, why = _status(rep, infra)
@@ -220,7 +271,8 @@ def _tests(rep: KernelReport, key: str, run: Run, names: Sequence[str]
     start = _iso(run.started)
 
     def test(path: str, status: str, comment: str, extra: dict[str, Any]) -> dict[str, Any]:
-        return {"id": _id("test", key, run.id, path), "origin": ORIGIN,
+        checked = run.id if repeat == 1 else f"{run.id}.{repeat}"
+        return {"id": _id("test", key, checked, path), "origin": ORIGIN,
                 "build_id": _id("build", key), "path": path, "status": status, "comment": comment,
                 "environment": env, "start_time": start, **extra}
 
@@ -248,18 +300,23 @@ def document(reports: Sequence[KernelReport], run: Run, names: Sequence[str]
              ) -> dict[str, Any]:
     """The KCIDB document of one command's reports."""
     checkouts: dict[str, dict[str, Any]] = {}
-    builds, tests = [], []
+    builds: dict[str, dict[str, Any]] = {}
+    tests: list[dict[str, Any]] = []
+    checked: dict[str, int] = {}  # build id -> how many reports of it so far
     for rep in reports:
         src = source_of(rep)
         checkout = _checkout(src, run)
         checkouts.setdefault(checkout["id"], checkout)
         key = rep.kernel.key if rep.kernel else build_key(rep)
         build_id = _id("build", key)
-        builds.append(_build(rep, checkout["id"], build_id, run))
+        # one build once (KCIDB merges objects of one id: a second would overwrite the
+        # first); a kernel checked twice in one run keeps both runs' tests, apart
+        builds.setdefault(build_id, _build(rep, checkout["id"], build_id, run))
+        checked[build_id] = checked.get(build_id, 0) + 1
         tests += _tests(rep, key, run, [*names, *(r.name for r in rep.results
-                                                  if r.name not in names)])
+                                                  if r.name not in names)], checked[build_id])
     doc: dict[str, Any] = _clean({"version": VERSION, "checkouts": list(checkouts.values()),
-                                  "builds": builds, "tests": tests})
+                                  "builds": list(builds.values()), "tests": tests})
     return doc
 
 

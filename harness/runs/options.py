@@ -212,5 +212,14 @@ def kernel_specs(values: Values) -> list[BuildSpec]:
                          "out (each image says what it is)")
     from harness.kernel import prebuilt as pre  # imports the fetching machinery only when needed
 
-    return [spec_from(get, arches[i] if arches else pre.arch_of(ref), prebuilt=ref)
-            for i, ref in enumerate(prebuilt)]
+    specs: dict[tuple[str, str], BuildSpec] = {}  # the same kernel given twice is checked once
+    for i, ref in enumerate(prebuilt):
+        same = (arches[i] if arches else "", _same_kernel(ref))
+        if same not in specs:
+            specs[same] = spec_from(get, arches[i] if arches else pre.arch_of(ref), prebuilt=ref)
+    return list(specs.values())
+
+
+def _same_kernel(ref: str) -> str:
+    """What --kernel names, however it is spelled: a URL as given, a path as the file."""
+    return ref if "://" in ref else str(Path(ref).expanduser().resolve())

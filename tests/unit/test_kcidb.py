@@ -124,6 +124,40 @@ def test_ids_are_stable_across_runs_of_the_same_kernel(tmp_path: Path) -> None:
     assert len(both["checkouts"]) == 2 and len(both["builds"]) == 2
 
 
+def test_the_same_kernel_given_twice_is_checked_once(tmp_path: Path,
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    """`--kernel K --kernel K` (or K by another path): one kernel to check, not two."""
+    from harness.faces.cli_args import parser
+    from harness.kernel import prebuilt
+    from harness.runs import options
+
+    monkeypatch.setattr(prebuilt, "arch_of", lambda ref: "x86_64")
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "k").mkdir()
+    given = [str(tmp_path / "k"), str(tmp_path / "k"), "k/", "https://example.org/k/",
+             "https://example.org/k/", str(tmp_path / "other")]
+    args = parser().parse_args(["run", *(a for k in given for a in ("--kernel", k))])
+    specs = options.kernel_specs(vars(args))
+    assert [s.prebuilt for s in specs] == [str(tmp_path / "k"), "https://example.org/k/",
+                                           str(tmp_path / "other")]
+
+
+def test_a_document_never_holds_an_id_twice(tmp_path: Path) -> None:
+    """A build reported twice in one run (the same kernel reached by two ways) is one build;
+    each check of it keeps its tests, under ids of their own: KCIDB merges objects of one
+    id, and one result would be lost."""
+    one, two = report(tmp_path), report(tmp_path)
+    two.results = [CheckResult("proc_version", False, "not clang", "Linux version 6.1 gcc")]
+    doc = kcidb.document([one, two], run(), NAMES)
+    kcidb.validate(doc)
+    for kind in ("checkouts", "builds", "tests"):
+        ids = [o["id"] for o in doc[kind]]
+        assert len(ids) == len(set(ids)), kind
+    assert len(doc["builds"]) == 1 and len(doc["tests"]) == 2 * (1 + len(NAMES))
+    failed = [t for t in doc["tests"] if t["status"] == "FAIL"]
+    assert [t["path"] for t in failed] == ["ltoboot.proc_version"]
+
+
 def test_a_hand_broken_document_is_refused_and_never_written(tmp_path: Path) -> None:
     good = kcidb.document([report(tmp_path)], run(), NAMES)
     for breakage in ("lower-case status", "no origin", "bad id", "null"):
@@ -222,12 +256,125 @@ def test_a_git_checkout_is_read_once_at_plan_time_and_carried(repo: Path, tmp_pa
                          run(), NAMES)
     kcidb.validate(doc)
     (checkout,) = doc["checkouts"]
-    assert checkout["tree_name"] == "linux" and checkout["git_commit_hash"] == head
+    assert "tree_name" not in checkout  # a tree KernelCI does not know by a name
+    assert checkout["git_commit_hash"] == head
     assert checkout["git_commit_name"] == f"v6.1-1-g{head[:7]}"
     assert checkout["git_repository_url"] == "https://git.example.org/linux.git"
     assert checkout["misc"] == {"identity": src.identity, "version": "6.1.0",
                                 "local_changes": found.local_changes}
     assert checkout["comment"] == src.description
+
+
+def checkout_doc(found: Checkout, tmp: Path) -> dict[str, Any]:
+    k = dataclasses.replace(kernel(tmp), extra={}, checkout=found)
+    doc = kcidb.document([KernelReport(label=k.label, kernel=k, spec=BuildSpec(arch="x86_64"))],
+                         run(), NAMES)
+    kcidb.validate(doc)
+    assert len(doc["checkouts"]) == 1
+    checkout: dict[str, Any] = doc["checkouts"][0]
+    return checkout
+
+
+def test_a_dirty_tree_is_its_head_and_a_patch_of_its_local_changes(
+        repo: Path, tmp_path: Path) -> None:
+    """Changes to tracked files and untracked files, as one patch onto HEAD (from the tree
+    the identity names, read at plan time): its patchset_hash, no patchset_files (a local
+    diff has no URL), and an id of its own; a clean HEAD has no patches ("")."""
+    (repo / "init" / "new.c").write_bytes(b"int new;\n\0binary\n")  # untracked
+    before = {p: p.stat().st_mtime_ns for p in repo.rglob("*")}
+    dirty = source.checkout_of(source.resolve(repo))
+    assert {p: p.stat().st_mtime_ns for p in repo.rglob("*")} == before  # only read
+    out = tmp_path / "dirty"
+    out.mkdir()
+    checkout = checkout_doc(dirty, out)
+    # the patch made independently: a scratch index of everything, diffed with HEAD
+    env = {**os.environ, "GIT_INDEX_FILE": str(tmp_path / "scratch-index")}
+    subprocess.run(["git", "-C", str(repo), "read-tree", "HEAD"], check=True, env=env)
+    subprocess.run(["git", "-C", str(repo), "add", "-A"], check=True, env=env)
+    patch = subprocess.run(["git", "-C", str(repo), "diff", "--cached", "--binary",
+                            "--no-renames", "HEAD"], check=True, env=env,
+                           capture_output=True).stdout
+    assert b"init/new.c" in patch and b"int changed;" in patch
+    (tmp_path / "local.patch").write_bytes(patch)
+    assert checkout["patchset_hash"] == sha256sum(tmp_path, ["local.patch"])
+    assert "patchset_files" not in checkout
+    assert checkout["git_commit_hash"] == git(repo, "rev-parse", "HEAD")
+    git(repo, "stash", "-q", "-u")
+    clean = source.checkout_of(source.resolve(repo))
+    out = tmp_path / "clean"
+    out.mkdir()
+    clean_checkout = checkout_doc(clean, out)
+    assert clean_checkout["patchset_hash"] == ""  # no patches were applied
+    assert clean_checkout["git_commit_hash"] == checkout["git_commit_hash"]
+    assert clean_checkout["id"] != checkout["id"]
+
+
+MAINLINE = "https://git.kernel.org/pub/scm/linux/kernel/git/torvalds/linux.git"
+STABLE = "https://git.kernel.org/pub/scm/linux/kernel/git/stable/linux.git"
+NEXT = "https://git.kernel.org/pub/scm/linux/kernel/git/next/linux-next.git"
+
+
+@pytest.mark.parametrize(("url", "name"), [
+    (MAINLINE, "mainline"), (STABLE, "stable"), (NEXT, "next"),
+    ("https://git.kernel.org/pub/scm/linux/kernel/git/torvalds/linux", "mainline"),
+    ("git://git.kernel.org/pub/scm/linux/kernel/git/stable/linux-stable-rc.git", "stable-rc"),
+    ("git@gitolite.kernel.org:pub/scm/linux/kernel/git/netdev/net-next.git", "net-next"),
+    ("https://kernel.googlesource.com/pub/scm/linux/kernel/git/torvalds/linux", "mainline"),
+    ("https://github.com/torvalds/linux.git", "mainline"),
+    ("https://git.kernel.org/pub/scm/linux/kernel/git/someone/linux.git", ""),
+    ("https://git.example.org/linux.git", ""), ("/home/t/linux", ""), ("", ""),
+])
+def test_tree_name_is_one_kernelci_knows_or_none(url: str, name: str, tmp_path: Path) -> None:
+    checkout = checkout_doc(Checkout(identity="git:" + "c" * 40 + ":", commit="c" * 40,
+                                     remote_url=url, remote_branch="master"), tmp_path)
+    assert checkout.get("tree_name") == (name or None)
+    https = url.startswith("https://")
+    assert checkout.get("git_repository_url") == (url if https else None)
+    assert checkout.get("git_repository_branch") == ("master" if https else None)
+
+
+def test_a_remotes_credentials_stay_out_of_the_document(tmp_path: Path) -> None:
+    c = Checkout(identity="git:" + "c" * 40 + ":", commit="c" * 40,
+                 remote_url="https://tess:s3cret@git.kernel.org/pub/scm/linux/kernel/git/"
+                            "torvalds/linux.git")
+    checkout = checkout_doc(c, tmp_path)
+    assert "s3cret" not in json.dumps(checkout) and "tess" not in json.dumps(checkout)
+    assert checkout["git_repository_url"] == MAINLINE
+
+
+def test_the_branch_is_the_upstream_the_commit_is_on(repo: Path) -> None:
+    """The remote and branch the tester's current branch follows, read at plan time; the
+    branch only while HEAD is on it (a local commit on top is on no branch of the remote)."""
+    git(repo, "remote", "add", "stable", STABLE)
+    git(repo, "update-ref", "refs/remotes/stable/linux-6.1.y", "HEAD")
+    git(repo, "branch", "--set-upstream-to=stable/linux-6.1.y")
+    found = source.checkout_of(source.resolve(repo))
+    assert (found.remote_url, found.remote_branch) == (STABLE, "linux-6.1.y")
+    git(repo, "commit", "-q", "-am", "local")
+    found = source.checkout_of(source.resolve(repo))
+    assert (found.remote_url, found.remote_branch) == (STABLE, "")
+    git(repo, "branch", "--unset-upstream")
+    git(repo, "checkout", "-q", "--detach")
+    found = source.checkout_of(source.resolve(repo))
+    assert (found.remote_url, found.remote_branch) == ("https://git.example.org/linux.git", "")
+
+
+def test_a_series_base_is_named_by_the_testers_remote(sent: Path, tmp_path: Path,
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    from harness.mail import series
+
+    monkeypatch.setenv("LTOBOOT_CACHE", str(tmp_path / "cache"))
+    author = tmp_path / "author"
+    git(author, "remote", "add", "origin", NEXT)
+    git(author, "update-ref", "refs/remotes/origin/master", "base")
+    git(author, "branch", "--set-upstream-to=origin/master")
+    applied = series.apply(series.read(sent, tmp_path), author, "base")
+    found = source.checkout_of(source.resolve(applied.tree))
+    assert (found.remote_url, found.remote_branch) == (NEXT, "master")
+    checkout = checkout_doc(found, tmp_path)
+    assert (checkout["tree_name"], checkout["git_repository_url"]) == ("next", NEXT)
+    assert checkout["git_repository_branch"] == "master"
+    assert checkout["git_commit_hash"] == git(author, "rev-parse", "base")
 
 
 def test_metadata_from_before_checkouts_still_loads(tmp_path: Path,
@@ -265,3 +412,111 @@ def test_a_kernel_that_did_not_build_is_named_by_its_plan(monkeypatch: pytest.Mo
     (checkout,) = doc["checkouts"]
     assert checkout["git_commit_hash"] == "c" * 40 and checkout["git_commit_name"] == "v6.1"
     assert checkout["misc"]["repository"] == "/home/t/linux"
+
+
+# -- a mailed series as KernelCI names it ---------------------------------------------------
+
+MBOX_FROM = b"From mboxrd@z Thu Jan  1 00:00:00 1970\n"
+
+
+@pytest.fixture
+def sent(tmp_path: Path) -> Path:
+    """A series as `git format-patch --thread --cover-letter` writes it: a cover letter and
+    two patches (one of them binary), each a file."""
+    r = tmp_path / "author"
+    r.mkdir()
+    git(r, "init", "-q")
+    (r / "README").write_text("hello\n")
+    (r / "Makefile").write_text("VERSION = 6\nPATCHLEVEL = 1\nSUBLEVEL = 0\n")
+    (r / "Kconfig").write_text("")
+    git(r, "add", "-A")
+    git(r, "commit", "-q", "-m", "base")
+    git(r, "tag", "base")
+    (r / "README").write_text("hello\nworld\n")
+    git(r, "commit", "-q", "-am", "README: add world")
+    (r / "logo.bin").write_bytes(bytes(range(256)))
+    git(r, "add", "logo.bin")
+    git(r, "commit", "-q", "-m", "logo: add it")
+    out = tmp_path / "sent"
+    git(r, "format-patch", "-q", "--thread", "--cover-letter", "-o", str(out), "base..HEAD")
+    cover = next(out.glob("0000-*"))
+    cover.write_text(cover.read_text().replace("*** SUBJECT HERE ***", "World and logo"))
+    return out
+
+
+def sha256sum(folder: Path, names: list[str]) -> str:
+    """The schema's own recipe, by the shell: `sha256sum *.patch | cut -c-64 | sha256sum`."""
+    return subprocess.run(["sh", "-c", 'sha256sum "$@" | cut -c-64 | sha256sum | cut -c-64',
+                           "sh", *names], cwd=folder, check=True, capture_output=True,
+                          text=True).stdout.strip()
+
+
+def series_report(tmp: Path) -> KernelReport:
+    k = dataclasses.replace(kernel(tmp), extra={}, checkout=Checkout(
+        identity="series:abc", description="linux at v6.1 + 2 patches", commit="c" * 40,
+        described="v6.1", repository="/home/t/linux"))
+    return KernelReport(label=k.label, kernel=k, spec=BuildSpec(arch="x86_64"))
+
+
+def test_patchset_hash_is_the_schemas_over_the_patches_as_given(sent: Path, tmp_path: Path
+                                                               ) -> None:
+    """A directory of patch files: sha256sum of each file (the cover letter is no patch); an
+    mbox as a list archive serves it, in any order: of each message without its From line.
+    b4 rewrites the patches it orders: the hash is of what was mailed, not of b4's mbox."""
+    from harness.mail import series
+
+    patches = sorted(p.name for p in sent.glob("000[1-9]-*.patch"))
+    for work in ("work-dir", "work-mbox"):
+        (tmp_path / work).mkdir()
+    s = series.read(sent, tmp_path / "work-dir")
+    assert s.ordered_by.startswith("b4 ")
+    facts = kcidb.series_facts(s)
+    assert facts["patchset_hash"] == sha256sum(sent, patches)
+    listed = tmp_path / "listed"
+    listed.mkdir()
+    messages = []
+    for name in patches:
+        message = (sent / name).read_bytes().split(b"\n", 1)[1]  # without format-patch's From
+        (listed / f"{name}.eml").write_bytes(message)
+        messages.append(message)
+    cover = next(sent.glob("0000-*")).read_bytes().split(b"\n", 1)[1]
+    box = tmp_path / "thread.mbox"  # as a thread may come: replies first, a blank line after each
+    box.write_bytes(b"".join(MBOX_FROM + m + b"\n" for m in [messages[1], cover, messages[0]]))
+    from_mbox = series.read(box, tmp_path / "work-mbox")
+    expected = sha256sum(listed, [f"{n}.eml" for n in patches])
+    assert kcidb.series_facts(from_mbox)["patchset_hash"] == expected
+    doc = kcidb.document([series_report(tmp_path)],
+                         dataclasses.replace(run(), series=kcidb.series_facts(from_mbox)),
+                         NAMES)
+    kcidb.validate(doc)
+    assert doc["checkouts"][0]["patchset_hash"] == expected
+
+
+def test_patchset_files_are_where_the_series_came_from_never_a_local_path(
+        sent: Path, tmp_path: Path) -> None:
+    """Fetched from a list archive: each patch as the archive serves it raw; from Patchwork:
+    the series' mbox; from the tester's files: no patchset_files (a local path is no URL),
+    the patchset_hash still there."""
+    from harness.mail import series
+
+    mailed = series.read(sent, tmp_path)
+    assert mailed.cover is not None
+    ids = [p.message_id.strip("<>") for p in mailed.patches]
+    archive = "https://lore.kernel.org/all"
+    thread = dataclasses.replace(
+        mailed, origin=f"{archive}/{mailed.cover.message_id.strip('<>')}/t.mbox.gz")
+    patchwork = dataclasses.replace(
+        mailed, origin="https://patchwork.kernel.org/series/7/mbox/")
+    found = {}
+    for name, s in (("files", mailed), ("lore", thread), ("patchwork", patchwork)):
+        doc = kcidb.document([series_report(tmp_path)],
+                             dataclasses.replace(run(), series=kcidb.series_facts(s)), NAMES)
+        kcidb.validate(doc)
+        (checkout,) = doc["checkouts"]
+        assert checkout["patchset_hash"] == mailed.patchset_hash()
+        found[name] = checkout.get("patchset_files")
+    assert found["files"] is None
+    assert found["lore"] == [{"name": f"{n:04d}.patch", "url": f"{archive}/{i}/raw"}
+                             for n, i in enumerate(ids, 1)]
+    assert found["patchwork"] == [{"name": "series-7.mbox",
+                                   "url": "https://patchwork.kernel.org/series/7/mbox/"}]
