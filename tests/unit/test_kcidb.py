@@ -10,6 +10,7 @@ import ast
 import copy
 import dataclasses
 import json
+import os
 import subprocess
 from datetime import UTC, datetime
 from pathlib import Path
