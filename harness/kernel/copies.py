@@ -32,7 +32,7 @@ from typing import Any
 from harness.base import cache, proc
 from harness.base.errors import InfraError, UsageError
 from harness.base.progress import say
-from harness.kernel import source, stamps
+from harness.kernel import identity, source, stamps
 
 RECIPE = 1  # bump when a copy of the same identity would come out differently
 
@@ -130,12 +130,12 @@ def _git_dir(entry: Path, src: source.KernelSource, base: Path | None) -> None:
     git("init", "--quiet", "--template=")
     theirs = proc.run(["git", "-C", str(src.tree), "rev-parse", "--path-format=absolute",
                        "--git-path", "objects"], what="reading the git state of the tree",
-                      env={**os.environ, **source.GIT_READ_ONLY}, error=UsageError).strip()
+                      env={**os.environ, **identity.GIT_READ_ONLY}, error=UsageError).strip()
     (gitdir / "objects" / "info" / "alternates").write_text(
-        f"{theirs}\n{source.objects_dir(src.tree)}\n")
+        f"{theirs}\n{identity.objects_dir(src.tree)}\n")
     tags = proc.run(["git", "-C", str(src.tree), "for-each-ref",
                      "--format=%(objectname) %(refname)", "refs/tags"],
-                    what="reading the tree's tags", env={**os.environ, **source.GIT_READ_ONLY},
+                    what="reading the tree's tags", env={**os.environ, **identity.GIT_READ_ONLY},
                     error=UsageError)
     (gitdir / "packed-refs").write_text(tags)
     git("config", "core.trustctime", "false")  # linked files' ctimes move with other copies
@@ -148,7 +148,7 @@ def _git_dir(entry: Path, src: source.KernelSource, base: Path | None) -> None:
         (gitdir / "HEAD").write_text(f"{head}\n")
     # the index holds what the tester's does (what is staged): git status in the copy says
     # what it says in their tree
-    staged = source.index_tree(src.tree) or head
+    staged = identity.index_tree(src.tree) or head
     if staged:
         earlier = base.parent / "git" / "index" if base is not None else None
         if earlier is not None and earlier.is_file():  # a copy made from an earlier copy:
@@ -196,7 +196,7 @@ def _produce(tmp: Path, src: source.KernelSource, base: Path | None,
             stamps.stamp(tree, rel, when)
     if src.git:
         _git_dir(tmp, src, base if differ is not None else None)
-    again = source.content(src.tree)
+    again = identity.content(src.tree)
     if again.identity != src.identity:
         raise UsageError(f"--kernel-src {src.tree} changed while ltoboot copied it "
                          f"({src.identity} -> {again.identity}): run again when it is still")

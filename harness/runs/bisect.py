@@ -34,7 +34,7 @@ from harness.base import cache, proc
 from harness.base.errors import BuildError, InfraError, KernelFailure, LtobootError, UsageError
 from harness.base.progress import duration, say
 from harness.guest import modules
-from harness.kernel import failures, source
+from harness.kernel import failures, identity, source
 from harness.kernel.build import Plan, compile_kernel, find_donor, plan
 from harness.kernel.model import MODROOT, BuildSpec, Kernel
 from harness.reports.results import KernelReport
@@ -299,7 +299,7 @@ def run(spec: BuildSpec, good: str, bad: str, step_options: Sequence[str]) -> Bi
     repo = Path(spec.kernel_src).resolve()
     if not (repo / ".git").exists():
         raise UsageError(f"{repo} is not a git tree: bisect needs one")
-    if source.tracked_changes(repo):  # asked without refreshing their index
+    if identity.tracked_changes(repo):  # asked without refreshing their index
         raise UsageError(f"{repo} has uncommitted changes: commit or stash them first")
     commits = []
     for rev in (good, bad):

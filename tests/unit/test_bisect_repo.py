@@ -18,7 +18,7 @@ import pytest
 from harness.base import progress
 from harness.base.errors import BuildError
 from harness.faces import cli
-from harness.kernel import build, nearest, source
+from harness.kernel import build, identity, nearest, source
 from harness.kernel.build import Plan
 from harness.kernel.model import BuildSpec, Checkout
 from harness.kernel.toolchain import Toolchain
@@ -207,17 +207,17 @@ def test_a_tree_with_local_changes_is_refused_by_name(
 
 def test_reading_a_trees_identity_writes_nothing(tmp_path: Path, cache_root: Path) -> None:
     """`git diff` and `describe --dirty` write the index of a tree whose file times are
-    newer than it knows, even with --no-optional-locks: source.tree_identity uses neither."""
+    newer than it knows, even with --no-optional-locks: identity.content uses neither."""
     repo = tmp_path / "linux"
     _scratch_repo(repo)
     (repo / "README").write_text("local change\n")
     os.utime(repo / "Makefile", (OLD + 1, OLD + 1))  # the index's record of it is stale
     time.sleep(0.05)
     before = snapshot(repo)
-    identity, description = source.tree_identity(repo)
+    found = identity.content(repo)
     assert snapshot(repo) == before
-    assert identity.startswith("git:") and not identity.endswith(":")  # the diff's hash
-    assert "-dirty (" in description
+    assert found.identity.startswith("git:") and not found.identity.endswith(":")  # dirty
+    assert "-dirty (" in found.description
 
 
 class _Built(Exception):

@@ -20,7 +20,7 @@ import pytest
 
 from harness.base import cache
 from harness.base.errors import UsageError
-from harness.kernel import copies, freshness, nearest, source, stamps
+from harness.kernel import copies, freshness, identity, nearest, source, stamps
 from tests.synthetic import git, kernel_repo
 
 
@@ -53,29 +53,29 @@ def repo(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 
 def test_a_file_git_does_not_track_is_part_of_the_identity(repo: Path) -> None:
-    clean = source.content(repo)
+    clean = identity.content(repo)
     assert clean.identity == f"git:{git(repo, 'rev-parse', 'HEAD')}:"
     (repo / "init" / "foo.h").write_text('#define GREETING "one"\n')  # not git added
-    one = source.content(repo)
+    one = identity.content(repo)
     assert one.identity != clean.identity and "init/foo.h" in one.files
     assert one.description.endswith(f"-dirty ({git(repo, 'rev-parse', 'HEAD')[:12]})")
     (repo / "init" / "foo.h").write_text('#define GREETING "two"\n')
-    assert source.content(repo).identity not in (clean.identity, one.identity)
+    assert identity.content(repo).identity not in (clean.identity, one.identity)
     (repo / "init" / "foo.o").write_text("an ignored build output")
     (repo / "init" / "foo.h").write_text('#define GREETING "one"\n')
-    assert source.content(repo).identity == one.identity  # ignored files are not the kernel's
+    assert identity.content(repo).identity == one.identity  # ignored files are not the kernel's
 
 
 def test_a_mode_change_is_a_new_identity_in_and_out_of_git(repo: Path, tmp_path: Path) -> None:
-    before = source.content(repo).identity
+    before = identity.content(repo).identity
     (repo / "scripts" / "tool.sh").chmod(0o755)
-    assert source.content(repo).identity != before
+    assert identity.content(repo).identity != before
     plain = tmp_path / "plain"
     shutil.copytree(repo, plain, ignore=shutil.ignore_patterns(".git"))
-    first = source.content(plain).identity
+    first = identity.content(plain).identity
     assert first.startswith("tree:")
     (plain / "scripts" / "tool.sh").chmod(0o644)
-    assert source.content(plain).identity != first
+    assert identity.content(plain).identity != first
 
 
 def test_a_same_size_edit_with_its_time_set_back_is_seen_outside_git(repo: Path,
@@ -84,11 +84,11 @@ def test_a_same_size_edit_with_its_time_set_back_is_seen_outside_git(repo: Path,
     plain = tmp_path / "plain"
     shutil.copytree(repo, plain, ignore=shutil.ignore_patterns(".git"))
     main = plain / "init" / "main.c"
-    first = source.content(plain).identity
+    first = identity.content(plain).identity
     st = main.stat()
     main.write_text("int mian;\n")  # same size
     os.utime(main, ns=(st.st_atime_ns, st.st_mtime_ns))
-    assert source.content(plain).identity != first
+    assert identity.content(plain).identity != first
 
 
 def test_reading_the_identity_writes_nothing_in_the_testers_repository(repo: Path) -> None:
@@ -97,7 +97,7 @@ def test_reading_the_identity_writes_nothing_in_the_testers_repository(repo: Pat
     time.sleep(0.01)
     before = snapshot(repo)
     for _ in range(2):
-        source.content(repo)
+        identity.content(repo)
         source.resolve(repo)
     assert snapshot(repo) == before
 
@@ -283,16 +283,16 @@ def test_a_copy_made_from_an_earlier_copy_says_what_the_testers_tree_says(repo: 
 def test_what_git_is_told_to_overlook_is_still_the_trees(repo: Path) -> None:
     """assume-unchanged, a sparse checkout's skip-worktree, core.autocrlf: the identity is
     the bytes on disk, not what git was told or would commit."""
-    first = source.content(repo).identity
+    first = identity.content(repo).identity
     git(repo, "update-index", "--assume-unchanged", "init/main.c")
     (repo / "init" / "main.c").write_text("int hidden;\n")
-    hidden = source.content(repo)
+    hidden = identity.content(repo)
     assert hidden.identity != first
     git(repo, "update-index", "--no-assume-unchanged", "init/main.c")
     git(repo, "checkout", "--", "init/main.c")
     git(repo, "config", "core.autocrlf", "input")
     (repo / "scripts" / "tool.sh").write_bytes(b"#!/bin/sh\r\n")
-    crlf = source.content(repo)
+    crlf = identity.content(repo)
     assert crlf.identity != first
     tree = copies.make(source.resolve(repo)).tree
     assert (tree / "scripts" / "tool.sh").read_bytes() == b"#!/bin/sh\r\n"
@@ -310,7 +310,7 @@ def test_the_testers_split_index_and_hooks_are_left_alone(repo: Path) -> None:
     before = snapshot(repo)
     src = source.resolve(repo)
     copies.make(src)
-    assert source.tracked_changes(repo) is True
+    assert identity.tracked_changes(repo) is True
     assert snapshot(repo) == before
     assert not (repo / ".git" / "hook-ran").exists()
 
