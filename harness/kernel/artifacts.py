@@ -60,8 +60,11 @@ def _export(tmp: Path, kernel: Kernel) -> None:
 
 
 def export(kernel: Kernel) -> Path:
-    """A directory in TuxMake's layout holding `kernel`, made once per machine."""
-    key = cache.content_key({"recipe": RECIPE, "kernel": kernel.key})
+    """A directory in TuxMake's layout holding `kernel`, made once per machine and build: a
+    kernel built again under the same key (its entry pruned, then rebuilt) is not the same
+    bytes (its build time is in them), so the image's hash is in the key too."""
+    key = cache.content_key({"recipe": RECIPE, "kernel": kernel.key,
+                             "image": cache.file_sha256_remembered(kernel.image)})
     return cache.publish(cache.cache_root() / "exports" / f"{kernel.label}-{key}",
                          lambda tmp: _export(tmp, kernel))
 

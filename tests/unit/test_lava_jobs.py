@@ -9,6 +9,7 @@ import re
 import shutil
 import subprocess
 import tempfile
+import time
 import xml.etree.ElementTree as ET
 from pathlib import Path
 from typing import Any, cast
@@ -20,6 +21,7 @@ from harness.base.errors import InfraError, KernelFailure
 from harness.checks import CHECKS, CheckResult, registry
 from harness.checks import lto as lto_check
 from harness.guest import modules
+from harness.kernel import artifacts
 from harness.kernel.model import Kernel
 from harness.reports import junit
 from harness.reports.results import KernelReport
@@ -358,3 +360,18 @@ def test_names_from_system_map_are_quoted_in_guest_commands() -> None:
     assert f"lookup={evil}" in words and f"kprobe {evil} at" in words
     # ordinary names type exactly what they did: the LAVA plans of a kernel stay the same
     assert lto_check.kallsyms_cmd("a.llvm.1") == "grep -F ' a.llvm.1' /proc/kallsyms"
+
+
+def test_a_kernel_built_again_under_its_key_is_exported_again(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A pruned build made again has the same key but other bytes (its build time is in
+    them): the export made of the first must not be served for the second."""
+    monkeypatch.setenv("LTOBOOT_CACHE", str(tmp_path / "cache"))
+    k = fake_kernel(tmp_path)
+    k.image.write_bytes(b"first build #1 03:50")
+    first = artifacts.export(k)
+    time.sleep(0.01)
+    k.image.unlink()  # the entry pruned and built again: a new file
+    k.image.write_bytes(b"again build #1 05:09")
+    again = artifacts.export(k)
+    assert again != first and (again / "bzImage").read_bytes() == b"again build #1 05:09"
