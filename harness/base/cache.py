@@ -24,6 +24,7 @@ import uuid
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 from filelock import FileLock, Timeout
 
@@ -171,6 +172,18 @@ def locked(path: Path, waiting_message: str) -> Iterator[None]:
 
 
 TRASH = ".trash-"  # an entry being pruned: renamed to this + its name, then deleted
+
+
+def tree_record(tree: Path, kind: str, name: str) -> dict[str, Any] | None:
+    """The record `name` beside `tree` when the tree is one the cache made as an entry of
+    `kind` (`<root>/<kind>/<key>/tree`, a series' or a copy's), None for any other tree."""
+    f = tree.parent / name
+    try:
+        if f.is_file() and tree.parent.parent == cache_root() / kind:
+            return dict(json.loads(f.read_text()))
+    except (OSError, ValueError):
+        return None
+    return None
 
 
 def use_lock(entry: Path) -> Path:

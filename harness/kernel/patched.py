@@ -164,10 +164,4 @@ def apply(series: PatchSet, repo: Path, base: str) -> Applied:
 
 def marker(tree: Path) -> dict[str, Any] | None:
     """The record of a patched tree this module made (source.resolve names it by it)."""
-    f = tree.parent / MARKER
-    try:
-        if f.is_file() and tree.parent.parent == cache.cache_root() / "series":
-            return dict(json.loads(f.read_text()))
-    except (OSError, ValueError):
-        return None
-    return None
+    return cache.tree_record(tree, "series", MARKER)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 import re
 import subprocess
@@ -46,13 +45,7 @@ COPY_MARKER = "copy.json"  # beside the cache's copy of a user's tree (harness/k
 
 def copy_marker(tree: Path) -> dict[str, Any] | None:
     """The record of a copy of a user's tree that the cache made, None for any other tree."""
-    f = tree.parent / COPY_MARKER
-    try:
-        if f.is_file() and tree.parent.parent == cache.cache_root() / "trees":
-            return dict(json.loads(f.read_text()))
-    except (OSError, ValueError):
-        return None
-    return None
+    return cache.tree_record(tree, "trees", COPY_MARKER)
 
 
 def makefile_version(tree: Path) -> str:
