@@ -259,8 +259,9 @@ def _files(tree: Path) -> Iterator[tuple[str, str]]:
 
 
 def align_times(tree: Path, donor: Donor, when_ns: int) -> int:
-    """Give every file of `tree` that is not among `donor.changed` the donor's time for it,
-    and those among them `when_ns` (stamp(), above anything of the donor's): make then sees
+    """Give every file of `tree` that is not among `donor.changed` the donor's time for it
+    (unless it is older already: make rebuilds nothing for it either way), and those among
+    them `when_ns` (stamp(), above anything of the donor's): make then sees
     as new exactly what differs. `tree` is the cache's own: a file shared with another tree
     gets an inode of its own before its time changes. Returns how many files got `when_ns`.
     A file that should be the same but is not there or has another size means the records
@@ -277,7 +278,9 @@ def align_times(tree: Path, donor: Donor, when_ns: int) -> int:
         mine = os.lstat(path)
         if theirs.st_size != mine.st_size:
             raise Unrelated(f"{rel} differs from {donor.tree}'s")
-        if stat.S_ISREG(mine.st_mode) and mine.st_mtime_ns != theirs.st_mtime_ns:
+        # older than the donor's is as good as the same for make (a tree linked to a base
+        # tree, dated 2000, starts from any build without re-timing a shared file)
+        if stat.S_ISREG(mine.st_mode) and mine.st_mtime_ns > theirs.st_mtime_ns:
             stamps.own(Path(path))
             os.utime(path, ns=(theirs.st_atime_ns, theirs.st_mtime_ns))
     for rel in sorted(donor.changed):  # after the rest: a symlink's target may be among them

@@ -1,15 +1,23 @@
 """A mailed series applied onto a base commit of the tester's git tree, in the cache: the
-kernel source `tested-by --series` builds (reading the mail is harness/mail/series.py).
+kernel source `tested-by --series` builds (reading the mail is harness/mail/series.py), and
+the trees of its steps when a failing series is bisected (harness/runs/culprit.py).
 
-Applying never touches the tester's tree, branch or index: a clone that borrows the tree's
-objects (`git clone --shared`) is checked out at the base in a temporary cache entry, the
-series goes in with `git am`, and the entry (the patched tree, without .git) is renamed into
-place only when every patch applied. A patch that does not apply is one error naming it, and
-nothing is left behind.
+Applying never touches the tester's tree, branch or index. Each base commit is checked out
+once, into <cache>/series/base-<key>/tree (git borrows the tester's objects to do it, then the
+tree stands alone), every file dated 2000-01-01: older than any build, so a build of a tree
+linked to it starts from any cached build without re-timing a shared file
+(harness/kernel/nearest.py). A series' tree is that tree hard-linked, the series applied with
+`git am` (git writes a file it changes as a new one: the link breaks for what a patch
+changes, never for the rest), and its entry keeps the applied commits (a small git directory
+that borrows the tester's objects). A step's tree (patches 1..k) is the head's tree
+hard-linked, the files the two differ in written anew by git checkout-index. So a series or
+a step costs megabytes, not a checkout. Every entry is renamed into place only when whole; a
+patch that does not apply is one error naming it, and nothing is left behind.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -20,14 +28,19 @@ from pathlib import Path
 from typing import Any
 
 from harness.base import cache, proc
-from harness.base.errors import UsageError
+from harness.base.errors import InfraError, UsageError
 from harness.base.progress import say
 
 # git only reads the tester's repository (no index refresh, no lock)
 READ_ONLY = {**os.environ, "GIT_OPTIONAL_LOCKS": "0"}
-RECIPE = 4  # bump when applying produces a different tree from the same inputs, or the
-# series key means another thing (4: what git am applies, byte for byte, with AM_CONFIG)
+RECIPE = 5  # bump when applying produces a different tree from the same inputs, or the
+# series key means another thing (4: what git am applies, byte for byte, with AM_CONFIG;
+# 5: trees linked to their base's, the applied commits kept)
 MARKER = "series.json"  # beside the patched tree in its cache entry
+GIT_DIR = "git"  # beside it: the applied commits (the tester's objects borrowed)
+INDEX = "index"  # beside a base's tree: git's index of it, its stat data current
+# every file of a base tree: older than any build, so no build's donor needs to re-time one
+BASE_TIME_NS = 946_684_800 * 1_000_000_000  # 2000-01-01T00:00:00Z
 # What `git am` applies depends on how it reads the mail (git mailsplit, git mailinfo) and on
 # git apply. Fixed here, whatever the tester's git config says, so that am applies what
 # Series.key names (its git mailsplit and mailinfo run with the same settings)
@@ -59,6 +72,8 @@ class Applied:
     base_described: str  # as git describe names it
     description: str  # "TREE at DESCRIBE + N patches of <name>"
     key: str
+    repo: Path | None = None  # the tester's repository
+    name: str = ""  # the series'
 
 
 def git_config(settings: dict[str, str]) -> list[str]:
@@ -89,11 +104,14 @@ def _am_failure(output: str, series: PatchSet) -> str:
     return f"patch {number} \"{title}\" does not apply: {where}"
 
 
-def changed_between(repo: Path, old: str, new: str) -> list[str] | None:
-    """The paths that differ between two commits of `repo` (added, removed or changed; a
-    rename is both of its paths), None when git cannot tell (a commit is not there)."""
+def changed_between(repo: Path, old: str, new: str, *, git_dir: Path | None = None
+                    ) -> list[str] | None:
+    """The paths that differ between two commits of `repo` (or of the git directory
+    `git_dir`): added, removed or changed, a rename both of its paths; None when git cannot
+    tell (a commit is not there)."""
+    where = ["--git-dir", str(git_dir)] if git_dir is not None else ["-C", str(repo)]
     try:
-        out = proc.run(["git", "-C", str(repo), "diff", "--name-only", "--no-renames", "-z",
+        out = proc.run(["git", *where, "diff-tree", "-r", "--name-only", "--no-renames", "-z",
                         old, new, "--"], what="listing the files two commits differ in",
                        error=UsageError, env=READ_ONLY)
     except UsageError:
@@ -101,21 +119,85 @@ def changed_between(repo: Path, old: str, new: str) -> list[str] | None:
     return [p for p in out.split("\0") if p]
 
 
-def _apply_into(tmp: Path, repo: Path, base: str, series: PatchSet,
-                record: dict[str, Any]) -> None:
+def _linked_copy(tree: Path, to: Path) -> None:
+    """`to` made `tree`'s files, hard-linked (its directories are its own)."""
+    proc.run(["cp", "-al", "--", str(tree), str(to)],
+             what=f"linking {tree} into a new tree", error=InfraError)
+
+
+def _objects(repo: Path) -> str:
+    return _git(repo, "rev-parse", "--path-format=absolute", "--git-common-dir",
+                what=f"finding the objects of {repo}") + "/objects"
+
+
+def _age(tree: Path) -> None:
+    """Every file of `tree` (a checkout the cache just made: no other links) dated
+    BASE_TIME_NS."""
+    for dirpath, _, filenames in os.walk(tree):
+        for name in filenames:
+            path = os.path.join(dirpath, name)
+            if not os.path.islink(path):
+                os.utime(path, ns=(BASE_TIME_NS, BASE_TIME_NS))
+
+
+def _checkout_base(tmp: Path, repo: Path, base: str, record: dict[str, Any]) -> None:
     tmp.mkdir()
     tree = tmp / "tree"
-    say(f"applying {len(series.patches)} patches onto {record['base_described']} "
-        f"in a scratch tree ({tmp.parent})")
+    say(f"checking out {record['base_described']} once for the series applied onto it "
+        f"({tmp.parent})")
     proc.run(["git", "clone", "--quiet", "--shared", "--no-checkout", str(repo), str(tree)],
-             what=f"cloning {repo} (borrowing its objects) for the series", env=READ_ONLY)
-    proc.run(["git", "-C", str(tree), "checkout", "--quiet", "--detach", base],
-             what=f"checking out {base[:12]} in the scratch tree")
+             what=f"cloning {repo} (borrowing its objects) for the base", env=READ_ONLY)
+    proc.run(["git", "-C", str(tree), "-c", "core.hooksPath=/dev/null", "checkout",
+              "--quiet", "--detach", base], what=f"checking out {base[:12]} for the base")
+    _age(tree)
+    proc.run(["git", "-C", str(tree), "update-index", "-q", "--refresh"],
+             what="recording the base's file times in its index")
+    os.replace(tree / ".git" / "index", tmp / INDEX)  # what a series applied onto it starts from
+    shutil.rmtree(tree / ".git")  # borrows the tester's objects: the tree stands alone
+    (tmp / MARKER).write_text(json.dumps(record, indent=2))
+
+
+def _described(repo: Path, commit: str) -> str:
+    return proc.run(["git", "-C", str(repo), "describe", "--always", "--tags", commit],
+                    what="describing the base", ok=range(256),
+                    env=READ_ONLY).strip() or commit[:12]
+
+
+def base_tree(repo: Path, base: str) -> Path:
+    """The checkout of commit `base` of `repo` the series applied onto it are linked to: a
+    cache entry, made once per base."""
+    described = _described(repo, base)
+    key = cache.content_key({"recipe": RECIPE, "base": base})
+    record = {"repo": str(repo), "base": base, "base_described": described,
+              "description": f"{repo} at {described}", "identity": f"series:base-{key}",
+              "head": base, "commits": [], "changed": []}
+    entry = cache.publish(cache.cache_root() / "series" / f"base-{key}",
+                          lambda tmp: _checkout_base(tmp, repo, base, record))
+    return entry / "tree"
+
+
+def _apply_into(tmp: Path, repo: Path, base: str, series: PatchSet,
+                record: dict[str, Any], base_entry: Path) -> None:
+    tmp.mkdir()
+    tree = tmp / "tree"
+    n = len(series.patches)
+    say(f"applying {n} patch{'' if n == 1 else 'es'} onto {record['base_described']} "
+        f"in a scratch tree ({tmp.parent})")
+    _linked_copy(base_entry / "tree", tree)
+    git = ["git", "-C", str(tree), "-c", "core.hooksPath=/dev/null"]
+    proc.run([*git, "init", "--quiet"], what="making the scratch tree's git directory")
+    (tree / ".git" / "objects" / "info" / "alternates").write_text(_objects(repo) + "\n")
+    # the base's index: its stat data is the linked files' (a new link changes only ctime)
+    proc.run([*git, "config", "core.trustctime", "false"], what="configuring the scratch tree")
+    shutil.copy2(base_entry / INDEX, tree / ".git" / "index")
+    proc.run([*git, "update-ref", "--no-deref", "HEAD", base],
+             what=f"pointing the scratch tree at {base[:12]}")
+    proc.run([*git, "update-index", "-q", "--refresh"], what="refreshing the scratch index")
     mbox = tmp / "series.mbx"
     mbox.write_bytes(series.mbox)
     env = {**os.environ, **_AM_ENV}
     # no automatic gc after it: git would leave it running in the background, past us
-    with proc.running(["git", "-C", str(tree), "-c", "gc.auto=0", *git_config(AM_CONFIG),
+    with proc.running([*git, "-c", "gc.auto=0", *git_config(AM_CONFIG),
                        "am", "--quiet",
                        "--committer-date-is-author-date", str(mbox)],
                       stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env) as p:
@@ -125,10 +207,12 @@ def _apply_into(tmp: Path, repo: Path, base: str, series: PatchSet,
                          f"{record['base_described']}; nothing was applied anywhere "
                          "(rebase the series or give --base)")
     record["head"] = _git(tree, "rev-parse", "HEAD", what="reading the applied series")
+    record["commits"] = _git(tree, "rev-list", "--reverse", f"{base}..HEAD",
+                             what="listing the applied commits").split()
     # what differs from the base: a later build of another series on a related base starts
     # from this tree's build (harness/kernel/nearest.py)
     record["changed"] = sorted(changed_between(tree, base, "HEAD") or [])
-    shutil.rmtree(tree / ".git")  # borrows the tester's objects: the tree stands alone
+    os.replace(tree / ".git", tmp / GIT_DIR)  # kept for the steps; no git in the tree
     mbox.unlink()
     (tmp / MARKER).write_text(json.dumps(record, indent=2))
 
@@ -146,20 +230,80 @@ def apply(series: PatchSet, repo: Path, base: str) -> Applied:
         raise UsageError(f"--base {base} is not a commit of {repo}: give a branch, tag or "
                          "commit of it")
     commit = commit.strip()
-    described = proc.run(["git", "-C", str(repo), "describe", "--always", "--tags", commit],
-                         what="describing the base", ok=range(256),
-                         env=READ_ONLY).strip() or commit[:12]
+    described = _described(repo, commit)
     key = cache.content_key({"recipe": RECIPE, "base": commit,
                              "patches": series.key})
     description = (f"{repo} at {described} + {len(series.patches)} patch"
                    f"{'es' if len(series.patches) != 1 else ''} of \"{series.name}\"")
     record = {"repo": str(repo), "base": commit, "base_described": described,
               "description": description, "ordered_by": series.ordered_by,
-              "identity": f"series:{key}"}
+              "identity": f"series:{key}", "name": series.name,
+              "patches": [list(p) for p in series.patches]}
     entry = cache.publish(cache.cache_root() / "series" / key,
-                          lambda tmp: _apply_into(tmp, repo, commit, series, record))
+                          lambda tmp: _apply_into(tmp, repo, commit, series, record,
+                                                  base_tree(repo, commit).parent))
     return Applied(tree=entry / "tree", base=commit, base_described=described,
-                   description=description, key=key)
+                   description=description, key=key, repo=repo, name=series.name)
+
+
+def _step_into(tmp: Path, head_entry: Path, record: dict[str, Any], k: int) -> None:
+    """Patches 1..k of the series whose entry is `head_entry`: its tree linked, the files
+    the two commits differ in written anew."""
+    tmp.mkdir()
+    tree = tmp / "tree"
+    git_dir = head_entry / GIT_DIR
+    target = record["commits"][k - 1]
+    _linked_copy(head_entry / "tree", tree)
+    out = proc.run(["git", "--git-dir", str(git_dir), "diff-tree", "-r", "-z", "--no-renames",
+                    "--name-status", record["head"], target, "--"],
+                   what=f"listing what patches {k + 1}.. change", env=READ_ONLY)
+    fields = out.split("\0")
+    written: list[str] = []
+    for status, path in zip(fields[0::2], fields[1::2], strict=False):
+        if not path:
+            continue
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tree / path)  # a new file, never through the link
+        if status != "D":
+            written.append(path)
+        else:  # as git does: a directory its last file left goes too
+            parent = (tree / path).parent
+            while parent != tree and not any(parent.iterdir()):
+                parent.rmdir()
+                parent = parent.parent
+    env = {**READ_ONLY, "GIT_INDEX_FILE": str(tmp / INDEX)}
+    proc.run(["git", "--git-dir", str(git_dir), "read-tree", target],
+             what=f"reading patch {k}'s tree", env=env)
+    if written:
+        proc.run(["git", "--git-dir", str(git_dir), "--work-tree", str(tree), "checkout-index",
+                  "-f", "-z", "--stdin"], what=f"writing the files of patches 1-{k}", env=env,
+                 stdin="\0".join(written))
+    (tmp / INDEX).unlink()
+    n = len(record["commits"])
+    step = {**record, "head": target, "commits": record["commits"][:k],
+            "identity": f"{record['identity']}-{k}",
+            "description": f"{record['repo']} at {record['base_described']} + patches 1-{k} "
+                           f"of {n} of \"{record.get('name', '')}\"",
+            "changed": sorted(changed_between(tree, record["base"], target,
+                                              git_dir=git_dir) or [])}
+    (tmp / MARKER).write_text(json.dumps(step, indent=2))
+
+
+def step_tree(applied: Applied, k: int) -> Path:
+    """The tree of the series' first `k` patches applied onto its base (k = 0: the base's
+    own tree; k = all: the series'): a cache entry, made once."""
+    record = marker(applied.tree)
+    if record is None or "commits" not in record:
+        raise InfraError(f"{applied.tree} has no record of its commits: apply it again")
+    n = len(record["commits"])
+    if k == n:
+        return applied.tree
+    if not 0 <= k < n:
+        raise ValueError(f"step {k} of a series of {n}")
+    if k == 0:
+        return base_tree(Path(record["repo"]), record["base"])
+    return cache.publish(applied.tree.parent.with_name(f"{applied.key}-{k}"),
+                         lambda tmp: _step_into(tmp, applied.tree.parent, record, k)) / "tree"
 
 
 def marker(tree: Path) -> dict[str, Any] | None:

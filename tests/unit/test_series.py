@@ -161,9 +161,11 @@ def test_a_patch_that_does_not_apply_is_named_and_nothing_is_left(
     message = str(e.value)
     assert "patch 2/3 \"a: new file\" does not apply: a.c" in message
     assert "\n" not in message
-    # only the cache's own bookkeeping (lock, failure record), no tree, no temporary
-    assert not [p for p in (tmp_path / "cache" / "series").iterdir()
-                if not p.name.endswith((".lock", ".failed.json"))]
+    # only the cache's own bookkeeping (lock, failure record, use) and the base's whole
+    # checkout (a later series onto it links to it): no series tree, no temporary
+    left = [p for p in (tmp_path / "cache" / "series").iterdir()
+            if not p.name.endswith((".lock", ".failed.json", ".use", ".size"))]
+    assert [p.name[:5] for p in left] == ["base-"] and (left[0] / "series.json").is_file()
     assert git(repo, "rev-parse", "HEAD") == head and git(repo, "status", "--porcelain") == ""
 
 
