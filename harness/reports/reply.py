@@ -102,8 +102,9 @@ def check_identity(name: str, addr: str) -> None:
                          "--email tess@example.org")
 
 
-def _message(mail: Mail, series: Series, facts: dict[str, object], name: str,
-             addr: str) -> EmailMessage:
+def _addressed(mail: Mail, name: str, addr: str) -> EmailMessage:
+    """A reply to `mail` from the tester, to its author and everyone else it went to, threaded
+    under it when it has a Message-ID; the body is the caller's."""
     msg = EmailMessage(policy=_POLICY)
     msg["From"] = email.utils.formataddr((name, addr))
     to, cc = _recipients(mail, addr)
@@ -117,9 +118,21 @@ def _message(mail: Mail, series: Series, facts: dict[str, object], name: str,
         msg["References"] = " ".join(r for r in (mail.references, mail.message_id) if r)
     msg["Date"] = email.utils.formatdate(localtime=True)
     msg["Message-ID"] = email.utils.make_msgid("ltoboot", addr.rpartition("@")[2] or None)
-    body = reply_body(mail, facts)
+    return msg
+
+
+def _with_body(msg: EmailMessage, body: str) -> EmailMessage:
     msg.set_content(body, cte="7bit" if body.isascii() else "8bit")
     return msg
+
+
+def _one_or_mbox(messages: list[EmailMessage]) -> str:
+    """One message as it is, several as an mbox, as git format-patch writes one (git
+    send-email sends each message)."""
+    if len(messages) == 1:
+        return messages[0].as_bytes().decode()
+    return "".join(f"From ltoboot Mon Sep 17 00:00:00 2001\n{m.as_bytes().decode()}\n"
+                   for m in messages)
 
 
 def reply(series: Series, facts: dict[str, object], name: str, addr: str) -> str:
@@ -128,9 +141,5 @@ def reply(series: Series, facts: dict[str, object], name: str, addr: str) -> str
     trailer for the message it answers alone). Headers RFC 2047 encoded, the body 8bit."""
     assert facts["passed"], "no Tested-by for a run that failed"
     check_identity(name, addr)
-    messages = [_message(m, series, facts, name, addr) for m in series.answered]
-    if len(messages) == 1:
-        return messages[0].as_bytes().decode()
-    # an mbox, as git format-patch writes one (git send-email sends each message)
-    return "".join(f"From ltoboot Mon Sep 17 00:00:00 2001\n{m.as_bytes().decode()}\n"
-                   for m in messages)
+    return _one_or_mbox([_with_body(_addressed(m, name, addr), reply_body(m, facts))
+                         for m in series.answered])
