@@ -5,15 +5,19 @@ block the CLI prints after the Tested-by block."""
 
 from __future__ import annotations
 
+import email.utils
 import mailbox
 import re
 from pathlib import Path
 
+import pytest
+
 from harness.mail import series
+from harness.reports import reply
 from harness.reports.tested_by import render_findings
 from harness.runs.culprit import Finding, Outcome, PatchRef, Step
 from tests import mailcorpus
-from tests.unit.test_mail_corpus import TESS
+from tests.unit.test_mail_corpus import TESS, b4_am, replies, thread_of
 
 # a panic's console as a check's evidence: lines b4 would read as trailers if they stood bare
 CONSOLE = """\
@@ -68,6 +72,116 @@ def trailers_of(mbx: Path) -> list[list[str]]:
     texts = [bytes(m.get_payload(decode=True)).decode() for m in mailbox.mbox(mbx)]
     return [[line for line in text.partition("\n---\n")[0].splitlines()
              if TRAILER.match(line)] for text in texts]
+
+
+THREADED = ["cover-thread-utf8.mbox", "no-cover-thread.mbox", "rfc-v3-qp.mbox"]
+
+
+@pytest.mark.parametrize("shape", THREADED)
+def test_the_report_answers_the_culprit_and_b4_takes_nothing_from_it(shape: str,
+                                                                     tmp_path: Path) -> None:
+    path = mailcorpus.CORPUS / shape
+    s = series.read(path, tmp_path)
+    text = reply.failure_report(s, [culprit(s, 2)], FACTS, *TESS)
+    (msg,) = replies(text)
+    patch = s.patches[1]
+    assert email.utils.parseaddr(str(msg["From"])) == TESS
+    assert [(a.display_name, a.addr_spec) for a in msg["To"].addresses] == [
+        ("Jörg Rödel", "joro@example.org")]
+    assert [(a.display_name, a.addr_spec) for a in msg["Cc"].addresses] == [
+        ("Mäx Maintainer", "max@example.org"), ("", "linux-kbuild@example.org"),
+        ("Zoë Ångström", "zoe@example.org")]
+    assert msg["Subject"] == f"Re: {patch.subject}" and "build extra.o" in msg["Subject"]
+    assert str(msg["In-Reply-To"]).strip() == patch.message_id
+    assert str(msg["References"]).split() == [*patch.references.split(), patch.message_id]
+    # names in Unicode, RFC 2047 on the wire; the body 8bit, readable on the list
+    assert "=?utf-8?" in text.lower() and "Tëster" not in text.split("\n\n")[0]
+    assert msg["Content-Transfer-Encoding"] == "8bit"
+    body = msg.get_content()
+    assert body.startswith("Hi Jörg Rödel,\n")
+    for said in ("cfi fails", "On x86_64 (ThinLTO, clang 19)", str(culprit(s, 2)["said"]),
+                 "CFI not enforced", "| RIP: 0010:lkdtm_do_action+0x10/0x20",
+                 "Applied onto v6.1 (0123456789ab)", f"| {CONFIG[0]}",
+                 "head      bad      cfi     cached  1.4s", f"$ {REPRODUCE}"):
+        assert said in body, said
+    # no trailer of any kind: no line b4 reads as one, and b4's own reader finds none
+    assert [line for line in body.splitlines() if TRAILER.match(line)] == []
+    from b4 import LoreMessage
+
+    assert LoreMessage.find_trailers(body, followup=True)[0] == []
+    # b4 applies the thread with our report in it as it does without it, and says nothing of
+    # trailers it ignored
+    alone, _ = b4_am(thread_of(path), "", tmp_path / "alone")
+    answered, said = b4_am(thread_of(path), text, tmp_path / "answered")
+    assert trailers_of(answered) == trailers_of(alone)
+    assert answered.read_bytes() == alone.read_bytes()
+    assert "trailers ignored" not in said
+    # the same report with its evidence bare: b4 would take its Fixes: for the patch, and
+    # see the Reported-by: as a trailer of someone else's
+    bare, said = b4_am(thread_of(path), text.replace("\n  | ", "\n"), tmp_path / "bare")
+    assert trailers_of(bare)[1] == [*trailers_of(alone)[1],
+                                    "Fixes: 0123456789ab (\"main: return 0 for the world\")"]
+    assert "trailers ignored" in said and "lkp@intel.com" in said
+
+
+def test_a_patch_without_a_message_id_gets_a_report_that_says_so(tmp_path: Path) -> None:
+    s = series.read(mailcorpus.CORPUS / "crlf-no-msgid.mbox", tmp_path)
+    (msg,) = replies(reply.failure_report(s, [culprit(s, 1)], FACTS, *TESS))
+    assert not msg["In-Reply-To"] and not msg["References"]
+    assert msg["Subject"] == "Re: [PATCH 1/2] main: return 1 for the wörld"
+    assert [a.addr_spec for a in msg["To"].addresses] == ["joro@example.org"]
+    body = msg.get_content()
+    assert body.count("without a Message-ID") == 1
+    assert "breaks cfi on x86_64: the base passed" in body
+
+
+def test_two_arches_naming_one_patch_share_a_message(tmp_path: Path) -> None:
+    s = series.read(mailcorpus.CORPUS / "no-cover-thread.mbox", tmp_path)
+    text = reply.failure_report(s, [culprit(s, 2), culprit(s, 2, "arm64", "full")], FACTS,
+                                *TESS)
+    assert not text.startswith("From ")  # one message, not an mbox
+    (msg,) = replies(text)
+    body = msg.get_content()
+    assert "On x86_64 (ThinLTO, clang 19)" in body and "On arm64 (full LTO, clang 19)" in body
+    assert str(msg["In-Reply-To"]).strip() == s.patches[1].message_id
+
+
+def test_two_culprits_are_an_mbox_of_two_messages(tmp_path: Path) -> None:
+    path = mailcorpus.CORPUS / "no-cover-thread.mbox"
+    s = series.read(path, tmp_path)
+    base = Finding("riscv64", "riscv64-thin", CONFIG, ["cfi"], Outcome.BASE,
+                   "the base already fails cfi on riscv64: not this series").as_dict()
+    text = reply.failure_report(s, [culprit(s, 2, "arm64"), base, culprit(s, 1)], FACTS,
+                                *TESS)
+    messages = replies(text)
+    assert [str(m["In-Reply-To"]).strip() for m in messages] == [
+        p.message_id for p in s.patches]  # in the series' order
+    assert ["On x86_64" in m.get_content() for m in messages] == [True, False]
+    assert all("riscv64" not in m.get_content() for m in messages)
+    answered, said = b4_am(thread_of(path), text, tmp_path / "answered")
+    assert answered.read_bytes() == b4_am(thread_of(path), "", tmp_path / "alone")[0] \
+        .read_bytes()
+    assert "trailers ignored" not in said
+
+
+def test_any_line_shaped_like_a_trailer_stands_behind_a_bar(tmp_path: Path) -> None:
+    """Not only the evidence: a sentence or summary that starts `Name: value` (a check's
+    words, an address in them) is shown so b4 cannot read it as a trailer."""
+    s = series.read(mailcorpus.CORPUS / "no-cover-thread.mbox", tmp_path)
+    f = culprit(s, 2) | {"said": "Fixes: 0123456789ab (\"x\") by A <a@example.org>",
+                         "summary": "", "steps": [], "config": []}
+    body = replies(reply.failure_report(s, [f], FACTS, *TESS))[0].get_content()
+    assert "\n  | Fixes: 0123456789ab" in body
+    from b4 import LoreMessage
+
+    assert LoreMessage.find_trailers(body, followup=True)[0] == []
+
+
+def test_no_culprit_no_report(tmp_path: Path) -> None:
+    s = series.read(mailcorpus.CORPUS / "no-cover-thread.mbox", tmp_path)
+    base = Finding("x86_64", "x86_64-thin", CONFIG, ["cfi"], Outcome.BASE, "base").as_dict()
+    with pytest.raises(AssertionError, match="no culprit"):
+        reply.failure_report(s, [base], FACTS, *TESS)
 
 
 # -- the block the CLI prints ----------------------------------------------------------------
