@@ -1,5 +1,6 @@
 """The Tested-by block: what a tester pastes into a reply, per arch, the tag last and only when
-every check passed; and the same facts as data (--format json)."""
+every check passed; and the same facts as data (--format json). When a series failed, the
+block after it: what bisecting its patches found."""
 
 from __future__ import annotations
 
