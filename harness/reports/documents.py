@@ -25,6 +25,9 @@ class Context:
     artifact_url: str | None = None  # where LAVA fetched the kernels from
     series: dict[str, object] | None = None  # the mailed series a tested-by applied
     errors: dict[str, str] = field(default_factory=dict)  # kernels no verdict was had for
+    # what bisecting a failed series' patches found (harness/runs/culprit.py's
+    # Finding.as_dict() each): KCIDB's issues and incidents
+    findings: list[dict[str, object]] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -41,7 +44,8 @@ def _junit(path: Path, reports: Sequence[KernelReport], ctx: Context) -> None:
 
 def _kcidb(path: Path, reports: Sequence[KernelReport], ctx: Context) -> None:
     run = kcidb.Run(id=uuid.uuid4().hex[:16], started=ctx.started,
-                    artifact_url=ctx.artifact_url, series=ctx.series, errors=ctx.errors)
+                    artifact_url=ctx.artifact_url, series=ctx.series, errors=ctx.errors,
+                    findings=list(ctx.findings))
     kcidb.write(path, kcidb.document(reports, run, list(ctx.names)))
 
 

@@ -10,6 +10,10 @@ machine or the lab (LAVA could not fetch a file) is ERROR, never FAIL.
 
 A document is made of what the run carries (the kernel's Checkout and key, from its build's
 plan): nothing here asks git, the source tree or the build planner again after the run.
+
+When a series failed and bisecting its patches named a culprit (or found that the base fails
+too), the document carries it as an issue, and incidents link the issue to the tests that
+failed on that arch's kernel; any other finding is said in those tests' misc.
 """
 
 from __future__ import annotations
@@ -28,6 +32,7 @@ from harness.base.arch import get_arch
 from harness.checks import Verdict
 from harness.kernel.model import BuildSpec, Checkout, Kernel
 from harness.reports.results import KernelReport, Stage
+from harness.reports.tested_by import culprit_of, items, patch_count, step_name
 
 if TYPE_CHECKING:  # the series' mail parsing is for tested-by --series only
     from harness.mail.series import Series
@@ -61,6 +66,9 @@ class Run:
     artifact_url: str | None = None
     series: Mapping[str, Any] | None = None
     errors: dict[str, str] = field(default_factory=dict)  # kernel label -> infrastructure error
+    # what bisecting a failed series found, per arch (harness/runs/culprit.py's Finding, as
+    # its as_dict() gives it)
+    findings: list[dict[str, Any]] = field(default_factory=list)
 
 
 def series_facts(mailed: Series) -> dict[str, Any]:
@@ -315,9 +323,78 @@ def document(reports: Sequence[KernelReport], run: Run, names: Sequence[str]
         checked[build_id] = checked.get(build_id, 0) + 1
         tests += _tests(rep, key, run, [*names, *(r.name for r in rep.results
                                                   if r.name not in names)], checked[build_id])
+    issues, incidents = _findings(run, list(builds.values()), tests)
     doc: dict[str, Any] = _clean({"version": VERSION, "checkouts": list(checkouts.values()),
-                                  "builds": list(builds.values()), "tests": tests})
+                                  "builds": list(builds.values()), "tests": tests,
+                                  **({"issues": issues, "incidents": incidents} if issues
+                                     else {})})
     return doc
+
+
+ISSUE_VERSION = 1  # an issue is written once, whole: KCIDB triages by the highest version
+
+
+def _steps(finding: dict[str, Any]) -> list[dict[str, Any]]:
+    """The bisect's steps in brief, in the order they ran."""
+    n = patch_count(finding)
+    return [{"kernel": step_name(int(s["k"]), n), "verdict": s["verdict"],
+             "failed": s["failed"], "summary": s["summary"],
+             "build_seconds": s["build_seconds"], "built_from": s["built_from"],
+             "boot_seconds": s["boot_seconds"]} for s in items(finding, "steps")]
+
+
+def _issue(f: dict[str, Any], series_identity: str) -> dict[str, Any] | None:
+    """The issue a finding names: a culprit patch of the series, or the base failing too
+    (the code is the culprit either way: the patch, or the tree it was applied to); None for
+    a finding that names nothing (not reproduced, unresolved, not bisected)."""
+    checks = sorted(items(f, "checks"))
+    misc: dict[str, Any] = {"outcome": f["outcome"], "arch": f["arch"], "checks": checks,
+                            "base": f.get("base"), "base_commit": f.get("base_commit"),
+                            "base_failed": items(f, "base_failed") or None, "steps": _steps(f),
+                            "seconds": f.get("seconds"), "reproduce": f.get("reproduce")}
+    patch = culprit_of(f)
+    if patch is not None:
+        named = patch["message_id"] or f"{patch['number']} {patch['subject']}"
+        identity = ["culprit", series_identity, named, checks, f["arch"]]
+        misc["patch"] = {k: patch[k] for k in ("number", "subject", "author", "message_id")}
+    elif f["outcome"] == "base":
+        identity = ["base", str(f.get("base_commit") or f.get("base")), checks, f["arch"]]
+        misc["base_fails_too"] = True
+    else:
+        return None
+    return {"id": _id("issue", _short(json.dumps(identity))), "version": ISSUE_VERSION,
+            "origin": ORIGIN, "culprit": {"code": True}, "comment": f["said"], "misc": misc}
+
+
+def _findings(run: Run, builds: list[dict[str, Any]], tests: list[dict[str, Any]]
+              ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """The issues the run's findings name, and incidents linking each to the tests that
+    failed what was bisected on its kernel (a kernel that did not boot: the boot test);
+    each finding's outcome and sentence in those tests' misc (or, when no test failed, as
+    for a head that did not build, in its build's)."""
+    issues: dict[str, dict[str, Any]] = {}
+    incidents: list[dict[str, Any]] = []
+    for f in run.findings:
+        mine = [b for b in builds if b["misc"].get("label") == f["label"]] or \
+            [b for b in builds if b["architecture"] == f["arch"]]
+        # a head that did not boot bisects "boot" (culprit.BOOT): the boot test failed
+        paths = {c if c == "boot" else f"ltoboot.{c}" for c in items(f, "checks")}
+        failed = [t for t in tests if t["build_id"] in {b["id"] for b in mine}
+                  and t["path"] in paths and t["status"] == Verdict.FAIL]
+        for target in failed or [b for b in mine if b["status"] == "FAIL"]:
+            target["misc"] = {**target.get("misc", {}),
+                              "bisect": {"outcome": f["outcome"], "said": f["said"]}}
+        series_identity = str((run.series or {}).get("patchset_hash") or "") or \
+            ",".join(sorted({b["checkout_id"] for b in mine}))
+        issue = _issue(f, series_identity)
+        if issue is None:
+            continue
+        issues.setdefault(issue["id"], issue)
+        incidents += [{"id": _id("incident", _short(f"{issue['id']} {t['id']}")),
+                       "origin": ORIGIN, "issue_id": issue["id"],
+                       "issue_version": ISSUE_VERSION, "test_id": t["id"], "present": True}
+                      for t in failed]
+    return list(issues.values()), incidents
 
 
 def build_key(rep: KernelReport) -> str:

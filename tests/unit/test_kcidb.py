@@ -24,6 +24,7 @@ from harness.kernel import source
 from harness.kernel.model import META, BuildSpec, Checkout, Kernel, PlannedBuildError
 from harness.reports import kcidb
 from harness.reports.results import KernelReport, Stage
+from harness.runs.culprit import Finding, Outcome, PatchRef, Step
 from harness.runs.lava import job, verdicts
 from tests.synthetic import git, kernel_repo
 
@@ -521,3 +522,128 @@ def test_patchset_files_are_where_the_series_came_from_never_a_local_path(
                              for n, i in enumerate(ids, 1)]
     assert found["patchwork"] == [{"name": "series-7.mbox",
                                    "url": "https://patchwork.kernel.org/series/7/mbox/"}]
+
+
+# -- what bisecting a failed series found: issues and incidents -------------------------------
+
+PATCH = PatchRef(2, "2/3", "kbuild: build extra.o", "Jörg Rödel <joro@example.org>",
+                 "<2.1796029318.git.joro@example.org>")
+SERIES: dict[str, Any] = {"name": "Return 1", "patchset_hash": "a" * 64, "patch_files": []}
+CHECKED = [*NAMES, "cfi"]
+
+
+def failing(tmp: Path, arch: str = "x86_64") -> KernelReport:
+    rep = series_report(tmp) if arch == "x86_64" else report(tmp, arch)
+    rep.results = [CheckResult("proc_version", True, "clang and LLD", "Linux version 6.1"),
+                   CheckResult("cfi", False, "CFI not enforced", "[ 1.0] lkdtm: survived")]
+    return rep
+
+
+def finding(outcome: Outcome, arch: str = "x86_64", patch: PatchRef | None = PATCH,
+            checks: tuple[str, ...] = ("cfi",)) -> dict[str, object]:
+    steps = [Step(3, "bad", ["cfi"], "cfi: CFI not enforced", "", None, "cached", 1.4),
+             Step(0, "good", [], "passed cfi", "", 250.4, "nothing", 1.3)]
+    return Finding(arch, f"{arch}-thin" + ("" if arch == "x86_64" else "-prebuilt"), [],
+                   list(checks), outcome, f"{outcome} sentence", base="v6.1",
+                   base_commit="c" * 40, patch=patch if outcome is Outcome.CULPRIT else None,
+                   steps=steps, seconds=300.0, reproduce="ltoboot tested-by …").as_dict()
+
+
+def bisected(tmp: Path, *findings: dict[str, object], run_id: str = "run1",
+             reports: list[KernelReport] | None = None) -> dict[str, Any]:
+    doc = kcidb.document(reports or [failing(tmp), failing(tmp, "arm64")],
+                         dataclasses.replace(run(run_id), series=SERIES,
+                                             findings=list(findings)), CHECKED)
+    kcidb.validate(doc)
+    return doc
+
+
+def test_a_culprit_is_an_issue_linked_to_the_tests_it_fails(tmp_path: Path) -> None:
+    doc = bisected(tmp_path, finding(Outcome.CULPRIT))
+    (issue,) = doc["issues"]
+    assert issue["origin"] == "ltoboot" and issue["version"] == 1
+    assert issue["culprit"] == {"code": True} and issue["comment"] == "culprit sentence"
+    assert issue["misc"]["patch"] == {"number": "2/3", "subject": "kbuild: build extra.o",
+                                      "author": "Jörg Rödel <joro@example.org>",
+                                      "message_id": PATCH.message_id}
+    assert issue["misc"]["base"] == "v6.1" and issue["misc"]["base_commit"] == "c" * 40
+    assert [(s["kernel"], s["verdict"]) for s in issue["misc"]["steps"]] == [
+        ("head", "bad"), ("base", "good")]
+    x86 = {b["id"] for b in doc["builds"] if b["architecture"] == "x86_64"}
+    cfi = [t for t in doc["tests"] if t["path"] == "ltoboot.cfi"]
+    linked = [t["id"] for t in cfi if t["build_id"] in x86]
+    (incident,) = doc["incidents"]
+    assert incident["test_id"] == linked[0] and incident["present"] is True
+    assert incident["issue_id"] == issue["id"] and incident["issue_version"] == 1
+    assert [t["misc"].get("bisect") for t in cfi] == [
+        {"outcome": "culprit", "said": "culprit sentence"}, None]  # arm64's is not this
+
+
+def test_an_issue_id_is_the_series_patch_checks_and_arch(tmp_path: Path) -> None:
+    """The same finding in another run is the same issue (KCIDB merges them); another patch,
+    check, arch or series is another."""
+    def issue_id(f: dict[str, object], series: dict[str, Any] = SERIES,
+                 run_id: str = "run1") -> str:
+        doc = kcidb.document([failing(tmp_path), failing(tmp_path, "arm64")],
+                             dataclasses.replace(run(run_id), series=series, findings=[f]),
+                             CHECKED)
+        return str(doc["issues"][0]["id"])
+
+    first = issue_id(finding(Outcome.CULPRIT))
+    assert issue_id(finding(Outcome.CULPRIT), run_id="run2") == first
+    other = dataclasses.replace(PATCH, index=1, number="1/3",
+                                message_id="<1.1796029318.git.joro@example.org>")
+    assert len({first, issue_id(finding(Outcome.CULPRIT, patch=other)),
+                issue_id(finding(Outcome.CULPRIT, checks=("cfi", "vdso"))),
+                issue_id(finding(Outcome.CULPRIT, "arm64")),
+                issue_id(finding(Outcome.CULPRIT), {**SERIES, "patchset_hash": "b" * 64})}) == 5
+
+
+def test_a_base_that_fails_too_is_an_issue_of_the_base(tmp_path: Path) -> None:
+    doc = bisected(tmp_path, finding(Outcome.BASE, "arm64"))
+    (issue,) = doc["issues"]
+    assert issue["culprit"] == {"code": True} and issue["comment"] == "base sentence"
+    assert issue["misc"]["base_fails_too"] is True and "patch" not in issue["misc"]
+    arm64 = {b["id"] for b in doc["builds"] if b["architecture"] == "arm64"}
+    (incident,) = doc["incidents"]
+    linked = next(t for t in doc["tests"] if t["id"] == incident["test_id"])
+    assert linked["build_id"] in arm64 and linked["path"] == "ltoboot.cfi"
+
+
+@pytest.mark.parametrize("outcome", [Outcome.NOT_REPRODUCED, Outcome.UNRESOLVED])
+def test_a_finding_that_names_nothing_is_said_in_the_failed_tests_misc(
+        outcome: Outcome, tmp_path: Path) -> None:
+    doc = bisected(tmp_path, finding(outcome))
+    assert "issues" not in doc and "incidents" not in doc
+    said = [t["misc"]["bisect"] for t in doc["tests"] if "bisect" in t.get("misc", {})]
+    assert said == [{"outcome": str(outcome), "said": f"{outcome} sentence"}]
+
+
+def test_a_boot_failure_links_the_boot_test(tmp_path: Path) -> None:
+    rep = series_report(tmp_path).fail(Stage.BOOT, KernelFailure(
+        "panic", "Kernel panic - not syncing", "[ 0.9] Kernel panic - not syncing"))
+    doc = bisected(tmp_path, finding(Outcome.CULPRIT, checks=("boot",)), reports=[rep])
+    (incident,) = doc["incidents"]
+    assert next(t for t in doc["tests"] if t["id"] == incident["test_id"])["path"] == "boot"
+
+
+def test_a_head_that_does_not_build_is_said_in_its_build(tmp_path: Path) -> None:
+    rep = KernelReport(label="x86_64-thin", spec=BuildSpec(arch="x86_64")).fail(
+        Stage.BUILD, "make (all) failed (exit 2)")
+    doc = bisected(tmp_path, finding(Outcome.NOT_BISECTED, checks=()), reports=[rep])
+    assert "issues" not in doc
+    assert doc["builds"][0]["misc"]["bisect"] == {"outcome": "not-bisected",
+                                                  "said": "not-bisected sentence"}
+
+
+def test_the_findings_reach_the_document_through_the_context(tmp_path: Path) -> None:
+    from harness.reports import documents
+
+    ctx = documents.Context(["cfi"], datetime.now(UTC), series=SERIES,
+                            findings=[finding(Outcome.CULPRIT)])
+    out = tmp_path / "kcidb.json"
+    documents.write_all({"kcidb": str(out)}, [failing(tmp_path)], ctx)
+    written = json.loads(out.read_text())
+    assert [i["misc"]["patch"]["number"] for i in written["issues"]] == ["2/3"]
+    assert len(written["incidents"]) == 1
+    assert documents.Context(["cfi"], datetime.now(UTC)).findings == []  # callers as before

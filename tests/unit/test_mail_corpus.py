@@ -64,12 +64,14 @@ def replies(text: str) -> list[EmailMessage]:
             for part in parts]
 
 
-def b4_trailers(thread: bytes, answer: str, work: Path) -> list[str]:
-    """b4 am, offline, over the thread with our answer in it: each patch's Tested-by lines."""
+def b4_am(thread: bytes, answer: str, work: Path) -> tuple[Path, str]:
+    """b4 am, offline, over the thread with our answer in it ("": the thread alone): the mbox
+    it writes for git am, and what it said."""
     exe = shutil.which("b4", path=os.path.dirname(sys.executable)) or shutil.which("b4")
     assert exe, "b4 is installed with ltoboot"
+    work.mkdir(parents=True, exist_ok=True)
     box = work / "thread.mbox"
-    answer_mbox = answer if answer.startswith("From ") else \
+    answer_mbox = answer if answer.startswith("From ") or not answer else \
         f"From ltoboot Mon Sep 17 00:00:00 2001\n{answer}"
     box.write_bytes(thread.replace(b"\r\n", b"\n") + b"\n" + answer_mbox.encode())
     env = {**os.environ, "HOME": str(work), "XDG_CONFIG_HOME": str(work / "c"),
@@ -79,7 +81,12 @@ def b4_trailers(thread: bytes, answer: str, work: Path) -> list[str]:
                         "--mbox-name", "am"], capture_output=True, text=True, env=env, cwd=work,
                        check=False)
     assert r.returncode == 0, r.stdout + r.stderr
-    got = mailbox.mbox(work / "b4" / "am.mbx")
+    return work / "b4" / "am.mbx", r.stdout + r.stderr
+
+
+def b4_trailers(thread: bytes, answer: str, work: Path) -> list[str]:
+    """b4 am, offline, over the thread with our answer in it: each patch's Tested-by lines."""
+    got = mailbox.mbox(b4_am(thread, answer, work)[0])
     texts = [bytes(m.get_payload(decode=True)).decode() for m in got]
     return [" ".join(line for line in text.splitlines() if line.startswith("Tested-by:"))
             for text in texts]
