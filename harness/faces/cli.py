@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import json
 import os
+import shlex
 import signal
 import sys
 import tempfile
@@ -35,6 +37,7 @@ from harness.runs.options import kernel_specs, spec_from, split_arches
 # What only some commands need (bisect, LAVA and its HTTP client, mail parsing) they import
 # themselves: `ltoboot run` and every bisect step start without it.
 if TYPE_CHECKING:
+    from harness.kernel.patched import Applied
     from harness.mail.series import Series
     from harness.runs.lava.job import Job
 
@@ -62,12 +65,14 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 def write_documents(args: argparse.Namespace, reports: Sequence[KernelReport],
                     names: Sequence[str] | None, *, series: dict[str, object] | None = None,
-                    errors: dict[str, str] | None = None) -> None:
+                    errors: dict[str, str] | None = None,
+                    findings: Sequence[dict[str, object]] = ()) -> None:
     """The documents the options ask for (--junit, --kcidb: harness/reports/documents.py),
     each validated where it has a schema and written atomically; their paths on stderr
     (stdout may be --format json)."""
     ctx = documents.Context(names or list(checks.CHECKS), _STARTED,
-                            getattr(args, "artifact_url", None), series, errors or {})
+                            getattr(args, "artifact_url", None), series, errors or {},
+                            findings=list(findings))
     for line in documents.write_all(vars(args), reports, ctx):
         print(line, file=sys.stderr)
 
@@ -203,8 +208,8 @@ def git_identity(key: str) -> str:
     return proc.run(["git", "config", key], what=f"reading git's {key}", ok=(0, 1)).strip()
 
 
-def _series_specs(args: argparse.Namespace, work: Path) -> tuple[list[BuildSpec], Series,
-                                                                  dict[str, object]]:
+def _series_specs(args: argparse.Namespace, work: Path
+                  ) -> tuple[list[BuildSpec], Series, dict[str, object], Applied]:
     """--series: the series fetched (a Message-ID, a URL) or found, read and applied onto
     --base of --kernel-src, in the cache; the specs build the patched tree."""
     from harness.mail import series, series_source
@@ -225,7 +230,21 @@ def _series_specs(args: argparse.Namespace, work: Path) -> tuple[list[BuildSpec]
     applied = series.apply(s, Path(args.kernel_src), args.base)
     info = {**series.describe(s), "mbox": str(src.path), "base": applied.base,
             "applied": applied.description, "base_described": applied.base_described}
-    return kernel_specs({**vars(args), "kernel_src": str(applied.tree)}), s, info
+    return kernel_specs({**vars(args), "kernel_src": str(applied.tree)}), s, info, applied
+
+
+def _reproducer(args: argparse.Namespace, mailed: Series, base: str
+                ) -> Callable[[BuildSpec], str]:
+    """The command that tests the series again as this run did, for one arch's spec: the
+    series by its Message-ID when it has one (b4 fetches it), else as it was given."""
+    first = mailed.answered[0].message_id.strip("<>")
+    given = first or str(args.series)
+
+    def command(spec: BuildSpec) -> str:
+        again = dataclasses.replace(spec, kernel_src=str(Path(args.kernel_src).resolve()))
+        return shlex.join(["ltoboot", "tested-by", "--series", given, "--base", base,
+                           *options.spec_argv(again)])
+    return command
 
 
 def _write_reply(path: Path, text: str) -> None:
@@ -238,7 +257,8 @@ def _write_reply(path: Path, text: str) -> None:
 
 def cmd_tested_by(args: argparse.Namespace) -> int:
     from harness.reports import reply
-    from harness.reports.tested_by import facts_for_tested_by, render_tested_by
+    from harness.reports.tested_by import facts_for_tested_by, render_findings, render_tested_by
+    from harness.runs import culprit
 
     name = args.name or git_identity("user.name")
     email = args.email or git_identity("user.email")
@@ -248,36 +268,59 @@ def cmd_tested_by(args: argparse.Namespace) -> int:
     reply.check_identity(name, email)
     if args.reply and not args.series:
         raise UsageError("--reply writes the answer to a mailed series: give --series too")
+    if args.no_bisect and not args.series:
+        raise UsageError("--no-bisect is about the patches of a failing series: give --series "
+                         "too")
     names = pipeline.check_names(args.check)
     mailed: Series | None = None
+    applied: Applied | None = None
     info: dict[str, object] = {}
     with tempfile.TemporaryDirectory(prefix="series-", dir=cache.scratch_root()) as work:
         todo = kernel_specs(vars(args))
         if args.series:
-            todo, mailed, info = _series_specs(args, Path(work))
+            todo, mailed, info, applied = _series_specs(args, Path(work))
     reports = list(pipeline.check_kernels(todo, args.accel, names))
-    write_documents(args, reports, names,
-                    series=kcidb.series_facts(mailed) if mailed else None)
     facts = facts_for_tested_by(reports, name, email)
+    findings: list[dict[str, object]] = []
+    if mailed is not None and applied is not None and not facts["passed"] \
+            and not args.no_bisect:
+        found = culprit.find(mailed, applied, reports, args.accel, names,
+                             _reproducer(args, mailed, applied.base))
+        findings = [f.as_dict() for f in found]
+    write_documents(args, reports, names,
+                    series=kcidb.series_facts(mailed) if mailed else None, findings=findings)
     message = ""
     if mailed is not None:
         facts["series"] = info
         if facts["passed"]:
             message = reply.reply(mailed, facts, name, email)
             facts["reply"] = message
+        else:
+            facts["findings"] = findings
+            if any(f["outcome"] == culprit.Outcome.CULPRIT for f in findings):
+                message = reply.failure_report(mailed, findings, facts, name, email)
+                facts["report"] = message
     if args.format == "json":
         print(json.dumps(facts, indent=2))
     else:
         print(render_tested_by(facts))
+        if findings:
+            print("\n" + render_findings(findings))
         if message:
-            how = "git send-email FILE, mutt -H FILE" if mailed and mailed.cover else \
-                "one message per patch, in one mbox: git send-email FILE"
-            print(f"\n--- the reply (send it as is: {how}) ---\n{message}", end="")
+            what = "reply" if facts["passed"] else "report to the patch that breaks it"
+            how = "git send-email FILE, mutt -H FILE" if message.count(
+                "\nFrom ltoboot ") == 0 and not message.startswith("From ltoboot ") else \
+                "one message each, in one mbox: git send-email FILE"
+            print(f"\n--- the {what} (send it as is: {how}) ---\n{message}", end="")
     if message and args.reply:
         _write_reply(Path(args.reply), message)
-        print(f"ltoboot: reply written to {args.reply}", file=sys.stderr)
+        print(f"ltoboot: {'reply' if facts['passed'] else 'report'} written to {args.reply}",
+              file=sys.stderr)
     elif mailed is not None and not facts["passed"]:
-        print("ltoboot: not every check passed: no Tested-by, no reply", file=sys.stderr)
+        why = "no patch named (see above)" if findings else \
+            "--no-bisect" if args.no_bisect else "nothing to bisect"
+        print(f"ltoboot: not every check passed: no Tested-by; no report to send: {why}",
+              file=sys.stderr)
     return EXIT_OK if facts["passed"] else EXIT_FAILED
 
 

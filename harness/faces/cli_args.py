@@ -51,8 +51,12 @@ TESTED_BY = (
     opt("--base", default="HEAD", metavar="REF",
         help="the commit of --kernel-src to apply --series onto (default: HEAD)"),
     opt("--reply", metavar="FILE",
-        help="write the Tested-by reply (RFC 5322, for git send-email or mutt -H) to FILE "
-             "when every check passed"),
+        help="write the reply (RFC 5322, for git send-email or mutt -H) to FILE: the "
+             "Tested-by when every check passed, else the report to the patch that breaks "
+             "the kernel (no trailer)"),
+    opt("--no-bisect", action="store_true",
+        help="when the series fails, do not check its base or bisect its patches for the "
+             "one that breaks it"),
     *options.DOCUMENTS,
 )
 BISECT_STEP = (

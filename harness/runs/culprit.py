@@ -14,14 +14,23 @@ bisect run again is boots, not builds.
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from enum import StrEnum
+from typing import TYPE_CHECKING
 
 from harness.base.progress import duration, say
 from harness.checks import Verdict
+from harness.kernel import patched
+from harness.kernel.model import BuildSpec
 from harness.reports.results import KernelReport, Stage
+from harness.reports.text import config_lines
+from harness.runs import pipeline
+
+if TYPE_CHECKING:  # the series' mail parsing is for tested-by --series only
+    from harness.mail.series import Series
 
 BOOT = "boot"  # what is bisected when the head's kernel does not boot: no check ran
 
@@ -231,3 +240,39 @@ def bisect(patches: Sequence[PatchRef], head: KernelReport, test: Tester, findin
     return done(Outcome.CULPRIT,
                 f"patch {culprit.number} \"{culprit.subject}\" breaks {failed} on "
                 f"{finding.arch}: {before} passed, with patch {culprit.number} it fails")
+
+
+def find(series: Series, applied: patched.Applied, reports: Sequence[KernelReport], accel: str,
+         names: Sequence[str] | None, reproduce: Callable[[BuildSpec], str]) -> list[Finding]:
+    """For each arch whose kernel of the series failed, what bisecting its patches finds
+    (arches one after the other: their builds take turns on the machine anyway)."""
+    patches = [PatchRef(i, m.number, m.title, m.sender, m.message_id)
+               for i, m in enumerate(series.patches, start=1)]
+    found: list[Finding] = []
+    for rep in reports:
+        if rep.passed or rep.spec is None:
+            continue
+        spec = rep.spec
+        checks = failing(rep)
+        finding = Finding(spec.arch, rep.label, config_lines(rep.kernel) if rep.kernel else [],
+                          checks or [], Outcome.NOT_BISECTED, "",
+                          base=applied.base_described, base_commit=applied.base,
+                          reproduce=reproduce(spec))
+        if checks is None:
+            first = rep.error.splitlines()[0] if rep.error else "no check ran"
+            finding.said = (f"the series does not build on {spec.arch} ({first}): a kernel "
+                            "that does not build is not bisected")
+            found.append(finding)
+            continue
+        # the steps run the bisected checks only (all of them, to see a kernel boot)
+        wanted = None if checks == [BOOT] else checks
+
+        def test(k: int, spec: BuildSpec = spec, wanted: list[str] | None = wanted
+                 ) -> KernelReport:
+            step = dataclasses.replace(spec, kernel_src=str(patched.step_tree(applied, k)))
+            return pipeline.check_kernel(step, accel, wanted if wanted is not None else names)
+
+        found.append(bisect(patches, rep, test, finding))
+        say(f"{rep.label}: {finding.said} ({duration(finding.seconds)}, "
+            f"{len(finding.steps)} step{'' if len(finding.steps) == 1 else 's'})")
+    return found
