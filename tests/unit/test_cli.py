@@ -62,12 +62,29 @@ def test_a_failed_series_run_writes_no_reply_and_no_trailer(
     for name in ("Makefile", "Kconfig"):  # what makes --kernel-src a kernel tree
         (tmp_path / name).write_text("")
     (tmp_path / "s.mbox").write_text("")
-    assert main(["tested-by", "--series", str(tmp_path / "s.mbox"), "--kernel-src",
-                 str(tmp_path), "--arch",
-                 "x86_64", "--name", "T", "--email", "t@e.org", "--reply", str(reply_file)]) == 1
+    argv = ["tested-by", "--series", str(tmp_path / "s.mbox"), "--kernel-src", str(tmp_path),
+            "--arch", "x86_64", "--name", "T", "--email", "t@e.org", "--reply", str(reply_file)]
+    assert main([*argv, "--no-bisect"]) == 1
     out = capsys.readouterr()
     assert "Tested-by:" not in out.out and "FAIL cfi: broken" in out.out
-    assert "no Tested-by, no reply" in out.err and not reply_file.exists()
+    assert "no Tested-by; no report to send: --no-bisect" in out.err
+    assert not reply_file.exists()
+    # bisected: the base fails too, so no patch is named and nothing is written
+    from harness.runs import culprit
+
+    found = culprit.Finding("x86_64", "x86_64-thin", [], ["cfi"], culprit.Outcome.BASE,
+                            "the base already fails cfi on x86_64: not this series")
+    asked: list[object] = []
+
+    def find(*args: object) -> list[culprit.Finding]:
+        asked.append(args)
+        return [found]
+
+    monkeypatch.setattr(culprit, "find", find)
+    assert main(argv) == 1
+    out = capsys.readouterr()
+    assert asked and "the base already fails cfi on x86_64: not this series" in out.out
+    assert "no report to send: no patch named" in out.err and not reply_file.exists()
 
 
 def test_a_spec_survives_the_trip_through_a_bisect_steps_argv(tmp_path: Path) -> None:
