@@ -238,12 +238,13 @@ def _reproducer(args: argparse.Namespace, mailed: Series, base: str
     """The command that tests the series again as this run did, for one arch's spec: the
     series by its Message-ID when it has one (b4 fetches it), else as it was given."""
     first = mailed.answered[0].message_id.strip("<>")
-    given = first or str(args.series)
+    # a URL as fetched, without credentials; a file as given
+    given = first or mailed.origin or str(args.series)
 
     def command(spec: BuildSpec) -> str:
         again = dataclasses.replace(spec, kernel_src=str(Path(args.kernel_src).resolve()))
-        return shlex.join(["ltoboot", "tested-by", "--series", given, "--base", base,
-                           *options.spec_argv(again)])
+        return redaction.redact(shlex.join(["ltoboot", "tested-by", "--series", given,
+                                            "--base", base, *options.spec_argv(again)]))
     return command
 
 
