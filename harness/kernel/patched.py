@@ -184,6 +184,8 @@ def _apply_into(tmp: Path, repo: Path, base: str, series: PatchSet,
     say(f"applying {n} patch{'' if n == 1 else 'es'} onto {record['base_described']} "
         f"in a scratch tree ({tmp.parent})")
     _linked_copy(base_entry / "tree", tree)
+    cache.size_record(base_entry).unlink(missing_ok=True)  # its files are shared now: measured
+    # anew, each link's share (cache.disk_size)
     git = ["git", "-C", str(tree), "-c", "core.hooksPath=/dev/null"]
     proc.run([*git, "init", "--quiet"], what="making the scratch tree's git directory")
     (tree / ".git" / "objects" / "info" / "alternates").write_text(_objects(repo) + "\n")
@@ -254,6 +256,7 @@ def _step_into(tmp: Path, head_entry: Path, record: dict[str, Any], k: int) -> N
     git_dir = head_entry / GIT_DIR
     target = record["commits"][k - 1]
     _linked_copy(head_entry / "tree", tree)
+    cache.size_record(head_entry).unlink(missing_ok=True)  # shared now: measured anew
     out = proc.run(["git", "--git-dir", str(git_dir), "diff-tree", "-r", "-z", "--no-renames",
                     "--name-status", record["head"], target, "--"],
                    what=f"listing what patches {k + 1}.. change", env=READ_ONLY)
