@@ -172,6 +172,9 @@ def locked(path: Path, waiting_message: str) -> Iterator[None]:
 
 
 TRASH = ".trash-"  # an entry being pruned: renamed to this + its name, then deleted
+# the cache's own at the top of a source tree (build directories, their bookkeeping): never
+# a source file, never linked into another tree
+CACHE_OWN = (".ltoboot-", "..ltoboot-", ".tmp-.ltoboot-", f"{TRASH}.ltoboot-")
 
 
 def tree_record(tree: Path, kind: str, name: str) -> dict[str, Any] | None:

@@ -17,7 +17,6 @@ patch that does not apply is one error naming it, and nothing is left behind.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import re
@@ -120,9 +119,13 @@ def changed_between(repo: Path, old: str, new: str, *, git_dir: Path | None = No
 
 
 def _linked_copy(tree: Path, to: Path) -> None:
-    """`to` made `tree`'s files, hard-linked (its directories are its own)."""
-    proc.run(["cp", "-al", "--", str(tree), str(to)],
-             what=f"linking {tree} into a new tree", error=InfraError)
+    """`to` made `tree`'s files, hard-linked (its directories are its own), without the
+    build directories the cache keeps at its top."""
+    to.mkdir()
+    items = [str(p) for p in sorted(tree.iterdir()) if not p.name.startswith(cache.CACHE_OWN)]
+    if items:
+        proc.run(["cp", "-al", "--", *items, str(to)],
+                 what=f"linking {tree} into a new tree", error=InfraError)
 
 
 def _objects(repo: Path) -> str:
@@ -248,39 +251,25 @@ def apply(series: PatchSet, repo: Path, base: str) -> Applied:
                    description=description, key=key, repo=repo, name=series.name)
 
 
-def _step_into(tmp: Path, head_entry: Path, record: dict[str, Any], k: int) -> None:
-    """Patches 1..k of the series whose entry is `head_entry`: its tree linked, the files
-    the two commits differ in written anew."""
+def _step_into(tmp: Path, head_entry: Path, base_entry: Path, record: dict[str, Any],
+               k: int) -> None:
+    """Patches 1..k of the series whose entry is `head_entry`: the base's tree linked, then
+    git's own checkout from the base to the step's commit (`read-tree -m -u`), which writes
+    each file the two differ in as a new one and removes what the step has not."""
     tmp.mkdir()
     tree = tmp / "tree"
     git_dir = head_entry / GIT_DIR
     target = record["commits"][k - 1]
-    _linked_copy(head_entry / "tree", tree)
-    cache.size_record(head_entry).unlink(missing_ok=True)  # shared now: measured anew
-    out = proc.run(["git", "--git-dir", str(git_dir), "diff-tree", "-r", "-z", "--no-renames",
-                    "--name-status", record["head"], target, "--"],
-                   what=f"listing what patches {k + 1}.. change", env=READ_ONLY)
-    fields = out.split("\0")
-    written: list[str] = []
-    for status, path in zip(fields[0::2], fields[1::2], strict=False):
-        if not path:
-            continue
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tree / path)  # a new file, never through the link
-        if status != "D":
-            written.append(path)
-        else:  # as git does: a directory its last file left goes too
-            parent = (tree / path).parent
-            while parent != tree and not any(parent.iterdir()):
-                parent.rmdir()
-                parent = parent.parent
+    _linked_copy(base_entry / "tree", tree)
+    cache.size_record(base_entry).unlink(missing_ok=True)  # shared now: measured anew
+    shutil.copy2(base_entry / INDEX, tmp / INDEX)
     env = {**READ_ONLY, "GIT_INDEX_FILE": str(tmp / INDEX)}
-    proc.run(["git", "--git-dir", str(git_dir), "read-tree", target],
-             what=f"reading patch {k}'s tree", env=env)
-    if written:
-        proc.run(["git", "--git-dir", str(git_dir), "--work-tree", str(tree), "checkout-index",
-                  "-f", "-z", "--stdin"], what=f"writing the files of patches 1-{k}", env=env,
-                 stdin="\0".join(written))
+    git = ["git", "--git-dir", str(git_dir), "--work-tree", str(tree),
+           "-c", "core.trustctime=false", "-c", "core.hooksPath=/dev/null"]
+    proc.run([*git, "update-index", "-q", "--refresh"], what="refreshing the step's index",
+             env=env)
+    proc.run([*git, "read-tree", "-m", "-u", record["base"], target],
+             what=f"checking out patches 1-{k} of the series", env=env)
     (tmp / INDEX).unlink()
     n = len(record["commits"])
     step = {**record, "head": target, "commits": record["commits"][:k],
@@ -292,9 +281,22 @@ def _step_into(tmp: Path, head_entry: Path, record: dict[str, Any], k: int) -> N
     (tmp / MARKER).write_text(json.dumps(step, indent=2))
 
 
+def _borrow(git_dir: Path, repo: Path) -> None:
+    """The series' git directory borrows `repo`'s objects (the repository this run applied it
+    from) as well as those of the repository it was first applied from, while that is there:
+    a cached series whose first repository was moved, or pruned its history, still steps."""
+    alternates = git_dir / "objects" / "info" / "alternates"
+    mine = _objects(repo)
+    listed = [line for line in alternates.read_text().splitlines() if Path(line).is_dir()]
+    if mine not in listed:
+        cache.write_atomic(alternates, "\n".join([mine, *listed]) + "\n")
+
+
 def step_tree(applied: Applied, k: int) -> Path:
     """The tree of the series' first `k` patches applied onto its base (k = 0: the base's
-    own tree; k = all: the series'): a cache entry, made once."""
+    own tree; k = all: the series'): a cache entry, made once. Made from the base's tree and
+    the applied commits, with the objects of the tester's repository: one that no longer has
+    them is an error naming the fix."""
     record = marker(applied.tree)
     if record is None or "commits" not in record:
         raise InfraError(f"{applied.tree} has no record of its commits: apply it again")
@@ -303,10 +305,20 @@ def step_tree(applied: Applied, k: int) -> Path:
         return applied.tree
     if not 0 <= k < n:
         raise ValueError(f"step {k} of a series of {n}")
-    if k == 0:
-        return base_tree(Path(record["repo"]), record["base"])
-    return cache.publish(applied.tree.parent.with_name(f"{applied.key}-{k}"),
-                         lambda tmp: _step_into(tmp, applied.tree.parent, record, k)) / "tree"
+    repo = applied.repo or Path(record["repo"])
+    try:
+        base = base_tree(repo, record["base"])
+        if k == 0:
+            return base
+        _borrow(applied.tree.parent / GIT_DIR, repo)
+        return cache.publish(applied.tree.parent.with_name(f"{applied.key}-{k}"),
+                             lambda tmp: _step_into(tmp, applied.tree.parent, base.parent,
+                                                    record, k)) / "tree"
+    except (InfraError, UsageError) as e:
+        raise UsageError(f"cannot make the tree of patches 1-{k}: {str(e).splitlines()[0]} "
+                         f"(the repository may lack the base's objects: test the series "
+                         f"again from one that has {record['base'][:12]}, or remove "
+                         f"{applied.tree.parent} with `ltoboot cache prune`)") from e
 
 
 def marker(tree: Path) -> dict[str, Any] | None:

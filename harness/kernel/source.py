@@ -39,7 +39,7 @@ class KernelSource:
 # at a tree's top: its build directories and the cache's own files beside them (a build's
 # lock, hold and size records: "..ltoboot-<label>-<key>.lock"; a build being made, or pruned
 # and not yet deleted), not the kernel's
-CACHE_OWN = (".ltoboot-", "..ltoboot-", ".tmp-.ltoboot-", f"{cache.TRASH}.ltoboot-")
+CACHE_OWN = cache.CACHE_OWN
 COPY_MARKER = "copy.json"  # beside the cache's copy of a user's tree (harness/kernel/copies.py)
 
 

@@ -6,6 +6,7 @@ repository is ever changed through a link."""
 from __future__ import annotations
 
 import os
+import shutil
 import stat
 import subprocess
 from pathlib import Path
@@ -114,3 +115,61 @@ def test_a_step_out_of_range_is_a_bug(repo: Path, tmp_path: Path) -> None:
     applied = series.apply(series.read(sent, tmp_path), repo, "base")
     with pytest.raises(ValueError):
         patched.step_tree(applied, 5)
+
+
+def test_files_and_symlinks_that_become_directories_and_back(tmp_path: Path,
+                                                             monkeypatch: pytest.MonkeyPatch
+                                                             ) -> None:
+    """A step between a file (or symlink) and a directory of the same name, either way, is
+    its commit's tree; the cache's build directories at the base's top are never linked."""
+    monkeypatch.setenv("LTOBOOT_CACHE", str(tmp_path / "cache"))
+    r = tmp_path / "repo"
+    r.mkdir()
+    git(r, "init", "-q", "-b", "main")
+    (r / "x").write_text("a file\n")
+    (r / "d").mkdir()
+    (r / "d" / "in.c").write_text("int in;\n")
+    os.symlink("x", r / "l")
+    _commit(r, "base")
+    git(r, "tag", "base")
+    (r / "x").unlink()
+    (r / "x").mkdir()
+    (r / "x" / "y").write_text("now a directory\n")
+    _commit(r, "x: a directory")
+    (r / "l").unlink()
+    (r / "l").mkdir()
+    (r / "l" / "z").write_text("was a symlink\n")
+    _commit(r, "l: a directory")
+    (r / "d" / "in.c").unlink()
+    (r / "d").rmdir()
+    (r / "d").write_text("a file now\n")
+    _commit(r, "d: a file")
+    sent = tmp_path / "sent"
+    git(r, "format-patch", "-q", "-o", str(sent), "base..main")
+    applied = series.apply(series.read(sent, tmp_path), r, "base")
+    base = patched.step_tree(applied, 0)
+    assert _tree_hash(base, tmp_path) == git(r, "rev-parse", "base^{tree}")
+    (base / ".ltoboot-x86_64-thin-0123").mkdir()  # as a build of the base leaves it
+    (base / ".ltoboot-x86_64-thin-0123" / "vmlinux").write_text("")
+    for k in range(1, 4):
+        tree = patched.step_tree(applied, k)
+        assert _tree_hash(tree, tmp_path) == git(r, "rev-parse", f"main~{3 - k}^{{tree}}"), k
+        assert not list(tree.glob(".ltoboot-*"))
+
+
+def test_a_cached_series_steps_from_the_repository_it_is_tested_from(
+        repo: Path, tmp_path: Path) -> None:
+    """The repository the series was first applied from is gone (moved, re-cloned): the same
+    series from another clone is the cache's entry, and its steps borrow the new clone's
+    objects."""
+    sent = tmp_path / "sent"
+    git(repo, "format-patch", "-q", "-o", str(sent), "base..main")
+    first = series.apply(series.read(sent, tmp_path), repo, "base")
+    other = tmp_path / "other"
+    subprocess.run(["git", "clone", "-q", "--no-hardlinks", str(repo), str(other)], check=True,
+                   env=ENV)
+    shutil.rmtree(repo)
+    again = series.apply(series.read(sent, tmp_path), other, "base")
+    assert again.tree == first.tree  # the cache's entry: the same series on the same base
+    tree = patched.step_tree(again, 2)
+    assert _tree_hash(tree, tmp_path) == git(other, "rev-parse", "main~2^{tree}")
