@@ -21,6 +21,7 @@ from dataclasses import asdict, dataclass, field
 from enum import StrEnum
 from typing import TYPE_CHECKING
 
+from harness.base.errors import LtobootError
 from harness.base.progress import duration, say
 from harness.checks import Verdict
 from harness.kernel import patched
@@ -83,6 +84,7 @@ class Finding:
     base: str = ""  # the base as git describe names it
     base_commit: str = ""
     base_failed: list[str] = field(default_factory=list)  # of `checks`, those the base fails
+    flaky: list[str] = field(default_factory=list)  # failed at the head, not when booted again
     patch: PatchRef | None = None  # the culprit (CULPRIT)
     candidates: list[PatchRef] = field(default_factory=list)  # UNRESOLVED by skips
     summary: str = ""  # the culprit's failure, one line per check
@@ -201,9 +203,18 @@ def bisect(patches: Sequence[PatchRef], head: KernelReport, test: Tester, findin
                                              "bisect")
     again = run(n, checks)
     if again.verdict != "bad":
+        how = "passed when booted again" if again.verdict == "good" else \
+            "could not answer when booted again"
         return done(Outcome.NOT_REPRODUCED,
-                    f"{what} failed at the head, then passed when booted again "
-                    f"({again.summary}): a flaky failure is not bisected")
+                    f"{what} failed at the head, then {how} ({again.summary}): a failure "
+                    "that does not come back is not bisected")
+    if again.failed != checks:  # only what failed twice is bisected
+        said = f"{', '.join(c for c in checks if c not in again.failed)} failed at the " \
+            "head but not when booted again: not bisected"
+        say(f"{finding.label}: {said}")
+        finding.flaky = [c for c in checks if c not in again.failed]
+        checks = finding.checks = list(again.failed)
+        what = ", ".join(checks)
     base = run(0, checks)
     if base.verdict == "skip":
         return done(Outcome.UNRESOLVED, f"the base cannot answer ({base.summary}): nothing "
@@ -213,9 +224,15 @@ def bisect(patches: Sequence[PatchRef], head: KernelReport, test: Tester, findin
     if not wanted:
         return done(Outcome.BASE, f"the base already fails {what} on {finding.arch}: "
                                   "not this series")
-    if base.failed:  # what the base fails too is the base's; the rest is bisected
-        checks = wanted
-        finding.checks = wanted
+    if base.failed:  # what the base fails too is the base's; the rest is bisected, when the
+        # base passed it (a check the base could not run leaves nothing to compare with)
+        verdict, _, summary, _ = verdict_of(reports[0], wanted)
+        if verdict != "good":
+            return done(Outcome.UNRESOLVED,
+                        f"the base fails {', '.join(base.failed)} too and cannot answer for "
+                        f"{', '.join(wanted)} ({summary}): nothing to compare the series "
+                        "with")
+        checks = finding.checks = wanted
         what = ", ".join(wanted)
         say(f"{finding.label}: the base fails {', '.join(base.failed)} too: bisecting {what}")
     lo, hi, bad = 0, n, _step(n, reports[n], checks)
@@ -246,7 +263,7 @@ def find(series: Series, applied: patched.Applied, reports: Sequence[KernelRepor
          names: Sequence[str] | None, reproduce: Callable[[BuildSpec], str]) -> list[Finding]:
     """For each arch whose kernel of the series failed, what bisecting its patches finds
     (arches one after the other: their builds take turns on the machine anyway)."""
-    patches = [PatchRef(i, m.number, m.title, m.sender, m.message_id)
+    patches = [PatchRef(i, m.number, m.title, m.author, m.message_id)
                for i, m in enumerate(series.patches, start=1)]
     found: list[Finding] = []
     for rep in reports:
@@ -272,7 +289,12 @@ def find(series: Series, applied: patched.Applied, reports: Sequence[KernelRepor
             step = dataclasses.replace(spec, kernel_src=str(patched.step_tree(applied, k)))
             return pipeline.check_kernel(step, accel, wanted if wanted is not None else names)
 
-        found.append(bisect(patches, rep, test, finding))
+        try:
+            found.append(bisect(patches, rep, test, finding))
+        except LtobootError as e:  # the run's verdicts stand; the bisect says why it stopped
+            finding.outcome = Outcome.UNRESOLVED
+            finding.said = f"the bisect stopped: {str(e).splitlines()[0]}"
+            found.append(finding)
         say(f"{rep.label}: {finding.said} ({duration(finding.seconds)}, "
             f"{len(finding.steps)} step{'' if len(finding.steps) == 1 else 's'})")
     return found

@@ -7,6 +7,7 @@ tests/test_series_culprit.py."""
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
 
 import pytest
 
@@ -115,7 +116,7 @@ def test_a_failure_that_does_not_come_back_is_not_bisected() -> None:
     head = report(("vdso",))
     found, asked = run(lambda k: report(), head=head)
     assert found.outcome is Outcome.NOT_REPRODUCED and asked == [N]
-    assert "flaky" in found.said and found.patch is None
+    assert "does not come back" in found.said and found.patch is None
 
 
 def test_a_kernel_that_does_not_boot_is_bisected_on_booting() -> None:
@@ -129,3 +130,54 @@ def test_only_a_report_that_failed_has_something_to_bisect() -> None:
     assert culprit.failing(report(build=False)) is None
     assert culprit.failing(report(("modules",))) == ["modules"]
     assert culprit.failing(report(boot=False)) == [culprit.BOOT]
+
+
+def test_a_check_the_base_cannot_run_is_never_taken_for_a_pass() -> None:
+    """The base fails vdso and SKIPs modules: modules has nothing to compare with, and no
+    patch is blamed for it (a hostile review's false blame)."""
+    found, _ = run(lambda k: report(("vdso", "modules")) if k else
+                   report(("vdso",), skipped=("modules",)))
+    assert found.outcome is Outcome.UNRESOLVED and found.patch is None
+    assert found.base_failed == ["vdso"] and "cannot answer for modules" in found.said
+
+
+def test_only_what_fails_again_at_the_head_is_bisected() -> None:
+    """vdso failed once at the head only; modules failed twice and is what is bisected, to its
+    own culprit; a flake of vdso at a step blames nothing."""
+    head = report(("modules", "vdso"))
+    found, _ = run(lambda k: report(("modules",) if k >= 6 else ("vdso",) if k == 3 else ()),
+                   head=head)
+    assert found.outcome is Outcome.CULPRIT and found.patch == PATCHES[5]
+    assert found.checks == ["modules"] and found.flaky == ["vdso"]
+    # nothing failed twice at the head that the base passed: nothing is bisected or blamed
+    found, _ = run(lambda k: report(("lto_config",)), head=report(("lto_config", "vdso")))
+    assert found.outcome is Outcome.BASE and found.checks == ["lto_config"]
+
+
+def test_a_head_that_cannot_answer_again_is_said_so() -> None:
+    found, _ = run(lambda k: report(boot=False), head=report(("vdso",)))
+    assert found.outcome is Outcome.NOT_REPRODUCED
+    assert "could not answer when booted again" in found.said and "passed" not in found.said
+
+
+def test_an_error_while_bisecting_keeps_the_run_and_says_why(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """A step that cannot be made (the repository lost the base's objects) stops the bisect
+    with its reason; the run's own verdicts and documents are not lost."""
+    from harness.base.errors import UsageError
+    from harness.kernel import patched
+    from harness.kernel.model import BuildSpec
+    from harness.mail import series
+
+    def gone(applied: object, k: int) -> object:
+        raise UsageError("cannot make the tree of patches 1-3: objects gone")
+
+    monkeypatch.setattr(patched, "step_tree", gone)
+    mails = tuple(series.Mail(f"[PATCH {i}/2] t{i}", "A <a@e.org>", "", "", "", f"<{i}@e>", "",
+                              "") for i in (1, 2))
+    head = report(("vdso",))
+    head.spec = BuildSpec(arch="x86_64")
+    applied = patched.Applied(Path("/nonexistent"), "0" * 40, "v1", "d", "k")
+    (found,) = culprit.find(series.Series(None, mails, b"", "t"), applied, [head], "tcg", None,
+                            lambda spec: "ltoboot …")
+    assert found.outcome is Outcome.UNRESOLVED and "objects gone" in found.said
