@@ -236,10 +236,9 @@ def _series_specs(args: argparse.Namespace, work: Path
 def _reproducer(args: argparse.Namespace, mailed: Series, base: str
                 ) -> Callable[[BuildSpec], str]:
     """The command that tests the series again as this run did, for one arch's spec: the
-    series by its Message-ID when it has one (b4 fetches it), else as it was given."""
-    first = mailed.answered[0].message_id.strip("<>")
-    # a URL as fetched, without credentials; a file as given
-    given = first or mailed.origin or str(args.series)
+    series from where it was fetched (the URL, without credentials), else by its Message-ID
+    (in <>, as ltoboot takes any; b4 fetches it from lore), else the file as given."""
+    given = mailed.origin or mailed.answered[0].message_id or str(args.series)
 
     def command(spec: BuildSpec) -> str:
         again = dataclasses.replace(spec, kernel_src=str(Path(args.kernel_src).resolve()))

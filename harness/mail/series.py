@@ -93,6 +93,18 @@ class Mail:
         return self.parsed.title
 
     @property
+    def author(self) -> str:
+        """Who wrote the patch, as `git am` takes it: the From of the in-body headers at the
+        top of the body (a patch sent by someone else), else the sender."""
+        for line in self.body.lstrip("\n").splitlines():
+            name, colon, value = line.partition(":")
+            if not colon or name.strip().lower() not in ("from", "date", "subject"):
+                break  # the in-body headers end at the first line that is not one
+            if name.strip().lower() == "from" and value.strip():
+                return value.strip()
+        return self.sender
+
+    @property
     def number(self) -> str:
         """`k/n` as the subject numbers it ("1/1" for a lone patch)."""
         p = self.parsed

@@ -46,13 +46,13 @@ def _addresses(*fields: str) -> list[tuple[str, str]]:
     return [(n, a) for n, a in email.utils.getaddresses(list(fields)) if a]
 
 
-def _recipients(mail: Mail, own: str) -> tuple[str, str]:
-    """(To, Cc) of a reply to all: the author, then everyone else it went to, each once and
-    never the tester."""
+def _recipients(mail: Mail, own: str, author: str = "") -> tuple[str, str]:
+    """(To, Cc) of a reply to all: the author (`author`, else the sender), then everyone else
+    it went to (the sender among them), each once and never the tester."""
     seen = {own.lower()}
     to: list[str] = []
     cc: list[str] = []
-    for bucket, fields in ((to, (mail.sender,)), (cc, (mail.to, mail.cc))):
+    for bucket, fields in ((to, (author or mail.sender,)), (cc, (mail.sender, mail.to, mail.cc))):
         for name, addr in _addresses(*fields):
             if addr.lower() not in seen:
                 seen.add(addr.lower())
@@ -108,12 +108,13 @@ def check_identity(name: str, addr: str) -> None:
                          "--email tess@example.org")
 
 
-def _addressed(mail: Mail, name: str, addr: str) -> EmailMessage:
-    """A reply to `mail` from the tester, to its author and everyone else it went to, threaded
-    under it when it has a Message-ID; the body is the caller's."""
+def _addressed(mail: Mail, name: str, addr: str, author: str = "") -> EmailMessage:
+    """A reply to `mail` from the tester, to its author (`author`, else its sender) and
+    everyone else it went to, threaded under it when it has a Message-ID; the body is the
+    caller's."""
     msg = EmailMessage(policy=_POLICY)
     msg["From"] = email.utils.formataddr((name, addr))
-    to, cc = _recipients(mail, addr)
+    to, cc = _recipients(mail, addr, author)
     if to:
         msg["To"] = to
     if cc:
@@ -176,7 +177,7 @@ def _lto_of(label: str, arch: str) -> str:
 def failure_body(mail: Mail, findings: list[dict[str, object]], facts: dict[str, object]) -> str:
     """What broke, its evidence, the base and config, how bisecting found this patch, and the
     command that reproduces it: a report, with no trailer of any kind (b4 takes nothing)."""
-    who = email.utils.parseaddr(mail.sender)[0] or email.utils.parseaddr(mail.sender)[1]
+    who = email.utils.parseaddr(mail.author)[0] or email.utils.parseaddr(mail.author)[1]
     info = facts.get("series")
     mailed = info if isinstance(info, dict) else {}
     lines = [f"Hi {who}," if who else "Hello,", "",
@@ -210,14 +211,16 @@ def failure_body(mail: Mail, findings: list[dict[str, object]], facts: dict[str,
                 lines.append(f"Bisected in {duration(float(str(f['seconds'])))}.")
         if f.get("reproduce"):
             lines += ["", "To reproduce it with ltoboot:", f"  $ {f['reproduce']}"]
-    return "\n".join(_inert(line) for line in lines) + "\n"
+    # line by line: a sentence or summary of several lines is fenced on each of them
+    return "\n".join(_inert(line) for text in lines for line in text.split("\n")) + "\n"
 
 
 def failure_report(series: Series, findings: list[dict[str, object]], facts: dict[str, object],
                    name: str, addr: str) -> str:
     """The reply a tester sends when the series fails and bisecting names a patch: a message
     to each culprit patch (findings of several arches naming one patch share it), threaded
-    under it, to its author and everyone it went to; several are an mbox, as `reply` writes
+    under it, to its author (who wrote it, as git am takes it: an in-body From) and everyone
+    it went to; several are an mbox, as `reply` writes
     them. Headers RFC 2047 encoded, the body 8bit."""
     check_identity(name, addr)
     named: dict[int, list[dict[str, object]]] = {}
@@ -228,6 +231,6 @@ def failure_report(series: Series, findings: list[dict[str, object]], facts: dic
     messages = []
     for index, found in sorted(named.items()):
         mail = series.patches[index - 1]  # patches 1..index applied make the culprit's step
-        messages.append(_with_body(_addressed(mail, name, addr),
+        messages.append(_with_body(_addressed(mail, name, addr, mail.author),
                                    failure_body(mail, found, facts)))
     return _one_or_mbox(messages)

@@ -5,6 +5,7 @@ block the CLI prints after the Tested-by block."""
 
 from __future__ import annotations
 
+import dataclasses
 import email.utils
 import mailbox
 import re
@@ -43,7 +44,7 @@ TRAILER = re.compile(r"^\s*(\w\S+):\s+(\S.*)")
 
 def ref(s: series.Series, index: int) -> PatchRef:
     p = s.patches[index - 1]
-    return PatchRef(index, p.number, p.title, p.sender, p.message_id)
+    return PatchRef(index, p.number, p.title, p.author, p.message_id)
 
 
 def culprit(s: series.Series, index: int, arch: str = "x86_64", lto: str = "thin"
@@ -251,3 +252,33 @@ def test_an_unresolved_bisect_names_its_candidates_and_why(tmp_path: Path) -> No
     assert "    1-1 of 2  skip     -       30.0s   1.2s  (cannot answer: cfi: SKIP (no LKDTM))" \
         in text
     assert "reproduce:" not in text and "  failed: cfi: CFI not enforced" in text
+
+
+def test_a_line_shaped_like_a_trailer_inside_a_longer_text_is_fenced_too(tmp_path: Path
+                                                                         ) -> None:
+    """A summary of several lines (a check quoting the guest's words) has each line fenced,
+    not only its first: b4 takes nothing from the second."""
+    s = series.read(mailcorpus.CORPUS / "no-cover-thread.mbox", tmp_path)
+    f = culprit(s, 2) | {"summary": "modules: rmmod said\nFixes: 0123456789ab (\"x\")"}
+    body = replies(reply.failure_report(s, [f], FACTS, *TESS))[0].get_content()
+    assert "\n| Fixes: 0123456789ab" in body or "\n  | Fixes: 0123456789ab" in body
+    from b4 import LoreMessage
+
+    assert LoreMessage.find_trailers(body, followup=True)[0] == []
+
+
+def test_the_report_goes_to_who_wrote_the_patch_not_who_sent_it(tmp_path: Path) -> None:
+    """A patch sent by someone else carries its author in an in-body From (git am takes it):
+    the report goes to the author, the sender is copied."""
+    s = series.read(mailcorpus.CORPUS / "no-cover-thread.mbox", tmp_path)
+    sent = s.patches[0]
+    by_other = dataclasses.replace(
+        sent, sender="Sub Mitter <sub@example.org>",
+        body=f"From: Réal Author <real@example.org>\n\n{sent.body}")
+    s = dataclasses.replace(s, patches=(by_other, *s.patches[1:]))
+    assert by_other.author == "Réal Author <real@example.org>"
+    assert sent.author == sent.sender  # no in-body From: the sender wrote it
+    (msg,) = replies(reply.failure_report(s, [culprit(s, 1)], FACTS, *TESS))
+    assert [a.addr_spec for a in msg["To"].addresses] == ["real@example.org"]
+    assert "sub@example.org" in [a.addr_spec for a in msg["Cc"].addresses]
+    assert msg.get_content().startswith("Hi Réal Author,")
