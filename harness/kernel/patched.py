@@ -32,9 +32,9 @@ from harness.base.progress import say
 
 # git only reads the tester's repository (no index refresh, no lock)
 READ_ONLY = {**os.environ, "GIT_OPTIONAL_LOCKS": "0"}
-RECIPE = 5  # bump when applying produces a different tree from the same inputs, or the
+RECIPE = 6  # bump when applying produces a different tree from the same inputs, or the
 # series key means another thing (4: what git am applies, byte for byte, with AM_CONFIG;
-# 5: trees linked to their base's, the applied commits kept)
+# 5: trees linked to their base's, the applied commits kept; 6: no build directory linked)
 MARKER = "series.json"  # beside the patched tree in its cache entry
 GIT_DIR = "git"  # beside it: the applied commits (the tester's objects borrowed)
 INDEX = "index"  # beside a base's tree: git's index of it, its stat data current
