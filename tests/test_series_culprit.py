@@ -23,7 +23,9 @@ import pytest
 
 from harness.base import cache
 from harness.faces.pytest_plugin.fixtures import Kernels
+from harness.kernel import patched
 from harness.kernel.variants import _copy_tree
+from harness.mail import series
 from tests.test_tested_by_series import _commit, _git, _state, series_repo  # noqa: F401
 from tests.unit.test_mail_corpus import b4_trailers
 
@@ -110,9 +112,14 @@ def test_the_patch_that_breaks_a_check_is_named_on_its_arch_and_answered(
     assert set(steps) <= {0, 2, 3, 5}  # the head again, the base, two steps
     for s in found["steps"]:
         assert s["built_from"] != "nothing", s  # every step from a cached build
-    for k in (0, 2, 3):  # trees of hard links to the base's, no build directory linked
-        tree = Path(found["steps"][[s["k"] for s in found["steps"]].index(k)]["build_log"])
-        assert tree.exists()
+    # the steps' trees: the base's files, linked; no build directory linked from another
+    applied = series.apply(series.read(sent, tmp_path), culprit_repo, "v6.1-debian")
+    base = patched.step_tree(applied, 0)
+    for k in (2, 3):
+        tree = patched.step_tree(applied, k)
+        assert (tree / "Makefile").stat().st_ino == (base / "Makefile").stat().st_ino
+        for built in tree.glob(".ltoboot-*/vmlinux"):
+            assert built.stat().st_nlink == 1, built
     assert "--series" in found["reproduce"] and "--arch=x86_64" in found["reproduce"]
     # the report: to the culprit, threaded under it, no trailer, and b4 agrees
     patch3 = email.message_from_bytes(sorted(sent.glob("0003-*.patch"))[0].read_bytes(),
