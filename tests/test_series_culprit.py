@@ -128,7 +128,7 @@ def test_the_patch_that_breaks_a_check_is_named_on_its_arch_and_answered(
     assert str(msg["In-Reply-To"]).strip() == patch3["Message-ID"]  # folded: a long id
     assert email.utils.parseaddr(str(msg["To"]))[1] == "sam@example.org"
     body = msg.get_content()
-    assert "Tested-by" not in body and found["excerpt"].splitlines()[0].strip() in body
+    assert "\nTested-by:" not in body and found["excerpt"].splitlines()[0].strip() in body
     assert found["reproduce"] in body.replace("\n  ", " ") or "ltoboot tested-by" in body
     thread = b"".join(p.read_bytes() for p in sorted(sent.glob("*.patch")))
     assert b4_trailers(thread, reply_file.read_text(), tmp_path) == [""] * 5
