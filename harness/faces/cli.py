@@ -317,10 +317,11 @@ def cmd_tested_by(args: argparse.Namespace) -> int:
         print(f"ltoboot: {'reply' if facts['passed'] else 'report'} written to {args.reply}",
               file=sys.stderr)
     elif mailed is not None and not facts["passed"]:
-        why = "no patch named (see above)" if findings else \
-            "--no-bisect" if args.no_bisect else "nothing to bisect"
-        print(f"ltoboot: not every check passed: no Tested-by; no report to send: {why}",
-              file=sys.stderr)
+        why = "the report to the patch that breaks it is above (--reply FILE writes it)" \
+            if message else "no report to send: " + (
+                "no patch named (see above)" if findings else
+                "--no-bisect" if args.no_bisect else "nothing to bisect")
+        print(f"ltoboot: not every check passed: no Tested-by; {why}", file=sys.stderr)
     return EXIT_OK if facts["passed"] else EXIT_FAILED
 
 

@@ -271,8 +271,10 @@ def find(series: Series, applied: patched.Applied, reports: Sequence[KernelRepor
             continue
         spec = rep.spec
         checks = failing(rep)
-        finding = Finding(spec.arch, rep.label, config_lines(rep.kernel) if rep.kernel else [],
-                          checks or [], Outcome.NOT_BISECTED, "",
+        # the config as the report names it; tinyconfig's is ltoboot's own, named so
+        config = (config_lines(rep.kernel) if rep.kernel else []) or [
+            f"config: {spec.config}, with ltoboot's options (docs/checks.md)"]
+        finding = Finding(spec.arch, rep.label, config, checks or [], Outcome.NOT_BISECTED, "",
                           base=applied.base_described, base_commit=applied.base,
                           reproduce=reproduce(spec))
         if checks is None:
