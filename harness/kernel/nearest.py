@@ -294,7 +294,10 @@ def start_from(donor: Donor, out: Path, tree: Path) -> tuple[int, int]:
     and, for another tree, `tree`'s times aligned to it. Returns the number of files make will
     see as new because of the tree, and the time they were given (0 when none). Unrelated
     (nothing left at `out`) when the donor's tree does not match."""
-    cache.hold(donor.build_dir)  # no prune removes it while it is copied
+    try:
+        cache.hold(donor.build_dir)  # no prune removes it while it is copied
+    except OSError:  # its tree went between the search and now (pruned, removed)
+        raise Unrelated(f"{donor.build_dir} was removed") from None
     if not (donor.build_dir / META).is_file():
         raise Unrelated(f"{donor.build_dir} was removed")
     proc.run(["cp", "-a", str(donor.build_dir), str(out)],

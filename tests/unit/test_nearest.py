@@ -8,6 +8,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import shutil
 import subprocess
 import time
 from pathlib import Path
@@ -182,6 +183,20 @@ def test_a_tree_that_is_not_what_its_record_says_is_no_start(root: Path) -> None
     with pytest.raises(nearest.Unrelated, match="README differs"):
         nearest.start_from(donor, v2 / ".ltoboot-x86_64-thin-new", v2)
     assert not (v2 / ".ltoboot-x86_64-thin-new").exists()  # nothing half made
+
+
+def test_a_donor_whose_tree_went_after_the_search_is_no_start(root: Path) -> None:
+    """Found, then its whole entry removed (a prune, a tester's rm) before the build takes
+    it: a build from nothing, not a crash (seen in a cold CI beside a removed step)."""
+    v1 = _series(root, "v1", BASE_A, [], FILES)
+    _built(root, v1, "x86_64-thin", "N")
+    v2 = _series(root, "v2", BASE_A, [], FILES)
+    donor = _find(root, _want(v2))
+    assert donor is not None
+    shutil.rmtree(v1.parent)
+    with pytest.raises(nearest.Unrelated, match="was removed"):
+        nearest.start_from(donor, v2 / ".ltoboot-x86_64-thin-new", v2)
+    assert not (v2 / ".ltoboot-x86_64-thin-new").exists()
 
 
 def test_the_same_source_with_the_fewest_other_options_is_the_donor(root: Path) -> None:
