@@ -82,16 +82,13 @@ def compile_kernel(out: Path, spec: BuildSpec, src: source.KernelSource,
                    tc: toolchain.Toolchain, wanted: dict[str, str], key: str, log: Path,
                    expected: tuple[int, float] = (0, 0.0),
                    optional: frozenset[str] = frozenset(),
-                   donor: nearest.Donor | None = None, *, checkout: Checkout,
-                   search: Callable[[], nearest.Donor | None] | None = None) -> Kernel:
+                   donor: nearest.Donor | None = None, *, checkout: Checkout) -> Kernel:
     """Configure and build in `out`, incrementally when it already holds a build; the config
     is the base (--config: tinyconfig, defconfig or a file; first time only) + `wanted`,
     verified. On a base other than tinyconfig, `optional` options (what checks need) may fail
     to stick: those checks SKIP. With a `donor` (`out` not there yet), the build starts from
-    a copy of the donor's; without one, `search` looks for one again once the machine is
-    this build's (a build that waited for another may start from it). Writes the metadata
-    (with `checkout`, where the source came from, as the plan found it); returns the
-    kernel."""
+    a copy of the donor's. Writes the metadata (with `checkout`, where the source came from,
+    as the plan found it); returns the kernel."""
     arch = get_arch(spec.arch)
     make = kbuild.Kbuild(src.tree, out, arch, tc.llvm, log, spec.label,
                          *(expected if donor is None else (0, 0.0)))
@@ -100,8 +97,6 @@ def compile_kernel(out: Path, spec: BuildSpec, src: source.KernelSource,
         + f"; log: {log}")
     with kbuild.machine_lock(spec.label):
         started = time.monotonic()  # build time, not time spent waiting for the lock
-        if donor is None and search is not None and not out.exists():
-            donor = search()
         start = _start(out, spec, src, donor)
         extra, modroot = build_in(out, make, spec.label, start,
                                   lambda: configure(out, spec, make, wanted, optional, log),
@@ -235,12 +230,14 @@ def find_donor(p: Plan, out: Path, root: Path) -> nearest.Donor | None:
 def _do_build(out: Path, p: Plan, root: Path) -> None:
     spec, src = p.spec, p.src
     donor = find_donor(p, out, root)
+    if donor is None:
+        out.mkdir()
     (root / "logs").mkdir(exist_ok=True)
     log = root / "logs" / f"build-{spec.label}-{p.key[:12]}-{time.strftime('%Y%m%d-%H%M%S')}.log"
     expected = _previous_build(root / "index", spec.label, src.version, p.tc.clang_version,
                                base_config_identity(spec))
     compile_kernel(out, spec, src, p.tc, p.wanted, p.key, log, expected, p.optional, donor,
-                   checkout=p.checkout, search=lambda: find_donor(p, out, root))
+                   checkout=p.checkout)
 
 
 def added_to_base(base: str, before: dict[str, str], wanted: dict[str, str],

@@ -48,6 +48,11 @@ AM_CONFIG = {"am.keepcr": "false",  # CRLF mail: the patched files never had the
              "mailinfo.scissors": "false",  # a "-- >8 --" line in a message is text
              "i18n.commitEncoding": "UTF-8",
              "apply.whitespace": "warn"}  # never "fix": the tree is the patch's, byte for byte
+# How git writes a tree's files, fixed whatever the tester's git config says (a symlink as a
+# symlink, bytes as committed, the executable bit kept, every file): the base, the series and
+# its steps are their commits' trees
+CHECKOUT_CONFIG = {"core.symlinks": "true", "core.autocrlf": "false", "core.filemode": "true",
+                   "core.sparseCheckout": "false", "core.hooksPath": "/dev/null"}
 # A fixed identity and dates make `git am` give the same commits for the same base and series
 _AM_ENV = {"GIT_COMMITTER_NAME": "ltoboot", "GIT_COMMITTER_EMAIL": "ltoboot@localhost",
            "GIT_COMMITTER_DATE": "1970-01-01T00:00:00+00:00"}
@@ -118,6 +123,14 @@ def changed_between(repo: Path, old: str, new: str, *, git_dir: Path | None = No
     return [p for p in out.split("\0") if p]
 
 
+def _changed(paths: list[str] | None) -> list[str]:
+    """What a tree's record says it changes on its base: a build starting from another trusts
+    it, so a list git could not make is an error, never "nothing changed"."""
+    if paths is None:
+        raise InfraError("git could not list the files the series changes on its base")
+    return sorted(paths)
+
+
 def _linked_copy(tree: Path, to: Path) -> None:
     """`to` made `tree`'s files, hard-linked (its directories are its own), without the
     build directories the cache keeps at its top."""
@@ -150,11 +163,11 @@ def _checkout_base(tmp: Path, repo: Path, base: str, record: dict[str, Any]) -> 
         f"({tmp.parent})")
     proc.run(["git", "clone", "--quiet", "--shared", "--no-checkout", str(repo), str(tree)],
              what=f"cloning {repo} (borrowing its objects) for the base", env=READ_ONLY)
-    proc.run(["git", "-C", str(tree), "-c", "core.hooksPath=/dev/null", "checkout",
+    proc.run(["git", "-C", str(tree), *git_config(CHECKOUT_CONFIG), "checkout",
               "--quiet", "--detach", base], what=f"checking out {base[:12]} for the base")
     _age(tree)
-    proc.run(["git", "-C", str(tree), "update-index", "-q", "--refresh"],
-             what="recording the base's file times in its index")
+    proc.run(["git", "-C", str(tree), *git_config(CHECKOUT_CONFIG), "update-index", "-q",
+              "--refresh"], what="recording the base's file times in its index")
     os.replace(tree / ".git" / "index", tmp / INDEX)  # what a series applied onto it starts from
     shutil.rmtree(tree / ".git")  # borrows the tester's objects: the tree stands alone
     (tmp / MARKER).write_text(json.dumps(record, indent=2))
@@ -189,7 +202,7 @@ def _apply_into(tmp: Path, repo: Path, base: str, series: PatchSet,
     _linked_copy(base_entry / "tree", tree)
     cache.size_record(base_entry).unlink(missing_ok=True)  # its files are shared now: measured
     # anew, each link's share (cache.disk_size)
-    git = ["git", "-C", str(tree), "-c", "core.hooksPath=/dev/null"]
+    git = ["git", "-C", str(tree), *git_config(CHECKOUT_CONFIG)]
     proc.run([*git, "init", "--quiet"], what="making the scratch tree's git directory")
     (tree / ".git" / "objects" / "info" / "alternates").write_text(_objects(repo) + "\n")
     # the base's index: its stat data is the linked files' (a new link changes only ctime)
@@ -216,7 +229,7 @@ def _apply_into(tmp: Path, repo: Path, base: str, series: PatchSet,
                              what="listing the applied commits").split()
     # what differs from the base: a later build of another series on a related base starts
     # from this tree's build (harness/kernel/nearest.py)
-    record["changed"] = sorted(changed_between(tree, base, "HEAD") or [])
+    record["changed"] = _changed(changed_between(tree, base, "HEAD"))
     os.replace(tree / ".git", tmp / GIT_DIR)  # kept for the steps; no git in the tree
     mbox.unlink()
     (tmp / MARKER).write_text(json.dumps(record, indent=2))
@@ -265,7 +278,7 @@ def _step_into(tmp: Path, head_entry: Path, base_entry: Path, record: dict[str, 
     shutil.copy2(base_entry / INDEX, tmp / INDEX)
     env = {**READ_ONLY, "GIT_INDEX_FILE": str(tmp / INDEX)}
     git = ["git", "--git-dir", str(git_dir), "--work-tree", str(tree),
-           "-c", "core.trustctime=false", "-c", "core.hooksPath=/dev/null"]
+           "-c", "core.trustctime=false", *git_config(CHECKOUT_CONFIG)]
     proc.run([*git, "update-index", "-q", "--refresh"], what="refreshing the step's index",
              env=env)
     proc.run([*git, "read-tree", "-m", "-u", record["base"], target],
@@ -276,8 +289,8 @@ def _step_into(tmp: Path, head_entry: Path, base_entry: Path, record: dict[str, 
             "identity": f"{record['identity']}-{k}",
             "description": f"{record['repo']} at {record['base_described']} + patches 1-{k} "
                            f"of {n} of \"{record.get('name', '')}\"",
-            "changed": sorted(changed_between(tree, record["base"], target,
-                                              git_dir=git_dir) or [])}
+            "changed": _changed(changed_between(tree, record["base"], target,
+                                                git_dir=git_dir))}
     (tmp / MARKER).write_text(json.dumps(step, indent=2))
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import codecs
 import contextlib
 import email
+import email.header
 import email.message
 import email.policy
 import functools
@@ -94,15 +95,22 @@ class Mail:
 
     @property
     def author(self) -> str:
-        """Who wrote the patch, as `git am` takes it: the From of the in-body headers at the
-        top of the body (a patch sent by someone else), else the sender."""
+        """Who wrote the patch, as `git mailinfo` (and so `git am`) takes it: a `From:` among
+        the in-body headers at the very top of the body (a patch sent by someone else; a
+        header continued on indented lines, RFC 2047 decoded), else the sender."""
+        found: dict[str, str] = {}
+        name = ""
         for line in self.body.lstrip("\n").splitlines():
-            name, colon, value = line.partition(":")
-            if not colon or name.strip().lower() not in ("from", "date", "subject"):
-                break  # the in-body headers end at the first line that is not one
-            if name.strip().lower() == "from" and value.strip():
-                return value.strip()
-        return self.sender
+            if name and line[:1] in (" ", "\t"):  # a folded in-body header goes on
+                found[name] += " " + line.strip()
+                continue
+            head, colon, value = line.partition(":")
+            if not colon or head.lower() not in ("from", "date", "subject"):
+                break  # an indented line, or the message: the in-body headers are over
+            name = head.lower()
+            found[name] = value.strip()
+        author = found.get("from", "")
+        return _decoded(author) if author else self.sender
 
     @property
     def number(self) -> str:
@@ -198,6 +206,13 @@ def _text(msg: email.message.Message) -> str:
     if not isinstance(payload, bytes):
         return ""
     return payload.decode(_charset(part.get_content_charset()), errors="replace")
+
+
+def _decoded(value: str) -> str:
+    """An in-body header's value (RFC 2047 words or raw UTF-8) in Unicode, on one line."""
+    with contextlib.suppress(Exception):  # mail from the world: the words as they came
+        value = str(email.header.make_header(email.header.decode_header(value)))
+    return " ".join(value.replace("\0", "\ufffd").split())
 
 
 def _header(msg: email.message.Message, name: str) -> str:

@@ -97,15 +97,21 @@ class Finding:
         return asdict(self)
 
 
-def verdict_of(rep: KernelReport, checks: Sequence[str]) -> tuple[str, list[str], str, str]:
+def verdict_of(rep: KernelReport, checks: Sequence[str], boot_kind: str = ""
+               ) -> tuple[str, list[str], str, str]:
     """(verdict, failed, summary, excerpt) of a step's report for the bisected `checks`: bad
     when one of them fails (or, for BOOT, the kernel does not boot), good when every one
     passed, skip when the kernel cannot answer (it does not build, does not boot while a
-    check is bisected, a check cannot run on it)."""
+    check is bisected, a check cannot run on it; for BOOT, it fails to boot another way than
+    the head, `boot_kind`)."""
     if rep.failed_at is Stage.BUILD:
         return "skip", [], rep.error.splitlines()[0], ""
     excerpt = str(getattr(rep.cause, "excerpt", "") or "")
     if rep.failed_at is Stage.BOOT:
+        kind = str(getattr(rep.cause, "kind", ""))
+        if list(checks) == [BOOT] and boot_kind and kind != boot_kind:
+            return "skip", [], f"does not boot another way ({kind}; the head: {boot_kind})", \
+                excerpt  # a hang under load is no answer for a panic
         if list(checks) == [BOOT]:
             return "bad", [BOOT], rep.error.splitlines()[0], excerpt
         return "skip", [], f"cannot answer for {', '.join(checks)}: " \
@@ -140,10 +146,11 @@ def failing(rep: KernelReport) -> list[str] | None:
 Tester = Callable[[int], KernelReport]
 
 
-def _step(k: int, rep: KernelReport, checks: Sequence[str], since: float | None = None) -> Step:
+def _step(k: int, rep: KernelReport, checks: Sequence[str], since: float | None = None,
+          boot_kind: str = "") -> Step:
     """A step from its report; `since`: when it started (a kernel whose build log is older
     was cached)."""
-    verdict, failed, summary, excerpt = verdict_of(rep, checks)
+    verdict, failed, summary, excerpt = verdict_of(rep, checks, boot_kind)
     kernel = rep.kernel
     log = kernel.build_log if kernel is not None else None
     cached = since is not None and (log is None or not log.exists()
@@ -183,7 +190,7 @@ def bisect(patches: Sequence[PatchRef], head: KernelReport, test: Tester, findin
         since = time.time()
         rep = test(k)
         reports[k] = rep
-        s = _step(k, rep, wanted, since)
+        s = _step(k, rep, wanted, since, boot_kind)
         finding.steps.append(s)
         built = "cached" if s.built_from == "cached" else \
             f"built in {duration(s.build_seconds or 0)}" if s.build_seconds is not None else ""
@@ -197,6 +204,8 @@ def bisect(patches: Sequence[PatchRef], head: KernelReport, test: Tester, findin
         return finding
 
     reports: dict[int, KernelReport] = {}
+    # a kernel that does not boot: the steps must fail the same way (a panic, a hang, ...)
+    boot_kind = str(getattr(head.cause, "kind", "")) if checks == [BOOT] else ""
     first = _step(n, head, checks)
     if first.verdict != "bad":
         return done(Outcome.NOT_REPRODUCED, f"{what} did not fail at the head: nothing to "
@@ -235,7 +244,7 @@ def bisect(patches: Sequence[PatchRef], head: KernelReport, test: Tester, findin
         checks = finding.checks = wanted
         what = ", ".join(wanted)
         say(f"{finding.label}: the base fails {', '.join(base.failed)} too: bisecting {what}")
-    lo, hi, bad = 0, n, _step(n, reports[n], checks)
+    lo, hi, bad = 0, n, _step(n, reports[n], checks, boot_kind=boot_kind)
     skipped: set[int] = set()
     while (k := _middle(lo, hi, skipped)) is not None:
         s = run(k, checks)

@@ -181,3 +181,20 @@ def test_an_error_while_bisecting_keeps_the_run_and_says_why(
     (found,) = culprit.find(series.Series(None, mails, b"", "t"), applied, [head], "tcg", None,
                             lambda spec: "ltoboot …")
     assert found.outcome is Outcome.UNRESOLVED and "objects gone" in found.said
+
+
+def test_a_kernel_that_fails_to_boot_another_way_cannot_answer() -> None:
+    """The head panics; a step that hangs (a loaded machine, another bug) is no answer for a
+    panic: skipped, never blamed."""
+    def tester(k: int) -> KernelReport:
+        rep = KernelReport("x86_64-thin")
+        if k >= 6:
+            return rep.fail(Stage.BOOT, KernelFailure("panic", "Kernel panic", "RIP: 0010:x"))
+        if k == 3:
+            return rep.fail(Stage.BOOT, KernelFailure("hang", "no output for 60 s"))
+        return report()
+
+    found, _ = run(tester)
+    assert found.outcome is Outcome.CULPRIT and found.patch == PATCHES[5]
+    (hung,) = [s for s in found.steps if s.k == 3]
+    assert hung.verdict == "skip" and "another way (hang; the head: panic)" in hung.summary

@@ -275,3 +275,34 @@ def test_when_b4_finds_no_series_the_numbers_may_still_make_one(
     (sorted(sent.iterdir())[2]).unlink()  # 2/3: now b4's verdict stands
     with pytest.raises(UsageError, match="found no series to apply"):
         series.read(sent, tmp_path)
+
+
+def test_a_patchs_author_is_the_one_git_mailinfo_reads(tmp_path: Path) -> None:
+    """Who wrote each patch, as `git am` records it (git mailinfo is the judge): a patch sent
+    by someone else (an in-body From, RFC 2047 encoded), one whose message quotes a `From:`
+    line indented, and one by its sender."""
+    r = tmp_path / "repo"
+    r.mkdir()
+    git(r, "init", "-q", "-b", "main")
+    commit(r, "README", "hello\n", "base")
+    git(r, "tag", "base")
+    env = {**ENV, "GIT_AUTHOR_NAME": "Jörg Rödel", "GIT_AUTHOR_EMAIL": "joro@example.org"}
+    (r / "README").write_text("hello\nworld\n")
+    subprocess.run(["git", "-C", str(r), "commit", "-q", "-a", "-m", "README: world"],
+                   check=True, env=env)
+    (r / "README").write_text("hello\nworld\nagain\n")
+    git(r, "commit", "-q", "-a", "-m",
+        "README: again\n\n  From: Quoted Reporter <quoted@example.org>\n  wrote it breaks.")
+    for sent, authors in (("--from=Sub Mitter <sub@example.org>", ["Jörg Rödel", "Ann Author"]),
+                          ("--no-from", ["Jörg Rödel", "Ann Author"])):
+        out = tmp_path / sent.partition("=")[0]
+        git(r, "format-patch", "-q", sent, "-o", str(out), "base..main")
+        s = series.read(out, tmp_path)
+        for path, mail in zip(sorted(out.iterdir()), s.patches, strict=True):
+            info = subprocess.run(["git", "mailinfo", str(tmp_path / "m"),
+                                   str(tmp_path / "p")], input=path.read_bytes(),
+                                  capture_output=True, check=True).stdout
+            said = dict(line.split(": ", 1) for line in info.decode().splitlines()
+                        if ": " in line)
+            assert email.utils.parseaddr(mail.author) == (said["Author"], said["Email"]), path
+        assert [email.utils.parseaddr(m.author)[0] for m in s.patches] == authors

@@ -173,3 +173,19 @@ def test_a_cached_series_steps_from_the_repository_it_is_tested_from(
     assert again.tree == first.tree  # the cache's entry: the same series on the same base
     tree = patched.step_tree(again, 2)
     assert _tree_hash(tree, tmp_path) == git(other, "rev-parse", "main~2^{tree}")
+
+
+def test_the_testers_git_config_does_not_change_the_trees(
+        repo: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A tester whose git writes symlinks as files and LF as CRLF (core.symlinks=false,
+    core.autocrlf=true): the base, the series and its steps are still their commits' trees."""
+    config = tmp_path / "gitconfig"
+    config.write_text("[core]\n\tsymlinks = false\n\tautocrlf = true\n\tfilemode = false\n")
+    monkeypatch.setenv("GIT_CONFIG_GLOBAL", str(config))
+    sent = tmp_path / "sent"
+    git(repo, "format-patch", "-q", "-o", str(sent), "base..main")
+    applied = series.apply(series.read(sent, tmp_path), repo, "base")
+    for k in range(5):  # (the comparison's git runs with the environment of before)
+        tree = patched.step_tree(applied, k)
+        assert (tree / "link").is_symlink() and b"\r" not in (tree / "README").read_bytes()
+        assert _tree_hash(tree, tmp_path) == git(repo, "rev-parse", f"main~{4 - k}^{{tree}}"), k
