@@ -34,6 +34,8 @@ MODULES = {"MODULES": "y", "MODULE_UNLOAD": "y"}
 CHECKS: dict[str, Needs] = {
     "proc_version": Needs(),
     "lto_config": Needs({"IKCONFIG": "y", "IKCONFIG_PROC": "y"}),
+    # every vCPU the guest was given online, and work run on each (the seed's kernel is SMP)
+    "smp": Needs({"SMP": "y"}),
     "test_module": Needs({**MODULES, "RUNTIME_TESTING_MENU": "y", "TEST_LKM": "m"}),
     "lto_elf_note": Needs(),
     "llvm_symbols": Needs({**MODULES, "KALLSYMS": "y", "KALLSYMS_ALL": "y", "KPROBES": "y"}),

@@ -20,6 +20,7 @@ class GuestProtocol(Protocol):
     log: Path  # its console log
     accel: str  # "kvm" or "tcg": what the timeouts and some verdicts depend on
     firmware: str  # what booted the kernel ("": QEMU loaded it itself)
+    vcpus: int  # the vCPUs it was given (QEMU's -smp)
     broken: KernelFailure | None  # the first kernel failure; later commands refuse
     # guests that serve this one's checks (one a crash check may break), by kind
     companions: dict[str, GuestProtocol]

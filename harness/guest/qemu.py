@@ -8,6 +8,10 @@ from pathlib import Path
 from harness.base.arch import Arch
 from harness.guest import monitor
 
+# vCPUs every guest is given (QEMU's multi-threaded TCG runs one host thread per vCPU): SMP
+# bring-up is where LTO's cross-unit optimisation meets per-CPU data, static keys and
+# alternatives; the smp check proves each came online and ran work
+VCPUS = 2
 READY_LOGLEVEL = 4  # console loglevel once booted: KERN_ERR and worse still reach the console
 
 
@@ -22,7 +26,7 @@ def kernel_cmdline(arch: Arch, extra: Sequence[str] = (), *, panic: bool = True)
 
 
 def qemu_argv(arch: Arch, kernel: Path, initrd: Path | None, append: str, *, accel: str = "tcg",
-              memory_mb: int = 512, smp: int = 1, firmware: str = "", qmp: str = ""
+              memory_mb: int = 512, smp: int = VCPUS, firmware: str = "", qmp: str = ""
               ) -> list[str]:
     """The whole QEMU command line. `firmware`: boot through it (UEFI: the EFI stub runs).
     `qmp`: the abstract socket of its machine protocol (harness/guest/monitor.py)."""

@@ -42,8 +42,10 @@ class Guest:
     """One QEMU process. `broken` is set by the first kernel failure; later commands refuse."""
 
     def __init__(self, argv: list[str], log: Path, *, label: str, accel: str,
-                 timeout_scale: float, monitor: Monitor | None = None) -> None:
+                 timeout_scale: float, monitor: Monitor | None = None, vcpus: int = 1
+                 ) -> None:
         self.argv, self.log, self.label, self.accel = argv, log, label, accel
+        self.vcpus = vcpus  # what QEMU was given (-smp)
         self.monitor = monitor  # QEMU's QMP, to pause an idle guest (pause())
         self.paused = False
         self.timeout_scale = timeout_scale

@@ -222,6 +222,14 @@ VARIANTS: dict[str, Variant] = {v.name: v for v in (
                         "\t\t\t\t$(CC_FLAGS_CFI) \\\n")),
             caught_by=(Caught("vdso", "the vDSO does not export", ("x86_64", "arm64")),),
             patches=(23, 26)),
+    Variant("secondaries-down", "no secondary CPU is brought up: the kernel runs on its boot "
+            "CPU alone",
+            "smp_init() no longer brings up the other CPUs, as when a secondary's bring-up "
+            "code goes wrong (the seed's 02/28 orders the control-register writes it depends "
+            "on): the guest boots, on one of its vCPUs",
+            edits=(Edit("kernel/smp.c", "\tbringup_nonboot_cpus(setup_max_cpus);",
+                        "\t/* ltoboot: no secondary CPU is brought up */", count=1),),
+            caught_by=(Caught("smp", "of 2 vCPUs online", ("x86_64", "arm64")),)),
     Variant("cfi-permissive", "CFI violations are reported but not stopped",
             config={"CFI_PERMISSIVE": "y"},
             caught_by=(Caught("cfi", "CFI not enforced"),)),
@@ -236,7 +244,7 @@ VARIANTS: dict[str, Variant] = {v.name: v for v in (
 BUNDLES: tuple[tuple[str, ...], ...] = (
     ("cfi-permissive", "import-limit-dropped", "initcalls-reversed", "kallsyms-unstripped",
      "mcount-unrecorded", "modules-unmerged", "notrace-ignored", "pci-fixups-unstubbed",
-     "rodata-executable", "vdso-lto", "versions-unchecked"),
+     "rodata-executable", "secondaries-down", "vdso-lto", "versions-unchecked"),
 )
 
 

@@ -45,6 +45,15 @@ class Job:
         loaded: dict[str, Any] = yaml.safe_load(self.path.read_text())
         return loaded
 
+    @property
+    def vcpus(self) -> int:
+        """The vCPUs its guest was given: the job's -smp (1, QEMU's default, without one)."""
+        for option in self.definition().get("context", {}).get("extra_options", []):
+            word = str(option).split()
+            if len(word) == 2 and word[0] == "-smp" and word[1].isdigit():
+                return int(word[1])
+        return 1
+
 
 def machine_options(arch: Arch, efi: bool) -> str:
     machine = arch.machine
@@ -59,7 +68,7 @@ def context(arch: Arch, efi: bool) -> dict[str, Any]:
     """The job context qemu.jinja2 renders the device from: TCG (no_kvm: else the template
     adds -enable-kvm -cpu host), our machine (with its UEFI options when booted through
     firmware) and CPU."""
-    extra = ["-no-reboot", "-smp 1", *arch.qemu_extra]
+    extra = ["-no-reboot", f"-smp {qemu.VCPUS}", *arch.qemu_extra]
     ctx: dict[str, Any] = {"arch": arch.name, "no_kvm": True, "memory": 512}
     if arch.name in TEMPLATE_SETS_MACHINE:
         ctx |= {"machine": machine_options(arch, efi), "cpu": arch.tcg_cpu}

@@ -21,6 +21,7 @@ from pathlib import Path
 
 from harness.base.errors import KernelFailure
 from harness.checks import registry
+from harness.guest import qemu
 from harness.guest.console import CommandResult, command_line
 from harness.guest.protocol import GuestProtocol
 from harness.kernel.model import Kernel
@@ -29,8 +30,9 @@ from harness.kernel.model import Kernel
 class Recorder:
     """A guest that runs nothing: it records what a check asks for."""
 
-    def __init__(self, *, accel: str, firmware: str, label: str = "recorder") -> None:
-        self.accel, self.firmware, self.label = accel, firmware, label
+    def __init__(self, *, accel: str, firmware: str, label: str = "recorder",
+                 vcpus: int = qemu.VCPUS) -> None:
+        self.accel, self.firmware, self.label, self.vcpus = accel, firmware, label, vcpus
         self.log = Path(os.devnull)  # it prints nothing
         self.broken: KernelFailure | None = None
         self.commands: list[str] = []

@@ -49,8 +49,8 @@ class ReplayGuest:
     shell ran to its end (else the guest stopped, and what is missing is the kernel's)."""
 
     def __init__(self, text: str, plans: Sequence[CheckPlan], *, log: Path, label: str,
-                 accel: str, firmware: str, complete: bool) -> None:
-        self.text, self.log, self.label = text, log, label
+                 accel: str, firmware: str, complete: bool, vcpus: int = 1) -> None:
+        self.text, self.log, self.label, self.vcpus = text, log, label, vcpus
         self.accel, self.firmware, self.complete = accel, firmware, complete
         self.broken: KernelFailure | None = None
         self.companions: dict[str, GuestProtocol] = {}

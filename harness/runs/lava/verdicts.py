@@ -38,7 +38,7 @@ def replay(job: Job, log: lavalog.JobLog, path: Path) -> ReplayGuest:
     if not log.finished and _fatal(text) is None:
         raise InfraError(f"LAVA job {job.label} did not finish: {log.error}; log: {path}")
     return ReplayGuest(text, job.plans, log=path, label=job.label, accel="tcg",
-                       firmware=job.firmware, complete=log.finished)
+                       firmware=job.firmware, complete=log.finished, vcpus=job.vcpus)
 
 
 def exported_identity(kernel: Kernel) -> tuple[str, str] | None:
