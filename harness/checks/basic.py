@@ -49,6 +49,58 @@ def module_listed(proc_modules: str, name: str) -> bool:
     return any(line.split(" ", 1)[0] == name for line in proc_modules.splitlines())
 
 
+# -- a real in-tree module, where the config has any (=m) besides test_module -----------------
+IN_TREE_TRIES = 6  # in modules.order order: a driver may refuse to load without its device
+# what the module loader says of a module it cannot take (kernel/module/*.c): an LTO build's
+# fault, never a missing device's
+LOADER_ERRORS = ("Unknown symbol", "disagrees about version", "Unknown rela relocation",
+                 "Invalid ELF", "section header", "Exec format error", "Invalid module format",
+                 "module format")
+
+
+def in_tree_modules(kernel: Kernel) -> list[str]:
+    """The in-tree modules the kernel installed (modules.order), by module name, but for
+    test_module; the first IN_TREE_TRIES."""
+    if kernel.modules is None:
+        return []
+    names: list[str] = []
+    for order in sorted((kernel.modules / "lib/modules").glob("*/modules.order")):
+        for line in order.read_text(errors="replace").split():
+            name = line.rsplit("/", 1)[-1].removesuffix(".ko").replace("-", "_")
+            if name and name != "test_module" and name not in names:
+                names.append(name)
+    return names[:IN_TREE_TRIES]
+
+
+def load_one_command(names: list[str]) -> str:
+    """One guest command: load each of `names` in turn until one loads, then remove it (and
+    the modules it pulled in); it says which loaded, how each failure ended, and then what
+    the module loader said meanwhile (the kernel log's new lines, `loader: `)."""
+    return ("n=$(dmesg | wc -l); "
+            f"for m in {' '.join(names)}; do if modprobe $m; then echo loaded $m; "
+            "modprobe -r $m && echo unloaded $m; break; fi; echo failed $m; done; "
+            "dmesg | tail -n +$((n + 1)) | grep -E '" + "|".join(LOADER_ERRORS)
+            + "' | sed 's/^/loader: /'")
+
+
+def evaluate_in_tree(names: list[str], output: str) -> tuple[bool | None, str]:
+    """(True: one loaded; False: the loader refused one; None: none of them could load here,
+    no verdict), and what happened."""
+    lines = output.splitlines()
+    refused = [line.removeprefix("loader: ").strip() for line in lines
+               if line.startswith("loader: ")] or \
+        [line.strip() for line in lines if any(e in line for e in LOADER_ERRORS)]
+    if refused:
+        return False, f"the module loader refused an in-tree module: {refused[0]}"
+    loaded = next((line.split()[1] for line in lines if line.startswith("loaded ")), None)
+    if loaded is None:
+        return None, (f"none of {len(names)} in-tree modules tried ({', '.join(names)}) loads "
+                      "here (a driver without its device): no verdict on module loading")
+    if f"unloaded {loaded}" not in lines:  # one without an exit function stays: no fault
+        return True, f"in-tree module {loaded} loaded (modprobe -r could not remove it)"
+    return True, f"in-tree module {loaded} loaded and unloaded"
+
+
 # -- checks ----------------------------------------------------------------------------------
 @check("proc_version", "/proc/version names the clang and LLD that built the kernel",
        evaluate=evaluate_proc_version)
@@ -86,4 +138,10 @@ def test_module(guest: GuestProtocol, kernel: Kernel) -> Outcome:
                                  ("still in /proc/modules after rmmod", not gone)) if bad]
     if problems:
         return Outcome(False, "; ".join(problems))
-    return Outcome(True, "loaded (Hello, world), listed in /proc/modules, unloaded")
+    summary = "loaded (Hello, world), listed in /proc/modules, unloaded"
+    names = in_tree_modules(kernel)
+    if not names:
+        return Outcome(True, summary + "; no other in-tree module (none =m in the config)")
+    tried = guest.run(load_one_command(names), timeout=30.0)
+    ok, said = evaluate_in_tree(names, tried.output)
+    return Outcome(ok is not False, f"{summary}; {said}", tried.output.strip())

@@ -24,6 +24,20 @@ from harness.kernel.model import Kernel
 
 FIRMWARE_SECONDS = 5.0  # what UEFI firmware may add to a boot under KVM (TCG: about 1 s)
 BOOT_TIMEOUT = 15.0  # seconds to the shell under KVM; TCG multiplies by the arch's slowdown
+# ... for a kernel image of up to SMALL_IMAGE_MB (tinyconfig's: 2 MiB x86_64 bzImage, 6 MiB
+# arm64 Image); a bigger one (a defconfig's, a distribution's: thousands more initcalls and
+# drivers probing) gets PER_MB more seconds for each MiB beyond
+SMALL_IMAGE_MB = 8.0
+PER_MB = 1.0
+
+
+def boot_timeout(image: Path) -> float:
+    """Seconds to the shell under KVM for the kernel `image`: scaled with what is booted."""
+    try:
+        mb = image.stat().st_size / 2**20
+    except OSError:
+        mb = 0.0
+    return BOOT_TIMEOUT + PER_MB * max(0.0, mb - SMALL_IMAGE_MB)
 
 
 def boot_log(label: str, log_dir: Path | None = None) -> Path:
@@ -50,7 +64,8 @@ def start(kernel: Kernel, accel_name: str, *, initrd: Path | None, extra_cmdline
     guest.firmware = firmware
     say(f"booting {name} ({accel_name}): {shlex.join(argv)}; console log: {guest.log}")
     guest.firmware_allowance = FIRMWARE_SECONDS * scale if firmware else 0.0
-    guest.ready_timeout = (timeout if timeout is not None else BOOT_TIMEOUT * scale) \
+    guest.ready_timeout = (timeout if timeout is not None else
+                           boot_timeout(kernel.image) * scale) \
         + guest.firmware_allowance
     return guest.ready() if wait else guest
 

@@ -18,7 +18,7 @@ import pytest
 
 from harness.base.arch import ARCHES
 from harness.base.errors import InfraError, KernelFailure
-from harness.checks import CHECKS, CheckResult, registry
+from harness.checks import CHECKS, CheckResult, Verdict, registry
 from harness.checks import lto as lto_check
 from harness.guest import modules
 from harness.kernel import artifacts
@@ -103,7 +103,8 @@ def test_llvm_symbols_plan_has_every_candidate(tmp_path: Path, release: str, per
     assert len(cmds) == 1 + 3 * per
 
 
-def replayed(kernel: Kernel, name: str, outputs: dict[str, str]) -> CheckResult:
+def replayed(kernel: Kernel, name: str, outputs: dict[str, str], vcpus: int = 1
+             ) -> CheckResult:
     """Check `name` judged from a console where each planned command printed outputs[cmd]
     (run for real through sh, framed as in a job)."""
     cmds, _ = plan.recorded(name, kernel, "")
@@ -115,8 +116,28 @@ def replayed(kernel: Kernel, name: str, outputs: dict[str, str]) -> CheckResult:
                                        for c in p.commands))]
     text = run_steps(fake)
     guest = ReplayGuest(text, [p], log=Path("/dev/null"), label="t", accel="tcg", firmware="",
-                        complete=True)
+                        complete=True, vcpus=vcpus)
     return registry.CHECKS[name].run(guest, kernel)
+
+
+def test_smp_is_judged_from_a_jobs_console_with_the_jobs_vcpus(tmp_path: Path) -> None:
+    from harness.checks import smp
+    from tests.unit.checks.test_smp import STAT0, STAT1
+
+    k = fake_kernel(tmp_path)
+    answers = {smp.ONLINE: "0-1\n", smp.BROUGHT_UP: "[0.3] smp: Brought up 1 node, 2 CPUs\n",
+               smp.pinned(0): STAT0, smp.pinned(1): STAT1}
+    assert replayed(k, "smp", answers, vcpus=2).verdict is Verdict.PASS
+    down = {**answers, smp.ONLINE: "0\n", smp.pinned(1): "taskset: sched_setaffinity: "
+            "Invalid argument\n"}
+    r = replayed(k, "smp", down, vcpus=2)
+    assert r.verdict is Verdict.FAIL and r.summary.startswith("1 of 2 vCPUs online"), r
+    # the job's -smp is what the guest had: a job of one vCPU has nothing to bring up
+    path = tmp_path / "job.yaml"
+    path.write_text("context:\n  extra_options:\n  - -no-reboot\n  - -smp 2\n")
+    assert job.Job(k, "", path, (), "").vcpus == 2
+    path.write_text("context:\n  extra_options:\n  - -no-reboot\n")
+    assert job.Job(k, "", path, (), "").vcpus == 1
 
 
 def _q(s: str) -> str:

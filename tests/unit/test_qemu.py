@@ -12,7 +12,7 @@ def test_x86_64_tcg_argv() -> None:
     a = ARCHES["x86_64"]
     assert qemu_argv(a, Path("/k/bzImage"), Path("/i.cpio"), kernel_cmdline(a)) == [
         "qemu-system-x86_64", "-M", "q35", "-accel", "tcg", "-cpu", "max", "-m", "512",
-        "-smp", "1", "-nodefaults", "-display", "none", "-no-reboot",
+        "-smp", "2", "-nodefaults", "-display", "none", "-no-reboot",
         "-chardev", "stdio,id=console,signal=off", "-serial", "chardev:console",
         "-kernel", "/k/bzImage", "-initrd", "/i.cpio",
         "-append", "console=ttyS0 panic=-1 initcall_debug log_buf_len=1M ltoboot.loglevel=4",
@@ -33,3 +33,14 @@ def test_a_guests_machine_protocol_is_an_abstract_socket() -> None:
     argv = qemu_argv(a, Path("/k/bzImage"), None, kernel_cmdline(a), qmp="ltoboot-qmp-x")
     assert argv[-4:] == ["-chardev", "socket,id=qmp,path=ltoboot-qmp-x,abstract=on,server=on,"
                          "wait=off", "-mon", "chardev=qmp,mode=control"]
+
+
+def test_the_boot_timeout_grows_with_the_image(tmp_path: Path) -> None:
+    from harness.guest import boot
+
+    tiny, big = tmp_path / "bzImage", tmp_path / "Image"
+    tiny.write_bytes(b"\0" * (2 << 20))
+    big.write_bytes(b"\0" * (40 << 20))
+    assert boot.boot_timeout(tiny) == boot.BOOT_TIMEOUT
+    assert boot.boot_timeout(big) == boot.BOOT_TIMEOUT + 32 * boot.PER_MB
+    assert boot.boot_timeout(tmp_path / "missing") == boot.BOOT_TIMEOUT

@@ -3,6 +3,8 @@ on recorded output."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from harness.checks import basic as checks
 
 SEED = ("Linux version 5.9.0-rc3+ (kees@...rok) (clang version 12.0.0 ( db1ec04963cc), "
@@ -53,3 +55,49 @@ def test_lto_config() -> None:
     ok, why = checks.evaluate_lto_config(THIN, "full")
     assert not ok and "ThinLTO kernel where full LTO" in why
     assert not checks.evaluate_lto_config("", "thin")[0]
+
+
+def test_an_in_tree_module_that_loads_passes_and_one_the_loader_refuses_fails() -> None:
+    from harness.checks.basic import evaluate_in_tree, load_one_command
+
+    names = ["xt_MASQUERADE", "sha1_ce"]
+    cmd = load_one_command(names)
+    assert "for m in xt_MASQUERADE sha1_ce; do" in cmd and "tail -n +$((n + 1))" in cmd
+    assert evaluate_in_tree(names, "loaded xt_MASQUERADE\nunloaded xt_MASQUERADE\n") == (
+        True, "in-tree module xt_MASQUERADE loaded and unloaded")
+    ok, why = evaluate_in_tree(names, "loaded xt_MASQUERADE\n")
+    assert ok and "could not remove it" in why
+    # a driver without its device: busybox modprobe's strerror, nothing from the loader
+    nodev = ("modprobe: can't load module xt_MASQUERADE (kernel/net/netfilter/"
+             "xt_MASQUERADE.ko): No such device\nfailed xt_MASQUERADE\n"
+             "modprobe: can't load module sha1_ce (kernel/arch/arm64/crypto/sha1-ce.ko): "
+             "No such device\nfailed sha1_ce\n")
+    ok, why = evaluate_in_tree(names, nodev)
+    assert ok is None and why.startswith("none of 2 in-tree modules tried")
+    refused = ("modprobe: can't load module xt_MASQUERADE (kernel/net/netfilter/"
+               "xt_MASQUERADE.ko): No such file or directory\nfailed xt_MASQUERADE\n"
+               "loaded sha1_ce\nunloaded sha1_ce\n"
+               "loader: [   12.5] xt_MASQUERADE: Unknown symbol nf_nat_masquerade_ipv4 (err -2)\n")
+    ok, why = evaluate_in_tree(names, refused)
+    assert ok is False and why == ("the module loader refused an in-tree module: [   12.5] "
+                                   "xt_MASQUERADE: Unknown symbol nf_nat_masquerade_ipv4 "
+                                   "(err -2)")
+    ok, why = evaluate_in_tree(names, "modprobe: can't load module x: Exec format error\n")
+    assert ok is False and "Exec format error" in why
+
+
+def test_in_tree_modules_come_from_modules_order_without_test_module(tmp_path: Path) -> None:
+    from types import SimpleNamespace
+
+    from harness.checks.basic import IN_TREE_TRIES, in_tree_modules
+
+    d = tmp_path / "lib/modules/6.1.192"
+    d.mkdir(parents=True)
+    (d / "modules.order").write_text("kernel/lib/test_module.ko\n" + "".join(
+        f"kernel/drivers/x/mod-{i}.ko\n" for i in range(10)))
+    kernel = SimpleNamespace(modules=tmp_path)
+    names = in_tree_modules(kernel)  # type: ignore[arg-type]
+    assert names == [f"mod_{i}" for i in range(IN_TREE_TRIES)]
+    (d / "modules.order").write_text("kernel/lib/test_module.ko\n")
+    assert in_tree_modules(kernel) == []  # type: ignore[arg-type]
+    assert in_tree_modules(SimpleNamespace(modules=None)) == []  # type: ignore[arg-type]
