@@ -24,6 +24,8 @@ Minutes to hours each, only when named in --only (one run each):
           tree, after the default kernel was built; then its v2 (starting from v1's build),
           and v2 again from nothing (LTOBOOT_INCREMENTAL=0); the series are new each time
   cold    `pytest -n auto` with an empty cache, and the cache's size after it
+  defconfig  x86_64 `--config defconfig`: its build (as the cache recorded it, or made now:
+          26-60 minutes), its boot, and a warm `ltoboot run` of it (docs/run.md)
 Kernels come from the cache (built first if missing). Under TCG here: see the accel verdict.
 """
 
@@ -56,7 +58,7 @@ from harness.kernel.obtain import obtain
 
 ROOT = Path(__file__).resolve().parent.parent
 SECTIONS = ("boot", "checks", "run", "lava", "build", "cache", "suite", "start")
-LONG = ("ccache", "series", "cold")
+LONG = ("ccache", "series", "cold", "defconfig")
 
 
 def median_of(runs: int, measure: Callable[[], float]) -> tuple[float, list[float]]:
@@ -383,6 +385,16 @@ def bench_run(runs: int, *command: str) -> dict[str, Any]:
     return {"warm_run_s": total, "runs": all_runs}
 
 
+def bench_defconfig(runs: int) -> dict[str, Any]:
+    kernel = obtain(BuildSpec(arch="x86_64", config="defconfig"))
+    booted = bench_boot(kernel, runs)
+    run = bench_run(runs, "run", "--arch", "x86_64", "--config", "defconfig")
+    return {"build_s": kernel.build_seconds, "steps": kernel.steps,
+            "image_bytes": kernel.image.stat().st_size, "boot_s": booted["harness_s"],
+            "boot_runs": booted["harness_runs"], "warm_run_s": run["warm_run_s"],
+            "run_runs": run["runs"]}
+
+
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--runs", type=int, default=5)
@@ -459,6 +471,11 @@ def main() -> int:
         r = out["cold"] = bench_cold_suite()
         show(f"suite cold: -n auto {r['cold_s'] / 60:.1f} min, cache after it "
              f"{r['cache_bytes'] / 2**30:.1f} GiB")
+    if "defconfig" in only:
+        r = out["defconfig"] = bench_defconfig(args.runs)
+        show(f"defconfig x86_64: build {r['build_s'] / 60:.1f} min ({r['steps']} steps), "
+             f"image {r['image_bytes'] / 2**20:.1f} MiB, boot {r['boot_s']:.1f} s, warm "
+             f"`ltoboot run` {r['warm_run_s']:.1f} s")
     print(f"\nltoboot benchmark (median of {args.runs} runs; TCG)")
     print("\n".join(lines))
     if args.json:

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from harness.base import resources
 from harness.base.arch import ARCH_NAMES, ARCHES, get_arch
 from harness.base.errors import UsageError
 from harness.checks import CHECKS
@@ -108,8 +109,19 @@ def _path(value: str | None, arch: str = "") -> str | None:
     return None if value is None else str(Path(value).expanduser().resolve())
 
 
+# fragments ltoboot ships (harness/kernel/configs/<name>.config), given by name to --fragment
+# when no file of that name is there
+SHIPPED_FRAGMENTS = ("virt-only",)
+
+
+def _fragment(value: str) -> str:
+    if value in SHIPPED_FRAGMENTS and not Path(value).exists():
+        return str(resources.KCONFIG_FRAGMENTS / f"{value}.config")
+    return str(_path(value))
+
+
 def _paths(values: Sequence[str], arch: str) -> tuple[str, ...]:
-    return tuple(str(_path(v)) for v in values)
+    return tuple(_fragment(v) for v in values)
 
 
 # The options of the kernel's: each sets a field of BuildSpec (Option.field). A new one is
@@ -128,7 +140,8 @@ KERNEL_SRC = opt("--kernel-src", default=None, metavar="PATH", field="kernel_src
 LLVM = opt("--llvm", default="19", metavar="N", field="llvm", prebuilt_too=True,
            help="LLVM version suffix, as in LLVM=-19 (default: 19)")
 FRAGMENT = opt("--fragment", action="append", default=[], metavar="FILE", field="fragments",
-               convert=_paths, help="extra Kconfig fragment (repeatable)")
+               convert=_paths, help="extra Kconfig fragment (repeatable); virt-only: ltoboot's "
+               "own, arm64's defconfig without its SoC platforms (QEMU's virt needs none)")
 CONFIG = opt("--config", default="tinyconfig", dest="base_config",
              metavar="tinyconfig|defconfig|FILE", field="config",
              convert=lambda value, arch: base_config(value, (arch,)),
