@@ -100,8 +100,8 @@ COMMANDS: tuple[tuple[str, str, tuple[tuple[Option, ...], ...]], ...] = (
      "(none when anything failed)", (KERNEL_AND_CHECKS, TESTED_BY)),
     ("bisect", "bisect a kernel git tree between --good and --bad with bisect-step; report "
      "the first bad commit", (KERNEL_AND_CHECKS, BISECT_STEP, BISECT)),
-    ("matrix", "build, boot and check every combination of kernel source, clang, arch and "
-     "LTO mode; print a table (and JSON)", (options.MATRIX_OPTIONS,)),
+    ("matrix", "build, boot and check every combination of kernel source, clang, arch, LTO "
+     "mode and base config; print a table (and JSON)", (options.MATRIX_OPTIONS,)),
     ("lava", "the same checks as LAVA jobs: export them, run them here with LAVA's "
      "dispatcher, or submit them to a lab", ()),
     ("coverage", "what covers each patch of the LTO series (run-time check, build outputs, "

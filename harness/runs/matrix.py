@@ -1,5 +1,6 @@
-"""The support matrix: kernel sources x clang x arch x LTO mode, each cell built once (through
-the cache), booted and checked; a table of pass/fail/skip counts and build and boot times."""
+"""The support matrix: kernel sources x clang x arch x LTO mode x base config, each cell built
+once (through the cache), booted and checked; a table of pass/fail/skip counts and build and
+boot times."""
 
 from __future__ import annotations
 
@@ -8,12 +9,13 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from enum import StrEnum
+from pathlib import Path
 from typing import Any
 
 from harness.base.errors import InfraError, UsageError
 from harness.base.progress import duration, say
 from harness.checks import Verdict
-from harness.kernel.model import BuildSpec
+from harness.kernel.model import BASE_TARGETS, BuildSpec
 from harness.kernel.source import DEFAULT_TARBALL
 from harness.reports.results import KernelReport, Stage
 from harness.runs import options, pipeline
@@ -29,11 +31,12 @@ class CellStatus(StrEnum):
 
 @dataclass
 class Cell:
-    # its axes, named as their options (options.MATRIX_AXES)
+    # its axes (options.MATRIX_AXES), named as the BuildSpec fields their options set
     kernel_src: str
     llvm: str
     arch: str
     lto: str
+    config: str = "tinyconfig"  # tinyconfig, defconfig or a .config's absolute path
     release: str = ""
     compiler: str = ""
     status: CellStatus | None = None
@@ -48,9 +51,9 @@ class Cell:
 
 
 def cells(kernel_srcs: Sequence[str], llvms: Sequence[str], arches: Sequence[str],
-          ltos: Sequence[str]) -> list[Cell]:
-    return [Cell(k, v, a, m) for k, v, a, m in itertools.product(kernel_srcs, llvms, arches,
-                                                                 ltos)]
+          ltos: Sequence[str], configs: Sequence[str] = ("tinyconfig",)) -> list[Cell]:
+    return [Cell(*axes) for axes in itertools.product(kernel_srcs, llvms, arches, ltos,
+                                                      configs)]
 
 
 def _list(value: str, what: str) -> list[str]:
@@ -60,10 +63,23 @@ def _list(value: str, what: str) -> list[str]:
     return list(dict.fromkeys(items))
 
 
+def _configs(value: str) -> list[str]:
+    """--config's list, each value checked as `ltoboot run` checks its one (spec() checks a
+    file against each cell's arch); a file as its absolute path, so one spelled twice is one."""
+    if "," in value and Path(value).expanduser().is_file():
+        raise UsageError(f"--config {value}: the matrix splits --config at commas, so a file's "
+                         "path cannot hold one; link the file to a name without a comma")
+    return list(dict.fromkeys(options.base_config(v) for v in _list(value, "--config")))
+
+
+# an axis's option (its dest) -> the BuildSpec field it sets, which names it in a Cell
+_FIELDS = {o.dest: o.field for o in options.SPEC_OPTIONS}
+
+
 def spec(cell: Cell, values: Mapping[str, Any]) -> BuildSpec:
     """A cell's kernel: its own value on each axis, every other option of the kernel's as the
-    command was given it (--fragment, --config, ...)."""
-    axes = {a.dest: getattr(cell, a.dest) for a in options.MATRIX_AXES}
+    command was given it (--fragment, ...)."""
+    axes = {a.dest: getattr(cell, _FIELDS[a.dest]) for a in options.MATRIX_AXES}
     return options.spec_from({**values, **axes}, cell.arch)
 
 
@@ -71,7 +87,8 @@ def plan(values: Mapping[str, Any]) -> list[tuple[Cell, BuildSpec]]:
     """The cells `ltoboot matrix` was asked for (its options' values), each with its kernel:
     all made, and every option checked, before the first build."""
     todo = cells(values["kernel_src"] or [str(DEFAULT_TARBALL)], _list(values["llvm"], "--llvm"),
-                 options.split_arches(values["arch"]), _list(values["lto"], "--lto"))
+                 options.split_arches(values["arch"]), _list(values["lto"], "--lto"),
+                 _configs(values[options.CONFIG.dest]))
     return [(c, spec(c, values)) for c in todo]
 
 
@@ -100,7 +117,7 @@ def run(todo: Sequence[tuple[Cell, BuildSpec]], accel: str, names: Sequence[str]
     that is not installed) is that cell's, and the others still run."""
     for i, (cell, kernel) in enumerate(todo, 1):
         say(f"matrix cell {i}/{len(todo)}: {cell.kernel_src} clang {cell.llvm} {cell.arch} "
-            f"{cell.lto}")
+            f"{cell.lto} {config_name(cell.config)}")
         started = time.monotonic()
         try:
             rep = pipeline.check_kernel(kernel, accel, names)
@@ -114,14 +131,27 @@ def run(todo: Sequence[tuple[Cell, BuildSpec]], accel: str, names: Sequence[str]
     return [cell for cell, _ in todo]
 
 
-HEADER = ("kernel", "clang", "arch", "lto", "status", "pass", "fail", "skip", "build", "boot")
+HEADER = ("kernel", "clang", "arch", "lto", "config", "status", "pass", "fail", "skip", "build",
+          "boot")
+CONFIG_WIDTH = 20  # a file's name is cut to this, to keep the table narrow (JSON has the path)
+
+
+def config_name(config: str) -> str:
+    """A cell's config as the table names it: tinyconfig, defconfig or the file's name; a long
+    name keeps its start and its end (config-6.1.0-18-cloud-amd64: the end tells them apart)."""
+    name = config if config in BASE_TARGETS else Path(config).name
+    if len(name) <= CONFIG_WIDTH:
+        return name
+    head = (CONFIG_WIDTH - 1) // 2
+    return f"{name[:head]}…{name[head + 1 - CONFIG_WIDTH:]}"
 
 
 def row(c: Cell) -> tuple[str, ...]:
     kernel = c.release or c.kernel_src.rsplit("/", 1)[-1]
     clang = c.compiler.split("version ")[-1].split()[0] if c.compiler else c.llvm
-    return (kernel, clang, c.arch, c.lto, str(c.status or ""), str(c.passed), str(c.failed),
-            str(c.skipped), duration(c.build_seconds) if c.build_seconds else "-",
+    return (kernel, clang, c.arch, c.lto, config_name(c.config), str(c.status or ""),
+            str(c.passed), str(c.failed), str(c.skipped),
+            duration(c.build_seconds) if c.build_seconds else "-",
             f"{c.boot_seconds:.1f}s" if c.boot_seconds else "-")
 
 
@@ -131,7 +161,7 @@ def table(done: list[Cell]) -> str:
     lines = ["  ".join(v.ljust(w) for v, w in zip(r, widths, strict=True)).rstrip()
              for r in rows]
     lines.insert(1, "  ".join("-" * w for w in widths))
-    notes = [f"  {row(c)[0]} clang {row(c)[1]} {c.arch} {c.lto}: {why}"
+    notes = [f"  {row(c)[0]} clang {row(c)[1]} {c.arch} {c.lto} {config_name(c.config)}: {why}"
              for c in done for why in [*c.failures, *(f"SKIP {s}" for s in c.skips)]]
     return "\n".join(lines + (["", "notes:", *notes] if notes else []))
 

@@ -87,8 +87,9 @@ def base_config(value: str, arches: Sequence[str] = ()) -> str:
         return value
     path = Path(value).expanduser()
     if not path.is_file():
+        many = " (a comma-separated list is for `ltoboot matrix`)" if "," in value else ""
         raise UsageError(f"--config {value}: no such file; give tinyconfig, defconfig or a "
-                         "kernel .config")
+                         f"kernel .config{many}")
     try:
         text = path.read_text(errors="replace")
     except OSError as e:
@@ -164,8 +165,9 @@ DOCUMENTS: tuple[Option, ...] = tuple(opt(f"--{d.name}", metavar="FILE", help=d.
 KERNEL_OPTIONS: tuple[Option, ...] = (ARCH, LTO, KERNEL_SRC, KERNEL, LLVM, FRAGMENT, CONFIG,
                                       ACCEL)
 SPEC_OPTIONS: tuple[Option, ...] = tuple(o for o in KERNEL_OPTIONS if o.field)
-# the matrix's axes take lists where the others take one value; every other option of the
-# kernel's is the same option, given to every cell
+# the matrix's axes take lists where the others take one value (each has the dest of the option
+# of the kernel's it lists); every other option of the kernel's is the same option, given to
+# every cell
 MATRIX_AXES: tuple[Option, ...] = (
     opt("--kernel-src", action="append", default=[], metavar="PATH",
         help="kernel source trees or tarballs, repeatable (default: Debian's 6.1)"),
@@ -173,6 +175,9 @@ MATRIX_AXES: tuple[Option, ...] = (
     opt("--arch", default=None, metavar="ARCH,ARCH", help="architectures (default: all)"),
     opt("--lto", default="thin", metavar="MODE,MODE",
         help="LTO modes: thin, full, none (default: thin)"),
+    opt("--config", default="tinyconfig", dest=CONFIG.dest, metavar="CONFIG,CONFIG",
+        help="base configs: tinyconfig, defconfig or .config files (a file's path cannot "
+             "hold a comma; default: tinyconfig)"),
 )
 MATRIX_OPTIONS: tuple[Option, ...] = (
     *MATRIX_AXES,

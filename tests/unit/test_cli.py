@@ -24,6 +24,7 @@ from harness.faces.cli import main
     (["bisect", "--kernel", "/k/bzImage", "--good", "a", "--bad", "b"],
      "--kernel does not apply"),
     (["run", "--config", "/nonexistent/.config"], "--config /nonexistent/.config: no such file"),
+    (["run", "--config", "tinyconfig,defconfig"], "a comma-separated list is for `ltoboot matrix`"),
     (["run", "--kernel", "/k/bzImage", "--config", "defconfig"], "drop --kernel-src, --fragment"),
     (["tested-by", "--name", "T", "--email", "t@e.org", "--reply", "r.eml"],
      "--reply writes the answer to a mailed series: give --series too"),

@@ -60,8 +60,9 @@ def test_matrix_table_counts_and_notes() -> None:
     bad = matrix.Cell("/x.tar.xz", "15", "arm64", "full", status=matrix.CellStatus.ERROR,
                       failures=["missing clang-15: run ./setup.sh or apt-get install clang-15"])
     text = matrix.table([ok, bad])
-    assert text.splitlines()[2].split() == ["6.12.117", "14.0.6", "x86_64", "thin", "passed",
-                                            "9", "0", "1", "3m10s", "1.3s"]
+    assert text.splitlines()[2].split() == ["6.12.117", "14.0.6", "x86_64", "thin",
+                                            "tinyconfig", "passed", "9", "0", "1", "3m10s",
+                                            "1.3s"]
     assert "x.tar.xz" in text.splitlines()[3] and "error" in text.splitlines()[3]
     assert "SKIP cfi: kCFI needs clang >= 16" in text and "missing clang-15" in text
 
