@@ -6,6 +6,8 @@
 Sections (median of --runs each; the suite of --suite-runs, default --runs):
   boot    raw QEMU to our init's ready marker vs the harness's boot to a usable shell: same
           kernel, initramfs and argv (target ratio <= 1.10)
+  vcpus   raw QEMU to the ready marker with -smp 1 and with -smp 2 (what every guest gets),
+          alternately: what the second vCPU costs a boot on these cores
   checks  all checks of one kernel on one booted guest: time beyond the boot, per check (the
           ones that crash the kernel last, on the same guest, as in a run)
   run     a warm `ltoboot run` (both arches, every check), end to end, as a user types it
@@ -57,7 +59,7 @@ from harness.kernel.model import BuildSpec, Kernel
 from harness.kernel.obtain import obtain
 
 ROOT = Path(__file__).resolve().parent.parent
-SECTIONS = ("boot", "checks", "run", "lava", "build", "cache", "suite", "start")
+SECTIONS = ("boot", "vcpus", "checks", "run", "lava", "build", "cache", "suite", "start")
 LONG = ("ccache", "series", "cold", "defconfig")
 
 
@@ -102,6 +104,21 @@ def bench_boot(kernel: Kernel, runs: int) -> dict[str, Any]:
     ours, ours_all = median_of(runs, harness)
     return {"raw_s": raw, "harness_s": ours, "ratio": ours / raw, "raw_runs": raw_all,
             "harness_runs": ours_all}
+
+
+def bench_vcpus(kernel: Kernel, runs: int) -> dict[str, Any]:
+    initrd = build_initramfs(kernel, None, boot.guest_files(kernel))
+    arch = get_arch(kernel.arch)
+    firmware = boot.default_firmware(kernel)
+    argv = {n: qemu.qemu_argv(arch, kernel.image, initrd, qemu.kernel_cmdline(arch),
+                              firmware=firmware, smp=n) for n in (1, 2)}
+    times: dict[int, list[float]] = {1: [], 2: []}
+    for _ in range(runs):  # alternately: the machine's load drifts alike for both
+        for n in (1, 2):
+            times[n].append(raw_boot(argv[n]))
+    one, two = statistics.median(times[1]), statistics.median(times[2])
+    return {"smp1_s": one, "smp2_s": two, "ratio": two / one, "smp1_runs": times[1],
+            "smp2_runs": times[2]}
 
 
 def bench_checks(kernel: Kernel, runs: int) -> dict[str, Any]:
@@ -420,6 +437,11 @@ def main() -> int:
         for a, r in out["boot"].items():
             show(f"boot {a:7}  raw QEMU {r['raw_s']:6.2f} s   harness "
                          f"{r['harness_s']:6.2f} s   ratio {r['ratio']:.2f}x")
+    if "vcpus" in only:
+        out["vcpus"] = {a: bench_vcpus(k, args.runs) for a, k in kernels.items()}
+        for a, r in out["vcpus"].items():
+            show(f"vcpus {a:7}  -smp 1 {r['smp1_s']:6.2f} s   -smp 2 {r['smp2_s']:6.2f} s   "
+                 f"ratio {r['ratio']:.2f}x")
     if "checks" in only:
         out["checks"] = {a: bench_checks(k, args.runs) for a, k in kernels.items()}
         for a, r in out["checks"].items():
