@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 import shutil
 import time
@@ -47,26 +48,32 @@ def _previous_build(index: Path, label: str, version: str, compiler: str,
 
 def base_config_identity(spec: BuildSpec) -> str:
     """The base config as the cache and the build history name it: tinyconfig, defconfig or
-    file:<sha256> (what the file says, not where it is)."""
+    file:<sha256> of what the file says (not where it is, nor how it was compressed: the
+    sha256 of a plain file's bytes, as before compressed files were read)."""
     if spec.config in BASE_TARGETS:
         return spec.config
-    return f"file:{cache.file_sha256(Path(spec.config))}"
+    return f"file:{hashlib.sha256(_base_bytes(spec)).hexdigest()}"
 
 
-def _base_file(spec: BuildSpec) -> Path:
-    """--config FILE, checked: a kernel .config (text with CONFIG_ lines)."""
+def _base_bytes(spec: BuildSpec) -> bytes:
     path = Path(spec.config).expanduser()
     if not path.is_file():
         raise UsageError(f"--config {spec.config}: no such file; give tinyconfig, defconfig or "
                          "a kernel .config")
+    return kconfig.read_config(path)
+
+
+def _base_file(spec: BuildSpec) -> str:
+    """--config FILE, checked: what it says, a kernel .config (text with CONFIG_ lines),
+    decompressed when it is xz or gzip."""
     try:
-        text = path.read_text()
+        text = _base_bytes(spec).decode()
     except UnicodeDecodeError:
         text = ""
     if not kconfig.parse(text):
         raise UsageError(f"--config {spec.config} is not a kernel config (no CONFIG_ lines): "
                          "give tinyconfig, defconfig or a .config file")
-    return path
+    return text
 
 
 def entry_dir(src: source.KernelSource, label: str, key: str, root: Path) -> Path:
@@ -200,7 +207,7 @@ def configure(out: Path, spec: BuildSpec, make: kbuild.Kbuild, wanted: dict[str,
         if spec.config in BASE_TARGETS:
             make(spec.config)
         else:
-            shutil.copyfile(_base_file(spec), config)
+            config.write_bytes(_base_file(spec).encode())  # decompressed
             make("olddefconfig")
     before = kconfig.parse(config.read_text())
     config.write_text(kconfig.apply(config.read_text(), wanted))
@@ -221,7 +228,7 @@ def find_donor(p: Plan, out: Path, root: Path) -> nearest.Donor | None:
     """The nearest cached build for a build of `p` in `out` (not there yet) to start from."""
     whole = None
     if p.spec.config not in BASE_TARGETS:
-        whole = {**kconfig.parse(_base_file(p.spec).read_text()), **p.wanted}
+        whole = {**kconfig.parse(_base_file(p.spec)), **p.wanted}
     return nearest.find(root / "index", nearest.Wanted(
         p.spec.label, p.kin, p.src.identity, p.src.tree, p.wanted, out.parent, p.near, whole,
         None if p.src.files is None else frozenset(p.src.files)))

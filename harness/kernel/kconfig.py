@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import gzip
+import lzma
 import os
 import re
-from collections.abc import Iterable, Mapping
+import zlib
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 
 from harness.base import needs, resources
+from harness.base.errors import UsageError
 from harness.kernel.model import lto_mode
 
 _SET = re.compile(r"^CONFIG_([A-Za-z0-9_]+)=(.*)$")
@@ -121,3 +125,29 @@ def undefined(wanted: Mapping[str, str], defined: frozenset[str]) -> list[str]:
     """Symbols `wanted` sets (to anything but n) that the tree does not define: Kconfig would
     drop them silently."""
     return [s for s, v in wanted.items() if v != "n" and s not in defined]
+
+
+# How a compressed config starts, what Python opens it with, and the command that tests a
+# copy: Debian's linux-config-* ship theirs xz-compressed, /proc/config.gz is gzip.
+_COMPRESSED: tuple[tuple[str, bytes, str, Callable[[bytes], bytes], str], ...] = (
+    ("xz", b"\xfd7zXZ\x00", ".xz", lzma.decompress, "xz -t"),
+    ("gzip", b"\x1f\x8b", ".gz", gzip.decompress, "gzip -t"),
+)
+
+
+def read_config(path: Path, what: str = "--config") -> bytes:
+    """What a config file says: its bytes, decompressed when it is xz or gzip. A damaged one,
+    or one named .xz/.gz that is not, is a UsageError naming the fix."""
+    data = path.read_bytes()
+    for name, magic, suffix, unpack, test in _COMPRESSED:
+        if data.startswith(magic):
+            try:
+                return unpack(data)
+            except (lzma.LZMAError, EOFError, OSError, zlib.error) as e:
+                raise UsageError(f"{what} {path}: damaged {name} data ({e}): copy it again "
+                                 f"(`{test} FILE` checks a copy)") from None
+        if path.suffix == suffix:
+            raise UsageError(f"{what} {path} is named {suffix} but is not {name} data: give "
+                             "the .config itself or the file as it was compressed")
+    return data
+

@@ -14,6 +14,7 @@ from harness.base import resources
 from harness.base.arch import ARCH_NAMES, ARCHES, get_arch
 from harness.base.errors import UsageError
 from harness.checks import CHECKS
+from harness.kernel import kconfig
 from harness.kernel.model import BASE_TARGETS, LTO_MODES, BuildSpec, lto_mode
 from harness.reports import documents
 
@@ -81,8 +82,9 @@ def split_arches(value: str | None) -> list[str]:
 
 
 def base_config(value: str, arches: Sequence[str] = ()) -> str:
-    """--config: tinyconfig, defconfig, or a file (as an absolute path); a .config made for
-    another architecture than one of `arches` is refused, naming both."""
+    """--config: tinyconfig, defconfig, or a file (as an absolute path; xz- or
+    gzip-compressed or not); a .config made for another architecture than one of `arches` is
+    refused, naming both."""
     if value in BASE_TARGETS:
         return value
     path = Path(value).expanduser()
@@ -91,7 +93,7 @@ def base_config(value: str, arches: Sequence[str] = ()) -> str:
         raise UsageError(f"--config {value}: no such file; give tinyconfig, defconfig or a "
                          f"kernel .config{many}")
     try:
-        text = path.read_text(errors="replace")
+        text = kconfig.read_config(path).decode(errors="replace")
     except OSError as e:
         raise UsageError(f"--config {value}: cannot read it ({e.strerror})") from None
     made_for = [a.name for a in ARCHES.values()
