@@ -76,6 +76,26 @@ def _base_file(spec: BuildSpec) -> str:
     return text
 
 
+def base_cleared(spec: BuildSpec, tree: Path) -> tuple[str, dict[str, str]]:
+    """--config FILE as a build of `tree` starts from it: its text without the options that
+    name a file the build has not got (kconfig.FILE_OPTIONS; they take Kconfig's default),
+    and those options with the values the file gave them."""
+    text = _base_file(spec)
+    cleared = kconfig.unbuildable(kconfig.parse(text), tree)
+    return kconfig.without(text, cleared), cleared
+
+
+def base_key_parts(spec: BuildSpec, tree: Path) -> dict[str, object]:
+    """What a base config other than tinyconfig adds to a build's key: its identity, and for
+    a file the options cleared from it, when there are any (the build then starts from less
+    than the file says; a file with none keeps the key it had before clearing existed)."""
+    cleared = {} if spec.config in BASE_TARGETS else base_cleared(spec, tree)[1]
+    parts: dict[str, object] = {"base": base_config_identity(spec)}
+    if cleared:
+        parts["cleared"] = sorted(cleared)
+    return parts
+
+
 def entry_dir(src: source.KernelSource, label: str, key: str, root: Path) -> Path:
     """Where a build lives. In a tree the cache owns, O= is a direct subdirectory: kbuild then
     records srctree as "..", so the build directory can be copied next to a patched copy of the
@@ -201,13 +221,16 @@ def configure(out: Path, spec: BuildSpec, make: kbuild.Kbuild, wanted: dict[str,
               optional: frozenset[str], log: Path) -> dict[str, str]:
     """out/.config: the base (first time only) + `wanted`, verified. What did not stick is a
     BuildError, except, on a base other than tinyconfig, `optional` options (what only checks
-    need): those are returned as not added (their checks SKIP), with what was added."""
+    need): those are returned as not added (their checks SKIP), with what was added, and for
+    a base file what was cleared from it and what of it Kconfig did not keep."""
     config = out / ".config"
+    base_text, cleared = ("", {}) if spec.config in BASE_TARGETS else \
+        base_cleared(spec, make.tree)
     if not config.exists():
         if spec.config in BASE_TARGETS:
             make(spec.config)
         else:
-            config.write_bytes(_base_file(spec).encode())  # decompressed
+            config.write_bytes(base_text.encode())
             make("olddefconfig")
     before = kconfig.parse(config.read_text())
     config.write_text(kconfig.apply(config.read_text(), wanted))
@@ -220,15 +243,20 @@ def configure(out: Path, spec: BuildSpec, make: kbuild.Kbuild, wanted: dict[str,
     if problems:
         raise BuildError(f"build {spec.label}: Kconfig dropped options we asked for: "
                          + "; ".join(problems), log=log)
-    return {} if spec.config == "tinyconfig" else \
-        added_to_base(spec.config, before, wanted, after, dropped)
+    if spec.config == "tinyconfig":
+        return {}
+    said = added_to_base(spec.config, before, wanted, after, dropped)
+    if spec.config in BASE_TARGETS:
+        return said
+    ours = {*wanted, *lto_mode(spec.lto).expect}  # the LTO mode's choice turns LTO_NONE off
+    return {**said, **changed_in_base(kconfig.parse(base_text), cleared, after, ours)}
 
 
 def find_donor(p: Plan, out: Path, root: Path) -> nearest.Donor | None:
     """The nearest cached build for a build of `p` in `out` (not there yet) to start from."""
     whole = None
     if p.spec.config not in BASE_TARGETS:
-        whole = {**kconfig.parse(_base_file(p.spec)), **p.wanted}
+        whole = {**kconfig.parse(base_cleared(p.spec, p.src.tree)[0]), **p.wanted}
     return nearest.find(root / "index", nearest.Wanted(
         p.spec.label, p.kin, p.src.identity, p.src.tree, p.wanted, out.parent, p.near, whole,
         None if p.src.files is None else frozenset(p.src.files)))
@@ -257,6 +285,16 @@ def added_to_base(base: str, before: dict[str, str], wanted: dict[str, str],
             "config_added": " ".join(added),
             "config_not_added": " ".join(f"CONFIG_{s}={wanted[s]} (got: {after.get(s, 'n')})"
                                          for s in sorted(dropped))}
+
+
+def changed_in_base(base: dict[str, str], cleared: dict[str, str], after: dict[str, str],
+                    ours: set[str]) -> dict[str, str]:
+    """What became of a base file beyond what the build added, for the report: the options
+    ltoboot cleared (they name a file the build has not got), and what else the base set that
+    Kconfig did not keep when it re-evaluated it for clang and this machine (kconfig.lost)."""
+    lost = kconfig.lost(base, after, ours)
+    return {"config_cleared": " ".join(f"CONFIG_{s}={v}" for s, v in cleared.items()),
+            "config_dropped": " ".join(f"CONFIG_{s}" for s in lost)}
 
 
 @dataclass(frozen=True)
@@ -325,9 +363,7 @@ def plan(spec: BuildSpec) -> Plan:
         "lld": tc.lld_version, "arch": arch.name, "lto": spec.lto,
     }
     if spec.config != "tinyconfig":
-        if spec.config not in BASE_TARGETS:
-            _base_file(spec)
-        parts["base"] = base_config_identity(spec)
+        parts.update(base_key_parts(spec, src.tree))
     optional = frozenset(options) - set(kconfig.wanted_options(arch.fragment, spec.lto, extra,
                                                                {}))
     return Plan(spec, src, tc, wanted, cache.content_key(parts), left_out,
@@ -335,7 +371,7 @@ def plan(spec: BuildSpec) -> Plan:
                 cache.content_key({k: v for k, v in parts.items()
                                    if k not in ("source", "config")}),
                 cache.content_key({k: v for k, v in parts.items()
-                                   if k not in ("source", "config", "base")}),
+                                   if k not in ("source", "config", "base", "cleared")}),
                 source.checkout_of(src))
 
 

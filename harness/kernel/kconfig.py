@@ -8,6 +8,7 @@ import os
 import re
 import zlib
 from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 
 from harness.base import needs, resources
@@ -151,3 +152,87 @@ def read_config(path: Path, what: str = "--config") -> bytes:
                              "the .config itself or the file as it was compressed")
     return data
 
+
+def string_value(raw: str) -> str | None:
+    """A string option's value as a .config writes it ("...", with \\ and \" escaped),
+    unquoted; None when `raw` is not a string."""
+    if len(raw) < 2 or raw[0] != '"' or raw[-1] != '"':
+        return None
+    return re.sub(r"\\(.)", r"\1", raw[1:-1])
+
+
+@dataclass(frozen=True)
+class FileOption:
+    """A string option naming a file the build reads: when the file is not there, make stops
+    ("No rule to make target ..."). Cleared, it takes Kconfig's default, as the kernel's own
+    scripts/kconfig/streamline_config.pl resets MODULE_SIG_KEY and SYSTEM_TRUSTED_KEYS."""
+
+    symbol: str
+    # a relative name is found in the source tree (a prerequisite make finds through VPATH
+    # and the recipe reads where make found it), or only in the build directory (a recipe
+    # reads the name as it is, from there), which starts empty
+    in_source: bool
+    made_by_kbuild: str = ""  # the value whose file kbuild generates itself: kept
+
+
+# certs/Makefile and scripts/Makefile.modinst of Linux 6.1 say where each is read
+FILE_OPTIONS = (
+    FileOption("MODULE_SIG_KEY", in_source=False,  # sign-file reads it at modules_install
+               made_by_kbuild="certs/signing_key.pem"),  # `openssl req` makes it
+    FileOption("SYSTEM_TRUSTED_KEYS", in_source=True),  # extract-cert of $(real-prereqs)
+    FileOption("SYSTEM_REVOCATION_KEYS", in_source=True),
+    FileOption("SYSTEM_BLACKLIST_HASH_LIST", in_source=False),  # awk and cat of the name
+)
+
+
+def unbuildable(values: Mapping[str, str], tree: Path) -> dict[str, str]:
+    """The FILE_OPTIONS `values` sets to a file a build of `tree` has not got (an absolute
+    name that is not there; a relative one the source does not ship, or that only the build
+    directory could hold), symbol -> value as the config says it. A PKCS#11 URI is not a
+    file: it stays."""
+    found: dict[str, str] = {}
+    for option in FILE_OPTIONS:
+        raw = values.get(option.symbol)
+        name = string_value(raw) if raw is not None else None
+        if not name or name == option.made_by_kbuild or name.startswith("pkcs11:"):
+            continue
+        path = Path(name)
+        there = path.is_file() if path.is_absolute() else \
+            option.in_source and (tree / path).is_file()
+        if not there:
+            found[option.symbol] = str(raw)
+    return found
+
+
+def without(text: str, symbols: Iterable[str]) -> str:
+    """`text` without the lines that set `symbols` (olddefconfig then gives their default);
+    `text` itself when there are none."""
+    gone = set(symbols)
+    if not gone:
+        return text
+    kept = []
+    for line in text.splitlines(keepends=True):
+        m = _SET.match(line.strip()) or _UNSET.match(line.strip())
+        if not (m and m.group(1) in gone):
+            kept.append(line)
+    return "".join(kept)
+
+
+# Symbols that say what the toolchain is or can do (which compiler, its version, the flags it
+# takes), not what the kernel does: a gcc-made config's differ under clang by nature. GCC
+# plugins are features a config asked for: they count.
+_TOOLCHAIN = re.compile(r"^(?:CC|LD|AS|CLANG|RUSTC|PAHOLE_HAS|TOOLS_SUPPORT|HAVE)_"
+                        r"|^GCC\d*_(?!PLUGIN)|_VERSION(?:_TEXT)?$")
+
+
+def lost(base: Mapping[str, str], after: Mapping[str, str],
+         ours: Iterable[str] = ()) -> list[str]:
+    """What the base set (y, m or a non-empty string) that the build's config does not say
+    after Kconfig re-evaluated it (for another compiler, other host tools), leaving out
+    toolchain symbols and `ours` (what ltoboot asked for, reported as added or not): the
+    symbols, sorted."""
+    mine = set(ours)
+    return sorted(s for s, v in base.items()
+                  if s not in mine and not _TOOLCHAIN.search(s)
+                  and (v in ("y", "m") or (v.startswith('"') and v != '""'))
+                  and after.get(s, "n") != v)

@@ -37,6 +37,9 @@ def facts_for_tested_by(reports: list[KernelReport], name: str, email: str) -> d
                         **({} if c.passed else {"evidence": c.evidence})} for c in r.results],
             "console_log": r.console_log,
             "config": config_lines(r.kernel) if r.kernel else [],
+            # config_lines names the first few: here, every option of the base not kept
+            "config_dropped": r.kernel.extra.get("config_dropped", "").split()
+            if r.kernel else [],
         } for r in reports],
     }
 

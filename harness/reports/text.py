@@ -7,9 +7,13 @@ from harness.checks import LTO_GREP, Verdict
 from harness.kernel.model import Kernel, lto_title
 from harness.reports.results import KernelReport
 
+SHOWN_DROPPED = 12  # of the base's options Kconfig did not keep, the text names this many
+
 
 def config_lines(k: Kernel) -> list[str]:
-    """What the build added to a tester's base config (--config), and what it could not."""
+    """What the build added to a tester's base config (--config), what it could not, what it
+    cleared from a base file and what of the file Kconfig did not keep (the first
+    SHOWN_DROPPED named: a distribution's config loses dozens under clang)."""
     if "config_base" not in k.extra:
         return []
     added = k.extra.get("config_added", "").split()
@@ -19,6 +23,17 @@ def config_lines(k: Kernel) -> list[str]:
     if k.extra.get("config_not_added"):
         lines.append(f"config: could not add {k.extra['config_not_added']} (the checks that "
                      "need them SKIP)")
+    if k.extra.get("config_cleared"):
+        lines.append(f"config: cleared by ltoboot, as naming a file this build has not got "
+                     f"(Kconfig's default instead): {k.extra['config_cleared']}")
+    if dropped := k.extra.get("config_dropped", "").split():
+        more = len(dropped) - SHOWN_DROPPED
+        lines.append(f"config: Kconfig did not keep {len(dropped)} option"
+                     f"{'' if len(dropped) == 1 else 's'} the base set (re-evaluated with "
+                     f"{k.compiler} and this machine's tools): "
+                     + " ".join(dropped[:SHOWN_DROPPED])
+                     + (f" and {more} more (all of them: ltoboot tested-by --format json)"
+                        if more > 0 else ""))
     return lines
 
 

@@ -1,5 +1,6 @@
 """A tester's distribution config as --config: Debian's linux-config-* (xz), /proc/config.gz,
-/boot/config-*. No make, no source tree: synthetic files."""
+/boot/config-*; what ltoboot clears from it before Kconfig, what Kconfig does not keep, and
+how the report says both. No make, no source tree: synthetic files and dicts."""
 
 from __future__ import annotations
 
@@ -11,8 +12,10 @@ from pathlib import Path
 import pytest
 
 from harness.base.errors import UsageError
-from harness.kernel import build
-from harness.kernel.model import BuildSpec
+from harness.kernel import build, kconfig
+from harness.kernel.model import BuildSpec, Kernel
+from harness.reports.tested_by import facts_for_tested_by
+from harness.reports.text import SHOWN_DROPPED, config_lines
 from harness.runs import options
 
 DEBIAN = ('CONFIG_X86_64=y\nCONFIG_MODULES=y\nCONFIG_MODULE_SIG=y\n'
@@ -65,4 +68,118 @@ def test_a_compressed_file_that_holds_no_config_is_not_one(tmp_path: Path) -> No
     f.write_bytes(lzma.compress(b"shopping list\n"))
     with pytest.raises(UsageError, match="is not a kernel config"):
         build._base_file(BuildSpec("x86_64", config=str(f)))
+
+
+def _tree(tmp_path: Path, *files: str) -> Path:
+    tree = tmp_path / "linux"
+    for rel in files:
+        (tree / rel).parent.mkdir(parents=True, exist_ok=True)
+        (tree / rel).write_text("-----BEGIN CERTIFICATE-----\n")
+    tree.mkdir(exist_ok=True)
+    return tree
+
+
+def test_an_option_naming_a_file_the_source_does_not_ship_is_cleared(tmp_path: Path) -> None:
+    keys = '"debian/certs/debian-uefi-certs.pem"'
+    values = {"SYSTEM_TRUSTED_KEYS": keys, "MODULE_SIG_KEY": '"certs/signing_key.pem"',
+              "SYSTEM_BLACKLIST_HASH_LIST": '""', "MODULES": "y"}
+    bare = _tree(tmp_path)
+    assert kconfig.unbuildable(values, bare) == {"SYSTEM_TRUSTED_KEYS": keys}
+    # the tester's tree ships it (a Debian source package's debian/ does): kept
+    shipped = _tree(tmp_path / "deb", "debian/certs/debian-uefi-certs.pem")
+    assert kconfig.unbuildable(values, shipped) == {}
+
+
+def test_where_each_file_option_is_looked_for(tmp_path: Path) -> None:
+    mine = tmp_path / "keys" / "mine.pem"
+    mine.parent.mkdir()
+    mine.write_text("key\n")
+    tree = _tree(tmp_path, "certs/mine.pem", "certs/hashes.txt", "certs/revoked.pem")
+    values = {
+        "MODULE_SIG_KEY": '"certs/mine.pem"',  # sign-file reads it from the build directory
+        "SYSTEM_BLACKLIST_HASH_LIST": '"certs/hashes.txt"',  # so does cat: not the source's
+        "SYSTEM_REVOCATION_KEYS": '"certs/revoked.pem"',  # make finds it in the source: kept
+        "SYSTEM_TRUSTED_KEYS": f'"{mine}"',  # an absolute name that is there: kept
+    }
+    assert kconfig.unbuildable(values, tree) == {
+        "MODULE_SIG_KEY": '"certs/mine.pem"', "SYSTEM_BLACKLIST_HASH_LIST": '"certs/hashes.txt"'}
+    assert kconfig.unbuildable({"SYSTEM_TRUSTED_KEYS": '"/nowhere/keys.pem"',
+                                "MODULE_SIG_KEY": '"pkcs11:token=kernel;object=key"'},
+                               tree) == {"SYSTEM_TRUSTED_KEYS": '"/nowhere/keys.pem"'}
+    assert kconfig.string_value('"a \\"quoted\\" \\\\ name"') == 'a "quoted" \\ name'
+    assert kconfig.string_value("y") is None
+
+
+def test_a_cleared_base_starts_without_those_lines_and_names_another_build(
+        tmp_path: Path) -> None:
+    files = _files(tmp_path)
+    tree = _tree(tmp_path)
+    spec = BuildSpec("x86_64", config=str(files["xz"]))
+    text, cleared = build.base_cleared(spec, tree)
+    assert cleared == {"SYSTEM_TRUSTED_KEYS": '"debian/certs/debian-uefi-certs.pem"'}
+    assert text == DEBIAN.replace('CONFIG_SYSTEM_TRUSTED_KEYS="debian/certs/debian-uefi-'
+                                  'certs.pem"\n', "")
+    assert build.base_key_parts(spec, tree) == {
+        "base": build.base_config_identity(spec), "cleared": ["SYSTEM_TRUSTED_KEYS"]}
+    # nothing cleared: the key's parts are what they were before clearing existed
+    shipped = _tree(tmp_path / "deb", "debian/certs/debian-uefi-certs.pem")
+    assert build.base_cleared(spec, shipped) == (DEBIAN, {})
+    assert build.base_key_parts(spec, shipped) == {"base": build.base_config_identity(spec)}
+    assert build.base_key_parts(BuildSpec("x86_64", config="defconfig"), tree) == \
+        {"base": "defconfig"}
+
+
+def test_what_kconfig_did_not_keep_of_a_base_leaves_out_toolchain_facts_and_ours() -> None:
+    base = {"CC_IS_GCC": "y", "GCC_VERSION": "120200", "CC_VERSION_TEXT": '"gcc-12"',
+            "PAHOLE_VERSION": "124", "AS_AVX512": "y", "HAVE_GCC_PLUGINS": "y",
+            "GCC11_NO_ARRAY_BOUNDS": "y", "PAHOLE_HAS_SPLIT_BTF": "y",
+            "GCC_PLUGINS": "y", "GCC_PLUGIN_LATENT_ENTROPY": "y",
+            "DEBUG_INFO_BTF_MODULES": "y", "X86_X32_ABI": "y", "USB_STORAGE": "m",
+            "LSM": '"landlock,yama"', "INITRAMFS_SOURCE": '""', "KASAN": "n",
+            "LTO_NONE": "y", "MODULES": "y", "LOG_BUF_SHIFT": "18"}
+    after = {"CC_IS_CLANG": "y", "CLANG_VERSION": "190107", "PAHOLE_VERSION": "0",
+             "USB_STORAGE": "m", "LSM": '"landlock"', "LTO_CLANG_THIN": "y",
+             "MODULES": "y", "LOG_BUF_SHIFT": "17"}
+    ours = {"LTO_CLANG_THIN", "LTO_NONE", "LTO_CLANG", "LOG_BUF_SHIFT", "MODULES"}
+    assert kconfig.lost(base, after, ours) == [
+        "DEBUG_INFO_BTF_MODULES", "GCC_PLUGINS", "GCC_PLUGIN_LATENT_ENTROPY", "LSM",
+        "X86_X32_ABI"]
+    said = build.changed_in_base(base, {"SYSTEM_TRUSTED_KEYS": '"debian/x.pem"'}, after, ours)
+    assert said == {"config_cleared": 'CONFIG_SYSTEM_TRUSTED_KEYS="debian/x.pem"',
+                    "config_dropped": "CONFIG_DEBUG_INFO_BTF_MODULES CONFIG_GCC_PLUGINS "
+                                      "CONFIG_GCC_PLUGIN_LATENT_ENTROPY CONFIG_LSM "
+                                      "CONFIG_X86_X32_ABI"}
+
+
+def _kernel(extra: dict[str, str]) -> Kernel:
+    return Kernel(arch="x86_64", lto="thin", release="6.1.192", image=Path("/k/bzImage"),
+                  config=Path("/k/.config"), system_map=None, modules=None, build_dir=None,
+                  source_tree=None, compiler="clang 19", linker="LLD 19", llvm_major=19,
+                  source="linux-source-6.1.tar.xz", key="k", extra=extra)
+
+
+def test_the_report_names_what_was_cleared_and_a_few_of_what_was_not_kept() -> None:
+    dropped = [f"CONFIG_OPTION_{i:02}" for i in range(SHOWN_DROPPED + 3)]
+    k = _kernel({"config_base": "config.amd64_none_amd64.xz",
+                 "config_added": "CONFIG_LTO_CLANG_THIN=y CONFIG_LKDTM=y",
+                 "config_not_added": "",
+                 "config_cleared": 'CONFIG_SYSTEM_TRUSTED_KEYS="debian/certs/x.pem"',
+                 "config_dropped": " ".join(dropped)})
+    lines = config_lines(k)
+    assert lines[0] == ("config: config.amd64_none_amd64.xz, with 2 options added by ltoboot: "
+                        "CONFIG_LTO_CLANG_THIN=y CONFIG_LKDTM=y")
+    assert lines[1].startswith("config: cleared by ltoboot") and \
+        lines[1].endswith(': CONFIG_SYSTEM_TRUSTED_KEYS="debian/certs/x.pem"')
+    assert lines[2].startswith(f"config: Kconfig did not keep {len(dropped)} options the base "
+                               "set (re-evaluated with clang 19 and this machine's tools): ")
+    assert " ".join(dropped[:SHOWN_DROPPED]) + " and 3 more (all of them: ltoboot " \
+        "tested-by --format json)" in lines[2] and dropped[SHOWN_DROPPED] not in lines[2]
+    assert len(lines) == 3
+    from harness.reports.results import KernelReport
+    facts = facts_for_tested_by([KernelReport(label="x86_64-thin", kernel=k)], "T", "t@x")
+    arch = facts["arches"][0]  # type: ignore[index]
+    assert arch["config"] == lines and arch["config_dropped"] == dropped
+    # a base with nothing cleared or lost, or a build from tinyconfig, says nothing more
+    assert len(config_lines(_kernel({"config_base": "defconfig", "config_added": ""}))) == 1
+    assert config_lines(_kernel({})) == []
 
