@@ -243,6 +243,7 @@ def configure(out: Path, spec: BuildSpec, make: kbuild.Kbuild, wanted: dict[str,
     if problems:
         raise BuildError(f"build {spec.label}: Kconfig dropped options we asked for: "
                          + "; ".join(problems), log=log)
+    toolchain.require_for(after)  # a base config's BTF or module signing: before the compile
     if spec.config == "tinyconfig":
         return {}
     said = added_to_base(spec.config, before, wanted, after, dropped)

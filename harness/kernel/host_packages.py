@@ -18,7 +18,13 @@ from harness.kernel.toolchain import DEFAULT_LLVM, llvm_tools
 DEFAULT_SOURCE_PACKAGE = "linux-source-6.1"  # Debian's package of the embedded default kernel
 
 BASE_PACKAGES = ("busybox-static", "flex", "bison", "bc", "libelf-dev", "libssl-dev", "cpio",
-                 "kmod", "make", "libc6-dev", "xz-utils", "git", "perl", "ccache")
+                 "kmod", "make", "libc6-dev", "xz-utils", "git", "perl", "ccache",
+                 # what a distribution's config makes kbuild run (toolchain.OPTION_TOOLS):
+                 # pahole for its BTF, openssl for the module signing key kbuild generates
+                 "pahole", "openssl")
+# Debian's own configs of the default kernel, /usr/src/linux-config-6.1/config.*.xz, for
+# `ltoboot run --config` (docs/run.md, "A distribution's config"): 1.4 MB
+DISTRO_CONFIG_PACKAGES = (DEFAULT_SOURCE_PACKAGE.replace("linux-source-", "linux-config-"),)
 
 # What the test suite checks beyond the default (tests/test_support_matrix.py): Debian's other
 # kernel source and Debian 12's default clang, the oldest of the matrix.
@@ -36,7 +42,7 @@ def debian_packages(llvm: str = DEFAULT_LLVM) -> list[str]:
                   | {a.efi_firmware_package for a in ARCHES.values() if a.efi_firmware_package})
     tools = sorted({pkg for v in (llvm, *TEST_LLVM) for _, pkg in llvm_tools(v)})
     return [*qemu, *tools, DEFAULT_SOURCE_PACKAGE, *TEST_SOURCE_PACKAGES, *BASE_PACKAGES,
-            *LAVA_PACKAGES]
+            *DISTRO_CONFIG_PACKAGES, *LAVA_PACKAGES]
 
 
 def foreign_deb_arches(host_machine: str) -> list[str]:

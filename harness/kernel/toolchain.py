@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import re
 import shutil
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
@@ -40,6 +40,26 @@ def require(tools: Iterable[tuple[str, str]]) -> None:
         names = ", ".join(t for t, _ in missing)
         pkgs = " ".join(sorted({p for _, p in missing}))
         raise InfraError(f"missing {names}: run ./setup.sh or apt-get install {pkgs}")
+
+
+# What an option set to y makes the build run beyond BUILD_TOOLS (a distribution's config
+# sets these; ltoboot's own do not): option -> (tool, Debian package). Kconfig keeps them
+# without the tool, and the build fails at its end.
+OPTION_TOOLS: dict[str, tuple[str, str]] = {
+    "DEBUG_INFO_BTF": ("pahole", "pahole"),  # scripts/link-vmlinux.sh: vmlinux's BTF
+    "MODULE_SIG": ("openssl", "openssl"),  # certs/Makefile: `openssl req` makes the key
+}
+
+
+def require_for(config: Mapping[str, str]) -> None:
+    """Fail before the compile when `config` needs a tool this machine has not got."""
+    missing = [(s, *OPTION_TOOLS[s]) for s in OPTION_TOOLS
+               if config.get(s) == "y" and not _present(OPTION_TOOLS[s][0])]
+    if missing:
+        raise InfraError("missing " + ", ".join(f"{tool} (CONFIG_{s}=y needs it)"
+                                                for s, tool, _ in missing)
+                         + ": run ./setup.sh or apt-get install "
+                         + " ".join(sorted({pkg for _, _, pkg in missing})))
 
 
 @dataclass(frozen=True)

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from harness.base.errors import UsageError
-from harness.kernel import build, kconfig
+from harness.base.errors import InfraError, UsageError
+from harness.kernel import build, host_packages, kconfig, toolchain
 from harness.kernel.model import BuildSpec, Kernel
 from harness.reports.tested_by import facts_for_tested_by
 from harness.reports.text import SHOWN_DROPPED, config_lines
@@ -183,3 +183,12 @@ def test_the_report_names_what_was_cleared_and_a_few_of_what_was_not_kept() -> N
     assert len(config_lines(_kernel({"config_base": "defconfig", "config_added": ""}))) == 1
     assert config_lines(_kernel({})) == []
 
+
+def test_a_config_that_needs_a_tool_this_machine_lacks_fails_before_the_compile(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(toolchain, "_present", lambda tool: tool != "pahole")
+    toolchain.require_for({"MODULE_SIG": "y", "DEBUG_INFO_BTF": "n"})
+    with pytest.raises(InfraError, match=r"^missing pahole \(CONFIG_DEBUG_INFO_BTF=y needs it\): "
+                       r"run \./setup\.sh or apt-get install pahole$"):
+        toolchain.require_for(kconfig.parse(DEBIAN))
+    assert {"pahole", "openssl", "linux-config-6.1"} <= set(host_packages.debian_packages())
