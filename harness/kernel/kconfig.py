@@ -140,13 +140,14 @@ def read_config(path: Path, what: str = "--config") -> bytes:
     """What a config file says: its bytes, decompressed when it is xz or gzip. A damaged one,
     or one named .xz/.gz that is not, is a UsageError naming the fix."""
     data = path.read_bytes()
-    for name, magic, suffix, unpack, test in _COMPRESSED:
-        if data.startswith(magic):
+    for name, magic, _, unpack, test in _COMPRESSED:
+        if data.startswith(magic):  # what the file is, whatever its name says
             try:
                 return unpack(data)
             except (lzma.LZMAError, EOFError, OSError, zlib.error) as e:
                 raise UsageError(f"{what} {path}: damaged {name} data ({e}): copy it again "
                                  f"(`{test} FILE` checks a copy)") from None
+    for name, _, suffix, _, _ in _COMPRESSED:
         if path.suffix == suffix:
             raise UsageError(f"{what} {path} is named {suffix} but is not {name} data: give "
                              "the .config itself or the file as it was compressed")

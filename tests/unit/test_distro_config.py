@@ -63,6 +63,12 @@ def test_a_damaged_compressed_config_is_one_line_naming_the_fix(
         build._base_file(BuildSpec("x86_64", config=str(f)))  # and the build's own check
 
 
+def test_what_a_file_is_counts_not_its_name(tmp_path: Path) -> None:
+    misnamed = tmp_path / "config.xz"  # gzip data under an xz name: read as what it is
+    misnamed.write_bytes(gzip.compress(DEBIAN.encode()))
+    assert build._base_file(BuildSpec("x86_64", config=str(misnamed))) == DEBIAN
+
+
 def test_a_compressed_file_that_holds_no_config_is_not_one(tmp_path: Path) -> None:
     f = tmp_path / "notes.xz"
     f.write_bytes(lzma.compress(b"shopping list\n"))
