@@ -78,10 +78,15 @@ def _base_file(spec: BuildSpec) -> str:
 
 def base_cleared(spec: BuildSpec, tree: Path) -> tuple[str, dict[str, str]]:
     """--config FILE as a build of `tree` starts from it: its text without the options that
-    name a file the build has not got (kconfig.FILE_OPTIONS; they take Kconfig's default),
-    and those options with the values the file gave them."""
+    name a file the build has not got (kconfig.FILE_OPTIONS) or need a tool this machine has
+    not got (toolchain.OPTION_TOOLS: BTF without pahole); they take Kconfig's default. Also
+    those options, each with the value the file gave it and why it went."""
     text = _base_file(spec)
-    cleared = kconfig.unbuildable(kconfig.parse(text), tree)
+    values = kconfig.parse(text)
+    files = kconfig.unbuildable(values, tree)
+    tools = toolchain.missing_for(values)
+    cleared = {**{s: f"{v} (names a file this build has not got)" for s, v in files.items()},
+               **{s: f"{values[s]} ({tool} is not installed)" for s, tool in tools.items()}}
     return kconfig.without(text, cleared), cleared
 
 
@@ -243,7 +248,7 @@ def configure(out: Path, spec: BuildSpec, make: kbuild.Kbuild, wanted: dict[str,
     if problems:
         raise BuildError(f"build {spec.label}: Kconfig dropped options we asked for: "
                          + "; ".join(problems), log=log)
-    toolchain.require_for(after)  # a base config's BTF or module signing: before the compile
+    toolchain.require_for(after)  # what Kconfig turned on that needs a tool: before the compile
     if spec.config == "tinyconfig":
         return {}
     said = added_to_base(spec.config, before, wanted, after, dropped)
@@ -294,7 +299,7 @@ def changed_in_base(base: dict[str, str], cleared: dict[str, str], after: dict[s
     ltoboot cleared (they name a file the build has not got), and what else the base set that
     Kconfig did not keep when it re-evaluated it for clang and this machine (kconfig.lost)."""
     lost = kconfig.lost(base, after, ours)
-    return {"config_cleared": " ".join(f"CONFIG_{s}={v}" for s, v in cleared.items()),
+    return {"config_cleared": "; ".join(f"CONFIG_{s}={v}" for s, v in cleared.items()),
             "config_dropped": " ".join(f"CONFIG_{s}" for s in lost)}
 
 

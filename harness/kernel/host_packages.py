@@ -20,8 +20,10 @@ DEFAULT_SOURCE_PACKAGE = "linux-source-6.1"  # Debian's package of the embedded 
 BASE_PACKAGES = ("busybox-static", "flex", "bison", "bc", "libelf-dev", "libssl-dev", "cpio",
                  "kmod", "make", "libc6-dev", "xz-utils", "git", "perl", "ccache",
                  # what a distribution's config makes kbuild run (toolchain.OPTION_TOOLS):
-                 # pahole for its BTF, openssl for the module signing key kbuild generates
-                 "pahole", "openssl")
+                 # openssl for the module signing key kbuild generates. Not pahole: installed,
+                 # it would change every build's .config (CONFIG_PAHOLE_VERSION) under the
+                 # keys of kernels cached without it; a base config's BTF is cleared instead
+                 "openssl")
 # Debian's own configs of the default kernel, /usr/src/linux-config-6.1/config.*.xz, for
 # `ltoboot run --config` (docs/run.md, "A distribution's config"): 1.4 MB
 DISTRO_CONFIG_PACKAGES = (DEFAULT_SOURCE_PACKAGE.replace("linux-source-", "linux-config-"),)

@@ -51,6 +51,12 @@ OPTION_TOOLS: dict[str, tuple[str, str]] = {
 }
 
 
+def missing_for(config: Mapping[str, str]) -> dict[str, str]:
+    """The options `config` sets to y whose tool this machine has not got: option -> tool."""
+    return {s: tool for s, (tool, _) in OPTION_TOOLS.items()
+            if config.get(s) == "y" and not _present(tool)}
+
+
 def require_for(config: Mapping[str, str]) -> None:
     """Fail before the compile when `config` needs a tool this machine has not got."""
     missing = [(s, *OPTION_TOOLS[s]) for s in OPTION_TOOLS

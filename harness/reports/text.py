@@ -24,8 +24,8 @@ def config_lines(k: Kernel) -> list[str]:
         lines.append(f"config: could not add {k.extra['config_not_added']} (the checks that "
                      "need them SKIP)")
     if k.extra.get("config_cleared"):
-        lines.append(f"config: cleared by ltoboot, as naming a file this build has not got "
-                     f"(Kconfig's default instead): {k.extra['config_cleared']}")
+        lines.append("config: cleared from the base by ltoboot (Kconfig's default instead): "
+                     f"{k.extra['config_cleared']}")
     if dropped := k.extra.get("config_dropped", "").split():
         more = len(dropped) - SHOWN_DROPPED
         lines.append(f"config: Kconfig did not keep {len(dropped)} option"

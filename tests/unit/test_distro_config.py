@@ -117,12 +117,14 @@ def test_where_each_file_option_is_looked_for(tmp_path: Path) -> None:
 
 
 def test_a_cleared_base_starts_without_those_lines_and_names_another_build(
-        tmp_path: Path) -> None:
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(toolchain, "_present", lambda tool: True)
     files = _files(tmp_path)
     tree = _tree(tmp_path)
     spec = BuildSpec("x86_64", config=str(files["xz"]))
     text, cleared = build.base_cleared(spec, tree)
-    assert cleared == {"SYSTEM_TRUSTED_KEYS": '"debian/certs/debian-uefi-certs.pem"'}
+    assert cleared == {"SYSTEM_TRUSTED_KEYS": '"debian/certs/debian-uefi-certs.pem" (names a '
+                                              'file this build has not got)'}
     assert text == DEBIAN.replace('CONFIG_SYSTEM_TRUSTED_KEYS="debian/certs/debian-uefi-'
                                   'certs.pem"\n', "")
     assert build.base_key_parts(spec, tree) == {
@@ -174,7 +176,7 @@ def test_the_report_names_what_was_cleared_and_a_few_of_what_was_not_kept() -> N
     lines = config_lines(k)
     assert lines[0] == ("config: config.amd64_none_amd64.xz, with 2 options added by ltoboot: "
                         "CONFIG_LTO_CLANG_THIN=y CONFIG_LKDTM=y")
-    assert lines[1].startswith("config: cleared by ltoboot") and \
+    assert lines[1].startswith("config: cleared from the base by ltoboot") and \
         lines[1].endswith(': CONFIG_SYSTEM_TRUSTED_KEYS="debian/certs/x.pem"')
     assert lines[2].startswith(f"config: Kconfig did not keep {len(dropped)} options the base "
                                "set (re-evaluated with clang 19 and this machine's tools): ")
@@ -192,9 +194,29 @@ def test_the_report_names_what_was_cleared_and_a_few_of_what_was_not_kept() -> N
 
 def test_a_config_that_needs_a_tool_this_machine_lacks_fails_before_the_compile(
         monkeypatch: pytest.MonkeyPatch) -> None:
+    """What Kconfig itself turned on: an error before the compile. What the base set: cleared
+    from it, saying why (test_a_base_option_whose_tool_is_missing_is_cleared_with_why)."""
     monkeypatch.setattr(toolchain, "_present", lambda tool: tool != "pahole")
     toolchain.require_for({"MODULE_SIG": "y", "DEBUG_INFO_BTF": "n"})
     with pytest.raises(InfraError, match=r"^missing pahole \(CONFIG_DEBUG_INFO_BTF=y needs it\): "
                        r"run \./setup\.sh or apt-get install pahole$"):
         toolchain.require_for(kconfig.parse(DEBIAN))
-    assert {"pahole", "openssl", "linux-config-6.1"} <= set(host_packages.debian_packages())
+    packages = set(host_packages.debian_packages())
+    # pahole would change every build's .config (CONFIG_PAHOLE_VERSION) under cached keys
+    assert {"openssl", "linux-config-6.1"} <= packages and "pahole" not in packages
+
+
+def test_a_base_option_whose_tool_is_missing_is_cleared_with_why(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(toolchain, "_present", lambda tool: tool != "pahole")
+    config = tmp_path / "config"
+    config.write_text("CONFIG_X86_64=y\nCONFIG_DEBUG_INFO_BTF=y\nCONFIG_MODULE_SIG=y\n")
+    spec = BuildSpec("x86_64", config=str(config))
+    text, cleared = build.base_cleared(spec, _tree(tmp_path))
+    assert cleared == {"DEBUG_INFO_BTF": "y (pahole is not installed)"}
+    assert text == "CONFIG_X86_64=y\nCONFIG_MODULE_SIG=y\n"
+    assert build.base_key_parts(spec, _tree(tmp_path))["cleared"] == ["DEBUG_INFO_BTF"]
+    said = build.changed_in_base(kconfig.parse(config.read_text()), cleared, {}, set())
+    assert said["config_cleared"] == "CONFIG_DEBUG_INFO_BTF=y (pahole is not installed)"
+    monkeypatch.setattr(toolchain, "_present", lambda tool: True)
+    assert build.base_cleared(spec, _tree(tmp_path)) == (config.read_text(), {})

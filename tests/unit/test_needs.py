@@ -108,3 +108,14 @@ def test_arch_and_lto_scope(monkeypatch: pytest.MonkeyPatch) -> None:
     assert options == {"KVM": "y"} and left_out == {}
     assert needs.unmet("kvm_only", {"KVM": "y"}, 19, "c", True, "x86_64", "thin") == \
         "applies to arm64 only, not x86_64"
+
+
+def test_a_kernel_without_smp_skips_smp_with_the_reason() -> None:
+    """Shown on a real uniprocessor kernel too (ltoboot's x86_64 default before it was SMP,
+    run as a prebuilt kernel: "SKIP smp skipped: needs CONFIG_SMP=y, which this kernel's
+    config does not have"); a default build asks for SMP on every arch."""
+    assert needs.unmet("smp", {"SMP": "y"}, 19, "clang 19", False) is None
+    assert needs.unmet("smp", {}, 19, "clang 19", False) == \
+        "needs CONFIG_SMP=y, which this kernel's config does not have"
+    for fragment in ("x86_64.config", "arm64.config"):
+        assert kconfig.wanted_options(fragment, "thin")["SMP"] == "y"
