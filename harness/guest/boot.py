@@ -56,7 +56,8 @@ def start(kernel: Kernel, accel_name: str, *, initrd: Path | None, extra_cmdline
     scale = 1.0 if accel_name == "kvm" else arch.tcg_slowdown
     qmp = monitor.new_name() if pausable else ""
     argv = qemu.qemu_argv(arch, kernel.image, initrd, qemu.kernel_cmdline(arch, extra_cmdline),
-                          accel=accel_name, firmware=firmware, qmp=qmp, smp=qemu.VCPUS)
+                          accel=accel_name, firmware=firmware, qmp=qmp, smp=qemu.VCPUS,
+                          memory_mb=qemu.memory_for(initrd.stat().st_size if initrd else 0))
     name = label or kernel.label
     guest = Guest(argv, boot_log(name, log_dir), label=name, accel=accel_name,
                   timeout_scale=scale, monitor=monitor.Monitor(qmp) if qmp else None,

@@ -12,7 +12,16 @@ from harness.guest import monitor
 # bring-up is where LTO's cross-unit optimisation meets per-CPU data, static keys and
 # alternatives; the smp check proves each came online and ran work
 VCPUS = 2
-READY_LOGLEVEL = 4  # console loglevel once booted: KERN_ERR and worse still reach the console
+MEMORY_MB = 512  # a guest's RAM: enough for tinyconfig's kernels and their initramfs
+READY_LOGLEVEL = 4
+
+
+def memory_for(initrd_bytes: int) -> int:
+    """RAM for a guest whose initramfs is this big: it sits in RAM twice while the kernel
+    unpacks it (a defconfig's hundreds of modules), so MEMORY_MB plus three times its size,
+    in 64 MiB steps."""
+    mb = 256 + 3 * initrd_bytes / 2**20
+    return max(MEMORY_MB, -(-int(mb) // 64) * 64)  # console loglevel once booted: KERN_ERR and worse still reach the console
 
 
 def kernel_cmdline(arch: Arch, extra: Sequence[str] = (), *, panic: bool = True) -> str:
@@ -26,7 +35,7 @@ def kernel_cmdline(arch: Arch, extra: Sequence[str] = (), *, panic: bool = True)
 
 
 def qemu_argv(arch: Arch, kernel: Path, initrd: Path | None, append: str, *, accel: str = "tcg",
-              memory_mb: int = 512, smp: int = VCPUS, firmware: str = "", qmp: str = ""
+              memory_mb: int = MEMORY_MB, smp: int = VCPUS, firmware: str = "", qmp: str = ""
               ) -> list[str]:
     """The whole QEMU command line. `firmware`: boot through it (UEFI: the EFI stub runs).
     `qmp`: the abstract socket of its machine protocol (harness/guest/monitor.py)."""

@@ -44,3 +44,10 @@ def test_the_boot_timeout_grows_with_the_image(tmp_path: Path) -> None:
     assert boot.boot_timeout(tiny) == boot.BOOT_TIMEOUT
     assert boot.boot_timeout(big) == boot.BOOT_TIMEOUT + 32 * boot.PER_MB
     assert boot.boot_timeout(tmp_path / "missing") == boot.BOOT_TIMEOUT
+
+
+def test_memory_grows_with_a_big_initramfs() -> None:
+    from harness.guest.qemu import MEMORY_MB, memory_for
+
+    assert memory_for(0) == memory_for(20 << 20) == MEMORY_MB  # tinyconfig's: a few MiB
+    assert memory_for(150 << 20) == 768  # 256 + 450 MiB, in 64 MiB steps
