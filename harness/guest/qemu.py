@@ -13,7 +13,7 @@ from harness.guest import monitor
 # alternatives; the smp check proves each came online and ran work
 VCPUS = 2
 MEMORY_MB = 512  # a guest's RAM: enough for tinyconfig's kernels and their initramfs
-READY_LOGLEVEL = 4
+READY_LOGLEVEL = 4  # console loglevel once booted: KERN_ERR and worse still reach the console
 
 
 def memory_for(initrd_bytes: int) -> int:
@@ -21,7 +21,7 @@ def memory_for(initrd_bytes: int) -> int:
     unpacks it (a defconfig's hundreds of modules), so MEMORY_MB plus three times its size,
     in 64 MiB steps."""
     mb = 256 + 3 * initrd_bytes / 2**20
-    return max(MEMORY_MB, -(-int(mb) // 64) * 64)  # console loglevel once booted: KERN_ERR and worse still reach the console
+    return max(MEMORY_MB, -(-int(mb) // 64) * 64)
 
 
 def kernel_cmdline(arch: Arch, extra: Sequence[str] = (), *, panic: bool = True) -> str:
