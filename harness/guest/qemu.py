@@ -18,8 +18,8 @@ READY_LOGLEVEL = 4  # console loglevel once booted: KERN_ERR and worse still rea
 
 def memory_for(initrd_bytes: int) -> int:
     """RAM for a guest whose initramfs is this big: it sits in RAM twice while the kernel
-    unpacks it (a defconfig's hundreds of modules), so MEMORY_MB plus three times its size,
-    in 64 MiB steps."""
+    unpacks it (a defconfig's hundreds of modules): 256 MiB and three times its size, in
+    64 MiB steps, and never less than MEMORY_MB."""
     mb = 256 + 3 * initrd_bytes / 2**20
     return max(MEMORY_MB, -(-int(mb) // 64) * 64)
 
