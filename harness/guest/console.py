@@ -43,12 +43,18 @@ def command_line(cmd: str, tag: str) -> str:
             f"printf '\\n%s%s %s\\n' END- {tag} $?")
 
 
+# what may follow a marker: its own line end, or a kernel line that the console wrote right
+# after it, before the line end (another CPU's printk: after an oops everything reaches the
+# console, and a second vCPU prints while the shell does)
+_MARKER_END = rf"(?:\r*\n|(?={KERNEL_LINE_RE}))"
+
+
 def begin_re(tag: str) -> str:
-    return rf"BEGIN-{tag}\r*\n"
+    return rf"BEGIN-{tag}{_MARKER_END}"
 
 
 def end_re(tag: str) -> str:
-    return rf"END-{tag} (\d+)\r*\n"
+    return rf"END-{tag} (\d+){_MARKER_END}"
 
 
 @dataclass

@@ -205,8 +205,10 @@ class Guest:
     def close(self) -> None:
         if self.monitor is not None:
             self.monitor.close()
-        for companion in self.companions.values():
-            companion.close()
+        # a guest may serve its own crash checks (registry.run_checks): not closed twice
+        for companion in list(self.companions.values()):
+            if companion is not self:
+                companion.close()
         self.companions.clear()
         if self in _LIVE:
             _LIVE.discard(self)

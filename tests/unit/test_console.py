@@ -103,3 +103,24 @@ def test_firmware_time_ends_at_the_kernels_first_line(tmp_path: Path) -> None:
     assert 1.1 < kernel < 2.5, kernel  # 0.2 s of firmware, then the kernel's 1 s
     firmware = hang("exec sleep 30", "f.log")
     assert 3.9 < firmware < 5.5, firmware
+
+
+def test_a_kernel_line_right_after_a_marker_does_not_hide_it() -> None:
+    """Recorded on arm64 with 2 vCPUs: LKDTM's CFI oops killed the command, and while the shell
+    printed its end marker, the other CPU's WARNING went to the console (after an oops every
+    level does) before the marker's line end."""
+    text = ("END-727d4c94a084 139[    5.265888]  cpu_startup_entry+0x38/0x40\r\n\r\n"
+            "[    5.266420]  secondary_start_kernel+0x134/0x138\r\n")
+    m = re.search(console.end_re("727d4c94a084"), text)
+    assert m and m.group(1) == "139"
+    assert re.search(console.begin_re("abc"), "BEGIN-abc[    1.000001] smp: x\r\n")
+    # a status cut by anything else is not taken for a shorter one
+    assert not re.search(console.end_re("abc"), "END-abc 13x9\r\n")
+
+
+def test_a_guest_serving_its_own_crash_checks_closes_once(tmp_path: Path) -> None:
+    g = Guest(["sleep", "30"], tmp_path / "c.log", label="t", accel="tcg", timeout_scale=1.0)
+    g.companions["crash"] = g  # as registry.run_checks does for a run's last checks
+    with pytest.raises(KernelFailure) as e:
+        g.wait_ready(0.3)
+    assert e.value.kind == "hang" and not g.child.isalive()
