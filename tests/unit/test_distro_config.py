@@ -50,7 +50,8 @@ def test_an_xz_or_gzip_config_reads_as_the_config_it_holds(tmp_path: Path) -> No
     ("config.gz", gzip.compress(DEBIAN.encode())[:-6], "damaged gzip data"),
     ("config.gz", b"\x1f\x8b\x08\x00" + b"\xff" * 40, "damaged gzip data"),
     ("config.xz", DEBIAN.encode(), "is named .xz but is not xz data"),
-])
+], ids=["xz-cut", "gz-cut", "gz-garbage", "xz-plain"])  # (gzip's bytes carry the time: xdist
+# workers must collect the same ids)
 def test_a_damaged_compressed_config_is_one_line_naming_the_fix(
         tmp_path: Path, name: str, data: bytes, says: str) -> None:
     f = tmp_path / name
