@@ -396,3 +396,22 @@ def test_a_kernel_built_again_under_its_key_is_exported_again(
     k.image.write_bytes(b"again build #1 05:09")
     again = artifacts.export(k)
     assert again != first and (again / "bzImage").read_bytes() == b"again build #1 05:09"
+
+
+def test_a_job_types_the_in_tree_module_load(tmp_path: Path) -> None:
+    """A kernel that installed an in-tree module besides test_module: the recorded plan has
+    the command that loads it (the recorder's empty answers must not cut the check short: the
+    job would lack it, and the replay of a passing kernel stop on the missing answer)."""
+    import dataclasses
+
+    from harness.checks import basic
+
+    k = fake_kernel(tmp_path)
+    order = tmp_path / "mods/lib/modules/6.1.192/modules.order"
+    order.parent.mkdir(parents=True)
+    order.write_text("kernel/lib/test_module.ko\nkernel/fs/efivarfs/efivarfs.ko\n")
+    k = dataclasses.replace(k, modules=tmp_path / "mods")
+    cmds, _ = plan.recorded("test_module", k, "")
+    load = basic.load_one_command(["efivarfs"])
+    assert load in cmds
+    assert cmds.index(load) == len(cmds) - 1  # after test_module's own, whatever they said
