@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 
 from harness.base.errors import NotApplicable
-from harness.checks.registry import Outcome, check
+from harness.checks.registry import Outcome, check, kernel_config
 from harness.guest.console import CommandResult
 from harness.guest.protocol import GuestProtocol
 from harness.kernel.model import Kernel
@@ -20,6 +20,11 @@ ONLINE = "cat /sys/devices/system/cpu/online"
 BROUGHT_UP = "dmesg | grep 'Brought up'"
 # kernel/smp.c's smp_init(), every SMP kernel: "smp: Brought up 1 node, 2 CPUs"
 BROUGHT_UP_RE = re.compile(r"Brought up (\d+) nodes?, (\d+) CPUs?")
+
+
+# what the machine needs to tell an SMP kernel of its CPUs, where the kernel cannot do without:
+# q35 lists them in ACPI's MADT alone (SeaBIOS's MP table names the boot CPU only)
+CPU_LIST_NEEDS = {"x86_64": "ACPI"}
 
 
 def pinned(cpu: int) -> str:
@@ -82,6 +87,10 @@ def evaluate_smp(vcpus: int, online: str, brought_up: str,
 def smp(guest: GuestProtocol, kernel: Kernel) -> Outcome:
     if guest.vcpus < 2:
         raise NotApplicable(f"the guest was given {guest.vcpus} vCPU: nothing to bring up")
+    needed = CPU_LIST_NEEDS.get(kernel.arch)
+    if needed and kernel_config(kernel).get(needed) != "y":
+        raise NotApplicable(f"without CONFIG_{needed} this kernel cannot learn the machine's "
+                            "other CPUs (QEMU's q35 lists them in ACPI's tables alone)")
     online = guest.run(ONLINE)
     brought_up = guest.run(BROUGHT_UP)
     runs: list[tuple[int, CommandResult]] = [(cpu, guest.run(pinned(cpu)))

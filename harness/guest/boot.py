@@ -164,7 +164,7 @@ def boot(request: BootRequest) -> Guest:
         if decision.accel is not None:  # another process probed meanwhile
             return boot(replace(request, firmware=firmware))
         try:
-            guest = go("kvm", accel.PROBE_TIMEOUT)
+            guest = go("kvm", max(accel.PROBE_TIMEOUT, boot_timeout(kernel.image)))
         except KernelFailure as e:
             kvm_failure, kind = f"{e.kind}: {e.summary} (log {e.log})", e.kind
         else:

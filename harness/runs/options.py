@@ -118,7 +118,7 @@ SHIPPED_FRAGMENTS = ("virt-only",)
 
 
 def _fragment(value: str) -> str:
-    if value in SHIPPED_FRAGMENTS and not Path(value).exists():
+    if value in SHIPPED_FRAGMENTS and not Path(value).is_file():
         return str(resources.KCONFIG_FRAGMENTS / f"{value}.config")
     return str(_path(value))
 

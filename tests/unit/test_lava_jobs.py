@@ -125,6 +125,7 @@ def test_smp_is_judged_from_a_jobs_console_with_the_jobs_vcpus(tmp_path: Path) -
     from tests.unit.checks.test_smp import STAT0, STAT1
 
     k = fake_kernel(tmp_path)
+    k.config.write_text("CONFIG_LTO_CLANG_THIN=y\nCONFIG_SMP=y\nCONFIG_ACPI=y\n")
     answers = {smp.ONLINE: "0-1\n", smp.BROUGHT_UP: "[0.3] smp: Brought up 1 node, 2 CPUs\n",
                smp.pinned(0): STAT0, smp.pinned(1): STAT1}
     assert replayed(k, "smp", answers, vcpus=2).verdict is Verdict.PASS
@@ -138,6 +139,18 @@ def test_smp_is_judged_from_a_jobs_console_with_the_jobs_vcpus(tmp_path: Path) -
     assert job.Job(k, "", path, (), "").vcpus == 2
     path.write_text("context:\n  extra_options:\n  - -no-reboot\n")
     assert job.Job(k, "", path, (), "").vcpus == 1
+    # as QEMU reads -smp: its first number or cpus=, the last one wins, split or not
+    for options, want in (("[-smp 2,sockets=1]", 2), ("[-smp cpus=4]", 4),
+                          ("[-smp, '3']", 3), ("[-smp 1, -smp 2]", 2), ("null", 1),
+                          ("[-smp sockets=2]", 1)):
+        path.write_text(f"context:\n  extra_options: {options}\n")
+        assert job.Job(k, "", path, (), "").vcpus == want, options
+    # an x86_64 kernel without ACPI cannot learn q35's other CPUs: no verdict, and why
+    k.config.write_text("CONFIG_LTO_CLANG_THIN=y\nCONFIG_SMP=y\n")
+    registry._CONFIGS.clear()
+    r = registry.run_check("smp", ReplayGuest("", [], log=path, label="t", accel="tcg",
+                                              firmware="", complete=True, vcpus=2), k)
+    assert r.verdict is Verdict.SKIP and "without CONFIG_ACPI" in r.summary, r
 
 
 def _q(s: str) -> str:

@@ -8,6 +8,7 @@ runs one `lava-test-case` per check, whose command is that check's framed comman
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -47,12 +48,24 @@ class Job:
 
     @property
     def vcpus(self) -> int:
-        """The vCPUs its guest was given: the job's -smp (1, QEMU's default, without one)."""
-        for option in self.definition().get("context", {}).get("extra_options", []):
-            word = str(option).split()
-            if len(word) == 2 and word[0] == "-smp" and word[1].isdigit():
-                return int(word[1])
-        return 1
+        """The vCPUs its guest was given: the job's -smp, read as QEMU reads it (its first
+        number or cpus=, the last -smp wins; 1, QEMU's default, without one)."""
+        extra = self.definition().get("context", {}).get("extra_options") or []
+        words = " ".join(str(o) for o in extra).split()
+        found = 1
+        for flag, value in itertools.pairwise(words):
+            if flag == "-smp":
+                found = smp_count(value, found)
+        return found
+
+
+def smp_count(value: str, default: int = 1) -> int:
+    """The CPU count of a -smp value ("2", "2,sockets=1", "cpus=2,cores=2")."""
+    for i, part in enumerate(value.split(",")):
+        key, _, number = part.rpartition("=")
+        if (key == "cpus" or (i == 0 and not key)) and number.isdigit():
+            return int(number)
+    return default
 
 
 def machine_options(arch: Arch, efi: bool) -> str:
