@@ -93,11 +93,18 @@ def base_cleared(spec: BuildSpec, tree: Path) -> tuple[str, dict[str, str]]:
 def base_key_parts(spec: BuildSpec, tree: Path) -> dict[str, object]:
     """What a base config other than tinyconfig adds to a build's key: its identity, and for
     a file the options cleared from it, when there are any (the build then starts from less
-    than the file says; a file with none keeps the key it had before clearing existed)."""
-    cleared = {} if spec.config in BASE_TARGETS else base_cleared(spec, tree)[1]
+    than the file says; a file with none keeps the key it had before clearing existed), and
+    the content of the files from outside the tree it names (a module signing key)."""
     parts: dict[str, object] = {"base": base_config_identity(spec)}
+    if spec.config in BASE_TARGETS:
+        return parts
+    text, cleared = base_cleared(spec, tree)
     if cleared:
         parts["cleared"] = sorted(cleared)
+    # a key or certificate file from outside the tree that the build reads: its content
+    outside = kconfig.outside_files(kconfig.parse(text))
+    if outside:
+        parts["files"] = {s: cache.file_sha256(p) for s, p in sorted(outside.items())}
     return parts
 
 

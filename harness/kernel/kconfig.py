@@ -205,6 +205,18 @@ def unbuildable(values: Mapping[str, str], tree: Path) -> dict[str, str]:
     return found
 
 
+def outside_files(values: Mapping[str, str]) -> dict[str, Path]:
+    """The FILE_OPTIONS `values` sets to an absolute name that is there: files from outside
+    the source tree that the build reads, whose content is then part of what is built."""
+    found: dict[str, Path] = {}
+    for option in FILE_OPTIONS:
+        raw = values.get(option.symbol)
+        name = string_value(raw) if raw is not None else None
+        if name and Path(name).is_absolute() and Path(name).is_file():
+            found[option.symbol] = Path(name)
+    return found
+
+
 def without(text: str, symbols: Iterable[str]) -> str:
     """`text` without the lines that set `symbols` (olddefconfig then gives their default);
     `text` itself when there are none."""

@@ -221,3 +221,23 @@ def test_a_base_option_whose_tool_is_missing_is_cleared_with_why(
     assert said["config_cleared"] == "CONFIG_DEBUG_INFO_BTF=y (pahole is not installed)"
     monkeypatch.setattr(toolchain, "_present", lambda tool: True)
     assert build.base_cleared(spec, _tree(tmp_path)) == (config.read_text(), {})
+
+
+def test_a_key_file_from_outside_the_tree_is_part_of_the_build_key(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The hostile review: MODULE_SIG_KEY naming an absolute file kept the key when the file
+    changed, and the cache would have served modules signed with the old key."""
+    monkeypatch.setattr(toolchain, "_present", lambda tool: True)
+    pem = tmp_path / "my key.pem"
+    pem.write_text("KEY ONE\n")
+    config = tmp_path / "config"
+    config.write_text(f'CONFIG_X86_64=y\nCONFIG_MODULE_SIG_KEY="{pem}"\n')
+    spec = BuildSpec("x86_64", config=str(config))
+    tree = _tree(tmp_path)
+    one = build.base_key_parts(spec, tree)
+    pem.write_text("KEY TWO\n")
+    two = build.base_key_parts(spec, tree)
+    assert one != two and set(one) == {"base", "files"}
+    # a base naming no such file keeps the parts it always had
+    config.write_text("CONFIG_X86_64=y\n")
+    assert build.base_key_parts(spec, tree) == {"base": build.base_config_identity(spec)}
