@@ -26,7 +26,7 @@ from harness.base import cache
 from harness.base.arch import get_arch
 from harness.base.errors import InfraError, UsageError
 from harness.base.progress import say
-from harness.guest import boot
+from harness.guest import boot, qemu
 from harness.guest.initramfs import build_initramfs
 from harness.kernel import artifacts
 from harness.kernel.model import Kernel
@@ -112,7 +112,7 @@ def _write(tmp: Path, kernel: Kernel, names: Sequence[str] | None, base: str | N
     for name, plans, definition in definitions(
             kernel, the_plan, kernel_url=_url(base, final, image.relative_to(tmp)),
             initrd_url=_url(base, final, initrd.relative_to(tmp)), firmware_url=firmware_url,
-            sha256=sums):
+            sha256=sums, memory_mb=qemu.memory_for(initrd.stat().st_size)):
         path = folder / f"job{'-' + name if name else ''}.yaml"
         path.write_text(dump(definition))
         written.append((name, path, plans, firmware))
@@ -124,7 +124,7 @@ def dump(definition: dict[str, Any]) -> str:
 
 
 def definitions(kernel: Kernel, the_plan: plan.Plan, *, kernel_url: str, initrd_url: str,
-                firmware_url: str, sha256: dict[str, str]
+                firmware_url: str, sha256: dict[str, str], memory_mb: int = qemu.MEMORY_MB
                 ) -> list[tuple[str, tuple[plan.CheckPlan, ...], dict[str, Any]]]:
     """Each job of a kernel's plan, as (name: "" for the main job, the plans it replays, its
     definition): a pure function of the kernel, the plan and where the files are."""
@@ -139,7 +139,7 @@ def definitions(kernel: Kernel, the_plan: plan.Plan, *, kernel_url: str, initrd_
         definition = job.definition(
             name=title, arch=arch, firmware_url=firmware_url,
             plans=plans if name else (identity, *plans), sha256=sha256,
-            kernel_url=kernel_url, initrd_url=initrd_url,
+            kernel_url=kernel_url, initrd_url=initrd_url, memory_mb=memory_mb,
             metadata={"ltoboot.kernel": kernel.key, "ltoboot.job": name or "main"})
         found.append((name, plans, definition))
     return found

@@ -77,12 +77,12 @@ def machine_options(arch: Arch, efi: bool) -> str:
     return machine
 
 
-def context(arch: Arch, efi: bool) -> dict[str, Any]:
+def context(arch: Arch, efi: bool, memory_mb: int = qemu.MEMORY_MB) -> dict[str, Any]:
     """The job context qemu.jinja2 renders the device from: TCG (no_kvm: else the template
     adds -enable-kvm -cpu host), our machine (with its UEFI options when booted through
     firmware) and CPU."""
     extra = ["-no-reboot", f"-smp {qemu.VCPUS}", *arch.qemu_extra]
-    ctx: dict[str, Any] = {"arch": arch.name, "no_kvm": True, "memory": 512}
+    ctx: dict[str, Any] = {"arch": arch.name, "no_kvm": True, "memory": memory_mb}
     if arch.name in TEMPLATE_SETS_MACHINE:
         ctx |= {"machine": machine_options(arch, efi), "cpu": arch.tcg_cpu}
     else:
@@ -99,10 +99,12 @@ def step(plan: CheckPlan) -> str:
 
 def definition(*, name: str, arch: Arch, kernel_url: str, initrd_url: str,
                firmware_url: str, plans: Sequence[CheckPlan], metadata: dict[str, str],
-               sha256: Mapping[str, str] | None = None) -> dict[str, Any]:
+               sha256: Mapping[str, str] | None = None, memory_mb: int = qemu.MEMORY_MB
+               ) -> dict[str, Any]:
     """`firmware_url`: UEFI firmware the job fetches like the kernel and boots through
     (-bios), so that a lab's worker needs none of its own; "": QEMU loads the kernel.
-    `sha256`: per image (kernel, ramdisk, firmware), what LAVA checks the download against."""
+    `sha256`: per image (kernel, ramdisk, firmware), what LAVA checks the download against.
+    `memory_mb`: the guest's RAM, as a local boot of the same initramfs gets (qemu.memory_for)."""
     append = qemu.kernel_cmdline(arch, panic=False)
     sums = {k: {"sha256sum": v} for k, v in (sha256 or {}).items() if v}
     firmware = {"firmware": {"url": firmware_url, "image_arg": "-bios {firmware}",
@@ -114,7 +116,7 @@ def definition(*, name: str, arch: Arch, kernel_url: str, initrd_url: str,
                      "connection": {"minutes": 2}},
         "priority": "medium",
         "visibility": "public",
-        "context": context(arch, bool(firmware_url)),
+        "context": context(arch, bool(firmware_url), memory_mb),
         "metadata": metadata,
         "actions": [
             {"deploy": {
