@@ -4,9 +4,10 @@ boot times."""
 
 from __future__ import annotations
 
+import hashlib
 import itertools
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from enum import StrEnum
 from pathlib import Path
@@ -146,24 +147,40 @@ def config_name(config: str) -> str:
     return f"{name[:head]}…{name[head + 1 - CONFIG_WIDTH:]}"
 
 
-def row(c: Cell) -> tuple[str, ...]:
+def config_names(configs: Iterable[str]) -> dict[str, str]:
+    """Each config as one table names it: config_name(), and where two files would read
+    the same (/a/my.config, /b/my.config), a short hash of the path after the name."""
+    configs = sorted(set(configs))
+    shown = {c: config_name(c) for c in configs}
+    for c in configs:
+        if list(shown.values()).count(config_name(c)) > 1:
+            mark = hashlib.sha256(c.encode()).hexdigest()[:4]
+            shown[c] = f"{config_name(c)[:CONFIG_WIDTH - 5]}~{mark}"
+    return shown
+
+
+def row(c: Cell, names: Mapping[str, str] | None = None) -> tuple[str, ...]:
     kernel = c.release or c.kernel_src.rsplit("/", 1)[-1]
     clang = c.compiler.split("version ")[-1].split()[0] if c.compiler else c.llvm
-    return (kernel, clang, c.arch, c.lto, config_name(c.config), str(c.status or ""),
+    config = (names or {}).get(c.config) or config_name(c.config)
+    return (kernel, clang, c.arch, c.lto, config, str(c.status or ""),
             str(c.passed), str(c.failed), str(c.skipped),
             duration(c.build_seconds) if c.build_seconds else "-",
             f"{c.boot_seconds:.1f}s" if c.boot_seconds else "-")
 
 
 def table(done: list[Cell]) -> str:
-    rows = [HEADER, *(row(c) for c in done)]
+    names = config_names(c.config for c in done)
+    rows = [HEADER, *(row(c, names) for c in done)]
     widths = [max(len(r[i]) for r in rows) for i in range(len(HEADER))]
     lines = ["  ".join(v.ljust(w) for v, w in zip(r, widths, strict=True)).rstrip()
              for r in rows]
     lines.insert(1, "  ".join("-" * w for w in widths))
-    notes = [f"  {row(c)[0]} clang {row(c)[1]} {c.arch} {c.lto} {config_name(c.config)}: {why}"
+    notes = [f"  {row(c)[0]} clang {row(c)[1]} {c.arch} {c.lto} {names[c.config]}: {why}"
              for c in done for why in [*c.failures, *(f"SKIP {s}" for s in c.skips)]]
-    return "\n".join(lines + (["", "notes:", *notes] if notes else []))
+    files = [f"  {names[c]}: {c}" for c in sorted(names) if c not in BASE_TARGETS]
+    return "\n".join(lines + (["", "notes:", *notes] if notes else [])
+                     + (["", "config files:", *files] if files else []))
 
 
 KERNEL_FAILED = (CellStatus.FAILED, CellStatus.BUILD_FAILED, CellStatus.BOOT_FAILED)

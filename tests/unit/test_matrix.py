@@ -129,3 +129,15 @@ def test_the_table_and_the_json_name_each_cells_config(
                                                           ["thin", short, "failed"]]
     assert f"x86_64 thin {short}: cfi: no CFI failure" in text  # the notes name it too
     assert matrix.config_name(str(tmp_path / "x86.config")) == "x86.config"
+
+
+def test_two_files_of_one_name_read_apart_in_the_table(tmp_path: Path) -> None:
+    """The hostile review: /a/my.config and /b/my.config were one name in the table."""
+    a, b = str(tmp_path / "a" / "my.config"), str(tmp_path / "b" / "my.config")
+    names = matrix.config_names([a, b, "tinyconfig"])
+    assert names["tinyconfig"] == "tinyconfig"
+    assert names[a] != names[b] and names[a].startswith("my.config~")
+    cells = [matrix.Cell("k", "19", "x86_64", "thin", config=c,
+                         status=matrix.CellStatus.PASSED) for c in (a, b)]
+    text = matrix.table(cells)
+    assert f"{names[a]}: {a}" in text and f"{names[b]}: {b}" in text
