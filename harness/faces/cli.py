@@ -422,12 +422,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     _STARTED = datetime.now(UTC)
     args = cli_args.parser().parse_args(argv)
     previous = signal.signal(signal.SIGTERM, _terminate)
+    bad_input = False  # then nothing was added to the cache, and the error is the one line
     try:
         outputs.check(args)  # a typo in an output path costs no build
         if args.command not in (*_NOT_PRUNED_AFTER, "bisect-step"):  # it checks for itself
             housekeeping.max_size()  # nor does a bad $LTOBOOT_CACHE_MAX, found after a build
         return int(COMMANDS[args.command](args))
     except (UsageError, InfraError) as e:
+        bad_input = isinstance(e, UsageError)
         print(redaction.redact(f"ltoboot: error: {e}"), file=sys.stderr)
         return EXIT_USAGE
     except (BuildError, KernelFailure) as e:
@@ -442,7 +444,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     finally:
         proc.end_all()
         signal.signal(signal.SIGTERM, previous)
-        if args.command not in _NOT_PRUNED_AFTER:
+        if args.command not in _NOT_PRUNED_AFTER and not bad_input:
             _keep_cache_bounded()
 
 

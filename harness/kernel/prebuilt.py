@@ -248,6 +248,9 @@ def _install_modules(tmp: Path, build_dir: Path, release: str) -> None:
     dest.mkdir(parents=True)
     for line in (build_dir / "modules.order").read_text().split():
         ko = Path(line).with_suffix(".ko")
+        if not (build_dir / ko).is_file():
+            raise UsageError(f"{build_dir}/modules.order lists {ko}, which is not there: run "
+                             f"`make modules` in it (or give its installed modules)")
         (dest / "kernel" / ko.parent).mkdir(parents=True, exist_ok=True)
         shutil.copyfile(build_dir / ko, dest / "kernel" / ko)
     for name in ("modules.order", "modules.builtin", "modules.builtin.modinfo"):

@@ -3,6 +3,7 @@ writes no reply, a spec survives a bisect step's argv, and the help and the comm
 
 from __future__ import annotations
 
+import os
 import re
 import subprocess
 import sys
@@ -213,3 +214,24 @@ def test_the_reproducer_names_the_series_by_message_id_or_as_fetched(tmp_path: P
     fetched = series.Series(None, (mail,), b"", "t", origin="https://lore.example/x/t.mbox.gz")
     said = cli._reproducer(args, fetched, "a" * 40)(spec)
     assert "--series https://lore.example/x/t.mbox.gz " in said and "secret" not in said
+
+
+def test_bad_input_is_one_line_even_when_the_cache_is_over_its_bound(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+        ) -> None:
+    """A bad command added nothing to the cache: no pruning, nothing but its error (a cold
+    CI's cache over its bound added a prune line to a refused fragment's one)."""
+    from harness.base import cache
+
+    monkeypatch.setenv("LTOBOOT_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setenv("LTOBOOT_CACHE_MAX", "1K")
+    # as when the refusal came after an entry was made (the source's Kconfig symbols, say)
+    monkeypatch.setattr(cache, "grew", lambda: True)
+    logs = tmp_path / "cache" / "logs"
+    logs.mkdir(parents=True)
+    (logs / "old.log").write_bytes(b"x" * 100_000)
+    os.utime(logs / "old.log", (1e9, 1e9))  # a log of long ago: the first to go
+    assert main(["run", "--config", str(tmp_path / "no-such.config")]) == 2
+    err = capsys.readouterr().err.splitlines()
+    assert len(err) == 1 and err[0].startswith("ltoboot: error: --config"), err
+    assert (logs / "old.log").exists()
