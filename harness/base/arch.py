@@ -40,6 +40,9 @@ class Arch:
     efi_firmware: str = ""  # UEFI firmware for an EFI-stub boot (-bios), if checked
     efi_machine_options: str = ""  # -M options for that boot
     efi_firmware_package: str = ""
+    # our fragment for the tinyconfig base only (on top of `fragment`): where tinyconfig's
+    # choice for a small image costs every boot under TCG. A tester's base keeps its own.
+    tinyconfig_fragment: str = ""
 
 
 ARCHES: dict[str, Arch] = {
@@ -61,6 +64,7 @@ ARCHES: dict[str, Arch] = {
             kvm_host="x86_64",
             tcg_slowdown=4.0,
             fragment="x86_64.config",
+            tinyconfig_fragment="x86_64-tinyconfig.config",
             artifact_images=("bzImage",),
             # Documentation/x86/boot.rst: "HdrS" at 0x202; xloadflags bit 0 at 0x236: a 64-bit
             # entry point; kernel_version pointer at 0x20e

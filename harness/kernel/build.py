@@ -368,8 +368,9 @@ def plan(spec: BuildSpec) -> Plan:
     defined = kconfig.defined_symbols(src.tree, arch.src_arch, src.identity)
     options, left_out = needs.build_options(tc.major, tc.clang_version, arch=arch.name,
                                             lto=spec.lto, defined=defined, version=src.version)
+    tiny = arch.tinyconfig_fragment if spec.config == "tinyconfig" else ""
     wanted = kconfig.follow_renames(
-        kconfig.wanted_options(arch.fragment, spec.lto, extra, options), defined)
+        kconfig.wanted_options(arch.fragment, spec.lto, extra, options, tiny), defined)
     _defines_all(wanted, defined, spec, src, extra)
     parts: dict[str, object] = {
         "recipe": RECIPE, "source": src.identity, "config": wanted, "clang": tc.clang_version,
@@ -378,7 +379,7 @@ def plan(spec: BuildSpec) -> Plan:
     if spec.config != "tinyconfig":
         parts.update(base_key_parts(spec, src.tree))
     optional = frozenset(options) - set(kconfig.wanted_options(arch.fragment, spec.lto, extra,
-                                                               {}))
+                                                               {}, tiny))
     return Plan(spec, src, tc, wanted, cache.content_key(parts), left_out,
                 frozenset(kconfig.follow_renames({s: "" for s in optional}, defined)),
                 cache.content_key({k: v for k, v in parts.items()

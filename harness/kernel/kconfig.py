@@ -72,12 +72,16 @@ def not_stuck(wanted: Mapping[str, str], actual: Mapping[str, str]) -> list[str]
 
 
 def wanted_options(arch_fragment: str, lto: str, extra: Iterable[Path] = (),
-                   checks: Mapping[str, str] | None = None) -> dict[str, str]:
-    """Our fragments, what the checks need (`checks`; default: every check's, whatever the
-    toolchain), the LTO mode's option, then the user's fragments (which win)."""
+                   checks: Mapping[str, str] | None = None, base_fragment: str = ""
+                   ) -> dict[str, str]:
+    """Our fragments (`base_fragment`: the arch's for the base config at hand, if any), what
+    the checks need (`checks`; default: every check's, whatever the toolchain), the LTO mode's
+    option, then the user's fragments (which win)."""
     if checks is None:
         checks = needs.build_options(clang_major=10**6, clang="any")[0]
-    texts = [(CONFIG_DIR / "base.config").read_text(), (CONFIG_DIR / arch_fragment).read_text(),
+    ours = [arch_fragment, *([base_fragment] if base_fragment else [])]
+    texts = [(CONFIG_DIR / "base.config").read_text(),
+             *((CONFIG_DIR / name).read_text() for name in ours),
              render(checks), render(lto_mode(lto).request)]
     texts.extend(p.read_text() for p in extra)
     return merge(texts)

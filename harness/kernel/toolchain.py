@@ -43,11 +43,15 @@ def require(tools: Iterable[tuple[str, str]]) -> None:
 
 
 # What an option set to y makes the build run beyond BUILD_TOOLS (a distribution's config
-# sets these; ltoboot's own do not): option -> (tool, Debian package). Kconfig keeps them
+# sets these; of ltoboot's own, KERNEL_LZ4): option -> (tool, Debian package). Kconfig keeps them
 # without the tool, and the build fails at its end.
 OPTION_TOOLS: dict[str, tuple[str, str]] = {
     "DEBUG_INFO_BTF": ("pahole", "pahole"),  # scripts/link-vmlinux.sh: vmlinux's BTF
     "MODULE_SIG": ("openssl", "openssl"),  # certs/Makefile: `openssl req` makes the key
+    # the boot image's compressor (arch/*/boot/compressed, scripts/Makefile.lib), where it is
+    # not one every Debian has (gzip, xz): ltoboot's x86_64 tinyconfig kernels take LZ4
+    "KERNEL_LZ4": ("lz4", "lz4"),
+    "KERNEL_ZSTD": ("zstd", "zstd"),
 }
 
 

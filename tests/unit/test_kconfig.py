@@ -39,3 +39,27 @@ def test_renamed_symbols_follow_the_source() -> None:
         {"MITIGATION_RETPOLINE": "y", "PRINTK": "y"}
     assert kconfig.follow_renames({"MITIGATION_RETPOLINE": "y"}, old) == {"RETPOLINE": "y"}
     assert kconfig.follow_renames({"RETPOLINE": "y"}, old) == {"RETPOLINE": "y"}
+
+
+def test_the_tinyconfig_fragment_is_for_that_base_only() -> None:
+    """x86_64's tinyconfig kernels take LZ4 (tinyconfig's XZ costs every boot under TCG); on
+    any other base the tester's config keeps its compressor (build.plan passes the fragment
+    for tinyconfig only)."""
+    from harness.base.arch import ARCHES
+
+    tiny = ARCHES["x86_64"].tinyconfig_fragment
+    on_tiny = kconfig.wanted_options("x86_64.config", "thin", base_fragment=tiny)
+    assert on_tiny["KERNEL_LZ4"] == "y" and on_tiny["KERNEL_XZ"] == "n"
+    assert "KERNEL_LZ4" not in kconfig.wanted_options("x86_64.config", "thin")
+
+
+def test_every_tool_our_fragments_make_kbuild_run_is_a_package_setup_installs() -> None:
+    from harness.base.arch import ARCHES
+    from harness.kernel import host_packages, toolchain
+
+    installed = set(host_packages.debian_packages())
+    for a in ARCHES.values():
+        ours = kconfig.wanted_options(a.fragment, "thin", base_fragment=a.tinyconfig_fragment)
+        for option, (tool, package) in toolchain.OPTION_TOOLS.items():
+            if ours.get(option) == "y":
+                assert package in installed, f"CONFIG_{option}=y needs {tool}: {package}"
