@@ -77,16 +77,22 @@ def in_tree_modules(kernel: Kernel) -> list[str]:
     return names[:IN_TREE_TRIES]
 
 
+def after_mark(mark: str) -> str:
+    """A filter of dmesg's output, in the guest: the lines after the last line holding `mark`
+    (none without one). What a check needs of the kernel log since it wrote its mark to
+    /dev/kmsg, without the serial console carrying the whole log (50-60 KB) to the host."""
+    return ("awk '/" + mark + "/ { n = NR } { line[NR] = $0 } "
+            "END { if (n) for (i = n + 1; i <= NR; i++) print line[i] }'")
+
+
 def load_one_command(names: list[str]) -> str:
     """One guest command: load each of `names` in turn until one loads, then remove it (and
     the modules it pulled in); it says which loaded, how each failure ended, and then what
     the module loader said meanwhile (the kernel log after our mark, `loader: `)."""
-    after_mark = ("awk '/" + KMSG_MARK + "/ { n = NR } { line[NR] = $0 } "
-                  "END { if (n) for (i = n + 1; i <= NR; i++) print line[i] }'")
     return (f"echo '{KMSG_MARK}' > /dev/kmsg; "
             f"for m in {' '.join(names)}; do if modprobe $m; then echo loaded $m; "
             "modprobe -r $m && echo unloaded $m; break; fi; echo failed $m; done; "
-            f"dmesg | {after_mark} | grep -iE '" + "|".join(LOADER_ERRORS)
+            f"dmesg | {after_mark(KMSG_MARK)} | grep -iE '" + "|".join(LOADER_ERRORS)
             + "' | sed 's/^/loader: /'")
 
 
@@ -136,7 +142,7 @@ def test_module(guest: GuestProtocol, kernel: Kernel) -> Outcome:
     load = guest.run(f"modprobe {module}")
     if not load.ok:
         return Outcome(False, f"modprobe {module} failed (exit {load.status})", load.output)
-    hello = "Hello, world" in guest.run("dmesg").output
+    hello = "Hello, world" in guest.run("dmesg | grep -F 'Hello, world'").output
     listed = module_listed(guest.run("cat /proc/modules").output, module)
     unload = guest.run(f"rmmod {module}")
     gone = not module_listed(guest.run("cat /proc/modules").output, module)

@@ -95,7 +95,9 @@ def kallsyms_address(output: str) -> int | None:
     return int(out[0], 16) if out and re.fullmatch(r"[0-9a-f]+", out[0]) else None
 
 
-COUNT_CMD = "grep -c '[.]llvm[.]' /proc/kallsyms"
+# a fixed string: busybox grep's regular expression takes 0.9 s for the 30,000 lines of x86_64's
+# kallsyms under TCG, -F 0.3 s (kallsyms itself is most of that)
+COUNT_CMD = "grep -cF .llvm. /proc/kallsyms"
 CANDIDATES = 8  # promoted functions tried, in System.map order, until one is found
 
 
