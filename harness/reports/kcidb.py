@@ -230,7 +230,8 @@ def _config_name(k: Kernel | None, spec: BuildSpec | None) -> str:
         Path(spec.config).name if spec and spec.config else "tinyconfig")
     frags = [Path(f).name for f in (spec.fragments if spec else ())]
     arch = get_arch(k.arch if k else spec.arch if spec else "x86_64")
-    return "+".join([base, arch.fragment, *frags])
+    tiny = [arch.tinyconfig_fragment] if base == "tinyconfig" and arch.tinyconfig_fragment else []
+    return "+".join([base, arch.fragment, *tiny, *frags])
 
 
 def _build(rep: KernelReport, checkout_id: str, build_id: str, run: Run) -> dict[str, Any]:

@@ -647,3 +647,14 @@ def test_the_findings_reach_the_document_through_the_context(tmp_path: Path) -> 
     assert [i["misc"]["patch"]["number"] for i in written["issues"]] == ["2/3"]
     assert len(written["incidents"]) == 1
     assert documents.Context(["cfi"], datetime.now(UTC)).findings == []  # callers as before
+
+
+def test_config_name_lists_every_fragment_the_build_took() -> None:
+    """On tinyconfig an arch may take our fragment for that base too (x86_64: LZ4); a
+    tester's base does not, and the tester's own fragments come last."""
+    tiny = BuildSpec(arch="x86_64", fragments=("mine.config",))
+    assert kcidb._config_name(None, tiny) == \
+        "tinyconfig+x86_64.config+x86_64-tinyconfig.config+mine.config"
+    assert kcidb._config_name(None, BuildSpec(arch="x86_64", config="defconfig")) == \
+        "defconfig+x86_64.config"
+    assert kcidb._config_name(None, BuildSpec(arch="arm64")) == "tinyconfig+arm64.config"
