@@ -44,7 +44,7 @@ KINDS: dict[str, str] = {
 TRASH_KIND = "leftover trash"
 ORDER = list(dict.fromkeys(["sources", "builds", *KINDS.values(), TRASH_KIND]))
 # bookkeeping: small, and what the rest relies on; never listed as entries or pruned
-KEEP = {"hashes", "index", "locks", "probe", "scratch"}
+KEEP = {"hashes", "index", "kconfig-symbols", "locks", "probe", "scratch"}
 _BUILD = re.compile(r"^\.ltoboot-.+")  # a build directory inside a tree the cache owns
 
 

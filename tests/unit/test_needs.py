@@ -87,6 +87,37 @@ def test_defined_symbols_are_this_arch_and_the_common_tree(tmp_path: Path) -> No
                              frozenset({"MODULES"})) == ["NOPE"]
 
 
+def test_defined_symbols_are_kept_per_tree_identity_and_arch(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A new process reads the cache's record instead of walking the tree again; another
+    identity (the tree changed), another arch or a damaged record walks it."""
+    monkeypatch.setenv("LTOBOOT_CACHE", str(tmp_path / "cache"))
+    tree = _tree(tmp_path / "tree")
+    walked: list[str] = []
+    walk = kconfig._walk_symbols
+
+    def counted(t: Path, src_arch: str) -> set[str]:
+        walked.append(src_arch)
+        return walk(t, src_arch)
+
+    monkeypatch.setattr(kconfig, "_walk_symbols", counted)
+    monkeypatch.setattr(kconfig, "_DEFINED", {})
+    assert kconfig.defined_symbols(tree, "x86", "tarball:aaa") == {"MODULES", "LKDTM", "X86_64"}
+    monkeypatch.setattr(kconfig, "_DEFINED", {})  # a new process
+    (tree / "arch/x86/Kconfig").write_text("config CHANGED\n")  # the record is what counts
+    assert kconfig.defined_symbols(tree, "x86", "tarball:aaa") == {"MODULES", "LKDTM", "X86_64"}
+    assert walked == ["x86"]
+    assert kconfig.defined_symbols(tree, "x86", "tarball:bbb") == {"MODULES", "LKDTM", "CHANGED"}
+    assert kconfig.defined_symbols(tree, "arm64", "tarball:aaa") == \
+        {"MODULES", "LKDTM", "ARM64_ONLY"}
+    assert walked == ["x86", "x86", "arm64"]
+    for record in (tmp_path / "cache/kconfig-symbols").iterdir():
+        record.write_text(record.read_text()[:30])  # cut short
+    monkeypatch.setattr(kconfig, "_DEFINED", {})
+    assert kconfig.defined_symbols(tree, "x86", "tarball:aaa") == {"MODULES", "LKDTM", "CHANGED"}
+    assert walked == ["x86", "x86", "arm64", "x86"]
+
+
 def test_a_check_whose_options_the_kernel_lacks_is_left_out_with_the_reason() -> None:
     defined = frozenset(kconfig.wanted_options("x86_64.config", "thin")) - {"CFI_CLANG"}
     options, left_out = needs.build_options(19, "clang 19", defined=defined, version="6.0.1",
