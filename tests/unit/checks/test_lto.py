@@ -4,6 +4,7 @@ matches exactly (6.11 on): the pure evaluator, then the thin function that asks 
 
 from __future__ import annotations
 
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -134,3 +135,24 @@ def test_the_check_asks_nothing_more_where_the_count_decides(tmp_path: Path) -> 
     guest = Answering({lto.COUNT_CMD: "0\n"})
     got = lto.llvm_symbols(guest, _kernel(tmp_path, "6.1.192"))  # type: ignore[arg-type]
     assert not got.passed and guest.typed == [lto.COUNT_CMD]
+
+
+def test_the_count_keeps_the_names_that_the_lookups_read(tmp_path: Path) -> None:
+    """COUNT_CMD then kallsyms_cmd, as the guest's busybox runs them, on a recorded kallsyms
+    (the file name moved into the scratch directory): the count, and a name's line from
+    what the count kept; none when no name has the hash."""
+    kallsyms = tmp_path / "kallsyms"
+    kallsyms.write_text("ffffffff81000100 t alpha.llvm.111\nffffffff81000150 T plain\n"
+                        "ffffffff81000200 t beta.llvm.222\n")
+    kept = str(tmp_path / "names")
+
+    def sh(cmd: str) -> str:
+        cmd = cmd.replace("/proc/kallsyms", str(kallsyms)).replace(lto.LLVM_NAMES, kept)
+        return subprocess.run(["busybox", "sh", "-c", cmd], capture_output=True,
+                              text=True).stdout
+
+    assert lto.count_of(sh(lto.COUNT_CMD)) == 2
+    assert lto.kallsyms_address(sh(lto.kallsyms_cmd("beta.llvm.222"))) == 0xffffffff81000200
+    kallsyms.write_text("ffffffff81000150 T plain\n")
+    assert lto.count_of(sh(lto.COUNT_CMD)) == 0
+    assert lto.kallsyms_address(sh(lto.kallsyms_cmd("beta.llvm.222"))) is None
