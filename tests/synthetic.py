@@ -40,7 +40,8 @@ def kconfig_defining_everything() -> str:
     symbols: set[str] = set()
     for arch in ARCHES.values():
         for lto in LTO_MODES:
-            symbols |= set(kconfig.wanted_options(arch.fragment, lto))
+            symbols |= set(kconfig.wanted_options(arch.fragment, lto,
+                                                  base_fragment=arch.tinyconfig_fragment))
     return "".join(f"config {s}\n\tbool\n" for s in sorted(symbols))
 
 

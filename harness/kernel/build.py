@@ -229,6 +229,23 @@ def _start(out: Path, spec: BuildSpec, src: source.KernelSource,
     return Start({})
 
 
+def tinyconfig_fragment(spec: BuildSpec) -> str:
+    """Our fragment for the arch's tinyconfig base, "" on another base or where there is none."""
+    return get_arch(spec.arch).tinyconfig_fragment if spec.config == "tinyconfig" else ""
+
+
+def preferences(spec: BuildSpec) -> frozenset[str]:
+    """The options of that fragment: preferences (x86_64's image compressor), asked for like
+    the others but not verified, nor required of the source. A tester's fragment that picks
+    another option of the same Kconfig choice overrules them: theirs comes last, and Kconfig
+    keeps the last of a choice. An option a tester's fragment sets is theirs, and verified."""
+    name = tinyconfig_fragment(spec)
+    if not name:
+        return frozenset()
+    theirs = kconfig.merge(Path(f).expanduser().read_text() for f in spec.fragments)
+    return frozenset(kconfig.parse((kconfig.CONFIG_DIR / name).read_text())) - set(theirs)
+
+
 def configure(out: Path, spec: BuildSpec, make: kbuild.Kbuild, wanted: dict[str, str],
               optional: frozenset[str], log: Path) -> dict[str, str]:
     """out/.config: the base (first time only) + `wanted`, verified. What did not stick is a
@@ -251,7 +268,8 @@ def configure(out: Path, spec: BuildSpec, make: kbuild.Kbuild, wanted: dict[str,
     dropped: set[str] = set()
     if spec.config != "tinyconfig":
         dropped = {s for s in wanted if s in optional and after.get(s, "n") != wanted[s]}
-    problems = kconfig.not_stuck({s: v for s, v in wanted.items() if s not in dropped}, after)
+    verified = {s: v for s, v in wanted.items() if s not in dropped | preferences(spec)}
+    problems = kconfig.not_stuck(verified, after)
     if problems:
         raise BuildError(f"build {spec.label}: Kconfig dropped options we asked for: "
                          + "; ".join(problems), log=log)
@@ -368,10 +386,11 @@ def plan(spec: BuildSpec) -> Plan:
     defined = kconfig.defined_symbols(src.tree, arch.src_arch, src.identity)
     options, left_out = needs.build_options(tc.major, tc.clang_version, arch=arch.name,
                                             lto=spec.lto, defined=defined, version=src.version)
-    tiny = arch.tinyconfig_fragment if spec.config == "tinyconfig" else ""
+    tiny = tinyconfig_fragment(spec)
     wanted = kconfig.follow_renames(
         kconfig.wanted_options(arch.fragment, spec.lto, extra, options, tiny), defined)
-    _defines_all(wanted, defined, spec, src, extra)
+    _defines_all({s: v for s, v in wanted.items() if s not in preferences(spec)}, defined,
+                 spec, src, extra)
     parts: dict[str, object] = {
         "recipe": RECIPE, "source": src.identity, "config": wanted, "clang": tc.clang_version,
         "lld": tc.lld_version, "arch": arch.name, "lto": spec.lto,

@@ -109,7 +109,10 @@ def follow_renames(wanted: Mapping[str, str], defined: frozenset[str]) -> dict[s
 _DEFINED: dict[tuple[str, str], frozenset[str]] = {}
 
 
+# a record's first line: a change to what _walk_symbols reads must change it
 _SYMBOLS_FORMAT = "ltoboot kconfig symbols 1"
+# records kept (about 260 KB each): a series, a bisect step or an edited tree is a new identity
+SYMBOL_RECORDS = 32
 
 
 def defined_symbols(tree: Path, src_arch: str, identity: str = "") -> frozenset[str]:
@@ -128,6 +131,7 @@ def defined_symbols(tree: Path, src_arch: str, identity: str = "") -> frozenset[
                 record.parent.mkdir(parents=True, exist_ok=True)
                 cache.write_atomic(record, "\n".join(
                     [f"{_SYMBOLS_FORMAT} {src_arch} {identity}", *sorted(known)]) + "\n")
+                _keep_newest(record.parent, SYMBOL_RECORDS)
         _DEFINED[memo] = known
     return _DEFINED[memo]
 
@@ -149,10 +153,22 @@ def _symbols_record(identity: str, src_arch: str) -> Path:
     return cache.cache_root() / "kconfig-symbols" / f"{name}.txt"
 
 
+def _keep_newest(directory: Path, keep: int) -> None:
+    """Remove all but the `keep` records used last (a read touches its record)."""
+    def used(p: Path) -> float:
+        try:
+            return p.stat().st_mtime
+        except OSError:
+            return 0.0
+    for old in sorted(directory.glob("*.txt"), key=used, reverse=True)[keep:]:
+        old.unlink(missing_ok=True)
+
+
 def _read_symbols(record: Path, identity: str, src_arch: str) -> frozenset[str] | None:
     """The record's symbols, None unless it is whole and for this very tree and arch."""
     try:
         head, *symbols = record.read_text().splitlines()
+        os.utime(record)  # used: kept over the records of trees gone by
     except (OSError, UnicodeDecodeError, ValueError):
         return None
     if head != f"{_SYMBOLS_FORMAT} {src_arch} {identity}" or not symbols \

@@ -52,6 +52,7 @@ OPTION_TOOLS: dict[str, tuple[str, str]] = {
     # not one every Debian has (gzip, xz): ltoboot's x86_64 tinyconfig kernels take LZ4
     "KERNEL_LZ4": ("lz4", "lz4"),
     "KERNEL_ZSTD": ("zstd", "zstd"),
+    "MODULE_COMPRESS_ZSTD": ("zstd", "zstd"),  # scripts/Makefile.modinst: at modules_install
 }
 
 

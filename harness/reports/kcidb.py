@@ -230,7 +230,8 @@ def _config_name(k: Kernel | None, spec: BuildSpec | None) -> str:
         Path(spec.config).name if spec and spec.config else "tinyconfig")
     frags = [Path(f).name for f in (spec.fragments if spec else ())]
     arch = get_arch(k.arch if k else spec.arch if spec else "x86_64")
-    tiny = [arch.tinyconfig_fragment] if base == "tinyconfig" and arch.tinyconfig_fragment else []
+    ours = spec is not None and not spec.prebuilt and spec.config == "tinyconfig"  # we built it
+    tiny = [arch.tinyconfig_fragment] if ours and arch.tinyconfig_fragment else []
     return "+".join([base, arch.fragment, *tiny, *frags])
 
 

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from harness.base.errors import UsageError
-from harness.kernel import build, kbuild
+from harness.base.errors import BuildError, UsageError
+from harness.kernel import build, kbuild, kconfig
 from harness.kernel.model import BuildSpec
 
 
@@ -107,3 +107,70 @@ def test_a_build_that_fails_alike_is_answered_again_and_a_passing_failure_is_not
     log.unlink()  # the evidence was pruned with the logs: build again to have it
     failures.raise_if_remembered(entry)
     assert not failures.record(entry).exists()
+
+
+class _Kconfig:
+    """make of a base and olddefconfig, as Kconfig treats the image compressor's choice: the
+    last option of the choice set to y is the one kept."""
+
+    CHOICE = ("KERNEL_GZIP", "KERNEL_XZ", "KERNEL_LZ4")
+
+    def __init__(self, out: Path) -> None:
+        self.config, self.tree = out / ".config", out
+
+    def __call__(self, target: str) -> None:
+        if target == "tinyconfig":
+            self.config.write_text("CONFIG_KERNEL_XZ=y\n")
+            return
+        lines = [x for x in self.config.read_text().splitlines()
+                 if not any(c in x for c in self.CHOICE)]
+        chosen = [x.removeprefix("CONFIG_").split("=")[0]
+                  for x in self.config.read_text().splitlines()
+                  if x.endswith("=y") and x.removeprefix("CONFIG_").split("=")[0] in self.CHOICE]
+        pick = chosen[-1] if chosen else "KERNEL_GZIP"
+        lines += [f"CONFIG_{c}=y" if c == pick else f"# CONFIG_{c} is not set"
+                  for c in self.CHOICE]
+        self.config.write_text("\n".join(lines) + "\n")
+
+
+@pytest.mark.parametrize(("theirs", "kept"), [
+    ("", "KERNEL_LZ4"),  # ours: x86_64's tinyconfig kernels are LZ4
+    ("CONFIG_KERNEL_GZIP=y\n", "KERNEL_GZIP"),  # the tester's choice overrules ours
+    ("CONFIG_KERNEL_XZ=y\n", "KERNEL_XZ"),
+])
+def test_a_testers_fragment_overrules_our_tinyconfig_preferences(
+        tmp_path: Path, theirs: str, kept: str) -> None:
+    mine = tmp_path / "mine.config"
+    mine.write_text(theirs)
+    spec = BuildSpec(arch="x86_64", fragments=(str(mine),))
+    wanted = kconfig.wanted_options("x86_64.config", "thin", [mine], {},
+                                    build.tinyconfig_fragment(spec))
+    out = tmp_path / "out"
+    out.mkdir()
+    make = _Kconfig(out)
+    build.configure(out, spec, make, wanted, frozenset(), tmp_path / "log")  # type: ignore[arg-type]
+    assert kconfig.parse((out / ".config").read_text())[kept] == "y"
+
+
+def test_a_testers_own_compressor_option_is_verified(tmp_path: Path) -> None:
+    """What the tester's fragment sets is theirs and verified, even where it is one of ours."""
+    mine = tmp_path / "mine.config"
+    mine.write_text("CONFIG_KERNEL_LZ4=y\nCONFIG_KERNEL_GZIP=y\n")  # two of one choice
+    spec = BuildSpec(arch="x86_64", fragments=(str(mine),))
+    assert build.preferences(spec) == frozenset({"KERNEL_XZ"})
+    wanted = kconfig.wanted_options("x86_64.config", "thin", [mine], {},
+                                    build.tinyconfig_fragment(spec))
+    out = tmp_path / "out"
+    out.mkdir()
+    with pytest.raises(BuildError, match="CONFIG_KERNEL_LZ4=y"):
+        build.configure(out, spec, _Kconfig(out), wanted, frozenset(),  # type: ignore[arg-type]
+                        tmp_path / "log")
+
+
+def test_only_tinyconfig_builds_take_our_tinyconfig_fragment() -> None:
+    assert build.tinyconfig_fragment(BuildSpec(arch="x86_64")) == "x86_64-tinyconfig.config"
+    assert build.preferences(BuildSpec(arch="x86_64")) == {"KERNEL_LZ4", "KERNEL_XZ"}
+    for spec in (BuildSpec(arch="x86_64", config="defconfig"),
+                 BuildSpec(arch="x86_64", config="/some/distro.config"),
+                 BuildSpec(arch="arm64")):
+        assert build.tinyconfig_fragment(spec) == "" and build.preferences(spec) == frozenset()

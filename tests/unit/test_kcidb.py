@@ -658,3 +658,8 @@ def test_config_name_lists_every_fragment_the_build_took() -> None:
     assert kcidb._config_name(None, BuildSpec(arch="x86_64", config="defconfig")) == \
         "defconfig+x86_64.config"
     assert kcidb._config_name(None, BuildSpec(arch="arm64")) == "tinyconfig+arm64.config"
+    # a kernel built elsewhere did not take it; nor did a base file that is named tinyconfig
+    assert "x86_64-tinyconfig" not in kcidb._config_name(
+        None, BuildSpec(arch="x86_64", prebuilt="/k/bzImage"))
+    assert "x86_64-tinyconfig" not in kcidb._config_name(
+        None, BuildSpec(arch="x86_64", config="/mine/tinyconfig"))

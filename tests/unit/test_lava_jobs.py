@@ -392,7 +392,7 @@ def test_names_from_system_map_are_quoted_in_guest_commands() -> None:
                                                          lto_check.LLVM_NAMES]
     words = shlex.split(lto_check.kprobe_cmd(evil))
     assert f"lookup={evil}" in words and f"kprobe {evil} at" in words
-    # ordinary names type exactly what they did: the LAVA plans of a kernel stay the same
+    # ordinary names are typed as they are, unquoted
     assert lto_check.kallsyms_cmd("a.llvm.1") == \
         "grep -F ' a.llvm.1' /tmp/ltoboot-llvm-names"
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import pytest
@@ -150,3 +151,21 @@ def test_a_kernel_without_smp_skips_smp_with_the_reason() -> None:
         "needs CONFIG_SMP=y, which this kernel's config does not have"
     for fragment in ("x86_64.config", "arm64.config"):
         assert kconfig.wanted_options(fragment, "thin")["SMP"] == "y"
+
+
+def test_only_the_symbol_records_used_last_are_kept(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("LTOBOOT_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setattr(kconfig, "SYMBOL_RECORDS", 3)
+    tree = _tree(tmp_path / "tree")
+    for i in range(5):
+        time.sleep(0.05)  # file times are as coarse as the kernel's clock tick
+        monkeypatch.setattr(kconfig, "_DEFINED", {})
+        kconfig.defined_symbols(tree, "x86", f"tarball:{i}")
+        if i == 2:  # the first is used again: it stays
+            time.sleep(0.05)
+            monkeypatch.setattr(kconfig, "_DEFINED", {})
+            kconfig.defined_symbols(tree, "x86", "tarball:0")
+    kept = {r.read_text().splitlines()[0].split()[-1]
+            for r in (tmp_path / "cache/kconfig-symbols").iterdir()}
+    assert kept == {"tarball:0", "tarball:3", "tarball:4"}
