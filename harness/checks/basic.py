@@ -81,7 +81,9 @@ def after_mark(mark: str) -> str:
     """A filter of dmesg's output, in the guest: the lines after the last line holding `mark`
     (none without one). What a check needs of the kernel log since it wrote its mark to
     /dev/kmsg, without the serial console carrying the whole log (50-60 KB) to the host."""
-    return ("awk '/" + mark + "/ { n = NR } { line[NR] = $0 } "
+    # $(0), not $0: LAVA's run.sh escapes every $<digit> of a --shell step (testdef.py), in
+    # single quotes too, and awk then reads \$0
+    return ("awk '/" + mark + "/ { n = NR } { line[NR] = $(0) } "
             "END { if (n) for (i = n + 1; i <= NR; i++) print line[i] }'")
 
 

@@ -51,7 +51,8 @@ def run_steps(plans: list[plan.CheckPlan]) -> str:
         case = Path(d, "lava-test-case")
         case.write_text('#!/usr/bin/env -S busybox sh\nshift; shift; eval "$*"\n')
         case.chmod(0o755)
-        script = "\n".join(job.step(p) for p in plans)
+        # LAVA's run.sh escapes $<digit> in --shell steps (lava_dispatcher testdef.py)
+        script = "\n".join(re.sub(r"\$(\d+)\b", r"\\$\1", job.step(p)) for p in plans)
         return subprocess.run(["busybox", "sh", "-c", script], capture_output=True, text=True,
                               check=True, env={**os.environ, "PATH": f"{d}:/usr/bin:/bin"}
                               ).stdout
@@ -70,6 +71,18 @@ def test_steps_survive_lava_test_case_quoting() -> None:
     assert r0.output == "single double 3 $HOME" and r0.ok
     assert r1.output == "a|b" and r1.status == 1
     assert r2.output == "0" and r2.status == 1
+
+
+def test_the_kernel_log_after_a_mark_survives_lavas_run_sh() -> None:
+    """LAVA rewrites $0 as \\$0 in a --shell step, single quotes or not: awk's program then
+    does not parse, and modversions saw no refusal (a real lava-run showed it)."""
+    from harness.checks.basic import after_mark
+
+    log = "printf '[ 1.0] old\\n[ 2.0] ltoboot: mark\\n[ 2.1] new\\n'"
+    cmd = f"{log} | {after_mark('ltoboot: mark')}"
+    p = plan.CheckPlan("x", (plan.Command(plan.tag("k", "x", 0), cmd),))
+    got = answers(run_steps([p]), p.commands)
+    assert got[0].result is not None and got[0].result.output == "[ 2.1] new"
 
 
 def test_tags_are_stable_and_apart() -> None:
