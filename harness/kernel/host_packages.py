@@ -25,8 +25,9 @@ BASE_PACKAGES = ("busybox-static", "flex", "bison", "bc", "libelf-dev", "libssl-
                  # keys of kernels cached without it; a base config's BTF is cleared instead
                  "openssl",
                  # the compressor of the x86_64 default kernel's image (KERNEL_LZ4; zstd: of
-                 # Debian's 6.12 configs, and what a tester's may ask for)
-                 "lz4", "zstd")
+                 # Debian's 6.12 configs; lzop, bzip2: what a tester's may ask for), and what
+                 # reads the config a prebuilt image so compressed carries (image.py)
+                 "lz4", "zstd", "lzop", "bzip2")
 # Debian's own configs of the default kernel, /usr/src/linux-config-6.1/config.*.xz, for
 # `ltoboot run --config` (docs/run.md, "A distribution's config"): 1.4 MB
 DISTRO_CONFIG_PACKAGES = (DEFAULT_SOURCE_PACKAGE.replace("linux-source-", "linux-config-"),)

@@ -7,16 +7,22 @@ header), so a prebuilt kernel of the wrong architecture is refused before QEMU s
 from __future__ import annotations
 
 import bz2
+import contextlib
 import gzip
 import lzma
 import re
+import shutil
+import subprocess
+import threading
 import zlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
+from harness.base import proc
 from harness.base.arch import ARCH_NAMES, ARCHES, Arch
-from harness.base.errors import UsageError
+from harness.base.errors import InfraError, UsageError
 
 GZIP_MAGIC = b"\x1f\x8b\x08"
 IKCONFIG_START, IKCONFIG_END = b"IKCFG_ST", b"IKCFG_ED"  # kernel/configs.c
@@ -101,33 +107,80 @@ def read(path: Path) -> tuple[bytes, ImageInfo]:
     return data, identify(data, str(path))
 
 
-_STREAMS: list[tuple[bytes, Callable[[], object]]] = [
+PAYLOAD_LIMIT = 512 << 20  # bytes a stream may decompress to: a vmlinux is far smaller
+
+# The compressed streams a kernel image carries (a bzImage's vmlinux; arm64's Image.gz): those
+# Python's library reads, then those the host's tools do, as scripts/extract-ikconfig does.
+_STREAMS: list[tuple[bytes, Callable[[], Any]]] = [
     (b"\xfd7zXZ\x00", lambda: lzma.LZMADecompressor(lzma.FORMAT_XZ)),
     (b"\x5d\x00\x00", lambda: lzma.LZMADecompressor(lzma.FORMAT_ALONE)),
     (GZIP_MAGIC, lambda: zlib.decompressobj(16 + zlib.MAX_WBITS)),
     (b"BZh", lambda: bz2.BZ2Decompressor()),
 ]
+_TOOL_STREAMS: list[tuple[bytes, tuple[str, ...], str]] = [
+    (b"\x02\x21\x4c\x18", ("lz4", "-dc"), "LZ4"),  # the legacy frame kbuild writes (lz4 -l)
+    (b"\x28\xb5\x2f\xfd", ("zstd", "-dcq"), "zstd"),
+    (b"\x89LZO\x00\r\n\x1a\n", ("lzop", "-dc"), "LZO"),
+]
 
 
-def _payloads(data: bytes) -> Iterator[bytes]:
-    """The image, then every compressed stream found in it (a bzImage carries vmlinux so)."""
+def _offsets(data: bytes, magic: bytes) -> Iterator[int]:
+    at = data.find(magic)
+    while at != -1:
+        yield at
+        at = data.find(magic, at + 1)
+
+
+def _in_python(data: bytes, make: Callable[[], Any]) -> bytes:
+    try:
+        return bytes(make().decompress(data, PAYLOAD_LIMIT))
+    except (lzma.LZMAError, zlib.error, OSError, EOFError, ValueError):
+        return b""  # a chance match of the magic bytes
+
+
+def _with_tool(argv: tuple[str, ...], data: bytes) -> bytes:
+    """What `argv` decompresses from `data` on its stdin, at most PAYLOAD_LIMIT bytes. The
+    stream's end is followed by other bytes (kbuild appends the size; a bzImage goes on), so
+    the tool's complaint about them is no failure: what it wrote is the payload."""
+    with proc.running(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                      stderr=subprocess.DEVNULL, text=False) as p:
+        def feed() -> None:
+            with contextlib.suppress(OSError):  # the tool stopped reading: a broken pipe
+                p.stdin.write(data)
+                p.stdin.close()
+
+        feeder = threading.Thread(target=feed, daemon=True)
+        feeder.start()
+        out = bytearray()
+        while len(out) < PAYLOAD_LIMIT and (chunk := p.stdout.read1(1 << 20)):
+            out += chunk
+    feeder.join()
+    return bytes(out[:PAYLOAD_LIMIT])
+
+
+def _payloads(data: bytes, missing: list[tuple[str, str]]) -> Iterator[bytes]:
+    """The image, then every compressed stream found in it (a bzImage carries vmlinux so).
+    The formats found whose tool this machine has not got are added to `missing`."""
     yield data
     for magic, make in _STREAMS:
-        at = data.find(magic)
-        while at != -1:
-            decompressor = make()
-            try:
-                out = decompressor.decompress(data[at:])  # type: ignore[attr-defined]
-            except (lzma.LZMAError, zlib.error, OSError, EOFError, ValueError):
-                out = b""  # a chance match of the magic bytes
-            if out:
+        for at in _offsets(data, magic):
+            if out := _in_python(data[at:], make):
                 yield out
-            at = data.find(magic, at + 1)
+    for magic, argv, name in _TOOL_STREAMS:
+        for at in _offsets(data, magic):
+            if shutil.which(argv[0]) is None:
+                missing.append((name, argv[0]))
+                break
+            if out := _with_tool(argv, data[at:]):
+                yield out
 
 
 def embedded_config(data: bytes) -> str | None:
-    """The .config the kernel carries (CONFIG_IKCONFIG), as scripts/extract-ikconfig finds it."""
-    for payload in _payloads(data):
+    """The .config the kernel carries (CONFIG_IKCONFIG), as scripts/extract-ikconfig finds it;
+    None when it carries none. When the image has a stream whose tool this machine has not
+    got, and no config was found elsewhere, an InfraError says which to install."""
+    missing: list[tuple[str, str]] = []
+    for payload in _payloads(data, missing):
         start = payload.find(IKCONFIG_START)
         if start == -1:
             continue
@@ -136,4 +189,9 @@ def embedded_config(data: bytes) -> str | None:
             return gzip.decompress(payload[start + len(IKCONFIG_START):end]).decode()
         except (OSError, EOFError, zlib.error):
             continue
+    if missing:
+        names, tools = (" and ".join(sorted({m[i] for m in missing})) for i in (0, 1))
+        raise InfraError(f"the image carries {names}-compressed data (its vmlinux?) and {tools} "
+                         f"is not installed to read its config: run ./setup.sh or apt-get "
+                         f"install {tools}, or give the config file")
     return None

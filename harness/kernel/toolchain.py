@@ -52,6 +52,8 @@ OPTION_TOOLS: dict[str, tuple[str, str]] = {
     # not one every Debian has (gzip, xz): ltoboot's x86_64 tinyconfig kernels take LZ4
     "KERNEL_LZ4": ("lz4", "lz4"),
     "KERNEL_ZSTD": ("zstd", "zstd"),
+    "KERNEL_LZO": ("lzop", "lzop"),
+    "KERNEL_BZIP2": ("bzip2", "bzip2"),
     "MODULE_COMPRESS_ZSTD": ("zstd", "zstd"),  # scripts/Makefile.modinst: at modules_install
 }
 
