@@ -65,7 +65,7 @@ def _base_bytes(spec: BuildSpec) -> bytes:
 
 def _base_file(spec: BuildSpec) -> str:
     """--config FILE, checked: what it says, a kernel .config (text with CONFIG_ lines),
-    decompressed when it is xz or gzip."""
+    decompressed when it is xz, gzip or bzip2."""
     try:
         text = _base_bytes(spec).decode()
     except UnicodeDecodeError:

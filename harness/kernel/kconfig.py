@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import bz2
 import gzip
 import hashlib
 import lzma
@@ -188,20 +189,27 @@ def undefined(wanted: Mapping[str, str], defined: frozenset[str]) -> list[str]:
 _COMPRESSED: tuple[tuple[str, bytes, str, Callable[[bytes], bytes], str], ...] = (
     ("xz", b"\xfd7zXZ\x00", ".xz", lzma.decompress, "xz -t"),
     ("gzip", b"\x1f\x8b", ".gz", gzip.decompress, "gzip -t"),
+    ("bzip2", b"BZh", ".bz2", bz2.decompress, "bzip2 -t"),
 )
+# Compressed so that Python cannot read it: the tester decompresses it (name, magic, command)
+_FOREIGN = (("zstd", b"\x28\xb5\x2f\xfd", "zstd -d"), ("LZ4", b"\x04\x22\x4d\x18", "lz4 -d"))
 
 
 def read_config(path: Path, what: str = "--config") -> bytes:
-    """What a config file says: its bytes, decompressed when it is xz or gzip. A damaged one,
+    """What a config file says: its bytes, decompressed when it is xz, gzip or bzip2. A damaged one,
     or one named .xz/.gz that is not, is a UsageError naming the fix."""
     data = path.read_bytes()
     for name, magic, _, unpack, test in _COMPRESSED:
         if data.startswith(magic):  # what the file is, whatever its name says
             try:
                 return unpack(data)
-            except (lzma.LZMAError, EOFError, OSError, zlib.error) as e:
+            except (lzma.LZMAError, EOFError, OSError, ValueError, zlib.error) as e:
                 raise UsageError(f"{what} {path}: damaged {name} data ({e}): copy it again "
                                  f"(`{test} FILE` checks a copy)") from None
+    for name, magic, command in _FOREIGN:
+        if data.startswith(magic):
+            raise UsageError(f"{what} {path} is {name}-compressed: give the .config itself "
+                             f"(`{command} FILE` decompresses it)")
     for name, _, suffix, _, _ in _COMPRESSED:
         if path.suffix == suffix:
             raise UsageError(f"{what} {path} is named {suffix} but is not {name} data: give "

@@ -4,9 +4,11 @@ how the report says both. No make, no source tree: synthetic files and dicts."""
 
 from __future__ import annotations
 
+import bz2
 import gzip
 import hashlib
 import lzma
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -30,7 +32,9 @@ def _files(tmp_path: Path) -> dict[str, Path]:
     xz.write_bytes(lzma.compress(DEBIAN.encode()))
     gz = tmp_path / "config.gz"
     gz.write_bytes(gzip.compress(DEBIAN.encode()))
-    return {"plain": plain, "xz": xz, "gz": gz}
+    bz = tmp_path / "config.bz2"
+    bz.write_bytes(bz2.compress(DEBIAN.encode()))
+    return {"plain": plain, "xz": xz, "gz": gz, "bz2": bz}
 
 
 def test_an_xz_or_gzip_config_reads_as_the_config_it_holds(tmp_path: Path) -> None:
@@ -50,8 +54,13 @@ def test_an_xz_or_gzip_config_reads_as_the_config_it_holds(tmp_path: Path) -> No
     ("config.gz", gzip.compress(DEBIAN.encode())[:-6], "damaged gzip data"),
     ("config.gz", b"\x1f\x8b\x08\x00" + b"\xff" * 40, "damaged gzip data"),
     ("config.xz", DEBIAN.encode(), "is named .xz but is not xz data"),
-], ids=["xz-cut", "gz-cut", "gz-garbage", "xz-plain"])  # (gzip's bytes carry the time: xdist
-# workers must collect the same ids)
+    ("config.bz2", bz2.compress(DEBIAN.encode())[:-10], "damaged bzip2 data"),
+    ("config.zst", subprocess.run(["zstd", "-c"], input=DEBIAN.encode(), capture_output=True,
+                                  check=True).stdout, r"is zstd-compressed.*zstd -d FILE"),
+    ("config.lz4", subprocess.run(["lz4", "-c"], input=DEBIAN.encode(), capture_output=True,
+                                  check=True).stdout, r"is LZ4-compressed.*lz4 -d FILE"),
+], ids=["xz-cut", "gz-cut", "gz-garbage", "xz-plain", "bz2-cut", "zstd", "lz4"])
+# (gzip's bytes carry the time: xdist workers must collect the same ids)
 def test_a_damaged_compressed_config_is_one_line_naming_the_fix(
         tmp_path: Path, name: str, data: bytes, says: str) -> None:
     f = tmp_path / name
@@ -59,7 +68,7 @@ def test_a_damaged_compressed_config_is_one_line_naming_the_fix(
     with pytest.raises(UsageError, match=says) as e:
         options.base_config(str(f), ("x86_64",))  # the option, before anything runs
     assert "\n" not in str(e.value) and str(f) in str(e.value)
-    assert "copy it again" in str(e.value) or "give the .config" in str(e.value)
+    assert any(fix in str(e.value) for fix in ("copy it again", "give the .config"))
     with pytest.raises(UsageError, match=says):
         build._base_file(BuildSpec("x86_64", config=str(f)))  # and the build's own check
 
