@@ -395,6 +395,8 @@ def plan(spec: BuildSpec) -> Plan:
         "recipe": RECIPE, "source": src.identity, "config": wanted, "clang": tc.clang_version,
         "lld": tc.lld_version, "arch": arch.name, "lto": spec.lto,
     }
+    if host := toolchain.host_inputs():
+        parts["host"] = host
     if spec.config != "tinyconfig":
         parts.update(base_key_parts(spec, src.tree))
     optional = frozenset(options) - set(kconfig.wanted_options(arch.fragment, spec.lto, extra,

@@ -120,6 +120,24 @@ def detect(llvm: str) -> Toolchain:
     return Toolchain(llvm=llvm, clang_version=clang, lld_version=lld, major=parse_major(clang))
 
 
+@cache
+def host_inputs() -> dict[str, str]:
+    """What else of this machine's Kconfig reads into a build's .config (init/Kconfig), by
+    tool: pahole's version (CONFIG_PAHOLE_VERSION; and BTF, when a config keeps it), and
+    rustc's and bindgen's when both are on PATH (RUST_IS_AVAILABLE needs both). A key gets
+    them, so a build made before one was installed is not served after: empty on a machine
+    with none, which keeps the keys of kernels built without them."""
+    tools = ["pahole"] + (["rustc", "bindgen"] if shutil.which("bindgen") else [])
+    found: dict[str, str] = {}
+    for tool in tools:
+        if shutil.which(tool) is None:
+            continue
+        out = proc.run([tool, "--version"], what=f"asking {tool} its version",
+                       ok=range(256)).strip()
+        found[tool] = out.splitlines()[0] if out else "(no version)"
+    return found
+
+
 def of_kernel(kernel: Kernel) -> str:
     """The LLVM suffix to build against `kernel` with (M= modules, variants): its own clang."""
     if kernel.llvm_major is None:
