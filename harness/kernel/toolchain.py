@@ -121,13 +121,16 @@ def detect(llvm: str) -> Toolchain:
 
 
 @cache
-def host_inputs() -> dict[str, str]:
-    """What else of this machine's Kconfig reads into a build's .config (init/Kconfig), by
-    tool: pahole's version (CONFIG_PAHOLE_VERSION; and BTF, when a config keeps it), and
-    rustc's and bindgen's when both are on PATH (RUST_IS_AVAILABLE needs both). A key gets
-    them, so a build made before one was installed is not served after: empty on a machine
-    with none, which keeps the keys of kernels built without them."""
-    tools = ["pahole"] + (["rustc", "bindgen"] if shutil.which("bindgen") else [])
+def host_inputs(reads_rustc: bool = False) -> dict[str, str]:
+    """What else of this machine Kconfig reads into a build's .config, by tool: pahole's
+    version (CONFIG_PAHOLE_VERSION; and BTF, when a config keeps it); rustc's when the tree's
+    Kconfig reads it whatever the config (`reads_rustc`: CONFIG_RUSTC_VERSION, from 6.12) or
+    bindgen is there too (RUST_IS_AVAILABLE needs both), and then bindgen's. A key gets them,
+    so a build made before one was installed or updated is not served after it: empty on a
+    machine with none, which keeps the keys of kernels built without them."""
+    with_bindgen = shutil.which("bindgen") is not None
+    tools = ["pahole"] + (["rustc"] if reads_rustc or with_bindgen else []) + \
+        (["bindgen"] if with_bindgen else [])
     found: dict[str, str] = {}
     for tool in tools:
         if shutil.which(tool) is None:
@@ -136,6 +139,15 @@ def host_inputs() -> dict[str, str]:
                        ok=range(256)).strip()
         found[tool] = out.splitlines()[0] if out else "(no version)"
     return found
+
+
+def kconfig_reads_rustc(tree: Path) -> bool:
+    """Whether the tree's Kconfig asks rustc its version for every config (6.12's
+    scripts/Kconfig.include: rustc-version), not only when Rust is available."""
+    try:
+        return "$(RUSTC)" in (tree / "scripts" / "Kconfig.include").read_text(errors="replace")
+    except OSError:
+        return False
 
 
 def of_kernel(kernel: Kernel) -> str:
