@@ -11,18 +11,20 @@ import contextlib
 import gzip
 import lzma
 import re
+import select
 import shutil
 import subprocess
 import threading
+import time
 import zlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 from harness.base import proc
 from harness.base.arch import ARCH_NAMES, ARCHES, Arch
-from harness.base.errors import InfraError, UsageError
+from harness.base.errors import UsageError
 
 GZIP_MAGIC = b"\x1f\x8b\x08"
 IKCONFIG_START, IKCONFIG_END = b"IKCFG_ST", b"IKCFG_ED"  # kernel/configs.c
@@ -107,7 +109,8 @@ def read(path: Path) -> tuple[bytes, ImageInfo]:
     return data, identify(data, str(path))
 
 
-PAYLOAD_LIMIT = 512 << 20  # bytes a stream may decompress to: a vmlinux is far smaller
+PAYLOAD_LIMIT = 256 << 20  # bytes a stream may decompress to: a bzImage's vmlinux is smaller
+TOOL_SECONDS = 60.0  # a decompressing tool's time before it is ended
 
 # The compressed streams a kernel image carries (a bzImage's vmlinux; arm64's Image.gz): those
 # Python's library reads, then those the host's tools do, as scripts/extract-ikconfig does.
@@ -117,10 +120,32 @@ _STREAMS: list[tuple[bytes, Callable[[], Any]]] = [
     (GZIP_MAGIC, lambda: zlib.decompressobj(16 + zlib.MAX_WBITS)),
     (b"BZh", lambda: bz2.BZ2Decompressor()),
 ]
-_TOOL_STREAMS: list[tuple[bytes, tuple[str, ...], str]] = [
-    (b"\x02\x21\x4c\x18", ("lz4", "-dc"), "LZ4"),  # the legacy frame kbuild writes (lz4 -l)
-    (b"\x28\xb5\x2f\xfd", ("zstd", "-dcq"), "zstd"),
-    (b"\x89LZO\x00\r\n\x1a\n", ("lzop", "-dc"), "LZO"),
+
+
+def _lz4_legacy(head: bytes) -> bool:
+    """kbuild's `lz4 -l`: blocks of at most 8 MiB, the first one's compressed size after the
+    magic (at most LZ4_compressBound(8 MiB))."""
+    size = int.from_bytes(head[4:8], "little")
+    return len(head) >= 8 and 0 < size <= (8 << 20) + (8 << 20) // 255 + 16
+
+
+def _zstd(head: bytes) -> bool:
+    return len(head) >= 5 and not head[4] & 0x08  # the frame header's reserved bit is clear
+
+
+def _lzop(head: bytes) -> bool:
+    """lzop's header: its version, then the method (1-3) at an offset that depends on it."""
+    if len(head) < 16:
+        return False
+    version = int.from_bytes(head[9:11], "big")
+    return 0x0900 <= version < 0x2000 and head[15 if version >= 0x0940 else 13] in (1, 2, 3)
+
+
+# magic, what reads it, its name, and whether what follows the magic is such a header
+_TOOL_STREAMS: list[tuple[bytes, tuple[str, ...], str, Callable[[bytes], bool]]] = [
+    (b"\x02\x21\x4c\x18", ("lz4", "-dc"), "LZ4", _lz4_legacy),
+    (b"\x28\xb5\x2f\xfd", ("zstd", "-dcq"), "zstd", _zstd),
+    (b"\x89LZO\x00\r\n\x1a\n", ("lzop", "-dc"), "LZO", _lzop),
 ]
 
 
@@ -138,48 +163,76 @@ def _in_python(data: bytes, make: Callable[[], Any]) -> bytes:
         return b""  # a chance match of the magic bytes
 
 
+def read_at_most(stream: IO[bytes], limit: int, deadline: float) -> bytes:
+    """What `stream` gives until its end, `limit` bytes or the (monotonic) deadline,
+    whichever comes first: never more than `limit` bytes read."""
+    chunks: list[bytes] = []
+    got = 0
+    while got < limit:
+        left = deadline - time.monotonic()
+        if left <= 0 or not select.select([stream], [], [], left)[0]:
+            break
+        chunk = stream.read1(min(1 << 20, limit - got))  # type: ignore[attr-defined]
+        if not chunk:
+            break
+        chunks.append(chunk)
+        got += len(chunk)
+    return b"".join(chunks)
+
+
 def _with_tool(argv: tuple[str, ...], data: bytes) -> bytes:
-    """What `argv` decompresses from `data` on its stdin, at most PAYLOAD_LIMIT bytes. The
-    stream's end is followed by other bytes (kbuild appends the size; a bzImage goes on), so
-    the tool's complaint about them is no failure: what it wrote is the payload."""
+    """What `argv` decompresses from `data` on its stdin: at most PAYLOAD_LIMIT bytes, in at
+    most TOOL_SECONDS. The stream's end is followed by other bytes (kbuild appends the size; a
+    bzImage goes on), so the tool's complaint about them is no failure: what it wrote is the
+    payload. A thread feeds it while its output is read: neither pipe fills up and waits."""
     with proc.running(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                       stderr=subprocess.DEVNULL, text=False) as p:
         def feed() -> None:
-            with contextlib.suppress(OSError):  # the tool stopped reading: a broken pipe
+            try:
                 p.stdin.write(data)
-                p.stdin.close()
+            except OSError:  # the tool stopped reading: a broken pipe
+                pass
+            finally:
+                with contextlib.suppress(OSError):
+                    p.stdin.close()
 
         feeder = threading.Thread(target=feed, daemon=True)
         feeder.start()
-        out = bytearray()
-        while len(out) < PAYLOAD_LIMIT and (chunk := p.stdout.read1(1 << 20)):
-            out += chunk
+        try:
+            out = read_at_most(p.stdout, PAYLOAD_LIMIT, time.monotonic() + TOOL_SECONDS)
+            if len(out) < PAYLOAD_LIMIT:  # its end: reaped now, not ended after a grace
+                with contextlib.suppress(subprocess.TimeoutExpired):
+                    p.wait(timeout=1)
+        finally:
+            p.stdout.close()
     feeder.join()
-    return bytes(out[:PAYLOAD_LIMIT])
+    return out
 
 
-def _payloads(data: bytes, missing: list[tuple[str, str]]) -> Iterator[bytes]:
+def _payloads(data: bytes, missing: set[tuple[str, str]]) -> Iterator[bytes]:
     """The image, then every compressed stream found in it (a bzImage carries vmlinux so).
-    The formats found whose tool this machine has not got are added to `missing`."""
+    The formats found whose tool this machine has not got go into `missing`."""
     yield data
     for magic, make in _STREAMS:
         for at in _offsets(data, magic):
             if out := _in_python(data[at:], make):
                 yield out
-    for magic, argv, name in _TOOL_STREAMS:
+    for magic, argv, name, plausible in _TOOL_STREAMS:
         for at in _offsets(data, magic):
+            if not plausible(data[at:at + 16]):
+                continue
             if shutil.which(argv[0]) is None:
-                missing.append((name, argv[0]))
+                missing.add((name, argv[0]))
                 break
             if out := _with_tool(argv, data[at:]):
                 yield out
 
 
-def embedded_config(data: bytes) -> str | None:
+def embedded_config(data: bytes, missing: set[tuple[str, str]] | None = None) -> str | None:
     """The .config the kernel carries (CONFIG_IKCONFIG), as scripts/extract-ikconfig finds it;
-    None when it carries none. When the image has a stream whose tool this machine has not
-    got, and no config was found elsewhere, an InfraError says which to install."""
-    missing: list[tuple[str, str]] = []
+    None when none was found. The streams that could not be read for want of a tool go into
+    `missing` (format, tool): a config may be in them."""
+    missing = set() if missing is None else missing
     for payload in _payloads(data, missing):
         start = payload.find(IKCONFIG_START)
         if start == -1:
@@ -189,9 +242,4 @@ def embedded_config(data: bytes) -> str | None:
             return gzip.decompress(payload[start + len(IKCONFIG_START):end]).decode()
         except (OSError, EOFError, zlib.error):
             continue
-    if missing:
-        names, tools = (" and ".join(sorted({m[i] for m in missing})) for i in (0, 1))
-        raise InfraError(f"the image carries {names}-compressed data (its vmlinux?) and {tools} "
-                         f"is not installed to read its config: run ./setup.sh or apt-get "
-                         f"install {tools}, or give the config file")
     return None

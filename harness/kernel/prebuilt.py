@@ -163,10 +163,17 @@ def config_text(files: Files, data: bytes) -> str:
         except (OSError, EOFError, zlib.error) as e:
             raise UsageError(f"{files.origin}: its config {files.config.name} does not "
                              f"decompress ({e}): give a whole config file") from None
-    embedded = image.embedded_config(data)
+    missing: set[tuple[str, str]] = set()
+    embedded = image.embedded_config(data, missing)
     if embedded is None:
-        raise UsageError(f"{files.origin}: no config beside the image and none embedded in it "
-                         "(CONFIG_IKCONFIG); give the config file")
+        unread = ""
+        if missing:
+            names = ", ".join(sorted(name for name, _ in missing))
+            tools = " ".join(sorted(tool for _, tool in missing))
+            unread = (f" (its {names} data was not read: install {tools}, or run ./setup.sh, "
+                      "and try again)")
+        raise UsageError(f"{files.origin}: no config beside the image and none found embedded "
+                         f"in it (CONFIG_IKCONFIG){unread}; give the config file")
     return embedded
 
 
