@@ -71,6 +71,9 @@ def clone_dir(repo: Path) -> Path:
 
 
 SNAPSHOT_FILES = (".config", "System.map", "Module.symvers")
+# what a step's kernel is made by: 2 since each step configures afresh (before, a step's config
+# was the last step's, run through olddefconfig: not always what a build from nothing makes)
+STEPS = "s2"
 
 
 def _snapshot(tmp: Path, kernel: Kernel) -> None:
@@ -92,7 +95,7 @@ def _snapshot(tmp: Path, kernel: Kernel) -> None:
 def _step_kernel(tree: Path, spec: BuildSpec, p: Plan, key: str, log: Path) -> Kernel:
     """The kernel of the checked-out commit: built incrementally in the per-tree directory,
     once per commit and plan per machine (a bisect run again is boots, not builds)."""
-    entry = cache.cache_root() / "bisect" / f"{spec.label}-{key}"
+    entry = cache.cache_root() / "bisect" / f"{spec.label}-{STEPS}-{key}"
     failures.raise_if_remembered(entry)  # the same commit, config and toolchain fail alike
     if not entry.exists():
         out = build_dir(p.src, spec)
@@ -106,6 +109,10 @@ def _step_kernel(tree: Path, spec: BuildSpec, p: Plan, key: str, log: Path) -> K
             # directory elsewhere records an absolute srctree that no cached build has
             donor = find_donor(p, out, cache.cache_root()) \
                 if p.src.owned and not out.exists() else None
+            # the config made afresh, as a build from nothing makes it (a donor's is not
+            # carried either): the last step's, of another commit or --config, is not this
+            # one's base; kbuild then rebuilds what the options that changed reach
+            (out / ".config").unlink(missing_ok=True)
             try:
                 kernel = compile_kernel(out, spec, p.src, p.tc, p.wanted, key, log,
                                         optional=p.optional, donor=donor,

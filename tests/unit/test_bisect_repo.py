@@ -275,10 +275,12 @@ def test_the_first_step_in_a_clone_starts_from_the_nearest_build(
     spec = BuildSpec(arch="x86_64", kernel_src=str(clone))
     assert bisect.step(spec, "tcg", 1, (), tmp_path / "logs") == bisect.SKIP
     assert built == [(clone / f".ltoboot-bisect-{spec.label}", donor)]
-    (clone / f".ltoboot-bisect-{spec.label}").mkdir()  # the next step builds on it
+    out = clone / f".ltoboot-bisect-{spec.label}"
+    out.mkdir()  # the next step builds on it, with a config made afresh
+    (out / ".config").write_text("CONFIG_OF_THE_LAST_STEP=y\n")
     _git(clone, "checkout", "-q", "--detach", c[1])
     assert bisect.step(spec, "tcg", 1, (), tmp_path / "logs") == bisect.SKIP
-    assert built[1] == (clone / f".ltoboot-bisect-{spec.label}", None)
+    assert built[1] == (out, None) and not (out / ".config").exists()
 
 
 def test_find_donor_is_what_a_cached_build_asks(monkeypatch: pytest.MonkeyPatch,
