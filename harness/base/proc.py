@@ -129,14 +129,18 @@ def _last_line(text: str) -> str:
 def run(argv: Sequence[str], *, what: str, error: type[LtobootError] = InfraError,
         log: Path | None = None, cwd: Path | None = None,
         env: Mapping[str, str] | None = None, ok: Sequence[int] = (0,), fix: str = "",
-        stdin: str | None = None) -> str:
+        stdin: str | None = None, timeout: float | None = None) -> str:
     """Run `argv` to the end (given `stdin`, if any) and return its stdout. Any other exit
-    status than `ok` raises `error` with one line: what failed, the command, its status, its
-    last line of stderr, the fix when there is one, and the log (which gets the whole output)
-    when there is one."""
+    status than `ok`, or not ending within `timeout` seconds when given, raises `error` with
+    one line: what failed, the command, its status, its last line of stderr, the fix when
+    there is one, and the log (which gets the whole output) when there is one."""
     with running(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=cwd, env=env,
                  **({} if stdin is None else {"stdin": subprocess.PIPE})) as p:
-        out, err = p.communicate(stdin)
+        try:
+            out, err = p.communicate(stdin, timeout=timeout)
+        except subprocess.TimeoutExpired:
+            raise error(f"{what}: `{shlex.join(argv)}` did not end in {timeout:g} s"
+                        + (f"; {fix}" if fix else "")) from None
     if log is not None:
         with log.open("a") as f:
             f.write(f"$ {shlex.join(argv)}\n{out}{err}")

@@ -395,7 +395,7 @@ def plan(spec: BuildSpec) -> Plan:
         "recipe": RECIPE, "source": src.identity, "config": wanted, "clang": tc.clang_version,
         "lld": tc.lld_version, "arch": arch.name, "lto": spec.lto,
     }
-    if host := toolchain.host_inputs(toolchain.kconfig_reads_rustc(src.tree)):
+    if host := toolchain.host_inputs(toolchain.kconfig_reads_rustc(src.tree), src.tree):
         parts["host"] = host
     if spec.config != "tinyconfig":
         parts.update(base_key_parts(spec, src.tree))

@@ -12,6 +12,7 @@ from pathlib import Path
 
 from harness.base import proc
 from harness.base.errors import InfraError, UsageError
+from harness.kernel.kbuild import make_env
 from harness.kernel.model import Kernel
 
 DEFAULT_LLVM = "19"
@@ -120,34 +121,53 @@ def detect(llvm: str) -> Toolchain:
     return Toolchain(llvm=llvm, clang_version=clang, lld_version=lld, major=parse_major(clang))
 
 
+VERSION_SECONDS = 30.0  # a tool's time to say its version (rustup may install a toolchain)
+
+
 @cache
-def host_inputs(reads_rustc: bool = False) -> dict[str, str]:
+def host_inputs(reads_rustc: bool = False, where: Path | None = None) -> dict[str, str]:
     """What else of this machine Kconfig reads into a build's .config, by tool: pahole's
     version (CONFIG_PAHOLE_VERSION; and BTF, when a config keeps it); rustc's when the tree's
     Kconfig reads it whatever the config (`reads_rustc`: CONFIG_RUSTC_VERSION, from 6.12) or
     bindgen is there too (RUST_IS_AVAILABLE needs both), and then bindgen's. A key gets them,
     so a build made before one was installed or updated is not served after it: empty on a
-    machine with none, which keeps the keys of kernels built without them."""
-    with_bindgen = shutil.which("bindgen") is not None
+    machine with none, which keeps the keys of kernels built without them. Asked as make asks
+    them: in `where` (the tree: rustup picks a toolchain by directory), with make's
+    environment. A tool that does not run is keyed as such (Kconfig then sees no version)."""
+    env = make_env()
+    search = env.get("PATH", "")
+    with_bindgen = shutil.which("bindgen", path=search) is not None
     tools = ["pahole"] + (["rustc"] if reads_rustc or with_bindgen else []) + \
         (["bindgen"] if with_bindgen else [])
     found: dict[str, str] = {}
     for tool in tools:
-        if shutil.which(tool) is None:
+        if shutil.which(tool, path=search) is None:
             continue
-        out = proc.run([tool, "--version"], what=f"asking {tool} its version",
-                       ok=range(256)).strip()
+        try:
+            out = proc.run([tool, "--version"], what=f"asking {tool} its version", env=env,
+                           cwd=where, ok=range(256), timeout=VERSION_SECONDS).strip()
+        except InfraError as e:
+            out = f"(does not run: {e})"
         found[tool] = out.splitlines()[0] if out else "(no version)"
     return found
 
 
+_RUSTC_VERSION = re.compile(r"^config RUSTC_VERSION\s*$", re.MULTILINE)
+
+
 def kconfig_reads_rustc(tree: Path) -> bool:
-    """Whether the tree's Kconfig asks rustc its version for every config (6.12's
-    scripts/Kconfig.include: rustc-version), not only when Rust is available."""
-    try:
-        return "$(RUSTC)" in (tree / "scripts" / "Kconfig.include").read_text(errors="replace")
-    except OSError:
-        return False
+    """Whether the tree's Kconfig asks rustc its version for every config, not only when Rust
+    is available: 6.12's scripts/Kconfig.include (rustc-version), or an init/Kconfig with
+    RUSTC_VERSION (as during 6.12's merge window). 6.1's has only RUSTC_VERSION_TEXT, which
+    depends on RUST."""
+    def text(*parts: str) -> str:
+        try:
+            return tree.joinpath(*parts).read_text(errors="replace")
+        except OSError:
+            return ""
+
+    return "$(RUSTC)" in text("scripts", "Kconfig.include") or \
+        bool(_RUSTC_VERSION.search(text("init", "Kconfig")))
 
 
 def of_kernel(kernel: Kernel) -> str:

@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from harness.kernel import build, toolchain
+from harness.base.arch import ARCHES
+from harness.kernel import build, kbuild, toolchain
 from harness.kernel.model import BuildSpec
 from tests.synthetic import fake_tree
 
@@ -54,6 +55,57 @@ def test_which_trees_read_rustc_whatever_the_config(tmp_path: Path) -> None:
     (tree / "scripts" / "Kconfig.include").write_text(
         "rustc-version := $(shell,$(srctree)/scripts/rustc-version.sh $(RUSTC))\n")
     assert toolchain.kconfig_reads_rustc(tree)  # 6.12's
+    (tree / "scripts" / "Kconfig.include").write_text("")
+    (tree / "init").mkdir()
+    (tree / "init" / "Kconfig").write_text(  # 6.1's: only when Rust is available
+        'config RUSTC_VERSION_TEXT\n\tstring\n\tdepends on RUST\n'
+        '\tdefault "$(shell,$(RUSTC) --version 2>/dev/null)"\n')
+    assert not toolchain.kconfig_reads_rustc(tree)
+    (tree / "init" / "Kconfig").write_text(  # 6.12's merge window, before the include file
+        "config RUSTC_VERSION\n\tint\n\tdefault $(shell,x $(RUSTC))\n")
+    assert toolchain.kconfig_reads_rustc(tree)
+
+
+def test_tools_are_asked_as_make_asks_them(bin_dir: Path, tmp_path: Path,
+                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    """In the tree (rustup picks a toolchain by directory), with make's environment; a tool
+    that does not run, or not to its end, is keyed so, not an error (Kconfig copes)."""
+    (bin_dir / "rustc").write_text('#!/bin/sh\necho "rustc for $PWD ${KCFLAGS:-clean}"\n')
+    (bin_dir / "rustc").chmod(0o755)
+    (bin_dir / "pahole").write_text("#!/nonexistent/sh\n")
+    (bin_dir / "pahole").chmod(0o755)
+    monkeypatch.setenv("KCFLAGS", "-O0")  # what make never sees
+    tree = tmp_path / "tree"
+    tree.mkdir()
+    found = toolchain.host_inputs(True, tree)
+    assert found["rustc"] == f"rustc for {tree} clean"
+    assert found["pahole"].startswith("(does not run: cannot run pahole")
+    (bin_dir / "pahole").write_text("#!/bin/sh\nsleep 100\n")
+    monkeypatch.setattr(toolchain, "VERSION_SECONDS", 0.5)
+    toolchain.host_inputs.cache_clear()
+    assert "did not end in 0.5 s" in toolchain.host_inputs(True, tree)["pahole"]
+
+
+def test_make_sees_none_of_the_variables_kbuild_would_read(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    d = tmp_path / "bin"
+    d.mkdir()
+    seen = tmp_path / "env"
+    (d / "make").write_text(f"#!/bin/sh\nenv > {seen}\n")
+    (d / "make").chmod(0o755)
+    monkeypatch.setenv("PATH", f"{d}:/usr/bin:/bin")
+    for name in ("KCFLAGS", "LOCALVERSION", "KCONFIG_CONFIG", "CROSS_COMPILE", "LLVM_IAS",
+                 "MAKEFLAGS", "KBUILD_BUILD_TIMESTAMP"):
+        monkeypatch.setenv(name, "x")
+    monkeypatch.setenv("LC_ALL", "C")
+    monkeypatch.setenv(kbuild.CCACHE_ENV, "0")
+    make = kbuild.Kbuild(tmp_path, tmp_path / "out", ARCHES["x86_64"], "19",
+                         tmp_path / "log", "x86_64-thin")
+    make("help")
+    env = dict(line.split("=", 1) for line in seen.read_text().splitlines() if "=" in line)
+    assert env["PATH"].startswith(str(d)) and env["LC_ALL"] == "C"
+    assert not {"KCFLAGS", "LOCALVERSION", "KCONFIG_CONFIG", "CROSS_COMPILE", "LLVM_IAS",
+                "MAKEFLAGS", "KBUILD_BUILD_TIMESTAMP"} & set(env)
 
 
 def test_the_key_has_them_only_when_present(tmp_path: Path,
@@ -62,6 +114,6 @@ def test_the_key_has_them_only_when_present(tmp_path: Path,
     spec = BuildSpec("x86_64", kernel_src=str(fake_tree(tmp_path / "linux")))
     keys = []
     for host in ({}, {"pahole": "v1.24"}, {"pahole": "v1.25"}, {}):
-        monkeypatch.setattr(toolchain, "host_inputs", lambda reads_rustc, host=host: host)
+        monkeypatch.setattr(toolchain, "host_inputs", lambda reads_rustc, where, host=host: host)
         keys.append(build.plan(spec).key)
     assert keys[0] == keys[3] and len(set(keys)) == 3
