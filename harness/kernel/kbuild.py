@@ -17,13 +17,14 @@ import signal
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 from harness.base import cache, proc
 from harness.base.arch import Arch
 from harness.base.errors import BuildError, InfraError
 from harness.base.progress import duration, say
+from harness.kernel import toolchain
 
 _KBUILD_STEP = re.compile(r"^  [A-Z][A-Z0-9_]{1,8} +\S")
 PROGRESS_SECONDS = 15.0
@@ -43,21 +44,6 @@ def make_argv(tree: Path, out: Path, arch: Arch, llvm: str, targets: Sequence[st
     if module_dir is not None:
         argv.append(f"M={module_dir}")
     return [*argv, *variables, *targets]
-
-
-# What of ltoboot's environment make sees. make takes every variable as one of its own, and
-# kbuild reads many that no key has: KCFLAGS into every object, LOCALVERSION into the release,
-# KCONFIG_CONFIG, CROSS_COMPILE, LLVM_IAS, USERCFLAGS... So only these pass: where the tools
-# are (rustup's too: init/Kconfig asks rustc, and the key has what it answers), a home, a
-# temporary directory, the locale, and what ltoboot sets itself.
-MAKE_ENV = ("PATH", "HOME", "TMPDIR", "LANG", "LANGUAGE", "RUSTUP_HOME", "RUSTUP_TOOLCHAIN",
-            "CARGO_HOME")
-
-
-def make_env(extra: Mapping[str, str] | None = None) -> dict[str, str]:
-    """The environment of a make (and of what asks the machine's tools what Kconfig would)."""
-    env = {k: v for k, v in os.environ.items() if k in MAKE_ENV or k.startswith("LC_")}
-    return {**env, **(extra or {})}
 
 
 CCACHE_ENV = "LTOBOOT_CCACHE"  # 0: build without ccache
@@ -176,7 +162,7 @@ class Kbuild:
         started = last = time.monotonic()
         self.log.parent.mkdir(parents=True, exist_ok=True)
         before = ccache_counts(self.ccache)
-        env = make_env(self.ccache)
+        env = toolchain.make_env(self.ccache)
         with self.log.open("a") as logf, proc.running(argv, env=env) as p:
             logf.write(f"$ {shlex.join(argv)}\n")
             logf.flush()

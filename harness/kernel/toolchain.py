@@ -3,6 +3,7 @@ The whole list of Debian packages a host needs is harness/kernel/host_packages.p
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
 from collections.abc import Iterable, Mapping
@@ -12,7 +13,6 @@ from pathlib import Path
 
 from harness.base import proc
 from harness.base.errors import InfraError, UsageError
-from harness.kernel.kbuild import make_env
 from harness.kernel.model import Kernel
 
 DEFAULT_LLVM = "19"
@@ -119,6 +119,21 @@ def detect(llvm: str) -> Toolchain:
     clang = first_line(f"clang{sfx}", "--version")
     lld = first_line(f"ld.lld{sfx}", "--version")
     return Toolchain(llvm=llvm, clang_version=clang, lld_version=lld, major=parse_major(clang))
+
+
+# What of ltoboot's environment make sees. make takes every variable as one of its own, and
+# kbuild reads many that no key has: KCFLAGS into every object, LOCALVERSION into the release,
+# KCONFIG_CONFIG, CROSS_COMPILE, LLVM_IAS, USERCFLAGS... So only these pass: where the tools
+# are (rustup's too: init/Kconfig asks rustc, and the key has what it answers), a home, a
+# temporary directory, the locale, and what ltoboot sets itself.
+MAKE_ENV = ("PATH", "HOME", "TMPDIR", "LANG", "LANGUAGE", "RUSTUP_HOME", "RUSTUP_TOOLCHAIN",
+            "CARGO_HOME")
+
+
+def make_env(extra: Mapping[str, str] | None = None) -> dict[str, str]:
+    """The environment of a make (and of what asks the machine's tools what Kconfig would)."""
+    env = {k: v for k, v in os.environ.items() if k in MAKE_ENV or k.startswith("LC_")}
+    return {**env, **(extra or {})}
 
 
 VERSION_SECONDS = 30.0  # a tool's time to say its version (rustup may install a toolchain)
