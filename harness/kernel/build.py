@@ -37,8 +37,8 @@ def _previous_build(index: Path, label: str, version: str, compiler: str,
     for ref in index.glob(f"{label}-*.json"):
         record = json.loads(ref.read_text())
         if (record.get("version"), record.get("compiler"), record.get("base", "tinyconfig")) \
-                != (version, compiler, base):
-            continue
+                != (version, compiler, base) or record.get("incremental"):
+            continue  # a build from another's steps is no measure of one from nothing
         mtime = ref.stat().st_mtime
         if mtime > newest:
             newest = mtime
@@ -463,6 +463,7 @@ def _index(root: Path, kernel: Kernel, entry: Path, base: str, p: Plan) -> None:
     ref.parent.mkdir(exist_ok=True)
     cache.write_atomic(ref, json.dumps({
         "entry": str(entry), "steps": kernel.steps, "build_seconds": kernel.build_seconds,
+        "incremental": "incremental_from" in (kernel.extra or {}),
         "version": kernel.release, "compiler": kernel.compiler, "base": base,
         **nearest.record(p.kin, p.src.identity, p.src.tree, p.wanted,
                          f"{kernel.label} {kernel.key[:12]} of {kernel.source}", p.near)}))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 
 import pytest
@@ -36,15 +37,18 @@ def test_a_base_config_file_is_named_by_its_content(tmp_path: Path) -> None:
 
 
 def test_time_left_comes_from_the_last_build_of_the_same_config(tmp_path: Path) -> None:
-    def record(name: str, base: str | None, steps: int, seconds: float) -> None:
-        r = {"version": "6.1.192", "compiler": "clang 19", "steps": steps,
-             "build_seconds": seconds}
+    def record(name: str, base: str | None, steps: int, seconds: float,
+               incremental: bool = False) -> None:
+        r: dict[str, object] = {"version": "6.1.192", "compiler": "clang 19", "steps": steps,
+                                "build_seconds": seconds, "incremental": incremental}
         if base is not None:
             r["base"] = base
         (tmp_path / name).write_text(json.dumps(r))
 
     record("x86_64-thin-aaa.json", None, 1299, 187.0)  # before --config: tinyconfig
     record("x86_64-thin-bbb.json", "file:123", 5000, 900.0)
+    time.sleep(0.01)  # newer, but a build from another's steps: no measure of one from nothing
+    record("x86_64-thin-ccc.json", None, 92, 98.3, incremental=True)
     assert build._previous_build(tmp_path, "x86_64-thin", "6.1.192", "clang 19",
                                  "tinyconfig") == (1299, 187.0)
     assert build._previous_build(tmp_path, "x86_64-thin", "6.1.192", "clang 19",
