@@ -191,8 +191,11 @@ _COMPRESSED: tuple[tuple[str, bytes, str, Callable[[bytes], bytes], str], ...] =
     ("gzip", b"\x1f\x8b", ".gz", gzip.decompress, "gzip -t"),
     ("bzip2", b"BZh", ".bz2", bz2.decompress, "bzip2 -t"),
 )
-# Compressed so that Python cannot read it: the tester decompresses it (name, magic, command)
-_FOREIGN = (("zstd", b"\x28\xb5\x2f\xfd", "zstd -d"), ("LZ4", b"\x04\x22\x4d\x18", "lz4 -d"))
+# Compressed so that Python cannot read it: the tester decompresses it (name, magics, the
+# command that does whatever the file is named; zstd's skippable frames are pzstd's start)
+_SKIPPABLE = tuple(bytes([b, 0x2a, 0x4d, 0x18]) for b in range(0x50, 0x60))
+_FOREIGN = (("zstd", (b"\x28\xb5\x2f\xfd", *_SKIPPABLE), "zstd -dc FILE > config"),
+            ("LZ4", (b"\x04\x22\x4d\x18", b"\x02\x21\x4c\x18"), "lz4 -dc FILE > config"))
 
 
 def read_config(path: Path, what: str = "--config") -> bytes:
@@ -206,10 +209,10 @@ def read_config(path: Path, what: str = "--config") -> bytes:
             except (lzma.LZMAError, EOFError, OSError, ValueError, zlib.error) as e:
                 raise UsageError(f"{what} {path}: damaged {name} data ({e}): copy it again "
                                  f"(`{test} FILE` checks a copy)") from None
-    for name, magic, command in _FOREIGN:
-        if data.startswith(magic):
+    for name, magics, command in _FOREIGN:
+        if data.startswith(magics):
             raise UsageError(f"{what} {path} is {name}-compressed: give the .config itself "
-                             f"(`{command} FILE` decompresses it)")
+                             f"(`{command}` decompresses it)")
     for name, _, suffix, _, _ in _COMPRESSED:
         if path.suffix == suffix:
             raise UsageError(f"{what} {path} is named {suffix} but is not {name} data: give "

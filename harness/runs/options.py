@@ -82,8 +82,8 @@ def split_arches(value: str | None) -> list[str]:
 
 
 def base_config(value: str, arches: Sequence[str] = ()) -> str:
-    """--config: tinyconfig, defconfig, or a file (as an absolute path; xz- or
-    gzip-compressed or not); a .config made for another architecture than one of `arches` is
+    """--config: tinyconfig, defconfig, or a file (as an absolute path; xz-, gzip- or
+    bzip2-compressed or not); a .config made for another architecture than one of `arches` is
     refused, naming both."""
     if value in BASE_TARGETS:
         return value

@@ -56,10 +56,14 @@ def test_an_xz_or_gzip_config_reads_as_the_config_it_holds(tmp_path: Path) -> No
     ("config.xz", DEBIAN.encode(), "is named .xz but is not xz data"),
     ("config.bz2", bz2.compress(DEBIAN.encode())[:-10], "damaged bzip2 data"),
     ("config.zst", subprocess.run(["zstd", "-c"], input=DEBIAN.encode(), capture_output=True,
-                                  check=True).stdout, r"is zstd-compressed.*zstd -d FILE"),
+                                  check=True).stdout, r"zstd-compressed.*zstd -dc FILE > config"),
     ("config.lz4", subprocess.run(["lz4", "-c"], input=DEBIAN.encode(), capture_output=True,
-                                  check=True).stdout, r"is LZ4-compressed.*lz4 -d FILE"),
-], ids=["xz-cut", "gz-cut", "gz-garbage", "xz-plain", "bz2-cut", "zstd", "lz4"])
+                                  check=True).stdout, r"is LZ4-compressed.*lz4 -dc FILE > config"),
+    ("config", b"\x50\x2a\x4d\x18" + bytes(20), "is zstd-compressed"),  # pzstd's
+    ("config", subprocess.run(["lz4", "-l", "-c"], input=DEBIAN.encode(), capture_output=True,
+                              check=True).stdout, "is LZ4-compressed"),  # the legacy frame
+], ids=["xz-cut", "gz-cut", "gz-garbage", "xz-plain", "bz2-cut", "zstd", "lz4", "pzstd",
+        "lz4-legacy"])
 # (gzip's bytes carry the time: xdist workers must collect the same ids)
 def test_a_damaged_compressed_config_is_one_line_naming_the_fix(
         tmp_path: Path, name: str, data: bytes, says: str) -> None:
