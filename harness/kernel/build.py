@@ -85,8 +85,11 @@ def base_cleared(spec: BuildSpec, tree: Path) -> tuple[str, dict[str, str]]:
     values = kconfig.parse(text)
     files = kconfig.unbuildable(values, tree)
     tools = toolchain.missing_for(values)
+    machine = kconfig.machine_files(values)
     cleared = {**{s: f"{v} (names a file this build has not got)" for s, v in files.items()},
-               **{s: f"{values[s]} ({tool} is not installed)" for s, tool in tools.items()}}
+               **{s: f"{values[s]} ({tool} is not installed)" for s, tool in tools.items()},
+               **{s: f"{v} (builds in files of this machine, which no cache key follows)"
+                  for s, v in machine.items()}}
     return kconfig.without(text, cleared), cleared
 
 

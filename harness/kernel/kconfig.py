@@ -271,6 +271,19 @@ def unbuildable(values: Mapping[str, str], tree: Path) -> dict[str, str]:
     return found
 
 
+# Options that build files of this machine into the kernel, by names no key can follow (a
+# list of firmware under EXTRA_FIRMWARE_DIR; directories and cpio lists naming more files):
+# cleared from a base config, so a cached kernel never holds what the machine held then.
+# ltoboot gives QEMU its own initramfs; a guest needs no built-in firmware.
+MACHINE_FILE_OPTIONS = ("EXTRA_FIRMWARE", "INITRAMFS_SOURCE")
+
+
+def machine_files(values: Mapping[str, str]) -> dict[str, str]:
+    """The MACHINE_FILE_OPTIONS `values` sets to a non-empty list: symbol -> value."""
+    return {s: values[s] for s in MACHINE_FILE_OPTIONS
+            if s in values and (string_value(values[s]) or "").strip()}
+
+
 def outside_files(values: Mapping[str, str]) -> dict[str, Path]:
     """The FILE_OPTIONS `values` sets to an absolute name that is there: files from outside
     the source tree that the build reads, whose content is then part of what is built."""

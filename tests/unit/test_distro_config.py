@@ -206,6 +206,23 @@ def test_the_report_names_what_was_cleared_and_a_few_of_what_was_not_kept() -> N
     assert config_lines(_kernel({})) == []
 
 
+def test_files_of_this_machine_built_in_are_cleared(tmp_path: Path) -> None:
+    """Firmware and an initramfs from this machine's files: no key could follow them."""
+    config = tmp_path / "config"
+    config.write_text('CONFIG_X86_64=y\nCONFIG_EXTRA_FIRMWARE="i915/tgl_dmc.bin"\n'
+                      'CONFIG_INITRAMFS_SOURCE="/srv/initramfs usr/list"\n'
+                      'CONFIG_EXTRA_FIRMWARE_DIR="/lib/firmware"\n')
+    spec = BuildSpec("x86_64", config=str(config))
+    text, cleared = build.base_cleared(spec, _tree(tmp_path))
+    assert sorted(cleared) == ["EXTRA_FIRMWARE", "INITRAMFS_SOURCE"]
+    assert "files of this machine" in cleared["INITRAMFS_SOURCE"]
+    assert text == 'CONFIG_X86_64=y\nCONFIG_EXTRA_FIRMWARE_DIR="/lib/firmware"\n'
+    # Debian's, empty: nothing cleared, the key as it was
+    config.write_text('CONFIG_X86_64=y\nCONFIG_EXTRA_FIRMWARE=""\nCONFIG_INITRAMFS_SOURCE=""\n')
+    assert build.base_cleared(spec, _tree(tmp_path))[1] == {}
+    assert "cleared" not in build.base_key_parts(spec, _tree(tmp_path))
+
+
 def test_a_config_that_needs_a_tool_this_machine_lacks_fails_before_the_compile(
         monkeypatch: pytest.MonkeyPatch) -> None:
     """What Kconfig itself turned on: an error before the compile. What the base set: cleared
