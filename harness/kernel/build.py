@@ -18,6 +18,7 @@ from harness.base.progress import duration, say
 from harness.kernel import copies, freshness, kbuild, kconfig, nearest, source, stamps, toolchain
 from harness.kernel.model import (
     BASE_TARGETS,
+    META,
     MODROOT,
     BuildSpec,
     Checkout,
@@ -37,13 +38,25 @@ def _previous_build(index: Path, label: str, version: str, compiler: str,
     for ref in index.glob(f"{label}-*.json"):
         record = json.loads(ref.read_text())
         if (record.get("version"), record.get("compiler"), record.get("base", "tinyconfig")) \
-                != (version, compiler, base) or record.get("incremental"):
+                != (version, compiler, base) or _incremental(record):
             continue  # a build from another's steps is no measure of one from nothing
         mtime = ref.stat().st_mtime
         if mtime > newest:
             newest = mtime
             best = (int(record.get("steps", 0)), float(record.get("build_seconds") or 0.0))
     return best
+
+
+def _incremental(record: dict[str, object]) -> bool:
+    """Whether an index record's build started from another's: it says so, or (written before
+    records said it) its kernel's metadata does."""
+    if "incremental" in record:
+        return bool(record["incremental"])
+    try:
+        meta = json.loads((Path(str(record.get("entry"))) / META).read_text())
+    except (OSError, ValueError):
+        return False
+    return isinstance(meta, dict) and "incremental_from" in (meta.get("extra") or {})
 
 
 def base_config_identity(spec: BuildSpec) -> str:
@@ -324,9 +337,12 @@ def added_to_base(base: str, before: dict[str, str], wanted: dict[str, str],
 def changed_in_base(base: dict[str, str], cleared: dict[str, str], after: dict[str, str],
                     ours: set[str]) -> dict[str, str]:
     """What became of a base file beyond what the build added, for the report: the options
-    ltoboot cleared (they name a file the build has not got), and what else the base set that
-    Kconfig did not keep when it re-evaluated it for clang and this machine (kconfig.lost)."""
-    lost = kconfig.lost(base, after, ours)
+    ltoboot cleared (base_cleared: each with why), and what else the base set that Kconfig did
+    not keep when it re-evaluated it for clang and this machine (kconfig.lost), leaving out
+    what exists only with an option that was cleared (kconfig.CLEARED_WITH)."""
+    gone_with = {s for s in base for c in cleared
+                 if s.startswith(kconfig.CLEARED_WITH.get(c, ("\0",)))}
+    lost = kconfig.lost(base, after, ours | gone_with)
     return {"config_cleared": "; ".join(f"CONFIG_{s}={v}" for s, v in cleared.items()),
             "config_dropped": " ".join(f"CONFIG_{s}" for s in lost)}
 
@@ -398,7 +414,15 @@ def plan(spec: BuildSpec) -> Plan:
         "recipe": RECIPE, "source": src.identity, "config": wanted, "clang": tc.clang_version,
         "lld": tc.lld_version, "arch": arch.name, "lto": spec.lto,
     }
-    if host := toolchain.host_inputs(toolchain.kconfig_reads_rustc(src.tree), src.tree):
+    machine = kconfig.machine_files(wanted)
+    if machine:
+        raise UsageError(f"--fragment sets {', '.join(f'CONFIG_{s}' for s in machine)}: it "
+                         "builds files of this machine into the kernel, which no cache key "
+                         "follows; leave it out (ltoboot gives QEMU its own initramfs)")
+    # a key or certificate file from outside the tree that a fragment names: its content
+    if outside := kconfig.outside_files(wanted):
+        parts["fragment_files"] = {s: cache.file_sha256(f) for s, f in sorted(outside.items())}
+    if host := toolchain.host_inputs(toolchain.kconfig_reads_rustc(src.tree), cache.cache_root()):
         parts["host"] = host
     if spec.config != "tinyconfig":
         parts.update(base_key_parts(spec, src.tree))

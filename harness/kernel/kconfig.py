@@ -249,6 +249,8 @@ FILE_OPTIONS = (
     FileOption("SYSTEM_TRUSTED_KEYS", in_source=True),  # extract-cert of $(real-prereqs)
     FileOption("SYSTEM_REVOCATION_KEYS", in_source=True),
     FileOption("SYSTEM_BLACKLIST_HASH_LIST", in_source=False),  # awk and cat of the name
+    # scripts/gen_autoksyms.sh: a relative name is of the source tree
+    FileOption("UNUSED_KSYMS_WHITELIST", in_source=True),
 )
 
 
@@ -276,6 +278,10 @@ def unbuildable(values: Mapping[str, str], tree: Path) -> dict[str, str]:
 # cleared from a base config, so a cached kernel never holds what the machine held then.
 # ltoboot gives QEMU its own initramfs; a guest needs no built-in firmware.
 MACHINE_FILE_OPTIONS = ("EXTRA_FIRMWARE", "INITRAMFS_SOURCE")
+# what goes with them (the options that exist only when they are set): symbol prefixes
+CLEARED_WITH = {"EXTRA_FIRMWARE": ("EXTRA_FIRMWARE_DIR",),
+                "INITRAMFS_SOURCE": ("INITRAMFS_ROOT_UID", "INITRAMFS_ROOT_GID",
+                                     "INITRAMFS_COMPRESSION_")}
 
 
 def machine_files(values: Mapping[str, str]) -> dict[str, str]:

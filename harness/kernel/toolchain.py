@@ -111,7 +111,8 @@ def detect(llvm: str) -> Toolchain:
     sfx = f"-{llvm}" if llvm else ""
 
     def first_line(*argv: str) -> str:
-        out = proc.run(argv, what="asking the toolchain its version").splitlines()
+        out = proc.run(argv, what="asking the toolchain its version",
+                       env=make_env()).splitlines()
         if not out:
             raise InfraError(f"{argv[0]} --version printed nothing: reinstall it")
         return out[0].strip()
@@ -124,19 +125,27 @@ def detect(llvm: str) -> Toolchain:
 # What of ltoboot's environment make sees. make takes every variable as one of its own, and
 # kbuild reads many that no key has: KCFLAGS into every object, LOCALVERSION into the release,
 # KCONFIG_CONFIG, CROSS_COMPILE, LLVM_IAS, USERCFLAGS... So only these pass: where the tools
-# are (rustup's too: init/Kconfig asks rustc, and the key has what it answers), a home, a
-# temporary directory, the locale, and what ltoboot sets itself.
-MAKE_ENV = ("PATH", "HOME", "TMPDIR", "LANG", "LANGUAGE", "RUSTUP_HOME", "RUSTUP_TOOLCHAIN",
-            "CARGO_HOME")
+# are and what they need to run (a toolchain under a prefix, libclang for bindgen), rustup's
+# (init/Kconfig asks rustc, and the key has what it answers), git's configuration (kbuild's
+# setlocalversion: `git -c safe.directory=...` comes as GIT_CONFIG_PARAMETERS), a proxy for
+# what downloads, a home, a temporary directory, the locale, and what ltoboot sets itself.
+MAKE_ENV = ("PATH", "HOME", "TMPDIR", "LANG", "LANGUAGE", "LD_LIBRARY_PATH", "LIBCLANG_PATH",
+            "RUSTUP_HOME", "RUSTUP_TOOLCHAIN", "CARGO_HOME", "XDG_CONFIG_HOME",
+            "GIT_CONFIG_PARAMETERS", "GIT_CONFIG_COUNT", "GIT_CONFIG_GLOBAL", "GIT_CONFIG_SYSTEM",
+            "GIT_CONFIG_NOSYSTEM", "http_proxy", "https_proxy", "no_proxy", "HTTP_PROXY",
+            "HTTPS_PROXY", "NO_PROXY", "ALL_PROXY", "all_proxy")
+_MAKE_ENV_PREFIXES = ("LC_", "GIT_CONFIG_KEY_", "GIT_CONFIG_VALUE_")
 
 
 def make_env(extra: Mapping[str, str] | None = None) -> dict[str, str]:
-    """The environment of a make (and of what asks the machine's tools what Kconfig would)."""
-    env = {k: v for k, v in os.environ.items() if k in MAKE_ENV or k.startswith("LC_")}
+    """The environment of a make, and of what asks the machine's tools what Kconfig would
+    (the toolchain's versions, pahole's, rustc's)."""
+    env = {k: v for k, v in os.environ.items()
+           if k in MAKE_ENV or k.startswith(_MAKE_ENV_PREFIXES)}
     return {**env, **(extra or {})}
 
 
-VERSION_SECONDS = 30.0  # a tool's time to say its version (rustup may install a toolchain)
+VERSION_SECONDS = 300.0  # a tool's time to say its version (rustup may install a toolchain)
 
 
 @cache
@@ -147,10 +156,12 @@ def host_inputs(reads_rustc: bool = False, where: Path | None = None) -> dict[st
     bindgen is there too (RUST_IS_AVAILABLE needs both), and then bindgen's. A key gets them,
     so a build made before one was installed or updated is not served after it: empty on a
     machine with none, which keeps the keys of kernels built without them. Asked as make asks
-    them: in `where` (the tree: rustup picks a toolchain by directory), with make's
-    environment. A tool that does not run is keyed as such (Kconfig then sees no version)."""
+    them: in `where` (the cache, where every build directory is: rustup picks a toolchain by
+    directory), with make's environment. A tool that does not run is keyed as such (Kconfig
+    then sees no version); one that does not answer in VERSION_SECONDS is an InfraError, not
+    a key that says what Kconfig would not."""
     env = make_env()
-    search = env.get("PATH", "")
+    search = env.get("PATH")  # None: the default path, as make's shell has
     with_bindgen = shutil.which("bindgen", path=search) is not None
     tools = ["pahole"] + (["rustc"] if reads_rustc or with_bindgen else []) + \
         (["bindgen"] if with_bindgen else [])
@@ -162,6 +173,8 @@ def host_inputs(reads_rustc: bool = False, where: Path | None = None) -> dict[st
             out = proc.run([tool, "--version"], what=f"asking {tool} its version", env=env,
                            cwd=where, ok=range(256), timeout=VERSION_SECONDS).strip()
         except InfraError as e:
+            if "did not end" in str(e):
+                raise
             out = f"(does not run: {e})"
         found[tool] = out.splitlines()[0] if out else "(no version)"
     return found

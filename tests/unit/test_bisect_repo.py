@@ -237,6 +237,8 @@ def _fake_plan_and_build(monkeypatch: pytest.MonkeyPatch,
     def compile_kernel(out: Path, *args: object, donor: object = None,
                        **kwargs: object) -> None:
         built.append((out, donor))
+        # a step configures afresh: the last step's config is gone before it builds
+        assert not (out / ".config").exists(), "the last step's .config is still there"
         raise BuildError("make (all) failed")
 
     monkeypatch.setattr(bisect, "plan", plan)

@@ -9,8 +9,10 @@ from pathlib import Path
 import pytest
 
 from harness.base.errors import BuildError, UsageError
-from harness.kernel import build, kbuild, kconfig
-from harness.kernel.model import BuildSpec
+from harness.kernel import build, kbuild, kconfig, source
+from harness.kernel.build import Plan
+from harness.kernel.model import BuildSpec, Checkout, Kernel
+from harness.kernel.toolchain import Toolchain
 
 
 def test_what_was_added_to_a_base_and_what_could_not_be() -> None:
@@ -178,3 +180,30 @@ def test_only_tinyconfig_builds_take_our_tinyconfig_fragment() -> None:
                  BuildSpec(arch="x86_64", config="/some/distro.config"),
                  BuildSpec(arch="arm64")):
         assert build.tinyconfig_fragment(spec) == "" and build.preferences(spec) == frozenset()
+
+
+def test_an_incremental_build_is_recorded_so_and_an_old_record_is_read_from_its_kernel(
+        tmp_path: Path) -> None:
+    src = source.KernelSource(tmp_path, "tar:x", "tree", "6.1.192", True, owned=True)
+    p = Plan(BuildSpec(arch="x86_64"), src, Toolchain("", "clang 19", "lld", 19), {}, "k" * 20,
+             {}, frozenset(), "kin", "near", Checkout())
+    index = tmp_path / "index"
+
+    def indexed(key: str, extra: dict[str, str]) -> dict[str, object]:
+        entry = tmp_path / key
+        entry.mkdir()
+        kernel = Kernel("x86_64", "thin", "6.1.192", entry / "bzImage", entry / ".config", None,
+                        None, entry, tmp_path, "clang 19", "lld", 19, "src", key, steps=92,
+                        build_seconds=98.3, extra=extra)
+        kernel.save(entry)
+        build._index(tmp_path, kernel, entry, "tinyconfig", p)
+        record: dict[str, object] = json.loads((index / f"x86_64-thin-{key}.json").read_text())
+        return record
+
+    assert indexed("a" * 20, {"incremental_from": "x86_64-thin fd32 of linux"})["incremental"]
+    record = indexed("b" * 20, {})
+    assert record["incremental"] is False and not build._incremental(record)
+    # a record from before records said it: its kernel's metadata tells
+    assert build._incremental({"entry": str(tmp_path / ("a" * 20))})
+    assert not build._incremental({"entry": str(tmp_path / ("b" * 20))})
+    assert not build._incremental({"entry": str(tmp_path / "gone")})

@@ -217,6 +217,11 @@ def test_files_of_this_machine_built_in_are_cleared(tmp_path: Path) -> None:
     assert sorted(cleared) == ["EXTRA_FIRMWARE", "INITRAMFS_SOURCE"]
     assert "files of this machine" in cleared["INITRAMFS_SOURCE"]
     assert text == 'CONFIG_X86_64=y\nCONFIG_EXTRA_FIRMWARE_DIR="/lib/firmware"\n'
+    # what exists only with them is no loss Kconfig made
+    said = build.changed_in_base(kconfig.parse(text), cleared, {"X86_64": "y"}, set())
+    assert said["config_dropped"] == ""
+    assert build.changed_in_base(kconfig.parse(text), {}, {"X86_64": "y"}, set()) == {
+        "config_cleared": "", "config_dropped": "CONFIG_EXTRA_FIRMWARE_DIR"}
     # Debian's, empty: nothing cleared, the key as it was
     config.write_text('CONFIG_X86_64=y\nCONFIG_EXTRA_FIRMWARE=""\nCONFIG_INITRAMFS_SOURCE=""\n')
     assert build.base_cleared(spec, _tree(tmp_path))[1] == {}

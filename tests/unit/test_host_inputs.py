@@ -4,12 +4,15 @@ not served after it; absent, the keys stay those of the kernels already built.""
 
 from __future__ import annotations
 
+import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from harness.base import proc
 from harness.base.arch import ARCHES
+from harness.base.errors import InfraError, UsageError
 from harness.kernel import build, kbuild, toolchain
 from harness.kernel.model import BuildSpec
 from tests.synthetic import fake_tree
@@ -83,7 +86,45 @@ def test_tools_are_asked_as_make_asks_them(bin_dir: Path, tmp_path: Path,
     (bin_dir / "pahole").write_text("#!/bin/sh\nsleep 100\n")
     monkeypatch.setattr(toolchain, "VERSION_SECONDS", 0.5)
     toolchain.host_inputs.cache_clear()
-    assert "did not end in 0.5 s" in toolchain.host_inputs(True, tree)["pahole"]
+    # not keyed as what Kconfig, which waits, would not see: an error before any build
+    with pytest.raises(InfraError, match=r"pahole --version. did not end in 0\.5 s"):
+        toolchain.host_inputs(True, tree)
+
+
+def test_without_path_the_default_path_is_searched(monkeypatch: pytest.MonkeyPatch) -> None:
+    """make's shell searches the default path then: so does the key (pahole in /usr/bin)."""
+    monkeypatch.delenv("PATH")
+    monkeypatch.setattr(shutil, "which",
+                        lambda tool, path=None: "/usr/bin/pahole"
+                        if tool == "pahole" and path is None else None)
+    monkeypatch.setattr(proc, "run", lambda argv, **kwargs: "v1.24\n")
+    toolchain.host_inputs.cache_clear()
+    try:
+        assert toolchain.host_inputs() == {"pahole": "v1.24"}
+    finally:
+        toolchain.host_inputs.cache_clear()
+
+
+def test_a_fragment_with_files_of_this_machine(tmp_path: Path,
+                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    """A file from outside the tree that a fragment names is keyed by its content; options
+    that build in files by names no key follows are refused before anything runs."""
+    monkeypatch.setenv("LTOBOOT_CACHE", str(tmp_path / "cache"))
+    tree = fake_tree(tmp_path / "linux")
+    with (tree / "Kconfig").open("a") as f:
+        f.write("config SYSTEM_TRUSTED_KEYS\n\tstring\nconfig INITRAMFS_SOURCE\n\tstring\n")
+    pem = tmp_path / "certs.pem"
+    pem.write_text("ONE\n")
+    frag = tmp_path / "mine.config"
+    frag.write_text(f'CONFIG_SYSTEM_TRUSTED_KEYS="{pem}"\n')
+    spec = BuildSpec("x86_64", kernel_src=str(tree), fragments=(str(frag),))
+    one = build.plan(spec).key
+    pem.write_text("TWO\n")
+    assert build.plan(spec).key != one
+    frag.write_text(f'CONFIG_INITRAMFS_SOURCE="{tmp_path}/initramfs"\n')
+    with pytest.raises(UsageError, match=r"--fragment sets CONFIG_INITRAMFS_SOURCE: .*leave it "
+                                         r"out"):
+        build.plan(spec)
 
 
 def test_make_sees_none_of_the_variables_kbuild_would_read(
@@ -97,13 +138,19 @@ def test_make_sees_none_of_the_variables_kbuild_would_read(
     for name in ("KCFLAGS", "LOCALVERSION", "KCONFIG_CONFIG", "CROSS_COMPILE", "LLVM_IAS",
                  "MAKEFLAGS", "KBUILD_BUILD_TIMESTAMP"):
         monkeypatch.setenv(name, "x")
-    monkeypatch.setenv("LC_ALL", "C")
+    # what the tools need to run: a toolchain's libraries, `git -c safe.directory=...`
+    kept = {"LC_ALL": "C", "LD_LIBRARY_PATH": "/opt/llvm/lib",
+            "GIT_CONFIG_PARAMETERS": "'safe.directory'='/src/linux'",
+            "GIT_CONFIG_COUNT": "1", "GIT_CONFIG_KEY_0": "safe.directory",
+            "GIT_CONFIG_VALUE_0": "*", "https_proxy": "http://proxy:3128"}
+    for name, value in kept.items():
+        monkeypatch.setenv(name, value)
     monkeypatch.setenv(kbuild.CCACHE_ENV, "0")
     make = kbuild.Kbuild(tmp_path, tmp_path / "out", ARCHES["x86_64"], "19",
                          tmp_path / "log", "x86_64-thin")
     make("help")
     env = dict(line.split("=", 1) for line in seen.read_text().splitlines() if "=" in line)
-    assert env["PATH"].startswith(str(d)) and env["LC_ALL"] == "C"
+    assert env["PATH"].startswith(str(d)) and kept.items() <= env.items()
     assert not {"KCFLAGS", "LOCALVERSION", "KCONFIG_CONFIG", "CROSS_COMPILE", "LLVM_IAS",
                 "MAKEFLAGS", "KBUILD_BUILD_TIMESTAMP"} & set(env)
 
